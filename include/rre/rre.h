@@ -1,0 +1,467 @@
+/*
+ * rre.h - the public interface of librre, the ringrift-events library.
+ *
+ * This is the one header a program includes. What it (and the siblings it
+ * includes) does not declare is not supported. Conventions used throughout:
+ *
+ *  - Every fallible call returns an rre_status; RRE_OK is 0. On failure a
+ *    detail message for the calling thread is kept and can be fetched with
+ *    rre_last_error() until the next failing call on that thread.
+ *  - Objects are opaque handles created with rre_x_create(&out, ...) and
+ *    freed with rre_x_destroy(); destroying NULL does nothing.
+ *  - Strings and JSON values handed to a callback are borrowed until the
+ *    callback returns. A function that takes ownership of an argument says so.
+ *  - JSON payloads are jansson values (json_t). Payloads are JSON objects.
+ *  - Unless a declaration says otherwise, a function may be called from any
+ *    thread, and functions on the catalog are lock-free and read-only.
+ *  - The library never prints. It reports through the log callback set with
+ *    rre_set_logger().
+ */
+#ifndef RRE_RRE_H
+#define RRE_RRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RRE_BUILDING_LIBRARY) && defined(__GNUC__)
+#define RRE_API __attribute__((visibility("default")))
+#else
+#define RRE_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define RRE_VERSION_MAJOR 0
+#define RRE_VERSION_MINOR 1
+#define RRE_VERSION_PATCH 0
+#define RRE_VERSION_STRING "0.1.0"
+/* MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time comparisons. */
+#define RRE_VERSION_NUMBER                                                                         \
+    (RRE_VERSION_MAJOR * 10000 + RRE_VERSION_MINOR * 100 + RRE_VERSION_PATCH)
+
+/* The version of the library actually linked, as a string and a number. */
+RRE_API const char *rre_version(void);
+RRE_API int rre_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* X(NAME, value, description). Values are explicit and only ever appended. */
+#define RRE_STATUS_MAP(X)                                                                          \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, 1, "invalid argument")                                                               \
+    X(ENOMEM, 2, "out of memory")                                                                  \
+    X(EUNKNOWN_TYPE, 3, "unknown event type")                                                      \
+    X(EJSON, 4, "malformed JSON")                                                                  \
+    X(ENOT_OBJECT, 5, "payload is not a JSON object")                                              \
+    X(ELIMIT, 6, "input exceeds a size or nesting limit")                                          \
+    X(EINVALID_PAYLOAD, 7, "payload does not match the schema of its event type")                  \
+    X(ECONFIG_KEY, 8, "invalid config key")                                                        \
+    X(EIO, 9, "I/O error")                                                                         \
+    X(EDB, 10, "database error")                                                                   \
+    X(ECORRUPT, 11, "database file is corrupt or not a database")                                  \
+    X(EFULL, 12, "disk or database full")                                                          \
+    X(EREADONLY, 13, "database is read-only")                                                      \
+    X(ECLOSED, 14, "object is closed")                                                             \
+    X(EHELD, 15, "name is held by another live process")                                           \
+    X(ETIMEOUT, 16, "timed out")                                                                   \
+    X(ENOTFOUND, 17, "not found")                                                                  \
+    X(ECRYPTO, 18, "cryptographic library error")                                                  \
+    X(ENATS, 19, "NATS error")                                                                     \
+    X(EINTERNAL, 20, "internal error")                                                             \
+    X(EDUPLICATE, 21, "duplicate event within the dedup window")                                   \
+    X(ECATEGORY, 22, "unknown event category")
+
+typedef enum rre_status {
+#define RRE__STATUS_ENUM(name, value, text) RRE_##name = value,
+    RRE_STATUS_MAP(RRE__STATUS_ENUM)
+#undef RRE__STATUS_ENUM
+} rre_status;
+
+/* A static description of a status; never NULL ("unknown status" for values
+ * outside the enum). */
+RRE_API const char *rre_strerror(rre_status status);
+
+/* The symbolic name of a status ("RRE_EJSON"); never NULL. */
+RRE_API const char *rre_status_name(rre_status status);
+
+/* The detail message of the last failing call on this thread ("" if none).
+ * The string belongs to the thread and is valid until its next library call. */
+RRE_API const char *rre_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum rre_log_level {
+    RRE_LOG_DEBUG = 0,
+    RRE_LOG_INFO = 1,
+    RRE_LOG_WARN = 2,
+    RRE_LOG_ERROR = 3,
+} rre_log_level;
+
+/* A log sink. `component` is a short static name ("router", "queue", ...),
+ * `message` is borrowed for the duration of the call. May be called from any
+ * library thread, never with a library lock held. */
+typedef void (*rre_log_fn)(rre_log_level level, const char *component, const char *message,
+                           void *user_data);
+
+/* Sets the process-wide log sink and the lowest level passed to it. NULL
+ * removes the sink (the default: nothing is logged). Set it before starting
+ * other threads that use the library; changing it later is safe but a message
+ * being logged concurrently may still reach the previous sink. */
+RRE_API void rre_set_logger(rre_log_fn fn, void *user_data, rre_log_level min_level);
+
+RRE_API const char *rre_log_level_name(rre_log_level level);
+
+/* ------------------------------------------------------------------------ */
+/* Event catalog                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* X(NAME, "name"): the categories of event types. */
+#define RRE_CATEGORY_MAP(X)                                                                        \
+    X(SYNC, "sync")                                                                                \
+    X(TRAINING_PIPELINE, "training_pipeline")                                                      \
+    X(EVALUATION, "evaluation")                                                                    \
+    X(SELFPLAY, "selfplay")                                                                        \
+    X(MODEL, "model")                                                                              \
+    X(QUALITY, "quality")                                                                          \
+    X(CURRICULUM, "curriculum")                                                                    \
+    X(OPTIMIZATION, "optimization")                                                                \
+    X(CLUSTER_HEALTH, "cluster_health")                                                            \
+    X(RECOVERY, "recovery")                                                                        \
+    X(WORK_QUEUE, "work_queue")                                                                    \
+    X(DAEMON_LIFECYCLE, "daemon_lifecycle")                                                        \
+    X(TASK_LIFECYCLE, "task_lifecycle")                                                            \
+    X(RESOURCE, "resource")                                                                        \
+    X(LEADER_ELECTION, "leader_election")                                                          \
+    X(DATA_INTEGRITY, "data_integrity")                                                            \
+    X(LOCK, "lock")                                                                                \
+    X(CHECKPOINT, "checkpoint")                                                                    \
+    X(PARITY, "parity")                                                                            \
+    X(CACHE, "cache")                                                                              \
+    X(STAGE, "stage")                                                                              \
+    X(OTHER, "other")
+
+typedef enum rre_category {
+#define RRE__CATEGORY_ENUM(id, text) RRE_CAT_##id,
+    RRE_CATEGORY_MAP(RRE__CATEGORY_ENUM)
+#undef RRE__CATEGORY_ENUM
+        RRE_CATEGORY_COUNT
+} rre_category;
+
+/* Every event type. The list lives in <rre/event_types.def>, one
+ * RRE_EVENT(NAME, "value", CATEGORY, DOCUMENTED, "queue_spelling", ALIAS_OF,
+ * "description") line per type; RRE_EV_<NAME> is its enum constant. */
+typedef enum rre_event_type {
+    RRE_EV_NONE = -1,
+#define RRE_EVENT(name, value, category, documented, queue_spelling, alias_of, description)        \
+    RRE_EV_##name,
+#include <rre/event_types.def>
+#undef RRE_EVENT
+    RRE_EVENT_TYPE_COUNT
+} rre_event_type;
+
+/* The type a payload field must have. */
+typedef enum rre_field_type {
+    RRE_FT_ANY = 0,        /* any JSON value */
+    RRE_FT_STR,            /* string */
+    RRE_FT_INT,            /* integer (a float with an integral value is not accepted) */
+    RRE_FT_FLOAT,          /* number; an integer is accepted */
+    RRE_FT_BOOL,           /* true or false */
+    RRE_FT_LIST,           /* array of anything */
+    RRE_FT_LIST_STR,       /* array of strings */
+    RRE_FT_DICT,           /* object */
+    RRE_FT_DICT_STR_FLOAT, /* object whose values are numbers */
+} rre_field_type;
+
+/* Field flags. */
+#define RRE_FIELD_REQUIRED 0x1u     /* must be present (EVENT_PAYLOAD_SCHEMAS.md) */
+#define RRE_FIELD_NULLABLE 0x2u     /* null is accepted ("| None") */
+#define RRE_FIELD_IN_SCHEMAS 0x4u   /* listed by the payload-schemas document */
+#define RRE_FIELD_IN_CATALOG 0x8u   /* listed by the event catalog document */
+
+typedef struct rre_field_info {
+    const char *name;
+    rre_field_type type;
+    unsigned flags;
+    const char *description; /* "" when the documents give none */
+} rre_field_info;
+
+typedef struct rre_event_info {
+    rre_event_type type;
+    const char *name;           /* canonical NAME, e.g. "TRAINING_COMPLETED" */
+    const char *value;          /* legacy lowercase value, e.g. "training_completed" */
+    rre_category category;
+    bool documented;            /* described by the seed documents */
+    const char *queue_spelling; /* what the shared database's event_type column holds */
+    rre_event_type alias_of;    /* RRE_EV_NONE, or the type this one resolves to */
+    const char *description;    /* one line; never NULL */
+    size_t field_count;         /* known payload fields */
+    const rre_field_info *fields;
+    bool has_schema;            /* the documents give a payload schema for it */
+} rre_event_info;
+
+/* The description of a type, or NULL when `type` is out of range. The
+ * returned data is static. */
+RRE_API const rre_event_info *rre_event_get(rre_event_type type);
+
+/* The canonical NAME of a type, or "UNKNOWN" when out of range. */
+RRE_API const char *rre_event_name(rre_event_type type);
+
+/* Resolves any spelling of a type: its NAME, its value, its queue spelling,
+ * a stage-event name or value, in any letter case. Aliases (stage events and
+ * types that share a data event's wire spelling) resolve to the type they map
+ * to, so the result never has alias_of set. Unknown or NULL: RRE_EUNKNOWN_TYPE
+ * and *out = RRE_EV_NONE. Constant time; no allocation. */
+RRE_API rre_status rre_event_lookup(const char *spelling, rre_event_type *out);
+RRE_API rre_status rre_event_lookup_n(const char *spelling, size_t len, rre_event_type *out);
+
+/* The known field `name` of `type`, or NULL. */
+RRE_API const rre_field_info *rre_event_field(rre_event_type type, const char *name);
+
+RRE_API const char *rre_field_type_name(rre_field_type type); /* "str", "list[str]", ... */
+RRE_API const char *rre_category_name(rre_category category); /* "sync", ... or "unknown" */
+RRE_API rre_status rre_category_lookup(const char *name, rre_category *out); /* any case */
+
+/* Stage events: names of the stage bus that resolve to a data event. */
+typedef struct rre_stage_event_info {
+    const char *name;     /* e.g. "TRAINING_COMPLETE" */
+    const char *value;    /* e.g. "training_complete" */
+    rre_event_type maps_to;
+} rre_stage_event_info;
+
+RRE_API size_t rre_stage_event_count(void);
+RRE_API const rre_stage_event_info *rre_stage_event_get(size_t index); /* NULL past the end */
+
+/* Lifecycles: the ordering guarantees of the documents, as data. A lifecycle
+ * is a sequence of steps; a step is one of several types. */
+#define RRE_STEP_REPEATABLE 0x1u /* the step may occur 0..N times */
+#define RRE_STEP_TERMINAL 0x2u   /* the step ends the lifecycle */
+
+typedef struct rre_lifecycle_step {
+    const rre_event_type *types; /* alternatives */
+    size_t type_count;
+    unsigned flags;
+} rre_lifecycle_step;
+
+typedef struct rre_lifecycle {
+    const char *name;            /* "training", "evaluation", "sync", "recovery", "work" */
+    const rre_lifecycle_step *steps;
+    size_t step_count;
+    const char *const *key_fields; /* payload fields that identify one run, in order of preference */
+    size_t key_field_count;
+} rre_lifecycle;
+
+RRE_API size_t rre_lifecycle_count(void);
+RRE_API const rre_lifecycle *rre_lifecycle_get(size_t index); /* NULL past the end */
+RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name);
+
+/* The pipeline chain SELFPLAY_COMPLETE -> ... -> MODEL_DISTRIBUTION_COMPLETE,
+ * in order. */
+RRE_API const rre_event_type *rre_pipeline_chain(size_t *count);
+
+/* Generated documents. Each allocates *out (release with free()). */
+RRE_API rre_status rre_catalog_markdown(char **out);
+/* One type as a JSON object: name, value, category, description,
+ * queue_spelling, documented, alias_of, fields [{name, type, required,
+ * nullable}]. Caller owns the result (json_decref). */
+RRE_API rre_status rre_event_to_json(rre_event_type type, json_t **out);
+/* The JSON Schema (draft 2020-12) of a type's payload. Caller owns it. */
+RRE_API rre_status rre_event_json_schema(rre_event_type type, json_t **out);
+
+/* ------------------------------------------------------------------------ */
+/* Payloads                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Limits on payloads accepted by rre_payload_parse(). */
+#define RRE_PAYLOAD_MAX_BYTES (1024u * 1024u) /* 1 MiB of JSON text */
+#define RRE_PAYLOAD_MAX_DEPTH 32              /* nesting of arrays and objects */
+
+/* Parses `len` bytes of JSON text into a new object (*out, owned by the
+ * caller). Rejects: malformed JSON or invalid UTF-8 (RRE_EJSON), a value that
+ * is not an object (RRE_ENOT_OBJECT), text over RRE_PAYLOAD_MAX_BYTES or
+ * nesting deeper than RRE_PAYLOAD_MAX_DEPTH (RRE_ELIMIT), duplicate keys and
+ * NUL characters in strings (RRE_EJSON). The detail message says where. */
+RRE_API rre_status rre_payload_parse(const char *text, size_t len, json_t **out);
+
+/* Checks an already built value against the same rules (object, depth,
+ * UTF-8 is guaranteed by jansson). */
+RRE_API rre_status rre_payload_check(const json_t *payload);
+
+/* Renames the seed's field aliases to their canonical names, in place, only
+ * where the canonical field is absent: config -> config_key, checkpoint_path
+ * and path -> model_path, loss -> final_loss, samples -> samples_trained,
+ * games -> games_played. Returns the number of fields renamed. */
+RRE_API size_t rre_payload_normalize(json_t *payload);
+
+/* ------------------------------------------------------------------------ */
+/* Validation                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef enum rre_validation_mode {
+    RRE_VALIDATE_OFF = 0,
+    RRE_VALIDATE_WARN = 1,   /* problems are counted and logged; the event goes on */
+    RRE_VALIDATE_STRICT = 2, /* an event with problems is rejected */
+} rre_validation_mode;
+
+typedef enum rre_problem_kind {
+    RRE_PROBLEM_MISSING = 0,   /* a required field is absent */
+    RRE_PROBLEM_WRONG_TYPE,    /* a known field has the wrong type */
+    RRE_PROBLEM_UNKNOWN_FIELD, /* a note, not an error: a field the documents do not list */
+} rre_problem_kind;
+
+#define RRE_PROBLEMS_MAX 16
+#define RRE_PROBLEM_FIELD_MAX 64
+
+typedef struct rre_problem {
+    rre_problem_kind kind;
+    char field[RRE_PROBLEM_FIELD_MAX]; /* truncated with "..." when longer */
+    rre_field_type expected;           /* for MISSING and WRONG_TYPE */
+    const char *found;                 /* JSON type found ("string", "null", ...) or "" */
+} rre_problem;
+
+typedef struct rre_problems {
+    size_t count;  /* entries stored in items (at most RRE_PROBLEMS_MAX) */
+    size_t errors; /* MISSING + WRONG_TYPE found, including ones not stored */
+    size_t notes;  /* UNKNOWN_FIELD found, including ones not stored */
+    rre_problem items[RRE_PROBLEMS_MAX];
+} rre_problems;
+
+/* Validation flags. */
+#define RRE_VALIDATE_NOTES 0x1u /* also report unknown fields as notes */
+
+/* Checks `payload` against the schema of `type` (call rre_payload_normalize()
+ * first). Fills *out (may be NULL when only the verdict matters). Returns
+ * RRE_OK when there is no error (notes allowed), RRE_EINVALID_PAYLOAD when
+ * there is at least one, RRE_ENOT_OBJECT / RRE_EUNKNOWN_TYPE for bad
+ * arguments. Does not allocate. */
+RRE_API rre_status rre_validate(rre_event_type type, const json_t *payload, unsigned flags,
+                                rre_problems *out);
+
+/* Writes one problem as a line of text ("field 'epochs': expected int, found
+ * string"), truncated to `cap`. Returns the length it would have had. */
+RRE_API int rre_problem_format(const rre_problem *problem, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Canonical JSON and the content hash                                       */
+/* ------------------------------------------------------------------------ */
+
+#define RRE_HASH_SIZE 32
+#define RRE_HASH_HEX_SIZE 65 /* 64 hex digits and a NUL */
+
+/* Canonical JSON of a value (RFC 8785: keys sorted by UTF-16 code units, no
+ * insignificant whitespace, numbers in their shortest round-trip form, strings
+ * with minimal escapes). *out is NUL-terminated, owned by the caller (free()).
+ * Non-finite reals give RRE_EINVAL. */
+RRE_API rre_status rre_canonical_json(const json_t *value, char **out, size_t *len);
+
+/* The content hash of an event: SHA-256 over the canonical NAME of `type`, a
+ * newline, and the canonical JSON of `payload` without the top-level envelope
+ * fields timestamp, created_at, source and trace_id. Does not allocate on the
+ * common path. */
+RRE_API rre_status rre_content_hash(rre_event_type type, const json_t *payload,
+                                    uint8_t out[RRE_HASH_SIZE]);
+
+/* Lower-case hex of a hash, NUL-terminated. */
+RRE_API void rre_hash_to_hex(const uint8_t hash[RRE_HASH_SIZE], char out[RRE_HASH_HEX_SIZE]);
+
+/* ------------------------------------------------------------------------ */
+/* Config keys                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum rre_board {
+    RRE_BOARD_HEX8 = 0,
+    RRE_BOARD_SQUARE8,
+    RRE_BOARD_SQUARE19,
+    RRE_BOARD_HEXAGONAL,
+    RRE_BOARD_COUNT
+} rre_board;
+
+#define RRE_CONFIG_KEY_MAX 16 /* longest key "hexagonal_4p" plus NUL, rounded up */
+
+typedef struct rre_config_key {
+    rre_board board;
+    int num_players; /* 2..4 */
+} rre_config_key;
+
+/* Parses "<board>_<n>p": board one of hex8, square8, square19, hexagonal and
+ * n a single digit 2..4. Anything else is RRE_ECONFIG_KEY with a detail
+ * message saying what is wrong. */
+RRE_API rre_status rre_config_key_parse(const char *key, rre_config_key *out);
+
+/* Makes "<board>_<n>p" into buf (at least RRE_CONFIG_KEY_MAX bytes). An
+ * unknown board or a count outside 2..4 is RRE_ECONFIG_KEY. */
+RRE_API rre_status rre_config_key_make(const char *board, int num_players, char *buf, size_t cap);
+
+RRE_API const char *rre_board_name(rre_board board); /* NULL when out of range */
+RRE_API rre_status rre_board_parse(const char *name, rre_board *out);
+
+/* ------------------------------------------------------------------------ */
+/* Payload extraction (the seed's event_utils)                               */
+/* ------------------------------------------------------------------------ */
+
+/* The config key of a payload with the seed's fallbacks: config_key, then
+ * config, then board_type + num_players. Writes it to buf (RRE_CONFIG_KEY_MAX
+ * bytes) and returns buf, or NULL when none can be found or it is invalid. */
+RRE_API const char *rre_extract_config_key(const json_t *payload, char *buf, size_t cap);
+
+/* The model path with fallbacks: model_path, checkpoint_path, path. Borrowed
+ * from the payload; NULL when absent or not a string. */
+RRE_API const char *rre_extract_model_path(const json_t *payload);
+
+/* Typed view of a TRAINING_COMPLETED payload. Strings are borrowed from the
+ * payload (valid while it lives) except config_key, which points into the
+ * struct. Missing numbers are 0 / false; `valid` says whether the fields the
+ * schema requires were all found. */
+typedef struct rre_training_data {
+    const char *config_key;
+    const char *board_type;
+    int num_players;
+    const char *model_path;
+    int64_t epochs;
+    double final_loss;
+    int64_t samples_trained;
+    const char *job_id;      /* NULL when absent */
+    double duration_seconds;
+    bool early_stopped;
+    bool valid;
+    char config_key_buf[RRE_CONFIG_KEY_MAX];
+} rre_training_data;
+
+RRE_API rre_status rre_extract_training_data(const json_t *payload, rre_training_data *out);
+
+/* Typed view of an EVALUATION_COMPLETED payload; same conventions. */
+typedef struct rre_evaluation_data {
+    const char *config_key;
+    const char *board_type;
+    int num_players;
+    const char *model_path;
+    double elo;
+    int64_t games_played;
+    double win_rate;
+    bool is_multi_harness;
+    const json_t *harness_results;           /* borrowed object or NULL */
+    const char *best_harness;                /* NULL when absent */
+    const json_t *composite_participant_ids; /* borrowed array or NULL */
+    bool valid;
+    char config_key_buf[RRE_CONFIG_KEY_MAX];
+} rre_evaluation_data;
+
+RRE_API rre_status rre_extract_evaluation_data(const json_t *payload, rre_evaluation_data *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RRE_RRE_H */

@@ -1,0 +1,36 @@
+/*
+ * internal.h - declarations shared by the library's source files (the rre__
+ * tier). Nothing here is part of the public interface.
+ */
+#ifndef RRE_INTERNAL_H
+#define RRE_INTERNAL_H
+
+#include <rre/rre.h>
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define RRE__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define RRE__PRINTF(fmt, args)
+#endif
+
+#define RRE__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Records `status` and a formatted detail message as this thread's last
+ * error, and returns `status` so callers can write `return rre__error(...)`. */
+rre_status rre__error(rre_status status, const char *fmt, ...) RRE__PRINTF(2, 3);
+
+/* Clears this thread's last error. */
+void rre__clear_error(void);
+
+/* Logs through the process-wide sink, if one is set and `level` passes. */
+void rre__log(rre_log_level level, const char *component, const char *fmt, ...) RRE__PRINTF(3, 4);
+
+/* True when a message at `level` would reach the sink (to skip formatting). */
+bool rre__log_enabled(rre_log_level level);
+
+/* Aborts with a message: for broken invariants and failed lock operations. */
+_Noreturn void rre__panic(const char *fmt, ...) RRE__PRINTF(1, 2);
+
+#endif /* RRE_INTERNAL_H */

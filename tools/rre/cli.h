@@ -1,0 +1,36 @@
+/*
+ * cli.h - what the command functions of the rre tool share.
+ */
+#ifndef RRE_CLI_H
+#define RRE_CLI_H
+
+#include <rre/rre.h>
+
+#include <stdio.h>
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+struct cli_globals {
+    const char *db_path; /* --db, or NULL for the default location */
+};
+
+struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(const struct cli_globals *g, int argc, char **argv);
+};
+
+/* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "rre: <message>" to stderr and returns CLI_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "rre: <what>: <strerror>: <detail>" for a failed library call and
+ * returns CLI_FAIL. */
+int cli_fail_status(const char *what, rre_status st);
+
+/* Reads all of standard input (up to `max` bytes; more is an error). */
+char *cli_read_stdin(size_t max, size_t *len);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * main.c - the rre command: parses the global options, runs one command
+ * function, cleans up. The tool is a client of the public API only.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct cli_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: rre [--db PATH] COMMAND [ARGS...]\n\ncommands:\n");
+    for (const struct cli_command *c = commands; c->name != NULL; c++)
+        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+    fprintf(f, "\nrre --help, rre --version; rre COMMAND --help for a command's options.\n"
+               "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_globals g = {0};
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return CLI_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("rre %s\n", rre_version());
+            return CLI_OK;
+        } else if (strcmp(argv[i], "--db") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error("--db needs a PATH");
+            g.db_path = argv[++i];
+        } else if (strncmp(argv[i], "--db=", 5) == 0) {
+            g.db_path = argv[i] + 5;
+        } else if (argv[i][0] == '-') {
+            return cli_usage_error("unknown option '%s'", argv[i]);
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    for (const struct cli_command *c = commands; c->name != NULL; c++)
+        if (strcmp(argv[i], c->name) == 0)
+            return c->run(&g, argc - i, argv + i);
+    return cli_usage_error("unknown command '%s' (see rre --help)", argv[i]);
+}
