@@ -460,6 +460,38 @@ typedef struct rre_evaluation_data {
 
 RRE_API rre_status rre_extract_evaluation_data(const json_t *payload, rre_evaluation_data *out);
 
+/* ------------------------------------------------------------------------ */
+/* The event envelope                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Where an event came from. */
+typedef enum rre_origin {
+    RRE_ORIGIN_LOCAL = 0,   /* published in this process */
+    RRE_ORIGIN_PROCESS = 1, /* another process, through the durable queue */
+    RRE_ORIGIN_HOST = 2,    /* another host, through the bridge */
+} rre_origin;
+
+#define RRE_TIMESTAMP_MAX 32 /* "2026-01-02T03:04:05.678901Z" and a NUL */
+#define RRE_TRACE_ID_MAX 56  /* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>" and a NUL */
+
+/* An event as subscribers see it. Handlers borrow it (and everything it
+ * points to) until they return; rre_event_copy() keeps one longer. */
+typedef struct rre_event {
+    rre_event_type type;       /* canonical type (never an alias) */
+    json_t *payload;           /* a JSON object; handlers must not modify it */
+    const char *source;        /* publishing component, "" when unknown */
+    const char *hostname;      /* publishing host, "" when unknown */
+    char timestamp[RRE_TIMESTAMP_MAX]; /* ISO 8601 UTC */
+    char trace_id[RRE_TRACE_ID_MAX];   /* W3C trace-context traceparent */
+    uint8_t hash[RRE_HASH_SIZE];       /* content hash (rre_content_hash) */
+    int64_t event_id;          /* durable queue id, 0 when not persisted */
+    rre_origin origin;
+} rre_event;
+
+#include <rre/router.h>
+#include <rre/queue.h>
+#include <rre/flow.h>
+
 #ifdef __cplusplus
 }
 #endif
