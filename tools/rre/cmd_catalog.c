@@ -1,0 +1,159 @@
+/*
+ * cmd_catalog.c - `rre catalog`: list the event types, or show one.
+ *
+ *   rre catalog [--category C] [--format text|json|markdown]
+ *   rre catalog TYPE [--format text|json|json-schema]
+ *
+ * An unknown TYPE or category is a failure (exit 1), an unknown option or
+ * format a usage error (exit 2).
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int print_json_line(json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    if (text == NULL)
+        return cli_fail("out of memory");
+    puts(text);
+    free(text);
+    return CLI_OK;
+}
+
+static void print_type_text(const rre_event_info *info)
+{
+    printf("%s\n", info->name);
+    printf("  value:          %s\n", info->value);
+    printf("  category:       %s\n", rre_category_name(info->category));
+    printf("  queue spelling: %s\n", info->queue_spelling);
+    printf("  documented:     %s\n", info->documented ? "yes" : "no");
+    if (info->alias_of != RRE_EV_NONE)
+        printf("  alias of:       %s\n", rre_event_name(info->alias_of));
+    printf("  description:    %s\n", info->description);
+    if (info->field_count == 0) {
+        printf("  fields:         (none documented)\n");
+        return;
+    }
+    printf("  fields:\n");
+    for (size_t i = 0; i < info->field_count; i++) {
+        const rre_field_info *f = &info->fields[i];
+        printf("    %-28s %-18s%s%s\n", f->name, rre_field_type_name(f->type),
+               (f->flags & RRE_FIELD_REQUIRED) ? " required" : "",
+               (f->flags & RRE_FIELD_NULLABLE) ? " nullable" : "");
+    }
+}
+
+static int show_one(const char *spelling, const char *format)
+{
+    rre_event_type type;
+    rre_status st = rre_event_lookup(spelling, &type);
+    if (st != RRE_OK)
+        return cli_fail_status("catalog", st);
+    if (strcmp(format, "text") == 0) {
+        print_type_text(rre_event_get(type));
+        return CLI_OK;
+    }
+    json_t *obj = NULL;
+    if (strcmp(format, "json") == 0)
+        st = rre_event_to_json(type, &obj);
+    else if (strcmp(format, "json-schema") == 0)
+        st = rre_event_json_schema(type, &obj);
+    else
+        return cli_usage_error("catalog TYPE: unknown format '%s' (text, json or json-schema)",
+                               format);
+    if (st != RRE_OK)
+        return cli_fail_status("catalog", st);
+    return print_json_line(obj);
+}
+
+static int list_all(const char *category_name, const char *format)
+{
+    bool filter = category_name != NULL;
+    rre_category category = RRE_CAT_OTHER;
+    if (filter) {
+        rre_status st = rre_category_lookup(category_name, &category);
+        if (st != RRE_OK) {
+            fprintf(stderr, "rre: catalog: unknown category '%s'; categories:", category_name);
+            for (int c = 0; c < RRE_CATEGORY_COUNT; c++)
+                fprintf(stderr, " %s", rre_category_name((rre_category)c));
+            fputc('\n', stderr);
+            return CLI_FAIL;
+        }
+    }
+    if (strcmp(format, "markdown") == 0) {
+        if (filter)
+            return cli_usage_error("catalog: --format markdown documents the whole catalog; "
+                                   "it does not take --category");
+        char *md = NULL;
+        rre_status st = rre_catalog_markdown(&md);
+        if (st != RRE_OK)
+            return cli_fail_status("catalog", st);
+        fputs(md, stdout);
+        free(md);
+        return CLI_OK;
+    }
+    bool json = strcmp(format, "json") == 0;
+    if (!json && strcmp(format, "text") != 0)
+        return cli_usage_error("catalog: unknown format '%s' (text, json or markdown)", format);
+    for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++) {
+        const rre_event_info *info = rre_event_get((rre_event_type)t);
+        if (filter && info->category != category)
+            continue;
+        if (json) {
+            json_t *obj = NULL;
+            rre_status st = rre_event_to_json(info->type, &obj);
+            if (st != RRE_OK)
+                return cli_fail_status("catalog", st);
+            if (print_json_line(obj) != CLI_OK)
+                return CLI_FAIL;
+        } else {
+            printf("%-36s %-36s %-18s %s\n", info->name, info->value,
+                   rre_category_name(info->category), info->description);
+        }
+    }
+    return CLI_OK;
+}
+
+static void catalog_help(void)
+{
+    puts("usage: rre catalog [--category C] [--format text|json|markdown]\n"
+         "       rre catalog TYPE [--format text|json|json-schema]\n"
+         "\n"
+         "Lists every event type, or shows one. TYPE is any spelling: the NAME, the\n"
+         "legacy value, a stage-event name, in any letter case.");
+}
+
+int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
+{
+    (void)g;
+    const char *category = NULL, *format = NULL, *type = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            catalog_help();
+            return CLI_OK;
+        } else if (strcmp(a, "--category") == 0 || strcmp(a, "--format") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error("catalog: %s needs a value", a);
+            if (strcmp(a, "--category") == 0)
+                category = argv[++i];
+            else
+                format = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_error("catalog: unknown option '%s'", a);
+        } else if (type == NULL) {
+            type = a;
+        } else {
+            return cli_usage_error("catalog: unexpected argument '%s'", a);
+        }
+    }
+    if (type != NULL) {
+        if (category != NULL)
+            return cli_usage_error("catalog: --category lists types; it cannot be used with TYPE");
+        return show_one(type, format ? format : "text");
+    }
+    return list_all(category, format ? format : "text");
+}
