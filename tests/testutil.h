@@ -19,9 +19,9 @@ void tu_rmtree(const char *path);
 
 /* The output of a command run by tu_run(). */
 typedef struct tu_result {
-    int status;   /* exit status, or 128 + signal */
-    char *out;    /* standard output, NUL-terminated */
-    char *err;    /* standard error, NUL-terminated */
+    int status; /* exit status, or 128 + signal */
+    char *out;  /* standard output, NUL-terminated */
+    char *err;  /* standard error, NUL-terminated */
 } tu_result;
 
 /* Runs the rre command line with the given arguments (NULL-terminated) and

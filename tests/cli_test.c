@@ -1,0 +1,382 @@
+/*
+ * cli_test.c - black-box tests of the rre command line: the foundation
+ * commands (help, version, catalog, validate, config-key) and their exit
+ * statuses (0 success, 1 failure, 2 wrong usage).
+ */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (*s == '\n')
+            n++;
+    return n;
+}
+
+static json_t *parse_line(const char *s)
+{
+    json_error_t err;
+    json_t *v = json_loads(s, JSON_DISABLE_EOF_CHECK, &err);
+    if (v == NULL)
+        fail_msg("output is not JSON: %s (%s)", s, err.text);
+    return v;
+}
+
+static void test_help_lists_commands_and_exits_zero(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "catalog"));
+    assert_non_null(strstr(r.out, "validate"));
+    assert_non_null(strstr(r.out, "config-key"));
+    tu_result_free(&r);
+}
+
+static void test_version_prints_library_version(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "--version", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, RRE_VERSION_STRING));
+    tu_result_free(&r);
+}
+
+static void test_no_command_is_usage_error(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+}
+
+static void test_unknown_command_is_usage_error_naming_it(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "frobnicate", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "frobnicate"));
+    tu_result_free(&r);
+}
+
+static void test_unknown_global_option_is_usage_error(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "--bogus", "catalog", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--bogus"));
+    tu_result_free(&r);
+}
+
+static void test_catalog_lists_every_type(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), RRE_EVENT_TYPE_COUNT);
+    assert_non_null(strstr(r.out, "TRAINING_COMPLETED"));
+    tu_result_free(&r);
+}
+
+static void test_catalog_json_is_one_object_per_line_with_fields(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--format", "json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), RRE_EVENT_TYPE_COUNT);
+    size_t seen = 0;
+    for (char *line = strtok(r.out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_t *obj = parse_line(line);
+        assert_true(json_is_object(obj));
+        assert_true(json_is_string(json_object_get(obj, "name")));
+        assert_true(json_is_string(json_object_get(obj, "value")));
+        assert_true(json_is_string(json_object_get(obj, "category")));
+        assert_true(json_is_string(json_object_get(obj, "description")));
+        assert_true(json_is_string(json_object_get(obj, "queue_spelling")));
+        assert_true(json_is_array(json_object_get(obj, "fields")));
+        json_decref(obj);
+        seen++;
+    }
+    assert_int_equal(seen, RRE_EVENT_TYPE_COUNT);
+    tu_result_free(&r);
+}
+
+static void test_catalog_category_filter_keeps_only_that_category(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--category", "work_queue", "--format", "json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(count_lines(r.out) > 0);
+    for (char *line = strtok(r.out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_t *obj = parse_line(line);
+        assert_string_equal(json_string_value(json_object_get(obj, "category")), "work_queue");
+        json_decref(obj);
+    }
+    tu_result_free(&r);
+}
+
+static void test_catalog_unknown_category_fails(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--category", "nonsense", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "nonsense"));
+    tu_result_free(&r);
+}
+
+static void test_catalog_type_accepts_any_spelling(void **state)
+{
+    (void)state;
+    const char *spellings[] = {"TRAINING_COMPLETED", "training_completed", "Training_Completed",
+                               "TRAINING_COMPLETE"};
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        tu_result r = tu_run_cli(NULL, "catalog", spellings[i], "--format", "json", NULL);
+        assert_int_equal(r.status, 0);
+        json_t *obj = parse_line(r.out);
+        assert_string_equal(json_string_value(json_object_get(obj, "name")), "TRAINING_COMPLETED");
+        json_decref(obj);
+        tu_result_free(&r);
+    }
+}
+
+static void test_catalog_unknown_type_fails_with_exit_one(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "NOT_A_TYPE", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "NOT_A_TYPE"));
+    tu_result_free(&r);
+}
+
+static void test_catalog_type_json_schema_lists_required_fields(void **state)
+{
+    (void)state;
+    tu_result r =
+        tu_run_cli(NULL, "catalog", "TRAINING_COMPLETED", "--format", "json-schema", NULL);
+    assert_int_equal(r.status, 0);
+    json_t *obj = parse_line(r.out);
+    json_t *required = json_object_get(obj, "required");
+    assert_true(json_is_array(required));
+    assert_int_equal(json_array_size(required), 7);
+    assert_string_equal(json_string_value(json_object_get(obj, "type")), "object");
+    json_decref(obj);
+    tu_result_free(&r);
+}
+
+static void test_catalog_unknown_format_is_usage_error(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--format", "yaml", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "yaml"));
+    tu_result_free(&r);
+}
+
+static void test_catalog_markdown_mentions_every_category(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--format", "markdown", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "work_queue"));
+    assert_non_null(strstr(r.out, "MODEL_DISTRIBUTION_COMPLETE"));
+    tu_result_free(&r);
+}
+
+static const char *valid_training =
+    "{\"config_key\":\"hex8_2p\",\"board_type\":\"hex8\",\"num_players\":2,"
+    "\"model_path\":\"/models/m.pth\",\"epochs\":50,\"final_loss\":0.04,"
+    "\"samples_trained\":85000}";
+
+static void test_validate_accepts_valid_payload(void **state)
+{
+    (void)state;
+    tu_result r =
+        tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload", valid_training, NULL);
+    assert_int_equal(r.status, 0);
+    json_t *obj = parse_line(r.out);
+    assert_true(json_is_true(json_object_get(obj, "valid")));
+    json_decref(obj);
+    tu_result_free(&r);
+}
+
+static void test_validate_reads_payload_from_stdin(void **state)
+{
+    (void)state;
+    tu_result r =
+        tu_run_cli(valid_training, "validate", "training_completed", "--payload", "-", NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+}
+
+static void test_validate_reports_each_problem_on_its_own_line(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload",
+                             "{\"config_key\":\"hex8_2p\",\"epochs\":\"many\"}", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "epochs"));
+    assert_non_null(strstr(r.err, "model_path"));
+    assert_non_null(strstr(r.err, "final_loss"));
+    /* board_type, num_players, model_path, final_loss, samples_trained missing; epochs wrong */
+    assert_true(count_lines(r.err) >= 6);
+    tu_result_free(&r);
+}
+
+static void test_validate_normalises_aliases_first(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload",
+                             "{\"config\":\"hex8_2p\",\"board_type\":\"hex8\",\"num_players\":2,"
+                             "\"checkpoint_path\":\"/m.pth\",\"epochs\":5,\"loss\":0.1,"
+                             "\"samples\":10}",
+                             NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+}
+
+static void test_validate_strict_fails_on_unknown_fields(void **state)
+{
+    (void)state;
+    char payload[1024];
+    snprintf(payload, sizeof payload, "%.*s,\"surprise\":1}", (int)strlen(valid_training) - 1,
+             valid_training);
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload", payload, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "surprise"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload", payload, "--strict", NULL);
+    assert_int_equal(r.status, 1);
+    tu_result_free(&r);
+}
+
+static void test_validate_rejects_malformed_json_clearly(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload", "{\"a\":", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "malformed JSON"));
+    tu_result_free(&r);
+}
+
+static void test_validate_rejects_non_object_payload(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETED", "--payload", "[1,2]", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "not a JSON object"));
+    tu_result_free(&r);
+}
+
+static void test_validate_rejects_invalid_utf8(void **state)
+{
+    (void)state;
+    tu_result r =
+        tu_run_cli("{\"config_key\":\"\xff\xfe\"}", "validate", "TRAINING_COMPLETED", NULL);
+    assert_int_equal(r.status, 1);
+    tu_result_free(&r);
+}
+
+static void test_validate_unknown_type_fails(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "NOPE", "--payload", "{}", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unknown event type"));
+    tu_result_free(&r);
+}
+
+static void test_validate_without_type_is_usage_error(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+}
+
+static void test_config_key_parse_prints_json(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "config-key", "parse", "hex8_2p", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "{\"board_type\":\"hex8\",\"num_players\":2}\n");
+    tu_result_free(&r);
+}
+
+static void test_config_key_make_prints_key(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "config-key", "make", "square19", "4", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "square19_4p\n");
+    tu_result_free(&r);
+}
+
+static void test_config_key_invalid_fails_with_reason(void **state)
+{
+    (void)state;
+    const char *bad[] = {"hex8_5p", "hex8_02p", "hex8_+2p", "hex 8_2p", "_2p", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tu_result r = tu_run_cli(NULL, "config-key", "parse", bad[i], NULL);
+        assert_int_equal(r.status, 1);
+        assert_true(strlen(r.err) > 0);
+        tu_result_free(&r);
+    }
+    tu_result r = tu_run_cli(NULL, "config-key", "make", "hex8", "x", NULL);
+    assert_int_equal(r.status, 1);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "config-key", "make", "octagon", "2", NULL);
+    assert_int_equal(r.status, 1);
+    tu_result_free(&r);
+}
+
+static void test_config_key_wrong_arguments_is_usage_error(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "config-key", "parse", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "config-key", "explode", "x", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_lists_commands_and_exits_zero),
+        cmocka_unit_test(test_version_prints_library_version),
+        cmocka_unit_test(test_no_command_is_usage_error),
+        cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),
+        cmocka_unit_test(test_unknown_global_option_is_usage_error),
+        cmocka_unit_test(test_catalog_lists_every_type),
+        cmocka_unit_test(test_catalog_json_is_one_object_per_line_with_fields),
+        cmocka_unit_test(test_catalog_category_filter_keeps_only_that_category),
+        cmocka_unit_test(test_catalog_unknown_category_fails),
+        cmocka_unit_test(test_catalog_type_accepts_any_spelling),
+        cmocka_unit_test(test_catalog_unknown_type_fails_with_exit_one),
+        cmocka_unit_test(test_catalog_type_json_schema_lists_required_fields),
+        cmocka_unit_test(test_catalog_unknown_format_is_usage_error),
+        cmocka_unit_test(test_catalog_markdown_mentions_every_category),
+        cmocka_unit_test(test_validate_accepts_valid_payload),
+        cmocka_unit_test(test_validate_reads_payload_from_stdin),
+        cmocka_unit_test(test_validate_reports_each_problem_on_its_own_line),
+        cmocka_unit_test(test_validate_normalises_aliases_first),
+        cmocka_unit_test(test_validate_strict_fails_on_unknown_fields),
+        cmocka_unit_test(test_validate_rejects_malformed_json_clearly),
+        cmocka_unit_test(test_validate_rejects_non_object_payload),
+        cmocka_unit_test(test_validate_rejects_invalid_utf8),
+        cmocka_unit_test(test_validate_unknown_type_fails),
+        cmocka_unit_test(test_validate_without_type_is_usage_error),
+        cmocka_unit_test(test_config_key_parse_prints_json),
+        cmocka_unit_test(test_config_key_make_prints_key),
+        cmocka_unit_test(test_config_key_invalid_fails_with_reason),
+        cmocka_unit_test(test_config_key_wrong_arguments_is_usage_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
