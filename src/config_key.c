@@ -154,7 +154,7 @@ rre_status rre_config_key_parse(const char *key, rre_config_key *out)
                           quote(key, len, q, sizeof q), (int)(board_len + 3), key);
     int players = n[0] - '0';
     if (players < 2 || players > 4)
-        return rre__error(RRE_ECONFIG_KEY, "config key '%s': %d players is outside 2..4",
+        return rre__error(RRE_ECONFIG_KEY, "config key '%s': the player count %d is outside 2..4",
                           quote(key, len, q, sizeof q), players);
     out->board = (rre_board)board;
     out->num_players = players;

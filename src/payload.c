@@ -79,6 +79,45 @@ rre_status rre_payload_check(const json_t *payload)
     return check_value(payload);
 }
 
+/* jansson's message can quote the offending input; control characters and
+ * non-ASCII bytes in it are replaced so the detail message is always
+ * printable ASCII, whatever the input was. */
+static void sanitize(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p != '\0'; p++) {
+        if (*p < 0x20 || *p >= 0x7f)
+            *p = '?';
+    }
+}
+
+/* Maps a jansson decoding error onto a status and a detail message. */
+static rre_status parse_error(json_error_t *err)
+{
+    sanitize(err->text);
+    switch (json_error_code(err)) {
+    case json_error_out_of_memory:
+        return rre__error(RRE_ENOMEM, "out of memory while parsing the payload");
+    case json_error_stack_overflow:
+        return rre__error(RRE_ELIMIT,
+                          "payload nests arrays and objects deeper than %d levels "
+                          "(line %d, column %d)",
+                          RRE_PAYLOAD_MAX_DEPTH, err->line, err->column);
+    case json_error_numeric_overflow:
+        return rre__error(RRE_ELIMIT,
+                          "number out of range at line %d, column %d: %s (integers must fit in "
+                          "64 bits, reals in a double)",
+                          err->line, err->column, err->text);
+    case json_error_null_character:
+        return rre__error(RRE_EJSON,
+                          "invalid JSON at line %d, column %d: NUL characters (\\u0000) are not "
+                          "allowed in strings",
+                          err->line, err->column);
+    default:
+        return rre__error(RRE_EJSON, "invalid JSON at line %d, column %d (byte %d): %s", err->line,
+                          err->column, err->position, err->text);
+    }
+}
+
 rre_status rre_payload_parse(const char *text, size_t len, json_t **out)
 {
     if (out == NULL)
@@ -89,24 +128,12 @@ rre_status rre_payload_parse(const char *text, size_t len, json_t **out)
     if (len > RRE_PAYLOAD_MAX_BYTES)
         return rre__error(RRE_ELIMIT, "payload is %zu bytes; the limit is %u bytes", len,
                           RRE_PAYLOAD_MAX_BYTES);
+    if (len == 0)
+        return rre__error(RRE_EJSON, "payload is empty (expected a JSON object)");
     json_error_t err;
     json_t *value = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (value == NULL) {
-        rre_status st = RRE_EJSON;
-        switch (json_error_code(&err)) {
-        case json_error_out_of_memory:
-            st = RRE_ENOMEM;
-            break;
-        case json_error_stack_overflow:
-        case json_error_numeric_overflow:
-            st = RRE_ELIMIT;
-            break;
-        default:
-            break;
-        }
-        return rre__error(st, "invalid JSON at line %d, column %d (byte %d): %s", err.line,
-                          err.column, err.position, err.text);
-    }
+    if (value == NULL)
+        return parse_error(&err);
     rre_status st = check_value(value);
     if (st != RRE_OK) {
         json_decref(value);
