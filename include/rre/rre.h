@@ -362,14 +362,32 @@ RRE_API int rre_problem_format(const rre_problem *problem, char *buf, size_t cap
 
 /* Canonical JSON of a value (RFC 8785: keys sorted by UTF-16 code units, no
  * insignificant whitespace, numbers in their shortest round-trip form, strings
- * with minimal escapes). *out is NUL-terminated, owned by the caller (free()).
- * Non-finite reals give RRE_EINVAL. */
+ * with minimal escapes). *out is NUL-terminated, owned by the caller (free());
+ * *len (`len` may be NULL) is its length without the NUL. On failure *out is
+ * NULL. Non-finite reals and a NULL value give RRE_EINVAL; nesting deeper
+ * than 256 levels gives RRE_ELIMIT.
+ *
+ * Details: strings are written as raw UTF-8 with only the escapes \" \\ \b
+ * \f \n \r \t and \u00xx (lower-case hex) for other control characters,
+ * so "\u00e9" and a raw U+00E9 in the input give the same bytes. Reals follow
+ * ECMAScript's Number-to-String: 1.0 is "1", 0.5 is "0.5", 1e21 is "1e+21",
+ * 1e-7 is "1e-7", -0.0 is "0". Integers (json_integer) are printed exactly,
+ * also beyond 2^53; this deliberately differs from RFC 8785, which knows only
+ * doubles, so an integer above 2^53 and the real nearest to it do not give
+ * the same text. Strings are expected to be valid UTF-8, which jansson
+ * guarantees unless a value was made with a *_nocheck function. May be called
+ * from any thread. */
 RRE_API rre_status rre_canonical_json(const json_t *value, char **out, size_t *len);
 
 /* The content hash of an event: SHA-256 over the canonical NAME of `type`, a
  * newline, and the canonical JSON of `payload` without the top-level envelope
- * fields timestamp, created_at, source and trace_id. Does not allocate on the
- * common path. */
+ * fields timestamp, created_at, source and trace_id (fields of those names in
+ * nested objects are hashed). An alias type hashes as the type it resolves
+ * to, so the same content published under either spelling is one event. An
+ * unknown type is RRE_EUNKNOWN_TYPE, a payload that is not an object
+ * RRE_ENOT_OBJECT, a libcrypto failure RRE_ECRYPTO; errors of
+ * rre_canonical_json() pass through. Does not allocate on the common path
+ * (canonical text up to 4 KiB). May be called from any thread. */
 RRE_API rre_status rre_content_hash(rre_event_type type, const json_t *payload,
                                     uint8_t out[RRE_HASH_SIZE]);
 
