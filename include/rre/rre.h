@@ -292,17 +292,30 @@ RRE_API rre_status rre_event_json_schema(rre_event_type type, json_t **out);
  * caller). Rejects: malformed JSON or invalid UTF-8 (RRE_EJSON), a value that
  * is not an object (RRE_ENOT_OBJECT), text over RRE_PAYLOAD_MAX_BYTES or
  * nesting deeper than RRE_PAYLOAD_MAX_DEPTH (RRE_ELIMIT), duplicate keys and
- * NUL characters in strings (RRE_EJSON). The detail message says where. */
+ * NUL characters in strings (RRE_EJSON). The detail message says where.
+ *
+ * Depth counts containers: the payload object itself is level 1, so a
+ * payload may hold arrays and objects nested 31 further levels. A number
+ * that does not fit (an integer outside int64, a real beyond the range of
+ * double) is RRE_ELIMIT, not rounded. Empty text is RRE_EJSON. On failure
+ * *out is NULL. `text` need not be NUL-terminated. */
 RRE_API rre_status rre_payload_parse(const char *text, size_t len, json_t **out);
 
 /* Checks an already built value against the same rules (object, depth,
- * UTF-8 is guaranteed by jansson). */
+ * UTF-8 is guaranteed by jansson). A value that contains itself is reported
+ * as too deep (RRE_ELIMIT). */
 RRE_API rre_status rre_payload_check(const json_t *payload);
 
 /* Renames the seed's field aliases to their canonical names, in place, only
  * where the canonical field is absent: config -> config_key, checkpoint_path
  * and path -> model_path, loss -> final_loss, samples -> samples_trained,
- * games -> games_played. Returns the number of fields renamed. */
+ * games -> games_played. Returns the number of fields renamed.
+ *
+ * Only top-level fields are renamed, whatever their value (null included).
+ * A canonical field that is present, even as null, is kept and its alias is
+ * left as it is. When both checkpoint_path and path are present without
+ * model_path, checkpoint_path becomes model_path and path stays. NULL or a
+ * non-object does nothing and returns 0. */
 RRE_API size_t rre_payload_normalize(json_t *payload);
 
 /* ------------------------------------------------------------------------ */
@@ -345,7 +358,19 @@ typedef struct rre_problems {
  * first). Fills *out (may be NULL when only the verdict matters). Returns
  * RRE_OK when there is no error (notes allowed), RRE_EINVALID_PAYLOAD when
  * there is at least one, RRE_ENOT_OBJECT / RRE_EUNKNOWN_TYPE for bad
- * arguments. Does not allocate. */
+ * arguments. Does not allocate.
+ *
+ * Every known field is type-checked when present; a required one that is
+ * absent is MISSING, and a present null counts as a wrong type unless the
+ * field is nullable. Stored problems list errors in the catalog's field order,
+ * then notes in the payload's key order. The envelope fields timestamp,
+ * source, trace_id and created_at are never unknown. A type whose documents
+ * list no fields gets no notes (there is nothing to compare with), and an
+ * alias type without fields of its own is checked against the type it stands
+ * for. `found` is one of "string", "integer", "float", "boolean", "null",
+ * "array", "object", "array with a non-string element" or "object with a
+ * non-number value". Field names in problems are printable: control bytes
+ * and invalid UTF-8 appear as \xNN, C1 controls as \u00NN. */
 RRE_API rre_status rre_validate(rre_event_type type, const json_t *payload, unsigned flags,
                                 rre_problems *out);
 
@@ -415,11 +440,16 @@ typedef struct rre_config_key {
 
 /* Parses "<board>_<n>p": board one of hex8, square8, square19, hexagonal and
  * n a single digit 2..4. Anything else is RRE_ECONFIG_KEY with a detail
- * message saying what is wrong. */
+ * message saying what is wrong. Keys are lowercase only, as the Python side
+ * writes them ("HEX8_2p" and "hex8_2P" are rejected), so every key has
+ * exactly one spelling. NULL `key` is RRE_ECONFIG_KEY, NULL `out` RRE_EINVAL;
+ * on failure *out is unchanged. */
 RRE_API rre_status rre_config_key_parse(const char *key, rre_config_key *out);
 
 /* Makes "<board>_<n>p" into buf (at least RRE_CONFIG_KEY_MAX bytes). An
- * unknown board or a count outside 2..4 is RRE_ECONFIG_KEY. */
+ * unknown board (board names are lowercase too) or a count outside 2..4 is
+ * RRE_ECONFIG_KEY; a buffer too small for the key is RRE_EINVAL. On failure
+ * buf holds "" (when cap > 0). */
 RRE_API rre_status rre_config_key_make(const char *board, int num_players, char *buf, size_t cap);
 
 RRE_API const char *rre_board_name(rre_board board); /* NULL when out of range */
@@ -431,17 +461,26 @@ RRE_API rre_status rre_board_parse(const char *name, rre_board *out);
 
 /* The config key of a payload with the seed's fallbacks: config_key, then
  * config, then board_type + num_players. Writes it to buf (RRE_CONFIG_KEY_MAX
- * bytes) and returns buf, or NULL when none can be found or it is invalid. */
+ * bytes) and returns buf, or NULL when none can be found or it is invalid.
+ * A candidate that is absent, not a string (num_players: not an integer) or
+ * not a valid key is skipped and the next one tried. Does not touch the
+ * thread's last-error message. */
 RRE_API const char *rre_extract_config_key(const json_t *payload, char *buf, size_t cap);
 
 /* The model path with fallbacks: model_path, checkpoint_path, path. Borrowed
- * from the payload; NULL when absent or not a string. */
+ * from the payload; NULL when absent or not a string. Like the seed's
+ * `a or b or c`, an empty string or a non-string falls through to the next. */
 RRE_API const char *rre_extract_model_path(const json_t *payload);
 
 /* Typed view of a TRAINING_COMPLETED payload. Strings are borrowed from the
  * payload (valid while it lives) except config_key, which points into the
  * struct. Missing numbers are 0 / false; `valid` says whether the fields the
- * schema requires were all found. */
+ * schema requires were all found. The aliases loss and samples are honoured.
+ * board_type and num_players are taken from the config key only when the
+ * payload does not have them; one that is present with the wrong type is not
+ * replaced and makes the view invalid. Returns RRE_ENOT_OBJECT for a
+ * non-object (the struct is zeroed), RRE_EINVAL for NULL `out`, otherwise
+ * RRE_OK whatever `valid` says. */
 typedef struct rre_training_data {
     const char *config_key;
     const char *board_type;
@@ -459,7 +498,8 @@ typedef struct rre_training_data {
 
 RRE_API rre_status rre_extract_training_data(const json_t *payload, rre_training_data *out);
 
-/* Typed view of an EVALUATION_COMPLETED payload; same conventions. */
+/* Typed view of an EVALUATION_COMPLETED payload; same conventions (the alias
+ * games is honoured). */
 typedef struct rre_evaluation_data {
     const char *config_key;
     const char *board_type;
