@@ -1,0 +1,250 @@
+/*
+ * cmd_flow.c - `rre flow check [--db PATH | --file F] [--since ID]
+ * [--stall-after DURATION] [--format text|json]`.
+ *
+ * Runs the flow checker (include/rre/flow.h) over the events of the durable
+ * queue or of a JSON-lines file (`--file -` reads standard input), then
+ * prints the issues found: in text, one line per issue and a summary line;
+ * in JSON, the report as one object on one line. Exit 0 when the stream is
+ * clean, 1 when there is any violation, stall or unreadable line (or the
+ * input cannot be read), 2 on wrong usage.
+ *
+ * Stalls are measured against the current time for the queue and against
+ * the latest event's time for a file (a file is a record of the past).
+ * --since ID checks only events after ID and accepts runs and pipelines
+ * already under way at that point; --partial does the latter alone.
+ * --stall-after 0 turns the stall check off.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void flow_help(void)
+{
+    puts("usage: rre flow check [--db PATH | --file F] [--since ID] [--stall-after DURATION]\n"
+         "                      [--partial] [--format text|json]\n"
+         "\n"
+         "Checks a stream of events against the lifecycles and the pipeline chain of the\n"
+         "catalog: completions without a start, two terminal events for one run, progress\n"
+         "after the end, steps and pipeline stages out of order, and runs or pipelines that\n"
+         "stopped advancing for longer than --stall-after (default 1h; 30s, 5m, 2h, 1d;\n"
+         "0 turns it off).\n"
+         "\n"
+         "  --file F     read JSON lines (as `rre tail --format json` prints them); - is stdin\n"
+         "  --db PATH    read the durable queue (the default source)\n"
+         "  --since ID   only events after ID; runs already under way are accepted\n"
+         "  --partial    the stream may start in the middle of runs and pipelines\n"
+         "  --format     text (default) or json (one object on one line)\n"
+         "\n"
+         "Exit status: 0 clean, 1 issues found or input unreadable, 2 wrong usage.");
+}
+
+/* Parses "30s", "5m", "2h", "1d" or a bare number of seconds. */
+static bool parse_duration(const char *text, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno != 0 || !isfinite(v) || v < 0.0)
+        return false;
+    double unit = 1.0;
+    if (*end != '\0') {
+        switch (*end) {
+        case 's':
+            unit = 1.0;
+            break;
+        case 'm':
+            unit = 60.0;
+            break;
+        case 'h':
+            unit = 3600.0;
+            break;
+        case 'd':
+            unit = 86400.0;
+            break;
+        default:
+            return false;
+        }
+        if (end[1] != '\0')
+            return false;
+    }
+    *out = v * unit;
+    return true;
+}
+
+static bool parse_event_id(const char *text, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Feeds every line of `f` to the checker. Returns CLI_OK, or CLI_FAIL after
+ * reporting a read error or an exhausted memory. */
+static int feed_file(rre_flow_checker *c, FILE *f, const char *name, int64_t since)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    uint64_t line_no = 0;
+    int rc = CLI_OK;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        line_no++;
+        rre_status st = rre_flow_feed_json_line(c, line, (size_t)n, line_no, since);
+        if (st == RRE_ENOMEM) {
+            rc = cli_fail_status("flow", st);
+            break;
+        }
+    }
+    if (rc == CLI_OK && ferror(f))
+        rc = cli_fail("flow: cannot read %s: %s", name, strerror(errno));
+    free(line);
+    return rc;
+}
+
+static void print_text(const rre_flow_checker *c)
+{
+    for (size_t i = 0; i < rre_flow_issue_count(c); i++) {
+        const rre_flow_issue *is = rre_flow_issue_get(c, i);
+        printf("%s %s", rre_flow_issue_kind_name(is->kind), is->flow);
+        if (is->key[0] != '\0')
+            printf(" %s=%s", is->key_field, is->key);
+        printf(": %s", is->message);
+        if (is->event_id > 0 && is->line > 0)
+            printf(" [event %lld, line %llu]", (long long)is->event_id,
+                   (unsigned long long)is->line);
+        else if (is->event_id > 0)
+            printf(" [event %lld]", (long long)is->event_id);
+        else if (is->line > 0 && is->kind != RRE_FLOW_BAD_INPUT)
+            printf(" [line %llu]", (unsigned long long)is->line);
+        putchar('\n');
+    }
+    rre_flow_stats s;
+    rre_flow_get_stats(c, &s);
+    printf("flow check: %llu events, %llu violations, %llu stalls, %llu bad lines",
+           (unsigned long long)s.events, (unsigned long long)s.violations,
+           (unsigned long long)s.stalls, (unsigned long long)s.bad_input);
+    if (s.issues_dropped > 0)
+        printf(" (%llu issues not listed)", (unsigned long long)s.issues_dropped);
+    printf(": %s\n", rre_flow_clean(c) ? "clean" : "NOT CLEAN");
+}
+
+static int flow_check(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *file = NULL, *db = NULL, *format = "text";
+    int64_t since = 0;
+    rre_flow_options opt = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            flow_help();
+            return CLI_OK;
+        } else if (strcmp(a, "--partial") == 0) {
+            opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
+        } else if (strcmp(a, "--file") == 0 || strcmp(a, "--db") == 0 ||
+                   strcmp(a, "--since") == 0 || strcmp(a, "--stall-after") == 0 ||
+                   strcmp(a, "--format") == 0) {
+            if (val == NULL)
+                return cli_usage_error("flow check: %s needs a value", a);
+            i++;
+            if (strcmp(a, "--file") == 0) {
+                file = val;
+            } else if (strcmp(a, "--db") == 0) {
+                db = val;
+            } else if (strcmp(a, "--since") == 0) {
+                if (!parse_event_id(val, &since))
+                    return cli_usage_error("flow check: --since needs an event id, not '%s'", val);
+                opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
+            } else if (strcmp(a, "--stall-after") == 0) {
+                if (!parse_duration(val, &opt.stall_after))
+                    return cli_usage_error("flow check: --stall-after needs a duration such as "
+                                           "30s, 5m, 2h or 1d, not '%s'",
+                                           val);
+                if (opt.stall_after == 0.0)
+                    opt.stall_after = -1.0;
+            } else {
+                if (strcmp(val, "text") != 0 && strcmp(val, "json") != 0)
+                    return cli_usage_error("flow check: --format is text or json, not '%s'", val);
+                format = val;
+            }
+        } else {
+            return cli_usage_error("flow check: unexpected argument '%s'", a);
+        }
+    }
+    if (file != NULL && db != NULL)
+        return cli_usage_error("flow check: --db and --file are exclusive");
+    if (file == NULL) {
+        const char *path = db != NULL ? db : g->db_path;
+        return cli_fail("flow check: reading the durable queue%s%s is not available yet; "
+                        "export the events with `rre tail --format json` and use --file",
+                        path ? " " : "", path ? path : "");
+    }
+
+    rre_flow_checker *c = NULL;
+    rre_status st = rre_flow_checker_create(&c, &opt);
+    if (st != RRE_OK)
+        return cli_fail_status("flow", st);
+    int rc;
+    if (strcmp(file, "-") == 0) {
+        rc = feed_file(c, stdin, "standard input", since);
+    } else {
+        FILE *f = fopen(file, "r");
+        if (f == NULL) {
+            rc = cli_fail("flow check: cannot open %s: %s", file, strerror(errno));
+            rre_flow_checker_destroy(c);
+            return rc;
+        }
+        rc = feed_file(c, f, file, since);
+        fclose(f);
+    }
+    if (rc == CLI_OK) {
+        st = rre_flow_finish(c, 0.0);
+        if (st != RRE_OK)
+            rc = cli_fail_status("flow", st);
+    }
+    if (rc == CLI_OK) {
+        if (strcmp(format, "json") == 0) {
+            json_t *report = NULL;
+            st = rre_flow_report_json(c, &report);
+            if (st != RRE_OK) {
+                rc = cli_fail_status("flow", st);
+            } else {
+                char *text = json_dumps(report, JSON_COMPACT);
+                json_decref(report);
+                if (text == NULL) {
+                    rc = cli_fail("flow: out of memory");
+                } else {
+                    puts(text);
+                    free(text);
+                }
+            }
+        } else {
+            print_text(c);
+        }
+    }
+    if (rc == CLI_OK && !rre_flow_clean(c))
+        rc = CLI_FAIL;
+    rre_flow_checker_destroy(c);
+    return rc;
+}
+
+int cmd_flow(const struct cli_globals *g, int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error("flow: missing sub-command (check; see rre flow --help)");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        flow_help();
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "check") == 0)
+        return flow_check(g, argc - 1, argv + 1);
+    return cli_usage_error("flow: unknown sub-command '%s' (see rre flow --help)", argv[1]);
+}
