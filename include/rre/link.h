@@ -1,0 +1,74 @@
+/*
+ * link.h - attaching a router to the durable queue. Part of the public
+ * interface; included by <rre/rre.h>, never alone.
+ *
+ * A link makes a router and a queue one system:
+ *
+ *  - every event published on the router (origin LOCAL) is appended to the
+ *    queue by a sink, before it is recorded and dispatched locally, and its
+ *    durable event_id is set on the envelope; a publish with
+ *    RRE_PUBLISH_LOCAL_ONLY stays in the process;
+ *  - a reader thread follows the queue and injects the events other
+ *    processes (C or Python) appended into the router, with origin PROCESS,
+ *    so local subscribers receive them through the router's dedup;
+ *  - the events this link appended itself are recognised by their event_id
+ *    and are not delivered a second time when the reader meets them;
+ *  - content published in two processes within the dedup window is stored
+ *    once (the queue's dedup) and delivered once to each process (the
+ *    router's dedup drops the copy that comes back from the file).
+ *
+ * THREADS. rre_link_create() starts one reader thread; handlers of events
+ * from other processes run on it (synchronous dispatch) or on the router's
+ * workers (RRE_LINK_ASYNC). Destroy the link before the router and the
+ * queue. The functions may be called from any thread but not from a handler
+ * of the linked router.
+ */
+#ifndef RRE_LINK_H
+#define RRE_LINK_H
+
+typedef struct rre_link rre_link;
+
+/* Link flags. */
+#define RRE_LINK_ASYNC 0x1u     /* dispatch events from the queue on the router's workers */
+#define RRE_LINK_NO_READER 0x2u /* only append; do not read other processes' events */
+#define RRE_LINK_SINCE_ID 0x4u  /* a transient reader starts after since_id, not at the end */
+
+typedef struct rre_link_options {
+    unsigned flags; /* RRE_LINK_* */
+    /* A durable subscriber name for the reader: it resumes after a restart
+     * where it stopped (see rre_subscriber_options.name). NULL: a transient
+     * reader that starts with the events appended after the link was made. */
+    const char *subscriber_name;
+    int64_t since_id;            /* with a durable name or RRE_LINK_SINCE_ID: start after it */
+    const rre_event_type *types; /* read only these types (NULL: all) */
+    size_t type_count;
+} rre_link_options;
+
+/* Links `router` to `queue` (both borrowed; they must outlive the link).
+ * `opts` may be NULL. Errors: those of rre_router_add_sink() and
+ * rre_subscriber_create() (RRE_EHELD for a durable name held elsewhere). */
+RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
+                                   const rre_link_options *opts);
+
+/* Waits until the reader has passed every event committed before this call
+ * (so a test or a shutdown sees what other processes published), or until
+ * `timeout_ms` passes (RRE_ETIMEOUT). */
+RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
+
+typedef struct rre_link_counters {
+    uint64_t appended;         /* local events appended to the queue */
+    uint64_t append_failed;    /* ... that the queue refused */
+    uint64_t queue_duplicates; /* ... that another process had already stored */
+    uint64_t read;             /* events read from the queue */
+    uint64_t own_skipped;      /* ... that this link had appended itself */
+    uint64_t injected;         /* ... injected into the router */
+    int64_t last_read_id;      /* the last event id the reader passed */
+} rre_link_counters;
+
+RRE_API void rre_link_get_counters(rre_link *link, rre_link_counters *out);
+
+/* Stops the reader thread and removes the sink; the router and the queue go
+ * on. NULL does nothing. */
+RRE_API void rre_link_destroy(rre_link *link);
+
+#endif

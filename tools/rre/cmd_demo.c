@@ -1,0 +1,592 @@
+/*
+ * cmd_demo.c - `rre demo`: the seed's pipeline, run by cooperating processes
+ * over the embedded SQLite queue.
+ *
+ *   rre demo [--configs hex8_2p,square8_4p,...] [--iterations N] [--db PATH]
+ *            [--timeout SECONDS] [--storm N] [--quiet]
+ *
+ * The driver forks one process per coordinator (demo_roles.c), then follows
+ * the queue itself: it shows progress per config, measures the latency from
+ * publish in one process to delivery in this one, and feeds every event to
+ * the flow checker. When every config has run its iterations it publishes
+ * COORDINATOR_SHUTDOWN for "demo"; each coordinator answers with a
+ * COORDINATOR_SHUTDOWN of its own carrying its statistics, and exits. The
+ * summary lists events by type, latency p50/p99, duplicates prevented,
+ * handler failures, the faults injected and the flow checker's verdict. The
+ * exit status is 0 only when everything went as the flows say.
+ */
+#include "cli.h"
+#include "demo.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIGS "hex8_2p,square8_4p,hexagonal_3p"
+#define DEFAULT_ITERATIONS 3
+
+struct config_progress {
+    int iteration;       /* latest iteration seen */
+    int done;            /* iterations ended */
+    rre_event_type last; /* latest event type */
+    char outcome[64];    /* how the latest iteration ended */
+};
+
+struct driver {
+    struct demo_config cfg;
+    bool tty, quiet;
+    pthread_mutex_t mu; /* guards everything below: the link's reader thread writes it */
+    struct config_progress progress[DEMO_MAX_CONFIGS];
+    uint64_t by_type[RRE_EVENT_TYPE_COUNT];
+    uint64_t events;
+    double *latency_ms;
+    size_t latency_count, latency_cap;
+    rre_flow_checker *flow;
+    json_t *shutdowns; /* coordinator name -> state_snapshot */
+    bool drawn;
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Parses "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" into Unix seconds; 0 on failure. */
+static double parse_timestamp(const char *s)
+{
+    struct tm tm = {0};
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL)
+        return 0;
+    double frac = 0;
+    if (*rest == '.') {
+        double scale = 0.1;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+            frac += (*rest - '0') * scale;
+    }
+    return (double)timegm(&tm) + frac;
+}
+
+static int config_of(const struct driver *d, const json_t *payload)
+{
+    const char *key = json_string_value(json_object_get(payload, "config_key"));
+    for (size_t i = 0; key != NULL && i < d->cfg.config_count; i++)
+        if (strcmp(d->cfg.configs[i], key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void draw(struct driver *d)
+{
+    if (d->quiet || !d->tty)
+        return;
+    if (d->drawn)
+        printf("\033[%zuA", d->cfg.config_count);
+    for (size_t i = 0; i < d->cfg.config_count; i++) {
+        const struct config_progress *p = &d->progress[i];
+        printf("\r\033[K  %-14s iteration %d/%d  %-30s %s\n", d->cfg.configs[i], p->iteration,
+               d->cfg.iterations, p->last == RRE_EV_NONE ? "waiting" : rre_event_name(p->last),
+               p->outcome);
+    }
+    fflush(stdout);
+    d->drawn = true;
+}
+
+static void iteration_ended(struct driver *d, int ci, int iteration, const char *outcome)
+{
+    struct config_progress *p = &d->progress[ci];
+    p->done++;
+    snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
+    if (!d->quiet && !d->tty)
+        printf("  %s iteration %d/%d: %s\n", d->cfg.configs[ci], iteration, d->cfg.iterations,
+               outcome);
+}
+
+static int driver_handler(const rre_event *ev, void *user_data)
+{
+    struct driver *d = user_data;
+    double now = now_seconds();
+    pthread_mutex_lock(&d->mu);
+    d->events++;
+    d->by_type[ev->type]++;
+    if (ev->origin != RRE_ORIGIN_LOCAL) {
+        double sent = parse_timestamp(ev->timestamp);
+        if (sent > 0) {
+            if (d->latency_count == d->latency_cap) {
+                size_t cap = d->latency_cap ? d->latency_cap * 2 : 1024;
+                double *grown = realloc(d->latency_ms, cap * sizeof *grown);
+                if (grown != NULL) {
+                    d->latency_ms = grown;
+                    d->latency_cap = cap;
+                }
+            }
+            if (d->latency_count < d->latency_cap)
+                d->latency_ms[d->latency_count++] = (now - sent) * 1000.0;
+        }
+    }
+    rre_flow_feed(d->flow, ev);
+
+    if (ev->type == RRE_EV_COORDINATOR_SHUTDOWN) {
+        const char *who = json_string_value(json_object_get(ev->payload, "coordinator_name"));
+        json_t *snap = json_object_get(ev->payload, "state_snapshot");
+        if (who != NULL && json_is_object(snap))
+            json_object_set(d->shutdowns, who, snap);
+    }
+    int ci = config_of(d, ev->payload);
+    if (ci >= 0) {
+        struct config_progress *p = &d->progress[ci];
+        int iteration = (int)json_integer_value(json_object_get(ev->payload, "iteration"));
+        if (iteration > p->iteration)
+            p->iteration = iteration;
+        p->last = ev->type;
+        char outcome[64];
+        switch (ev->type) {
+        case RRE_EV_MODEL_DISTRIBUTION_COMPLETE:
+            iteration_ended(d, ci, iteration, "promoted and distributed");
+            break;
+        case RRE_EV_CACHE_INVALIDATED:
+            iteration_ended(d, ci, iteration, "regression rolled back");
+            break;
+        case RRE_EV_TRAINING_FAILED:
+            iteration_ended(d, ci, iteration, "training failed");
+            break;
+        case RRE_EV_SELFPLAY_RATE_CHANGED:
+            snprintf(outcome, sizeof outcome, "selfplay rate x%.2f",
+                     json_number_value(json_object_get(ev->payload, "new_rate")));
+            snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
+            break;
+        default:
+            break;
+        }
+        draw(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return 0;
+}
+
+static bool all_done(struct driver *d)
+{
+    pthread_mutex_lock(&d->mu);
+    bool done = true;
+    for (size_t i = 0; i < d->cfg.config_count; i++)
+        if (d->progress[i].done < d->cfg.iterations)
+            done = false;
+    pthread_mutex_unlock(&d->mu);
+    return done;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile(const double *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)ceil(p * (double)n) - 1;
+    return sorted[i < n ? i : n - 1];
+}
+
+static bool parse_configs(struct demo_config *cfg, const char *list)
+{
+    char *copy = strdup(list);
+    if (copy == NULL)
+        return false;
+    bool ok = true;
+    cfg->config_count = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        rre_config_key key;
+        if (rre_config_key_parse(tok, &key) != RRE_OK) {
+            fprintf(stderr, "rre: demo: --configs: %s\n", rre_last_error());
+            ok = false;
+            break;
+        }
+        for (size_t i = 0; i < cfg->config_count; i++)
+            if (strcmp(cfg->configs[i], tok) == 0) {
+                fprintf(stderr, "rre: demo: --configs: %s given twice\n", tok);
+                ok = false;
+            }
+        if (!ok)
+            break;
+        if (cfg->config_count == DEMO_MAX_CONFIGS) {
+            fprintf(stderr, "rre: demo: --configs: at most %d configs\n", DEMO_MAX_CONFIGS);
+            ok = false;
+            break;
+        }
+        snprintf(cfg->configs[cfg->config_count++], RRE_CONFIG_KEY_MAX, "%s", tok);
+    }
+    free(copy);
+    return ok && cfg->config_count > 0;
+}
+
+/* Faults go to the (iteration, config) slots in iteration-major order: the
+ * storm at the first slot, a training failure at the second, a quality drop
+ * at the third, and a regression at the first slot of iteration 2 or later
+ * that has no training failure (a regression needs an earlier model). With
+ * too few slots some faults are not injected; the summary says which. */
+static void schedule_faults(struct demo_config *cfg)
+{
+    size_t slots = cfg->config_count * (size_t)cfg->iterations;
+    enum demo_fault order[] = {FAULT_STORM, FAULT_TRAINING_FAILURE, FAULT_QUALITY_DROP};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if (i < slots) {
+            cfg->fault_config[order[i]] = i % cfg->config_count;
+            cfg->fault_iteration[order[i]] = (int)(i / cfg->config_count) + 1;
+        }
+    }
+    for (size_t s = cfg->config_count; s < slots; s++) {
+        size_t ci = s % cfg->config_count;
+        int it = (int)(s / cfg->config_count) + 1;
+        if (cfg->fault_iteration[FAULT_TRAINING_FAILURE] == it &&
+            cfg->fault_config[FAULT_TRAINING_FAILURE] == ci)
+            continue;
+        /* The config must have had a model before: its iteration 1 did not fail. */
+        cfg->fault_config[FAULT_REGRESSION] = ci;
+        cfg->fault_iteration[FAULT_REGRESSION] = it;
+        break;
+    }
+}
+
+static void demo_help(void)
+{
+    printf("usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
+           "                [--storm N] [--quiet]\n"
+           "\n"
+           "Runs the training pipeline of the event catalog with one process per\n"
+           "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
+           "distribution, quality monitor, regression/rollback manager), talking only\n"
+           "through events on the SQLite queue, and injects a dedup storm, a training\n"
+           "failure, a quality drop and a regression. Prints a summary and the flow\n"
+           "checker's verdict; exits 0 only when the whole run is clean.\n"
+           "\n"
+           "  --configs LIST     comma-separated config keys (default %s)\n"
+           "  --iterations N     pipeline iterations per config, 1..100 (default %d)\n"
+           "  --db PATH          the queue database (default: a fresh temporary one)\n"
+           "  --timeout SECONDS  give up after this long (default 120)\n"
+           "  --storm N          events the echo loop re-emits (default 50)\n"
+           "  --quiet            print only the summary\n",
+           DEFAULT_CONFIGS, DEFAULT_ITERATIONS);
+}
+
+static void stop_children(pid_t *pids, size_t n, double grace)
+{
+    double deadline = now_seconds() + grace;
+    size_t alive = n;
+    while (alive > 0) {
+        alive = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (pids[i] <= 0)
+                continue;
+            int status;
+            pid_t r = waitpid(pids[i], &status, WNOHANG);
+            if (r == pids[i]) {
+                pids[i] = -(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) - 1;
+            } else {
+                alive++;
+                if (now_seconds() > deadline)
+                    kill(pids[i], SIGKILL);
+            }
+        }
+        if (alive > 0) {
+            struct timespec pause = {0, 2 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+int cmd_demo(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *configs = DEFAULT_CONFIGS, *db = g->db_path;
+    long iterations = DEFAULT_ITERATIONS, storm = 50;
+    double timeout = 120;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            demo_help();
+            return CLI_OK;
+        } else if (strcmp(a, "--quiet") == 0) {
+            quiet = true;
+            continue;
+        }
+        if (v == NULL)
+            return cli_usage_error("demo: %s needs a value (see rre demo --help)", a);
+        i++;
+        if (strcmp(a, "--configs") == 0) {
+            configs = v;
+        } else if (strcmp(a, "--db") == 0) {
+            db = v;
+        } else if (strcmp(a, "--iterations") == 0) {
+            iterations = strtol(v, &end, 10);
+            if (*end != '\0' || iterations < 1 || iterations > 100)
+                return cli_usage_error("demo: --iterations must be 1..100, not '%s'", v);
+        } else if (strcmp(a, "--storm") == 0) {
+            storm = strtol(v, &end, 10);
+            if (*end != '\0' || storm < 0 || storm > 100000)
+                return cli_usage_error("demo: --storm must be 0..100000, not '%s'", v);
+        } else if (strcmp(a, "--timeout") == 0) {
+            timeout = strtod(v, &end);
+            if (*end != '\0' || !(timeout > 0))
+                return cli_usage_error("demo: --timeout must be a positive number, not '%s'", v);
+        } else {
+            return cli_usage_error("demo: unknown option '%s'", a);
+        }
+    }
+
+    struct driver *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return cli_fail("demo: out of memory");
+    d->quiet = quiet;
+    d->tty = isatty(STDOUT_FILENO);
+    d->cfg.iterations = (int)iterations;
+    d->cfg.storm_repeats = (int)storm;
+    if (!parse_configs(&d->cfg, configs)) {
+        free(d);
+        return cli_usage_error("demo: --configs needs config keys such as hex8_2p,square8_4p");
+    }
+    schedule_faults(&d->cfg);
+    for (size_t i = 0; i < DEMO_MAX_CONFIGS; i++)
+        d->progress[i].last = RRE_EV_NONE;
+    pthread_mutex_init(&d->mu, NULL);
+
+    char tmpdir[256] = "";
+    if (db == NULL) {
+        const char *base = getenv("TMPDIR");
+        snprintf(tmpdir, sizeof tmpdir, "%s/rre-demo-XXXXXX", base && *base ? base : "/tmp");
+        if (mkdtemp(tmpdir) == NULL) {
+            free(d);
+            return cli_fail("demo: cannot make a temporary directory: %s", strerror(errno));
+        }
+        snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s/events.db", tmpdir);
+    } else {
+        snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s", db);
+    }
+
+    int rc = CLI_FAIL;
+    pid_t pids[ROLE_COUNT] = {0};
+    rre_queue *queue = NULL;
+    rre_router *router = NULL;
+    rre_link *link = NULL;
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = d->cfg.db_path;
+    qo.default_source = DEMO_DRIVER_NAME;
+
+    /* Create the database and learn where this run starts, then close it:
+     * the coordinators are forked with no connection and no thread open. */
+    rre_status st = rre_queue_create(&queue, &qo);
+    if (st == RRE_OK) {
+        json_t *stats = NULL;
+        st = rre_queue_stats(queue, &stats);
+        if (st == RRE_OK)
+            d->cfg.start_id = json_integer_value(json_object_get(stats, "last_event_id"));
+        json_decref(stats);
+    }
+    rre_queue_destroy(queue);
+    queue = NULL;
+    if (st != RRE_OK) {
+        cli_fail_status("demo: the queue database", st);
+        goto out;
+    }
+
+    if (!quiet) {
+        printf("rre demo: %zu configs x %d iterations, %d coordinator processes, queue %s\n",
+               d->cfg.config_count, d->cfg.iterations, ROLE_COUNT, d->cfg.db_path);
+        for (int f = 0; f < FAULT_COUNT; f++)
+            if (d->cfg.fault_iteration[f] > 0)
+                printf("  fault: %-17s at %s iteration %d\n", demo_fault_name((enum demo_fault)f),
+                       d->cfg.configs[d->cfg.fault_config[f]], d->cfg.fault_iteration[f]);
+        fflush(stdout);
+    }
+
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            cli_fail("demo: fork: %s", strerror(errno));
+            goto out;
+        }
+        if (pid == 0)
+            _exit(demo_run_role((enum demo_role)r, &d->cfg));
+        pids[r] = pid;
+    }
+
+    double started = now_seconds();
+    st = rre_flow_checker_create(&d->flow, NULL);
+    d->shutdowns = json_object();
+    rre_router_options *ro = NULL;
+    if (st == RRE_OK)
+        st = rre_router_options_create(&ro);
+    if (st == RRE_OK)
+        st = rre_router_options_set_source(ro, DEMO_DRIVER_NAME);
+    if (st == RRE_OK)
+        st = rre_router_create(&router, ro);
+    rre_router_options_destroy(ro);
+    if (st == RRE_OK)
+        st = rre_queue_create(&queue, &qo);
+    if (st == RRE_OK)
+        st = rre_router_subscribe_all(router, "demo-monitor", driver_handler, d, NULL);
+    if (st == RRE_OK) {
+        rre_link_options lo = {0};
+        lo.flags = RRE_LINK_SINCE_ID;
+        lo.since_id = d->cfg.start_id;
+        st = rre_link_create(&link, router, queue, &lo);
+    }
+    if (st != RRE_OK) {
+        cli_fail_status("demo", st);
+        goto out;
+    }
+
+    bool finished = false;
+    while (now_seconds() - started < timeout) {
+        if (all_done(d)) {
+            finished = true;
+            break;
+        }
+        bool child_died = false;
+        for (int r = 0; r < ROLE_COUNT; r++) {
+            int status;
+            if (pids[r] > 0 && waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+                fprintf(stderr, "rre demo: the %s coordinator exited early (status %d)\n",
+                        demo_role_name((enum demo_role)r),
+                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                pids[r] = 0;
+                child_died = true;
+            }
+        }
+        if (child_died)
+            break;
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (!finished)
+        fprintf(stderr,
+                "rre demo: the pipeline did not finish (timeout %.0f s or a coordinator "
+                "failed)\n",
+                timeout);
+
+    rre_publish_result res;
+    json_t *bye = json_pack("{s:s, s:s, s:i}", "coordinator_name", DEMO_DRIVER_NAME, "reason",
+                            finished ? "graceful" : "error", "remaining_tasks", 0);
+    st = rre_router_publish_type(router, RRE_EV_COORDINATOR_SHUTDOWN, bye, NULL, &res);
+    json_decref(bye);
+    if (st != RRE_OK)
+        cli_fail_status("demo: publishing the shutdown", st);
+    stop_children(pids, ROLE_COUNT, finished ? 10.0 : 2.0);
+    rre_link_sync(link, 5000);
+    double elapsed = now_seconds() - started;
+
+    rre_link_destroy(link);
+    link = NULL;
+    rre_flow_finish(d->flow, now_seconds());
+
+    /* The summary. */
+    bool ok = finished;
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        int code = pids[r] < 0 ? -pids[r] - 1 : -1;
+        if (code != 0) {
+            fprintf(stderr, "rre demo: the %s coordinator %s\n", demo_role_name((enum demo_role)r),
+                    code < 0 ? "did not exit" : "reported failures");
+            ok = false;
+        }
+    }
+    uint64_t duplicates = 0, failures = 0, violations = 0, received = 0;
+    const char *name;
+    json_t *snap;
+    json_object_foreach(d->shutdowns, name, snap)
+    {
+        duplicates += (uint64_t)json_integer_value(json_object_get(snap, "duplicates_prevented"));
+        failures += (uint64_t)json_integer_value(json_object_get(snap, "handler_failures"));
+        violations += (uint64_t)json_integer_value(json_object_get(snap, "schema_violations"));
+        received += (uint64_t)json_integer_value(json_object_get(snap, "events_received"));
+    }
+    rre_router_stats *rs = malloc(sizeof *rs);
+    if (rs != NULL && rre_router_get_stats(router, rs) == RRE_OK) {
+        duplicates += rs->duplicates_prevented;
+        failures += rs->handler_failures;
+    }
+    free(rs);
+    if (json_object_size(d->shutdowns) != ROLE_COUNT) {
+        fprintf(stderr, "rre demo: %zu of %d coordinators reported at shutdown\n",
+                json_object_size(d->shutdowns), ROLE_COUNT);
+        ok = false;
+    }
+
+    qsort(d->latency_ms, d->latency_count, sizeof *d->latency_ms, compare_double);
+    printf("\nsummary (%.2f s)\n", elapsed);
+    printf("  events by type (%llu in all):\n", (unsigned long long)d->events);
+    for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++)
+        if (d->by_type[t] > 0)
+            printf("    %-34s %6llu\n", rre_event_name((rre_event_type)t),
+                   (unsigned long long)d->by_type[t]);
+    printf("  cross-process latency: p50 %.3f ms, p99 %.3f ms (%zu events)\n",
+           percentile(d->latency_ms, d->latency_count, 0.50),
+           percentile(d->latency_ms, d->latency_count, 0.99), d->latency_count);
+    printf("  events received by coordinators: %llu\n", (unsigned long long)received);
+    printf("  duplicates prevented: %llu\n", (unsigned long long)duplicates);
+    printf("  handler failures: %llu\n", (unsigned long long)failures);
+    printf("  schema violations: %llu\n", (unsigned long long)violations);
+    printf("  faults injected:");
+    for (int f = 0; f < FAULT_COUNT; f++)
+        printf("%s %s%s", f ? "," : "", demo_fault_name((enum demo_fault)f),
+               d->cfg.fault_iteration[f] > 0 ? "" : " (not scheduled: too few iterations)");
+    printf("\n");
+    if (d->cfg.fault_iteration[FAULT_STORM] > 0 && storm > 0 && duplicates < (uint64_t)storm) {
+        fprintf(stderr, "rre demo: the storm of %ld repeats was not absorbed by dedup\n", storm);
+        ok = false;
+    }
+    if (failures > 0 || violations > 0)
+        ok = false;
+
+    rre_flow_stats fs;
+    rre_flow_get_stats(d->flow, &fs);
+    bool clean = rre_flow_clean(d->flow);
+    printf("  flow check: %s (%llu events, %llu violations, %llu stalls)\n",
+           clean ? "clean" : "NOT CLEAN", (unsigned long long)fs.events,
+           (unsigned long long)fs.violations, (unsigned long long)fs.stalls);
+    for (size_t i = 0; i < rre_flow_issue_count(d->flow) && i < 20; i++) {
+        const rre_flow_issue *is = rre_flow_issue_get(d->flow, i);
+        printf("    %s: %s\n", rre_flow_rule_name(is->rule), is->message);
+    }
+    if (!clean)
+        ok = false;
+    printf("  verdict: %s\n", ok ? "OK" : "FAILED");
+    rc = ok ? CLI_OK : CLI_FAIL;
+
+out:
+    for (int r = 0; r < ROLE_COUNT; r++)
+        if (pids[r] > 0)
+            kill(pids[r], SIGKILL);
+    stop_children(pids, ROLE_COUNT, 0);
+    rre_link_destroy(link);
+    rre_router_destroy(router);
+    rre_queue_destroy(queue);
+    rre_flow_checker_destroy(d->flow);
+    json_decref(d->shutdowns);
+    free(d->latency_ms);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+    if (tmpdir[0] != '\0') {
+        char path[300];
+        const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+            snprintf(path, sizeof path, "%s/events.db%s", tmpdir, suffixes[i]);
+            unlink(path);
+        }
+        rmdir(tmpdir);
+    }
+    return rc;
+}
