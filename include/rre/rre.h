@@ -549,6 +549,7 @@ typedef struct rre_event {
 #include <rre/router.h>
 #include <rre/queue.h>
 #include <rre/flow.h>
+#include <rre/link.h>
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@ struct cli_command {
 int cmd_catalog(const struct cli_globals *g, int argc, char **argv);
 int cmd_validate(const struct cli_globals *g, int argc, char **argv);
 int cmd_config_key(const struct cli_globals *g, int argc, char **argv);
+int cmd_demo(const struct cli_globals *g, int argc, char **argv);
 int cmd_flow(const struct cli_globals *g, int argc, char **argv);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */

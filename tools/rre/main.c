@@ -11,6 +11,7 @@ static const struct cli_command commands[] = {
     {"catalog", "list event types, or show one", cmd_catalog},
     {"validate", "check a payload against its type's schema", cmd_validate},
     {"config-key", "parse or make a config key such as hex8_2p", cmd_config_key},
+    {"demo", "run the training pipeline with one process per coordinator", cmd_demo},
     {"flow", "check a stream of events against the lifecycles and pipeline", cmd_flow},
     {NULL, NULL, NULL},
 };
