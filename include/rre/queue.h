@@ -1,7 +1,260 @@
 /*
- * queue.h - part of the public interface; included by <rre/rre.h>, never alone.
+ * queue.h - the durable cross-process queue: a SQLite file shared by the
+ * processes of one host, C and Python alike. Part of the public interface;
+ * included by <rre/rre.h>, never alone.
+ *
+ * The file, its location, its tables and its value formats are the contract
+ * of the Python deployment (see docs/QUEUE.md): the `events`, `subscribers`
+ * and `acks` tables are created with IF NOT EXISTS exactly as Python creates
+ * them and are never altered. What this library needs beyond them lives in
+ * tables of its own, all named `rre_*`, which Python ignores.
+ *
+ * Decisions the Python contract leaves open, as this library makes them:
+ *
+ *  - Location: an explicit path wins; else $RINGRIFT_COORDINATION_DIR/events.db,
+ *    else $XDG_RUNTIME_DIR/ringrift_coordination/events.db, else
+ *    /tmp/ringrift_coordination/events.db for uid 0 and
+ *    /tmp/ringrift_coordination_<uid>/events.db otherwise. Empty variables
+ *    count as unset. Missing parent directories are created (mode 0700); a
+ *    database file this library creates, and its -wal and -shm files, are
+ *    mode 0600.
+ *  - Stored payload: the payload object written compactly, plus the envelope
+ *    fields `timestamp` and `trace_id` at its top level when the payload does
+ *    not already have them (the Python EventBus adds `timestamp` the same way).
+ *    These fields are outside the content hash, so the hash of a stored event
+ *    equals the hash of the published one. On reading, the envelope's
+ *    timestamp and trace_id come from those fields when present (the
+ *    timestamp from `created_at` otherwise); the payload is delivered as stored.
+ *  - Python writes NaN and Infinity into payloads (json.dumps allows them).
+ *    Such rows are read with those numbers replaced by null. A payload that is
+ *    not JSON, or not a JSON object, is a poison row: it is logged once per
+ *    database (a row in `rre_poison`), counted by each subscriber that meets
+ *    it, acknowledged so that no consumer retries it, and skipped.
+ *  - Content dedup across processes: the content hash of every event this
+ *    library publishes is kept with its first-seen time (`rre_dedup`) and
+ *    checked in the same transaction as the insert. Within the window (1 hour
+ *    by default) a second publish of the same content stores nothing and
+ *    reports the first event's id with `duplicate` set. Rows Python inserts
+ *    are not hashed at publish time and so never count as earlier copies.
+ *  - Durable subscribers have the id "<hostname>:stable:<name>"; the name
+ *    "event_router" is refused because that id belongs to the Python router.
+ *    A name is held by one live process at a time (a lease row with host,
+ *    pid and a heartbeat). A holder is dead when it is on this host and its
+ *    pid no longer exists (or belongs to a process started later), or when
+ *    its heartbeat is older than the subscriber timeout
+ *    (RINGRIFT_SUBSCRIBER_TIMEOUT, 300 s); a dead holder's lease is taken
+ *    over. A subscriber that finds its lease taken over gets RRE_EHELD.
+ *  - Progress: a cursor per durable subscriber (the last event id it passed)
+ *    so acknowledged history is never rescanned; each delivered event (and
+ *    each poison row) also gets an `acks` row under the subscriber id so a
+ *    Python consumer with the same id sees the progress, and ids Python
+ *    already acked for that id are skipped. Events filtered out by type or
+ *    category are passed by the cursor but not acked. Acks are written once
+ *    per delivered batch, after the handlers ran: a process killed between a
+ *    handler and that commit gets the rest of that batch again on restart
+ *    (at least once); an acked event is never delivered again.
+ *  - A new durable subscriber starts at the oldest retained event (or after
+ *    `since_id` when given); `since_id` on an existing one moves its cursor
+ *    forward, never back.
+ *  - Wake-up: each subscriber watches the database's directory with inotify
+ *    for writes to the database and its WAL and re-reads on every change,
+ *    with a fallback re-read every 250 ms for file systems without inotify.
+ *  - Retention runs by itself in a maintenance thread of each queue: every
+ *    minute it deletes events older than the retention window
+ *    (RINGRIFT_CROSS_PROCESS_RETENTION_HOURS, 24 h), their acks and poison
+ *    records, expired dedup entries, `subscribers` rows of non-stable ids
+ *    idle longer than the subscriber timeout, and state of stable
+ *    subscribers idle longer than the retention window; at most 1000 rows
+ *    per transaction, so publishers never wait long. One pass per database
+ *    per interval, whichever process gets there first.
+ *  - SQLITE_BUSY never reaches the caller: every transaction is retried with
+ *    a short backoff for as long as the busy timeout (60 s) allows; only then
+ *    is RRE_ETIMEOUT returned.
+ *  - Errors map to RRE_ECORRUPT (not a database, corrupt), RRE_EFULL (disk or
+ *    size limit full), RRE_EREADONLY, RRE_EIO (cannot create or open), RRE_EDB
+ *    (anything else SQLite reports); rre_last_error() holds SQLite's message.
  */
 #ifndef RRE_QUEUE_H
 #define RRE_QUEUE_H
+
+/* The name of the database file inside the coordination directory. */
+#define RRE_QUEUE_FILE_NAME "events.db"
+/* The subscriber name Python's router uses; refused for C subscribers. */
+#define RRE_QUEUE_RESERVED_NAME "event_router"
+
+typedef struct rre_queue rre_queue;
+typedef struct rre_subscriber rre_subscriber;
+
+typedef enum rre_queue_sync {
+    RRE_QUEUE_SYNC_NORMAL = 0, /* synchronous=NORMAL, as Python uses */
+    RRE_QUEUE_SYNC_FULL = 1,   /* synchronous=FULL: durable across power loss */
+} rre_queue_sync;
+
+/* Options of rre_queue_create(). Start from rre_queue_options_init(); zero
+ * and NULL fields mean "the default". Strings are copied. */
+typedef struct rre_queue_options {
+    const char *path;            /* database file; NULL: the default location */
+    const char *hostname;        /* written to `hostname`; NULL: gethostname() */
+    const char *default_source;  /* source of publishes that give none; NULL: "" */
+    rre_queue_sync sync;         /* default NORMAL */
+    int busy_timeout_ms;         /* 0: 60000 */
+    double dedup_window_seconds; /* 0: 3600; negative: no cross-process dedup */
+    double retention_hours;      /* 0: RINGRIFT_CROSS_PROCESS_RETENTION_HOURS or 24 */
+    double subscriber_timeout_s; /* 0: RINGRIFT_SUBSCRIBER_TIMEOUT or 300 */
+    int maintenance_interval_ms; /* 0: 60000; negative: no maintenance thread */
+    int64_t max_page_count;      /* 0: no limit; else PRAGMA max_page_count (tests) */
+    bool read_only;              /* open an existing file read-only; no publish or ack */
+} rre_queue_options;
+
+RRE_API void rre_queue_options_init(rre_queue_options *opts);
+
+/* Writes the default database path (the location rules above, ignoring any
+ * option) into buf. RRE_ELIMIT when it does not fit in cap. */
+RRE_API rre_status rre_queue_default_path(char *buf, size_t cap);
+
+/* Opens (creating when missing) the queue database. `opts` may be NULL for
+ * all defaults. On success *out owns the queue; on failure *out is NULL and
+ * rre_last_error() says why: RRE_EIO when the directory or file cannot be
+ * created or opened, RRE_ECORRUPT for a file that is not a SQLite database,
+ * RRE_EREADONLY when it cannot be written (use read_only to read it anyway). */
+RRE_API rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts);
+
+/* Stops the queue: pending and later publishes return RRE_ECLOSED, waiting
+ * subscribers wake up and return RRE_ECLOSED, the maintenance thread ends.
+ * Idempotent; NULL does nothing. */
+RRE_API void rre_queue_close(rre_queue *q);
+
+/* Closes (if needed) and frees the queue. All its subscribers must have been
+ * destroyed first. NULL does nothing. */
+RRE_API void rre_queue_destroy(rre_queue *q);
+
+/* The path of the open database file (owned by the queue). */
+RRE_API const char *rre_queue_path(const rre_queue *q);
+
+/* The host name the queue writes and uses in subscriber ids. */
+RRE_API const char *rre_queue_hostname(const rre_queue *q);
+
+/* ------------------------------------------------------------------------ */
+/* Publishing                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct rre_queue_publish_result {
+    int64_t event_id;            /* the new row, or the earlier one when duplicate */
+    bool duplicate;              /* true: nothing was stored */
+    uint8_t hash[RRE_HASH_SIZE]; /* content hash of the event */
+} rre_queue_publish_result;
+
+/* Appends one event. `payload` (a JSON object, borrowed) is written as is:
+ * normalising and validating it is the caller's (the router's) business.
+ * `source` may be NULL (the queue's default source). `timestamp` and
+ * `trace_id` may be NULL or ""; when given they are added to the stored
+ * payload unless it has those fields (see above). `out` may be NULL.
+ *
+ * Thread-safe: publishes from several threads are committed together in one
+ * transaction (group commit); the call returns once its row is committed, or
+ * with an error, in which case nothing of this event was stored. */
+RRE_API rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
+                                     const char *source, const char *timestamp,
+                                     const char *trace_id, rre_queue_publish_result *out);
+
+/* The same for an envelope: type, payload, source, timestamp and trace_id are
+ * taken from `ev`. On success ev->event_id is set (to the earlier event's id
+ * for a duplicate) and ev->hash filled. */
+RRE_API rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate);
+
+/* ------------------------------------------------------------------------ */
+/* Subscribing                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Options of rre_subscriber_create(). Zero / NULL fields mean "the default".
+ * The arrays are copied. */
+typedef struct rre_subscriber_options {
+    const char *name;            /* durable name; NULL: a transient reader (no ack,
+                                    no cursor, no lease), starting after since_id */
+    const rre_event_type *types; /* deliver only these types (canonical or alias) */
+    size_t type_count;
+    const rre_category *categories; /* ... or these categories (either matches) */
+    size_t category_count;
+    int64_t since_id; /* deliver only events with a larger id */
+    bool no_ack;      /* durable name, but do not record progress */
+    unsigned batch;   /* rows read per query; 0: 512 */
+} rre_subscriber_options;
+
+RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
+
+/* The handler of rre_subscriber_poll(). `ev` and everything it points to are
+ * borrowed until it returns (ev->origin is RRE_ORIGIN_PROCESS, ev->event_id
+ * the row). A status other than RRE_OK counts as a handler failure: it is
+ * logged and counted, and the event is still acknowledged, so a failing
+ * handler never blocks the events after it. Returning RRE_ECLOSED instead
+ * stops the poll at this event without acknowledging it: it is delivered
+ * again next time. */
+typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
+
+/* Creates a subscriber on its own connection. For a durable name it takes
+ * the name's lease (RRE_EHELD, with a message naming the holder's host and
+ * pid, when a live process holds it; RRE_EINVAL for the reserved name or an
+ * empty one) and restores the cursor. */
+RRE_API rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
+                                         const rre_subscriber_options *opts);
+
+/* Delivers up to `max` events (0: no limit other than one batch) in event_id
+ * order to `fn`, then acknowledges them. When none is available it waits up
+ * to `timeout_ms` (0: do not wait; negative: wait until one arrives or the
+ * subscriber or queue is closed) for a commit by any process.
+ * *delivered (may be NULL) is the number of events handed to `fn`.
+ * Returns RRE_OK (also when the wait ran out with nothing), RRE_ECLOSED,
+ * RRE_EHELD when the lease was taken over, or a database error; events
+ * delivered before an error are acknowledged when possible.
+ * One thread at a time per subscriber; `fn` runs on the calling thread with
+ * no library lock held and may publish to the same queue. */
+RRE_API rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max,
+                                       rre_queue_handler fn, void *user_data, size_t *delivered);
+
+/* Wakes a poll that is waiting and makes every later poll return RRE_ECLOSED.
+ * Any thread; idempotent; NULL does nothing. */
+RRE_API void rre_subscriber_close(rre_subscriber *s);
+
+/* Releases the lease (the cursor stays) and frees the subscriber. Not while
+ * another thread is inside rre_subscriber_poll(). NULL does nothing. */
+RRE_API void rre_subscriber_destroy(rre_subscriber *s);
+
+/* The subscriber id ("<host>:stable:<name>", or "<host>:<pid>:reader"). */
+RRE_API const char *rre_subscriber_id(const rre_subscriber *s);
+
+typedef struct rre_subscriber_counters {
+    uint64_t delivered;      /* events handed to the handler */
+    uint64_t handler_failed; /* ... whose handler reported failure */
+    uint64_t filtered;       /* rows passed by the filter */
+    uint64_t skipped_acked;  /* rows already acked by a Python consumer of this id */
+    uint64_t poison;         /* rows that could not be decoded */
+    int64_t cursor;          /* the last event id passed */
+} rre_subscriber_counters;
+
+RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber_counters *out);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics and retention                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Figures about the database as one JSON object (caller owns it):
+ * path, file_bytes (database + WAL), events, first_event_id, last_event_id,
+ * by_type {NAME: count} (unknown spellings under their stored text),
+ * subscribers [{id, kind ("stable" or "python"), cursor, behind, holder_host,
+ * holder_pid, alive, last_seen}], dedup_entries, poison_rows. */
+RRE_API rre_status rre_queue_stats(rre_queue *q, json_t **out);
+
+typedef struct rre_queue_purge_result {
+    uint64_t events;      /* events deleted */
+    uint64_t acks;        /* acks of deleted events */
+    uint64_t dedup;       /* expired dedup entries */
+    uint64_t subscribers; /* dead subscriber rows, leases and cursors */
+    uint64_t poison;      /* poison records of deleted events */
+} rre_queue_purge_result;
+
+/* Runs retention now, in batches: events older than `older_than_s` seconds
+ * (negative: the retention window) and everything listed above. `out` may be
+ * NULL. */
+RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
 
 #endif

@@ -1,0 +1,350 @@
+/*
+ * queue_retention.c - retention of the SQLite queue: deleting old events,
+ * their acks and poison records, expired dedup entries and dead
+ * subscribers, in small transactions; and the maintenance thread that runs
+ * it by itself.
+ *
+ * DESIGN: each queue that can write starts one maintenance thread with its
+ * own connection (opened on its first pass). It sleeps on maint_cv (guarded
+ * by maint_mu, which also guards maint_stop) for the maintenance interval,
+ * then claims the pass for the whole database by updating
+ * rre_meta.retention_at in a short transaction, so that of many processes
+ * sharing the file only one runs it per interval. Every delete touches at
+ * most RRE__QUEUE_PURGE_BATCH rows and commits, so a publisher waits at most
+ * for one such batch.
+ */
+#include "queue_sqlite.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* One statement with up to three bound values, run in a retried write
+ * transaction; `changes` is what it deleted. */
+struct exec_ctx {
+    const char *sql;
+    const char *binds; /* per parameter: d (d1), i (i1), t (t1), D (d2), I (i2) */
+    double d1, d2;
+    int64_t i1, i2;
+    const char *t1;
+    int64_t changes;
+};
+
+static int exec_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    (void)body_status;
+    struct exec_ctx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, c->sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    for (int i = 0; c->binds[i] != '\0'; i++) {
+        switch (c->binds[i]) {
+        case 'd':
+            sqlite3_bind_double(st, i + 1, c->d1);
+            break;
+        case 'D':
+            sqlite3_bind_double(st, i + 1, c->d2);
+            break;
+        case 'i':
+            sqlite3_bind_int64(st, i + 1, c->i1);
+            break;
+        case 'I':
+            sqlite3_bind_int64(st, i + 1, c->i2);
+            break;
+        default:
+            sqlite3_bind_text(st, i + 1, c->t1, -1, SQLITE_STATIC);
+            break;
+        }
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    c->changes = sqlite3_changes(db);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Runs a batched DELETE until it deletes fewer rows than a batch; adds the
+ * total to *total. */
+static rre_status delete_batches(rre_queue *q, sqlite3 *db, struct exec_ctx *c, const char *what,
+                                 uint64_t *total)
+{
+    for (;;) {
+        rre_status st = rre__queue_write_txn(q, db, what, exec_body, c);
+        if (st != RRE_OK)
+            return st;
+        *total += (uint64_t)c->changes;
+        if (c->changes < RRE__QUEUE_PURGE_BATCH)
+            return RRE_OK;
+    }
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql, int64_t fallback)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = fallback;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Collects up to `cap` subscriber ids matching `sql` (one double bound). */
+static size_t collect_ids(sqlite3 *db, const char *sql, double bound, char **ids, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_double(st, 1, bound);
+    while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id != NULL && (ids[n] = strdup(id)) != NULL)
+            n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static rre_status forget_subscriber(rre_queue *q, sqlite3 *db, const char *id, uint64_t *acks)
+{
+    struct exec_ctx c = {.sql = "DELETE FROM acks WHERE rowid IN (SELECT rowid FROM acks WHERE"
+                                " subscriber_id = ? LIMIT ?)",
+                         .binds = "ti",
+                         .t1 = id,
+                         .i1 = RRE__QUEUE_PURGE_BATCH};
+    rre_status st = delete_batches(q, db, &c, "deleting acks of a dead subscriber", acks);
+    static const char *const tables[] = {
+        "DELETE FROM subscribers WHERE subscriber_id = ?",
+        "DELETE FROM rre_cursors WHERE subscriber_id = ?",
+        "DELETE FROM rre_leases WHERE subscriber_id = ?",
+    };
+    for (size_t i = 0; st == RRE_OK && i < RRE__ARRAY_LEN(tables); i++) {
+        struct exec_ctx d = {.sql = tables[i], .binds = "t", .t1 = id};
+        st = rre__queue_write_txn(q, db, "deleting a dead subscriber", exec_body, &d);
+    }
+    return st;
+}
+
+rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
+                               rre_queue_purge_result *out)
+{
+    rre_queue_purge_result res;
+    memset(&res, 0, sizeof res);
+    double now = rre__queue_now();
+    double cutoff = now - (older_than_s >= 0 ? older_than_s : q->retention_s);
+
+    struct exec_ctx ev = {.sql = "DELETE FROM events WHERE event_id IN (SELECT event_id FROM"
+                                 " events WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                          .binds = "di",
+                          .d1 = cutoff,
+                          .i1 = RRE__QUEUE_PURGE_BATCH};
+    rre_status st = delete_batches(q, db, &ev, "deleting old events", &res.events);
+
+    /* Acks and poison records below the oldest remaining event belong to
+     * deleted events. */
+    int64_t min_live = query_int(db, "SELECT min(event_id) FROM events", -1);
+    if (min_live < 0)
+        min_live = query_int(db, "SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'", 0);
+    if (st == RRE_OK && min_live > 0) {
+        struct exec_ctx ac = {.sql = "DELETE FROM acks WHERE rowid IN (SELECT rowid FROM acks"
+                                     " WHERE event_id < ? LIMIT ?)",
+                              .binds = "iI",
+                              .i1 = min_live,
+                              .i2 = RRE__QUEUE_PURGE_BATCH};
+        st = delete_batches(q, db, &ac, "deleting acks of deleted events", &res.acks);
+        if (st == RRE_OK) {
+            struct exec_ctx pc = {.sql = "DELETE FROM rre_poison WHERE event_id IN (SELECT"
+                                         " event_id FROM rre_poison WHERE event_id < ? LIMIT ?)",
+                                  .binds = "iI",
+                                  .i1 = min_live,
+                                  .i2 = RRE__QUEUE_PURGE_BATCH};
+            st = delete_batches(q, db, &pc, "deleting poison records", &res.poison);
+        }
+    }
+    if (st == RRE_OK) {
+        /* Dedup entries in event_id order, which is first-seen order: look at
+         * one batch of the oldest and delete the expired ones among them. */
+        double window = q->dedup_window_s > 0 ? q->dedup_window_s : 0;
+        struct exec_ctx dc = {.sql = "DELETE FROM rre_dedup WHERE event_id IN (SELECT event_id"
+                                     " FROM (SELECT event_id, first_seen FROM rre_dedup ORDER BY"
+                                     " event_id LIMIT ?) WHERE first_seen < ?)",
+                              .binds = "id",
+                              .i1 = RRE__QUEUE_PURGE_BATCH,
+                              .d1 = now - window};
+        st = delete_batches(q, db, &dc, "deleting expired dedup entries", &res.dedup);
+    }
+    if (st == RRE_OK) {
+        /* Dead subscribers: transient ids idle past the subscriber timeout;
+         * stable ids (ours and Python's) idle past the retention window,
+         * whose cursors then point before every retained event anyway. */
+        enum { MAX_IDS = 256 };
+        char *ids[MAX_IDS];
+        size_t n = collect_ids(db,
+                               "SELECT subscriber_id FROM subscribers WHERE last_poll_at < ?"
+                               " AND subscriber_id NOT LIKE '%:stable:%'",
+                               now - q->subscriber_timeout_s, ids, MAX_IDS);
+        n += collect_ids(db,
+                         "SELECT subscriber_id FROM subscribers WHERE last_poll_at < ?1 AND"
+                         " subscriber_id LIKE '%:stable:%' UNION SELECT subscriber_id FROM"
+                         " rre_cursors WHERE updated_at < ?1 AND subscriber_id NOT IN (SELECT"
+                         " subscriber_id FROM subscribers)",
+                         now - q->retention_s, ids + n, MAX_IDS - n);
+        for (size_t i = 0; i < n; i++) {
+            if (st == RRE_OK) {
+                st = forget_subscriber(q, db, ids[i], &res.acks);
+                if (st == RRE_OK)
+                    res.subscribers++;
+            }
+            free(ids[i]);
+        }
+        if (st == RRE_OK) {
+            struct exec_ctx lc = {.sql = "DELETE FROM rre_leases WHERE heartbeat < ?",
+                                  .binds = "d",
+                                  .d1 = now - q->subscriber_timeout_s};
+            st = rre__queue_write_txn(q, db, "deleting stale leases", exec_body, &lc);
+        }
+    }
+    if (out != NULL)
+        *out = res;
+    return st;
+}
+
+rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_purge: queue is NULL");
+    if (q->read_only)
+        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+    rre__queue_lock(&q->admin_mu);
+    rre_status st = rre__queue_purge_on(q, q->adb, older_than_s, out);
+    rre__queue_unlock(&q->admin_mu);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The maintenance thread                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct claim_ctx {
+    double now;
+    double interval_s;
+    bool claimed;
+};
+
+static int claim_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    (void)body_status;
+    struct claim_ctx *c = vctx;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM rre_meta WHERE key = 'retention_at'", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    double last = rc == SQLITE_ROW ? sqlite3_column_double(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    c->claimed = c->now - last >= 0.9 * c->interval_s || last > c->now;
+    if (!c->claimed)
+        return SQLITE_OK;
+    rc = sqlite3_prepare_v2(db,
+                            "INSERT OR REPLACE INTO rre_meta(key, value) VALUES"
+                            " ('retention_at', ?)",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.6f", c->now);
+    sqlite3_bind_text(st, 1, buf, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void maintenance_pass(rre_queue *q, sqlite3 **db)
+{
+    if (*db == NULL && rre__queue_connect(q, db, 256) != RRE_OK) {
+        rre__log(RRE_LOG_WARN, "queue", "retention: cannot open '%s': %s", q->path,
+                 rre_last_error());
+        return;
+    }
+    struct claim_ctx c = {rre__queue_now(), q->maintenance_interval_ms / 1000.0, false};
+    if (rre__queue_write_txn(q, *db, "claiming the retention pass", claim_body, &c) != RRE_OK) {
+        rre__log(RRE_LOG_WARN, "queue", "retention: %s", rre_last_error());
+        return;
+    }
+    if (!c.claimed)
+        return;
+    rre_queue_purge_result r;
+    if (rre__queue_purge_on(q, *db, -1, &r) != RRE_OK) {
+        rre__log(RRE_LOG_WARN, "queue", "retention: %s", rre_last_error());
+        return;
+    }
+    if (r.events + r.acks + r.dedup + r.subscribers + r.poison > 0)
+        rre__log(RRE_LOG_INFO, "queue",
+                 "retention: deleted %llu events, %llu acks, %llu dedup entries, %llu "
+                 "subscribers, %llu poison records",
+                 (unsigned long long)r.events, (unsigned long long)r.acks,
+                 (unsigned long long)r.dedup, (unsigned long long)r.subscribers,
+                 (unsigned long long)r.poison);
+}
+
+static void *maintenance_main(void *arg)
+{
+    rre_queue *q = arg;
+    sqlite3 *db = NULL;
+    int first_ms = q->maintenance_interval_ms < 2000 ? q->maintenance_interval_ms : 2000;
+    int64_t next = rre__queue_mono_ms() + first_ms;
+    for (;;) {
+        rre__queue_lock(&q->maint_mu);
+        while (!q->maint_stop) {
+            int64_t left = next - rre__queue_mono_ms();
+            if (left <= 0)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(left / 1000);
+            ts.tv_nsec += (long)(left % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&q->maint_cv, &q->maint_mu, &ts);
+        }
+        bool stop = q->maint_stop;
+        rre__queue_unlock(&q->maint_mu);
+        if (stop)
+            break;
+        maintenance_pass(q, &db);
+        next = rre__queue_mono_ms() + q->maintenance_interval_ms;
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
+rre_status rre__queue_maintenance_start(rre_queue *q)
+{
+    rre__queue_lock(&q->maint_mu);
+    int rc = pthread_create(&q->maint_thread, NULL, maintenance_main, q);
+    q->maint_started = rc == 0;
+    rre__queue_unlock(&q->maint_mu);
+    if (rc != 0)
+        return rre__error(RRE_EINTERNAL, "cannot start the retention thread: %s", strerror(rc));
+    return RRE_OK;
+}
+
+void rre__queue_maintenance_stop(rre_queue *q)
+{
+    rre__queue_lock(&q->maint_mu);
+    bool started = q->maint_started;
+    q->maint_started = false;
+    q->maint_stop = true;
+    pthread_cond_broadcast(&q->maint_cv);
+    rre__queue_unlock(&q->maint_mu);
+    if (started)
+        pthread_join(q->maint_thread, NULL);
+}

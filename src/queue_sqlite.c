@@ -1,0 +1,905 @@
+/*
+ * queue_sqlite.c - the durable queue over the shared SQLite file: locating
+ * and opening the file, the compatible schema, connection set-up, error
+ * mapping, retried transactions, and publishing with group commit.
+ *
+ * The contract with the Python processes that share the file is in
+ * include/rre/queue.h and docs/QUEUE.md. The threading design of publishing
+ * is described on struct rre_queue in queue_sqlite.h.
+ */
+#include "queue_sqlite.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The Python side's schema, exactly as it creates it. Never altered. */
+static const char PYTHON_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS events ("
+    " event_id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " event_type TEXT NOT NULL,"
+    " payload TEXT NOT NULL DEFAULT '{}',"
+    " source TEXT NOT NULL DEFAULT '',"
+    " hostname TEXT NOT NULL DEFAULT '',"
+    " created_at REAL NOT NULL,"
+    " INDEX_event_type TEXT GENERATED ALWAYS AS (event_type) STORED);"
+    "CREATE TABLE IF NOT EXISTS subscribers ("
+    " subscriber_id TEXT PRIMARY KEY,"
+    " process_name TEXT NOT NULL,"
+    " hostname TEXT NOT NULL,"
+    " pid INTEGER NOT NULL,"
+    " subscribed_types TEXT NOT NULL DEFAULT '[]',"
+    " last_poll_at REAL NOT NULL,"
+    " created_at REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS acks ("
+    " subscriber_id TEXT NOT NULL,"
+    " event_id INTEGER NOT NULL,"
+    " acked_at REAL NOT NULL,"
+    " PRIMARY KEY (subscriber_id, event_id),"
+    " FOREIGN KEY (subscriber_id) REFERENCES subscribers(subscriber_id),"
+    " FOREIGN KEY (event_id) REFERENCES events(event_id));"
+    "CREATE INDEX IF NOT EXISTS idx_events_type ON events(event_type);"
+    "CREATE INDEX IF NOT EXISTS idx_events_created ON events(created_at);"
+    "CREATE INDEX IF NOT EXISTS idx_acks_subscriber ON acks(subscriber_id);"
+    "CREATE INDEX IF NOT EXISTS idx_acks_event ON acks(event_id);";
+
+/* Tables of our own; Python ignores them. */
+static const char RRE_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS rre_meta ("
+    " key TEXT PRIMARY KEY,"
+    " value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rre_dedup ("
+    " event_id INTEGER PRIMARY KEY,"
+    " hash BLOB NOT NULL UNIQUE,"
+    " first_seen REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rre_cursors ("
+    " subscriber_id TEXT PRIMARY KEY,"
+    " last_event_id INTEGER NOT NULL,"
+    " updated_at REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rre_leases ("
+    " subscriber_id TEXT PRIMARY KEY,"
+    " hostname TEXT NOT NULL,"
+    " pid INTEGER NOT NULL,"
+    " start_time INTEGER NOT NULL,"
+    " token INTEGER NOT NULL,"
+    " heartbeat REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rre_poison ("
+    " event_id INTEGER PRIMARY KEY,"
+    " reason TEXT NOT NULL,"
+    " first_seen REAL NOT NULL);"
+    "INSERT OR IGNORE INTO rre_meta(key, value) VALUES ('schema_version', '1');";
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+void rre__queue_lock(pthread_mutex_t *m)
+{
+    int rc = pthread_mutex_lock(m);
+    if (rc != 0)
+        rre__panic("queue: pthread_mutex_lock failed: %s", strerror(rc));
+}
+
+void rre__queue_unlock(pthread_mutex_t *m)
+{
+    int rc = pthread_mutex_unlock(m);
+    if (rc != 0)
+        rre__panic("queue: pthread_mutex_unlock failed: %s", strerror(rc));
+}
+
+double rre__queue_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
+}
+
+int64_t rre__queue_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long rre__process_start_time(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* The command name may contain spaces and parentheses: fields resume
+     * after the last ')'. Field 3 (state) follows; start time is field 22. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    p++;
+    for (int field = 3; field < 22 && p != NULL; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    if (p == NULL)
+        return -1;
+    return strtoll(p + 1, NULL, 10);
+}
+
+bool rre__queue_is_busy(int rc)
+{
+    int primary = rc & 0xff;
+    return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+void rre__queue_backoff(int attempt)
+{
+    /* 20 us doubling to 2 ms: short enough to keep latency low when the
+     * lock is held briefly, long enough not to burn a core. */
+    long us = 20L << (attempt < 7 ? attempt : 7);
+    if (us > 2000)
+        us = 2000;
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+rre_status rre__queue_sqlite_error(sqlite3 *db, int rc, const char *what)
+{
+    const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    rre_status st;
+    switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        st = RRE_ECORRUPT;
+        break;
+    case SQLITE_FULL:
+        st = RRE_EFULL;
+        break;
+    case SQLITE_READONLY:
+        st = RRE_EREADONLY;
+        break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_PERM:
+        st = RRE_EIO;
+        break;
+    case SQLITE_NOMEM:
+        st = RRE_ENOMEM;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        st = RRE_ETIMEOUT;
+        break;
+    default:
+        st = RRE_EDB;
+        break;
+    }
+    return rre__error(st, "%s: %s (SQLite code %d)", what, msg, rc);
+}
+
+/* The busy handler: the handler SQLite calls while another connection holds
+ * a lock. It sleeps in short steps so a lock held for microseconds costs
+ * microseconds, and gives up after the busy timeout, which `arg` carries. */
+static int busy_handler(void *arg, int count)
+{
+    long timeout_ms = (long)(intptr_t)arg;
+    /* The first 100 waits are 50 us each (5 ms), later ones 1 ms. */
+    long waited_ms = count < 100 ? count / 20 : 5 + (count - 100);
+    if (waited_ms >= timeout_ms)
+        return 0;
+    struct timespec ts = {0, (count < 100 ? 50L : 1000L) * 1000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+        if (rc == SQLITE_OK)
+            return RRE_OK;
+        if (!rre__queue_is_busy(rc) || attempt > 20000)
+            return rre__queue_sqlite_error(db, rc, "preparing a statement");
+        rre__queue_backoff(attempt);
+    }
+}
+
+static int exec_simple(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+rre_status rre__queue_write_txn(const rre_queue *q, sqlite3 *db, const char *what,
+                                int (*body)(sqlite3 *db, void *ctx, rre_status *body_status),
+                                void *ctx)
+{
+    int64_t deadline = rre__queue_mono_ms() + q->busy_timeout_ms;
+    for (int attempt = 0;; attempt++) {
+        int rc = exec_simple(db, "BEGIN IMMEDIATE");
+        if (rc == SQLITE_OK) {
+            rre_status body_status = RRE_OK;
+            rc = body(db, ctx, &body_status);
+            if (rc == SQLITE_OK || rc == SQLITE_DONE)
+                rc = exec_simple(db, "COMMIT");
+            if (rc == SQLITE_OK)
+                return RRE_OK;
+            rre_status st = RRE_OK;
+            if (rc == SQLITE_ABORT && body_status != RRE_OK)
+                st = body_status; /* the body's own error; message already set */
+            else if (!rre__queue_is_busy(rc))
+                st = rre__queue_sqlite_error(db, rc, what);
+            if (sqlite3_get_autocommit(db) == 0)
+                exec_simple(db, "ROLLBACK");
+            if (st != RRE_OK)
+                return st;
+        } else if (!rre__queue_is_busy(rc)) {
+            return rre__queue_sqlite_error(db, rc, what);
+        }
+        if (rre__queue_mono_ms() > deadline)
+            return rre__error(RRE_ETIMEOUT, "%s: the database stayed locked for %d ms", what,
+                              q->busy_timeout_ms);
+        rre__queue_backoff(attempt);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Locating and opening the file                                             */
+/* ------------------------------------------------------------------------ */
+
+static const char *env_nonempty(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+rre_status rre_queue_default_path(char *buf, size_t cap)
+{
+    if (buf == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_default_path: buf is NULL");
+    const char *dir;
+    int n;
+    if ((dir = env_nonempty("RINGRIFT_COORDINATION_DIR")) != NULL)
+        n = snprintf(buf, cap, "%s/%s", dir, RRE_QUEUE_FILE_NAME);
+    else if ((dir = env_nonempty("XDG_RUNTIME_DIR")) != NULL)
+        n = snprintf(buf, cap, "%s/ringrift_coordination/%s", dir, RRE_QUEUE_FILE_NAME);
+    else if (getuid() == 0)
+        n = snprintf(buf, cap, "/tmp/ringrift_coordination/%s", RRE_QUEUE_FILE_NAME);
+    else
+        n = snprintf(buf, cap, "/tmp/ringrift_coordination_%lu/%s", (unsigned long)getuid(),
+                     RRE_QUEUE_FILE_NAME);
+    if (n < 0 || (size_t)n >= cap)
+        return rre__error(RRE_ELIMIT, "the default queue path does not fit in %zu bytes", cap);
+    return RRE_OK;
+}
+
+/* Creates every missing directory of `dir` (mode 0700). */
+static rre_status make_dirs(const char *dir)
+{
+    char *tmp = strdup(dir);
+    if (tmp == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    size_t len = strlen(tmp);
+    for (size_t i = 1; i <= len; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0')
+            continue;
+        char saved = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+            rre_status st =
+                rre__error(RRE_EIO, "cannot create directory '%s': %s", tmp, strerror(errno));
+            free(tmp);
+            return st;
+        }
+        tmp[i] = saved;
+    }
+    free(tmp);
+    return RRE_OK;
+}
+
+/* Creates the database file with mode 0600 when it does not exist, so SQLite
+ * (which gives the -wal and -shm files the database's mode) never creates it
+ * with the umask's. */
+static rre_status create_file(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return RRE_OK;
+    }
+    if (errno == EEXIST)
+        return RRE_OK;
+    if (errno == EACCES || errno == EROFS)
+        return rre__error(RRE_EREADONLY, "cannot create '%s': %s", path, strerror(errno));
+    return rre__error(RRE_EIO, "cannot create '%s': %s", path, strerror(errno));
+}
+
+rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib)
+{
+    *out = NULL;
+    sqlite3 *db = NULL;
+    int flags = (q->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+                SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    int rc = sqlite3_open_v2(q->path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        rre_status st = rre__queue_sqlite_error(db, rc, "opening the queue database");
+        sqlite3_close(db);
+        return st;
+    }
+    sqlite3_busy_handler(db, busy_handler, (void *)(intptr_t)q->busy_timeout_ms);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=500; PRAGMA cache_size=-%d;"
+             " PRAGMA temp_store=MEMORY;",
+             q->sync == RRE_QUEUE_SYNC_FULL ? "FULL" : "NORMAL", cache_kib);
+    rc = exec_simple(db, sql);
+    if (rc == SQLITE_OK && q->max_page_count > 0) {
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count=%lld", (long long)q->max_page_count);
+        rc = exec_simple(db, sql);
+    }
+    if (rc != SQLITE_OK) {
+        rre_status st = rre__queue_sqlite_error(db, rc, "setting up the queue connection");
+        sqlite3_close(db);
+        return st;
+    }
+    *out = db;
+    return RRE_OK;
+}
+
+/* Switches the file to WAL (needs a write lock when the file is new) and
+ * checks it stayed WAL. */
+static rre_status set_wal(rre_queue *q, sqlite3 *db)
+{
+    int64_t deadline = rre__queue_mono_ms() + q->busy_timeout_ms;
+    for (int attempt = 0;; attempt++) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(st, 0);
+            bool wal = mode != NULL && strcmp(mode, "wal") == 0;
+            sqlite3_finalize(st);
+            if (!wal && !q->read_only)
+                return rre__error(RRE_EDB,
+                                  "the queue database stays in journal mode '%s', "
+                                  "not WAL",
+                                  mode != NULL ? mode : "?");
+            return RRE_OK;
+        }
+        sqlite3_finalize(st);
+        if (!rre__queue_is_busy(rc))
+            return rre__queue_sqlite_error(db, rc, "switching the queue database to WAL");
+        if (rre__queue_mono_ms() > deadline)
+            return rre__error(RRE_ETIMEOUT, "switching to WAL: the database stayed locked");
+        rre__queue_backoff(attempt);
+    }
+}
+
+static int schema_body(sqlite3 *db, void *ctx, rre_status *body_status)
+{
+    (void)ctx;
+    (void)body_status;
+    int rc = exec_simple(db, PYTHON_SCHEMA);
+    if (rc == SQLITE_OK)
+        rc = exec_simple(db, RRE_SCHEMA);
+    return rc;
+}
+
+/* True when all tables exist already, so opening takes no write lock. */
+static bool schema_present(sqlite3 *db, bool *ok)
+{
+    sqlite3_stmt *st = NULL;
+    *ok = true;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN"
+                                " ('events','subscribers','acks','rre_meta','rre_dedup',"
+                                "'rre_cursors','rre_leases','rre_poison')",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 8;
+    if (rc != SQLITE_ROW) {
+        *ok = false;
+        rre__queue_sqlite_error(db, rc, "reading the queue schema");
+    }
+    sqlite3_finalize(st);
+    return present;
+}
+
+static rre_status init_schema(rre_queue *q, sqlite3 *db)
+{
+    bool ok;
+    rre_status st;
+    int64_t deadline = rre__queue_mono_ms() + q->busy_timeout_ms;
+    for (int attempt = 0;; attempt++) {
+        bool present = schema_present(db, &ok);
+        if (ok) {
+            if (present)
+                return RRE_OK;
+            break;
+        }
+        int rc = sqlite3_extended_errcode(db);
+        if (!rre__queue_is_busy(rc))
+            return rre__queue_sqlite_error(db, rc, "reading the queue schema");
+        if (rre__queue_mono_ms() > deadline)
+            return rre__error(RRE_ETIMEOUT, "reading the queue schema: the database stayed "
+                                            "locked");
+        rre__queue_backoff(attempt);
+    }
+    if (q->read_only) {
+        /* A read-only queue can read a file that has at least Python's tables. */
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM events LIMIT 1", -1, &s, NULL);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_OK)
+            return rre__error(RRE_ENOTFOUND, "'%s' has no events table", q->path);
+        return RRE_OK;
+    }
+    st = rre__queue_write_txn(q, db, "creating the queue tables", schema_body, NULL);
+    return st;
+}
+
+static char *xstrdup(const char *s)
+{
+    return strdup(s != NULL ? s : "");
+}
+
+static double env_double(const char *name, double fallback)
+{
+    const char *v = env_nonempty(name);
+    if (v == NULL)
+        return fallback;
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(d > 0)) {
+        rre__log(RRE_LOG_WARN, "queue", "ignoring %s='%s': not a positive number", name, v);
+        return fallback;
+    }
+    return d;
+}
+
+void rre_queue_options_init(rre_queue_options *opts)
+{
+    if (opts != NULL)
+        memset(opts, 0, sizeof *opts);
+}
+
+const char *rre_queue_path(const rre_queue *q)
+{
+    return q != NULL ? q->path : NULL;
+}
+
+const char *rre_queue_hostname(const rre_queue *q)
+{
+    return q != NULL ? q->hostname : NULL;
+}
+
+rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_create: out is NULL");
+    *out = NULL;
+    rre_queue_options defaults;
+    rre_queue_options_init(&defaults);
+    if (opts == NULL)
+        opts = &defaults;
+
+    rre_queue *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    char pathbuf[4096];
+    rre_status st = RRE_OK;
+    if (opts->path != NULL && opts->path[0] != '\0') {
+        q->path = strdup(opts->path);
+    } else {
+        st = rre_queue_default_path(pathbuf, sizeof pathbuf);
+        q->path = st == RRE_OK ? strdup(pathbuf) : NULL;
+    }
+    char host[256] = "";
+    if (opts->hostname != NULL)
+        snprintf(host, sizeof host, "%s", opts->hostname);
+    else if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    q->hostname = strdup(host);
+    q->default_source = xstrdup(opts->default_source);
+    if (st == RRE_OK && (q->path == NULL || q->hostname == NULL || q->default_source == NULL))
+        st = rre__error(RRE_ENOMEM, "out of memory");
+    if (st != RRE_OK) {
+        free(q->path);
+        free(q->hostname);
+        free(q->default_source);
+        free(q);
+        return st;
+    }
+    const char *slash = strrchr(q->path, '/');
+    if (slash == NULL) {
+        q->dir = strdup(".");
+        q->file_name = strdup(q->path);
+    } else {
+        q->dir = slash == q->path ? strdup("/") : strndup(q->path, (size_t)(slash - q->path));
+        q->file_name = strdup(slash + 1);
+    }
+    q->sync = opts->sync;
+    q->busy_timeout_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 60000;
+    q->dedup_window_s = opts->dedup_window_seconds == 0 ? 3600.0 : opts->dedup_window_seconds;
+    q->retention_s = 3600.0 * (opts->retention_hours > 0
+                                   ? opts->retention_hours
+                                   : env_double("RINGRIFT_CROSS_PROCESS_RETENTION_HOURS", 24.0));
+    q->subscriber_timeout_s = opts->subscriber_timeout_s > 0
+                                  ? opts->subscriber_timeout_s
+                                  : env_double("RINGRIFT_SUBSCRIBER_TIMEOUT", 300.0);
+    q->maintenance_interval_ms =
+        opts->maintenance_interval_ms != 0 ? opts->maintenance_interval_ms : 60000;
+    q->max_page_count = opts->max_page_count;
+    q->read_only = opts->read_only;
+    q->start_time = rre__process_start_time((long)getpid());
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    pthread_mutex_init(&q->maint_mu, NULL);
+    pthread_cond_init(&q->maint_cv, NULL);
+    pthread_mutex_init(&q->admin_mu, NULL);
+    if (q->dir == NULL || q->file_name == NULL) {
+        rre_queue_destroy(q);
+        return rre__error(RRE_ENOMEM, "out of memory");
+    }
+
+    if (!q->read_only) {
+        st = make_dirs(q->dir);
+        if (st == RRE_OK)
+            st = create_file(q->path);
+    } else if (access(q->path, F_OK) != 0) {
+        st = rre__error(RRE_EIO, "cannot open '%s': %s", q->path, strerror(errno));
+    }
+    sqlite3 *db = NULL;
+    if (st == RRE_OK)
+        st = rre__queue_connect(q, &db, 512);
+    if (st == RRE_OK)
+        st = set_wal(q, db);
+    if (st == RRE_OK)
+        st = init_schema(q, db);
+    if (st != RRE_OK) {
+        /* Keep the detail message of the failure across the clean-up. */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", rre_last_error());
+        sqlite3_close(db);
+        rre_queue_destroy(q);
+        return rre__error(st, "%s", msg);
+    }
+    q->adb = db;
+    if (!q->read_only && q->maintenance_interval_ms > 0) {
+        st = rre__queue_maintenance_start(q);
+        if (st != RRE_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", rre_last_error());
+            rre_queue_destroy(q);
+            return rre__error(st, "%s", msg);
+        }
+    }
+    *out = q;
+    return RRE_OK;
+}
+
+void rre_queue_close(rre_queue *q)
+{
+    if (q == NULL)
+        return;
+    rre__queue_lock(&q->mu);
+    q->closed = true;
+    pthread_cond_broadcast(&q->cv);
+    rre__queue_unlock(&q->mu);
+    rre__queue_maintenance_stop(q);
+}
+
+void rre_queue_destroy(rre_queue *q)
+{
+    if (q == NULL)
+        return;
+    rre_queue_close(q);
+    /* No leader can be active: every publish returned before destroy. */
+    sqlite3_finalize(q->st_dedup_get);
+    sqlite3_finalize(q->st_insert);
+    sqlite3_finalize(q->st_dedup_put);
+    sqlite3_close(q->wdb);
+    sqlite3_close(q->adb);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->maint_mu);
+    pthread_cond_destroy(&q->maint_cv);
+    pthread_mutex_destroy(&q->admin_mu);
+    free(q->path);
+    free(q->dir);
+    free(q->file_name);
+    free(q->hostname);
+    free(q->default_source);
+    free(q);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Publishing                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* One pending publish. Lives on the publisher's stack; the fields below
+ * `next` are written by the leader and read by the publisher after `done`
+ * is set (both under q->mu). */
+struct rre__pub_req {
+    const char *spelling;
+    char *payload_text;
+    const char *source;
+    uint8_t hash[RRE_HASH_SIZE];
+    struct rre__pub_req *next;
+    bool done;
+    rre_status status;
+    int64_t event_id;
+    bool duplicate;
+    char error[512];
+};
+
+struct batch_ctx {
+    rre_queue *q;
+    struct rre__pub_req *first;
+    double now;
+};
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    (void)body_status;
+    struct batch_ctx *c = vctx;
+    rre_queue *q = c->q;
+    double cutoff = c->now - q->dedup_window_s;
+    for (struct rre__pub_req *r = c->first; r != NULL; r = r->next) {
+        r->duplicate = false;
+        r->event_id = 0;
+        if (q->dedup_window_s > 0) {
+            sqlite3_bind_blob(q->st_dedup_get, 1, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
+            int rc = sqlite3_step(q->st_dedup_get);
+            if (rc == SQLITE_ROW && sqlite3_column_double(q->st_dedup_get, 1) >= cutoff) {
+                r->duplicate = true;
+                r->event_id = sqlite3_column_int64(q->st_dedup_get, 0);
+            }
+            sqlite3_reset(q->st_dedup_get);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return rc;
+            if (r->duplicate)
+                continue;
+        }
+        sqlite3_bind_text(q->st_insert, 1, r->spelling, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->st_insert, 2, r->payload_text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->st_insert, 3, r->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->st_insert, 4, q->hostname, -1, SQLITE_STATIC);
+        sqlite3_bind_double(q->st_insert, 5, c->now);
+        int rc = step_reset(q->st_insert);
+        if (rc != SQLITE_DONE)
+            return rc;
+        r->event_id = sqlite3_last_insert_rowid(db);
+        if (q->dedup_window_s > 0) {
+            sqlite3_bind_int64(q->st_dedup_put, 1, r->event_id);
+            sqlite3_bind_blob(q->st_dedup_put, 2, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
+            sqlite3_bind_double(q->st_dedup_put, 3, c->now);
+            rc = step_reset(q->st_dedup_put);
+            if (rc != SQLITE_DONE)
+                return rc;
+        }
+    }
+    return SQLITE_OK;
+}
+
+static rre_status open_writer(rre_queue *q)
+{
+    if (q->wdb != NULL)
+        return RRE_OK;
+    sqlite3 *db;
+    rre_status st = rre__queue_connect(q, &db, 1024);
+    if (st != RRE_OK)
+        return st;
+    st = rre__queue_prepare(db, "SELECT event_id, first_seen FROM rre_dedup WHERE hash = ?",
+                            &q->st_dedup_get);
+    if (st == RRE_OK)
+        st = rre__queue_prepare(db,
+                                "INSERT INTO events(event_type, payload, source, hostname,"
+                                " created_at) VALUES (?, ?, ?, ?, ?)",
+                                &q->st_insert);
+    if (st == RRE_OK)
+        st = rre__queue_prepare(db,
+                                "INSERT OR REPLACE INTO rre_dedup(event_id, hash, first_seen)"
+                                " VALUES (?, ?, ?)",
+                                &q->st_dedup_put);
+    if (st != RRE_OK) {
+        sqlite3_finalize(q->st_dedup_get);
+        sqlite3_finalize(q->st_insert);
+        sqlite3_finalize(q->st_dedup_put);
+        q->st_dedup_get = q->st_insert = q->st_dedup_put = NULL;
+        sqlite3_close(db);
+        return st;
+    }
+    q->wdb = db;
+    return RRE_OK;
+}
+
+/* Writes one batch as the leader, with no lock held. */
+static void run_batch(rre_queue *q, struct rre__pub_req *first)
+{
+    rre_status st = open_writer(q);
+    if (st == RRE_OK) {
+        struct batch_ctx c = {q, first, rre__queue_now()};
+        st = rre__queue_write_txn(q, q->wdb, "publishing to the queue", batch_body, &c);
+    }
+    for (struct rre__pub_req *r = first; r != NULL; r = r->next) {
+        r->status = st;
+        if (st != RRE_OK)
+            snprintf(r->error, sizeof r->error, "%s", rre_last_error());
+    }
+}
+
+/* True when the strings can be spliced into JSON text without escaping. */
+static bool plain_json_string(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return false;
+    return true;
+}
+
+/* The stored text of a payload: compact JSON, with timestamp and trace_id
+ * added at the top level when given and absent. */
+static rre_status payload_text(const json_t *payload, const char *timestamp, const char *trace_id,
+                               char **out)
+{
+    bool add_ts =
+        timestamp != NULL && timestamp[0] != '\0' && json_object_get(payload, "timestamp") == NULL;
+    bool add_tr =
+        trace_id != NULL && trace_id[0] != '\0' && json_object_get(payload, "trace_id") == NULL;
+    char *text;
+    if ((add_ts || add_tr) && !(plain_json_string(add_ts ? timestamp : "") &&
+                                plain_json_string(add_tr ? trace_id : ""))) {
+        json_t *copy = json_copy((json_t *)payload);
+        if (copy == NULL)
+            return rre__error(RRE_ENOMEM, "out of memory");
+        if (add_ts)
+            json_object_set_new(copy, "timestamp", json_string(timestamp));
+        if (add_tr)
+            json_object_set_new(copy, "trace_id", json_string(trace_id));
+        text = json_dumps(copy, JSON_COMPACT);
+        json_decref(copy);
+        if (text == NULL)
+            return rre__error(RRE_EINVAL, "the payload cannot be written as JSON (a string that "
+                                          "is not UTF-8, or a non-finite number)");
+        *out = text;
+        return RRE_OK;
+    }
+    text = json_dumps(payload, JSON_COMPACT);
+    if (text == NULL)
+        return rre__error(RRE_EINVAL, "the payload cannot be written as JSON (a string that is "
+                                      "not UTF-8, or a non-finite number)");
+    if (add_ts || add_tr) {
+        size_t len = strlen(text);
+        size_t extra = 32 + (add_ts ? strlen(timestamp) : 0) + (add_tr ? strlen(trace_id) : 0);
+        char *grown = malloc(len + extra);
+        if (grown == NULL) {
+            free(text);
+            return rre__error(RRE_ENOMEM, "out of memory");
+        }
+        /* text is "{...}": drop the closing brace, append the fields. */
+        size_t n = len - 1;
+        memcpy(grown, text, n);
+        bool empty = n == 1;
+        if (add_ts) {
+            n += (size_t)sprintf(grown + n, "%s\"timestamp\":\"%s\"", empty ? "" : ",", timestamp);
+            empty = false;
+        }
+        if (add_tr)
+            n += (size_t)sprintf(grown + n, "%s\"trace_id\":\"%s\"", empty ? "" : ",", trace_id);
+        grown[n++] = '}';
+        grown[n] = '\0';
+        free(text);
+        text = grown;
+    }
+    *out = text;
+    return RRE_OK;
+}
+
+rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
+                             const char *source, const char *timestamp, const char *trace_id,
+                             rre_queue_publish_result *out)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_publish: queue is NULL");
+    if (!json_is_object(payload))
+        return rre__error(RRE_ENOT_OBJECT, "rre_queue_publish: the payload is not a JSON object");
+    const rre_event_info *info = rre_event_get(type);
+    if (info == NULL)
+        return rre__error(RRE_EUNKNOWN_TYPE, "rre_queue_publish: unknown event type %d", (int)type);
+    if (q->read_only)
+        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+
+    struct rre__pub_req req;
+    memset(&req, 0, sizeof req);
+    req.spelling = info->queue_spelling;
+    req.source = source != NULL ? source : q->default_source;
+    rre_status st = rre_content_hash(type, payload, req.hash);
+    if (st != RRE_OK)
+        return st;
+    st = payload_text(payload, timestamp, trace_id, &req.payload_text);
+    if (st != RRE_OK)
+        return st;
+
+    rre__queue_lock(&q->mu);
+    if (q->closed) {
+        rre__queue_unlock(&q->mu);
+        free(req.payload_text);
+        return rre__error(RRE_ECLOSED, "the queue is closed");
+    }
+    if (q->tail != NULL)
+        q->tail->next = &req;
+    else
+        q->head = &req;
+    q->tail = &req;
+    while (!req.done) {
+        if (q->leader_active) {
+            pthread_cond_wait(&q->cv, &q->mu);
+            continue;
+        }
+        /* Become the leader: take up to RRE__QUEUE_GROUP_MAX requests. */
+        q->leader_active = true;
+        struct rre__pub_req *first = q->head, *last = first;
+        for (int n = 1; n < RRE__QUEUE_GROUP_MAX && last->next != NULL; n++)
+            last = last->next;
+        q->head = last->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        last->next = NULL;
+        rre__queue_unlock(&q->mu);
+
+        run_batch(q, first);
+
+        rre__queue_lock(&q->mu);
+        for (struct rre__pub_req *r = first; r != NULL;) {
+            struct rre__pub_req *next = r->next;
+            r->done = true; /* r may be freed by its owner once done is seen */
+            r = next;
+        }
+        q->leader_active = false;
+        pthread_cond_broadcast(&q->cv);
+    }
+    rre__queue_unlock(&q->mu);
+    free(req.payload_text);
+
+    if (req.status != RRE_OK)
+        return rre__error(req.status, "%s", req.error);
+    if (out != NULL) {
+        out->event_id = req.event_id;
+        out->duplicate = req.duplicate;
+        memcpy(out->hash, req.hash, RRE_HASH_SIZE);
+    }
+    return RRE_OK;
+}
+
+rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate)
+{
+    if (ev == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_publish_event: event is NULL");
+    rre_queue_publish_result res;
+    rre_status st =
+        rre_queue_publish(q, ev->type, ev->payload, ev->source, ev->timestamp, ev->trace_id, &res);
+    if (st != RRE_OK)
+        return st;
+    ev->event_id = res.event_id;
+    memcpy(ev->hash, res.hash, RRE_HASH_SIZE);
+    if (duplicate != NULL)
+        *duplicate = res.duplicate;
+    return RRE_OK;
+}

@@ -1,0 +1,147 @@
+/*
+ * queue_sqlite.h - what the source files of the SQLite queue share: the
+ * queue object, connection set-up, error mapping, retried transactions, the
+ * cross-process wake-up and the retention pass. Library-internal.
+ */
+#ifndef RRE_QUEUE_SQLITE_H
+#define RRE_QUEUE_SQLITE_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+/* Rows deleted per retention transaction. */
+#define RRE__QUEUE_PURGE_BATCH 1000
+/* Publishes committed in one transaction at most. */
+#define RRE__QUEUE_GROUP_MAX 4096
+/* The fallback re-read interval of a waiting subscriber, in milliseconds. */
+#define RRE__QUEUE_FALLBACK_MS 250
+
+struct rre__pub_req;
+
+/*
+ * The queue.
+ *
+ * DESIGN: publishes use a leader/follower group commit. A publishing thread
+ * prepares its row (JSON text, hash) without any lock, appends a request to
+ * the pending list under `mu`, and waits on `cv` until the request is done.
+ * If no leader is active it becomes the leader: it takes the whole pending
+ * list, releases `mu`, writes the list in one transaction on the writer
+ * connection `wdb`, then marks the requests done under `mu` and broadcasts.
+ * Whoever still has a request pending becomes the next leader. So while one
+ * transaction commits, the next batch gathers. The maintenance thread and
+ * each subscriber have connections of their own.
+ */
+struct rre_queue {
+    /* Immutable after rre_queue_create(). */
+    char *path;
+    char *dir;       /* directory of the database */
+    char *file_name; /* last path component */
+    char *hostname;
+    char *default_source;
+    rre_queue_sync sync;
+    int busy_timeout_ms;
+    double dedup_window_s; /* <= 0: no dedup */
+    double retention_s;
+    double subscriber_timeout_s;
+    int maintenance_interval_ms; /* < 0: no thread */
+    int64_t max_page_count;
+    bool read_only;
+    long long start_time; /* this process's start time (clock ticks since boot) */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct rre__pub_req *head, *tail; /* pending publishes; mu */
+    bool leader_active;               /* mu */
+    bool closed;                      /* mu */
+
+    /* The writer connection and its statements; only the active leader uses
+     * them (leader_active is the lock). Opened by the first leader. */
+    sqlite3 *wdb;
+    sqlite3_stmt *st_dedup_get, *st_insert, *st_dedup_put;
+
+    /* The maintenance thread. */
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    bool maint_stop;    /* maint_mu */
+    bool maint_started; /* maint_mu */
+    pthread_t maint_thread;
+
+    /* Connection used by stats and purge calls; serialised by admin_mu. */
+    pthread_mutex_t admin_mu;
+    sqlite3 *adb; /* admin_mu */
+};
+
+/* Lock wrappers that abort on failure. */
+void rre__queue_lock(pthread_mutex_t *m);
+void rre__queue_unlock(pthread_mutex_t *m);
+
+/* Wall-clock Unix seconds with microseconds. */
+double rre__queue_now(void);
+
+/* Monotonic milliseconds. */
+int64_t rre__queue_mono_ms(void);
+
+/* Start time of process `pid` in clock ticks since boot (field 22 of
+ * /proc/<pid>/stat), or -1 when unknown. */
+long long rre__process_start_time(long pid);
+
+/* Opens a connection to the queue's file with the queue's pragmas and busy
+ * handler. `cache_kib` bounds its page cache. */
+rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib);
+
+/* Maps a SQLite result code to a status and records a detail message
+ * "<what>: <sqlite message>". */
+rre_status rre__queue_sqlite_error(sqlite3 *db, int rc, const char *what);
+
+/* True for SQLITE_BUSY and SQLITE_LOCKED in any extended form. */
+bool rre__queue_is_busy(int rc);
+
+/* Sleeps a little before retry number `attempt` of a busy transaction. */
+void rre__queue_backoff(int attempt);
+
+/* Runs `body` inside BEGIN IMMEDIATE ... COMMIT, retrying the whole
+ * transaction while SQLite reports busy, up to the busy timeout. `body`
+ * returns a SQLite result code; anything other than SQLITE_OK or SQLITE_DONE
+ * rolls back. A body that wants to fail with a status of its own sets
+ * *body_status (initialised to RRE_OK) and returns SQLITE_ABORT. */
+rre_status rre__queue_write_txn(const rre_queue *q, sqlite3 *db, const char *what,
+                                int (*body)(sqlite3 *db, void *ctx, rre_status *body_status),
+                                void *ctx);
+
+/* Prepares `sql` (persistent when `persistent`) with busy retries. */
+rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
+
+/* Retention: the steps listed in queue.h, each in batched transactions on
+ * connection `db`. */
+rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
+                               rre_queue_purge_result *out);
+
+/* Starts and stops the maintenance thread. */
+rre_status rre__queue_maintenance_start(rre_queue *q);
+void rre__queue_maintenance_stop(rre_queue *q);
+
+/* The cross-process wake-up of one subscriber: inotify on the database's
+ * directory (writes to the database and its WAL) plus an eventfd to close. */
+typedef struct rre__wake {
+    int inotify_fd; /* -1 when inotify is unavailable */
+    int event_fd;   /* written by rre__wake_signal() */
+    char *db_name;
+    char *wal_name;
+} rre__wake;
+
+rre_status rre__wake_init(rre__wake *w, const char *dir, const char *file_name);
+void rre__wake_fini(rre__wake *w);
+
+/* Discards pending change notifications (call before reading). */
+void rre__wake_drain(rre__wake *w);
+
+/* Waits up to timeout_ms for a change to the database. Returns 1 on a
+ * change, 0 on timeout, -1 when signalled (closed). */
+int rre__wake_wait(rre__wake *w, int timeout_ms);
+
+/* Makes every later wait return -1 at once. Async-signal-safe. */
+void rre__wake_signal(rre__wake *w);
+
+#endif

@@ -1,0 +1,862 @@
+/*
+ * queue_subscriber.c - durable subscribers of the SQLite queue: the lease
+ * that keeps a name with one live process, the cursor, reading and decoding
+ * rows (including rows the Python side wrote), delivery, acknowledgement,
+ * poison rows, and waiting for commits.
+ *
+ * DESIGN: a subscriber has its own connection and is used by one thread at
+ * a time (the one calling rre_subscriber_poll()); only `closed` and the wake
+ * eventfd are touched by other threads. A poll reads one batch of rows after
+ * the cursor into memory and ends the read transaction before any handler
+ * runs, so a slow handler never holds back WAL checkpoints. After the
+ * handlers it records acks, poison rows and the cursor in one transaction,
+ * which also checks that the lease is still ours and refreshes its
+ * heartbeat.
+ */
+#include "queue_sqlite.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+enum row_kind {
+    ROW_DELIVER = 0, /* decoded; goes to the handler */
+    ROW_SKIP,        /* filtered out, or older than the retention window */
+    ROW_ACKED,       /* a Python consumer of this id acked it already */
+    ROW_POISON,      /* cannot be decoded */
+};
+
+struct row {
+    int64_t id;
+    enum row_kind kind;
+    bool handled;
+    rre_event ev;
+    char *strings; /* source and hostname, one allocation */
+    char reason[128];
+};
+
+struct rre_subscriber {
+    rre_queue *q;
+    sqlite3 *db;
+    char *id;
+    char *name; /* NULL for a transient reader */
+    bool durable;
+    bool ack;
+    int64_t token;
+    bool filter;
+    bool type_mask[RRE_EVENT_TYPE_COUNT];
+    bool category_mask[RRE_CATEGORY_COUNT];
+    char *subscribed_types; /* JSON list of queue spellings */
+    unsigned batch;
+    int64_t cursor;
+    int64_t last_heartbeat_ms;
+    int64_t heartbeat_interval_ms;
+    rre__wake wake;
+    atomic_bool closed;
+    rre_subscriber_counters counters;
+    sqlite3_stmt *st_read;
+    struct row *rows;
+    size_t rows_cap;
+};
+
+static int64_t random_token(void)
+{
+    int64_t t = 0;
+    if (getrandom(&t, sizeof t, 0) != (ssize_t)sizeof t)
+        t = (int64_t)getpid() * 1000003 + rre__queue_mono_ms();
+    return t;
+}
+
+void rre_subscriber_options_init(rre_subscriber_options *opts)
+{
+    if (opts != NULL)
+        memset(opts, 0, sizeof *opts);
+}
+
+const char *rre_subscriber_id(const rre_subscriber *s)
+{
+    return s != NULL ? s->id : NULL;
+}
+
+void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber_counters *out)
+{
+    if (s == NULL || out == NULL)
+        return;
+    *out = s->counters;
+    out->cursor = s->cursor;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The lease                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct lease_ctx {
+    rre_subscriber *s;
+    double now;
+    int64_t cursor;
+    bool have_cursor;
+};
+
+static bool holder_alive(const rre_subscriber *s, const char *host, long pid, long long start_time,
+                         double heartbeat, double now)
+{
+    if (now - heartbeat > s->q->subscriber_timeout_s)
+        return false;
+    if (strcmp(host, s->q->hostname) == 0) {
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            return false;
+        long long actual = rre__process_start_time(pid);
+        if (start_time > 0 && actual > 0 && actual != start_time)
+            return false; /* the pid was reused by a later process */
+    }
+    return true;
+}
+
+/* Binds arguments described by `fmt` (t text, i int64, d double) and steps
+ * once; returns the step's result code. The statement is finalized. */
+static int run_sql(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 1; fmt[i - 1] != '\0'; i++) {
+        switch (fmt[i - 1]) {
+        case 't':
+            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+            break;
+        case 'i':
+            sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        default:
+            sqlite3_bind_double(st, i, va_arg(ap, double));
+            break;
+        }
+    }
+    va_end(ap);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    struct lease_ctx *c = vctx;
+    rre_subscriber *s = c->s;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT hostname, pid, start_time, heartbeat FROM rre_leases"
+                                " WHERE subscriber_id = ?",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *host = (const char *)sqlite3_column_text(st, 0);
+        long pid = (long)sqlite3_column_int64(st, 1);
+        long long start = sqlite3_column_int64(st, 2);
+        double hb = sqlite3_column_double(st, 3);
+        if (holder_alive(s, host != NULL ? host : "", pid, start, hb, c->now)) {
+            *body_status = rre__error(RRE_EHELD,
+                                      "durable subscriber '%s' is held by pid %ld on host '%s' "
+                                      "(last heartbeat %.1f s ago)",
+                                      s->id, pid, host != NULL ? host : "", c->now - hb);
+            sqlite3_finalize(st);
+            return SQLITE_ABORT;
+        }
+        rre__log(RRE_LOG_INFO, "queue", "taking over '%s' from dead pid %ld on host '%s'", s->id,
+                 pid, host != NULL ? host : "");
+    } else if (rc != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    rc = run_sql(db,
+                 "INSERT OR REPLACE INTO rre_leases(subscriber_id, hostname, pid, start_time,"
+                 " token, heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
+                 "ttiiid", s->id, s->q->hostname, (int64_t)getpid(), (int64_t)s->q->start_time,
+                 s->token, c->now);
+    if (rc != SQLITE_DONE)
+        return rc;
+    rc = run_sql(db,
+                 "INSERT INTO subscribers(subscriber_id, process_name, hostname, pid,"
+                 " subscribed_types, last_poll_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                 " ON CONFLICT(subscriber_id) DO UPDATE SET process_name = excluded.process_name,"
+                 " hostname = excluded.hostname, pid = excluded.pid,"
+                 " subscribed_types = excluded.subscribed_types,"
+                 " last_poll_at = excluded.last_poll_at",
+                 "tttitdd", s->id, s->name, s->q->hostname, (int64_t)getpid(), s->subscribed_types,
+                 c->now, c->now);
+    if (rc != SQLITE_DONE)
+        return rc;
+    rc = sqlite3_prepare_v2(db, "SELECT last_event_id FROM rre_cursors WHERE subscriber_id = ?", -1,
+                            &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    c->have_cursor = rc == SQLITE_ROW;
+    c->cursor = c->have_cursor ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Checks the lease is still ours and refreshes the heartbeat; part of every
+ * write transaction of a durable subscriber. */
+static int heartbeat_in_txn(sqlite3 *db, rre_subscriber *s, double now, rre_status *body_status)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "UPDATE rre_leases SET heartbeat = ? WHERE subscriber_id = ? AND"
+                                " token = ?",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_double(st, 1, now);
+    sqlite3_bind_text(st, 2, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, s->token);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (sqlite3_changes(db) == 0) {
+        *body_status = rre__error(RRE_EHELD,
+                                  "durable subscriber '%s' was taken over by another process "
+                                  "(this one missed its heartbeat for longer than %.0f s)",
+                                  s->id, s->q->subscriber_timeout_s);
+        return SQLITE_ABORT;
+    }
+    rc = run_sql(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt", now,
+                 s->id);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int heartbeat_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    rre_subscriber *s = vctx;
+    return heartbeat_in_txn(db, s, rre__queue_now(), body_status);
+}
+
+static rre_status heartbeat_if_due(rre_subscriber *s)
+{
+    if (!s->ack)
+        return RRE_OK;
+    int64_t now = rre__queue_mono_ms();
+    if (now - s->last_heartbeat_ms < s->heartbeat_interval_ms)
+        return RRE_OK;
+    rre_status st =
+        rre__queue_write_txn(s->q, s->db, "refreshing the subscriber lease", heartbeat_body, s);
+    if (st == RRE_OK)
+        s->last_heartbeat_ms = now;
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creating and destroying                                                   */
+/* ------------------------------------------------------------------------ */
+
+static rre_status set_filters(rre_subscriber *s, const rre_subscriber_options *o)
+{
+    json_t *list = json_array();
+    if (list == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < o->type_count; i++) {
+        const rre_event_info *info = rre_event_get(o->types[i]);
+        if (info == NULL) {
+            json_decref(list);
+            return rre__error(RRE_EUNKNOWN_TYPE, "subscriber filter: unknown event type %d",
+                              (int)o->types[i]);
+        }
+        rre_event_type t = info->alias_of != RRE_EV_NONE ? info->alias_of : info->type;
+        s->type_mask[t] = true;
+        s->filter = true;
+        json_array_append_new(list, json_string(rre_event_get(t)->queue_spelling));
+    }
+    for (size_t i = 0; i < o->category_count; i++) {
+        if ((int)o->categories[i] < 0 || o->categories[i] >= RRE_CATEGORY_COUNT) {
+            json_decref(list);
+            return rre__error(RRE_ECATEGORY, "subscriber filter: unknown category %d",
+                              (int)o->categories[i]);
+        }
+        s->category_mask[o->categories[i]] = true;
+        s->filter = true;
+    }
+    s->subscribed_types = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    if (s->subscribed_types == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    return RRE_OK;
+}
+
+rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
+                                 const rre_subscriber_options *opts)
+{
+    if (out == NULL || q == NULL)
+        return rre__error(RRE_EINVAL, "rre_subscriber_create: out and q must not be NULL");
+    *out = NULL;
+    rre_subscriber_options defaults;
+    rre_subscriber_options_init(&defaults);
+    if (opts == NULL)
+        opts = &defaults;
+    if (opts->name != NULL) {
+        if (opts->name[0] == '\0')
+            return rre__error(RRE_EINVAL, "a durable subscriber name must not be empty");
+        if (strcmp(opts->name, RRE_QUEUE_RESERVED_NAME) == 0)
+            return rre__error(RRE_EINVAL,
+                              "the subscriber name '%s' is reserved: '<host>:stable:%s' is the "
+                              "Python router's id, and sharing it would split its events",
+                              RRE_QUEUE_RESERVED_NAME, RRE_QUEUE_RESERVED_NAME);
+        if (q->read_only && !opts->no_ack)
+            return rre__error(RRE_EREADONLY, "a durable subscriber that acknowledges needs a "
+                                             "writable queue (use no_ack on a read-only one)");
+    }
+    rre_subscriber *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    s->q = q;
+    s->wake.inotify_fd = s->wake.event_fd = -1;
+    atomic_init(&s->closed, false);
+    s->durable = opts->name != NULL;
+    s->ack = s->durable && !opts->no_ack;
+    s->token = random_token();
+    s->batch = opts->batch > 0 ? opts->batch : 512;
+    s->cursor = opts->since_id > 0 ? opts->since_id : 0;
+    double hb = s->q->subscriber_timeout_s * 1000.0 / 5.0;
+    s->heartbeat_interval_ms = hb < 200 ? 200 : hb > 30000 ? 30000 : (int64_t)hb;
+    char idbuf[512];
+    if (s->durable)
+        snprintf(idbuf, sizeof idbuf, "%s:stable:%s", q->hostname, opts->name);
+    else
+        snprintf(idbuf, sizeof idbuf, "%s:%ld:reader", q->hostname, (long)getpid());
+    s->id = strdup(idbuf);
+    s->name = s->durable ? strdup(opts->name) : NULL;
+    rre_status st = RRE_OK;
+    if (s->id == NULL || (s->durable && s->name == NULL))
+        st = rre__error(RRE_ENOMEM, "out of memory");
+    if (st == RRE_OK)
+        st = set_filters(s, opts);
+    if (st == RRE_OK)
+        st = rre__wake_init(&s->wake, q->dir, q->file_name);
+    if (st == RRE_OK)
+        st = rre__queue_connect(q, &s->db, 256);
+    if (st == RRE_OK)
+        st = rre__queue_prepare(
+            s->db,
+            s->durable ? "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
+                         " e.created_at, EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1"
+                         " AND a.event_id = e.event_id) FROM events e WHERE e.event_id > ?2"
+                         " ORDER BY e.event_id LIMIT ?3"
+                       : "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
+                         " e.created_at, 0 FROM events e WHERE e.event_id > ?2"
+                         " ORDER BY e.event_id LIMIT ?3",
+            &s->st_read);
+    if (st == RRE_OK && s->ack) {
+        struct lease_ctx c = {s, rre__queue_now(), 0, false};
+        st = rre__queue_write_txn(q, s->db, "taking the subscriber lease", lease_body, &c);
+        if (st == RRE_OK) {
+            if (c.cursor > s->cursor)
+                s->cursor = c.cursor;
+            s->last_heartbeat_ms = rre__queue_mono_ms();
+        }
+    } else if (st == RRE_OK && s->durable) {
+        /* no_ack: start from the stored cursor without taking the lease. */
+        sqlite3_stmt *cs = NULL;
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT last_event_id FROM rre_cursors WHERE subscriber_id = ?", -1,
+                               &cs, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(cs, 1, s->id, -1, SQLITE_STATIC);
+            if (sqlite3_step(cs) == SQLITE_ROW && sqlite3_column_int64(cs, 0) > s->cursor)
+                s->cursor = sqlite3_column_int64(cs, 0);
+        }
+        sqlite3_finalize(cs);
+    }
+    if (st != RRE_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", rre_last_error());
+        s->ack = false; /* no lease to release */
+        rre_subscriber_destroy(s);
+        return rre__error(st, "%s", msg);
+    }
+    *out = s;
+    return RRE_OK;
+}
+
+static int release_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    (void)body_status;
+    rre_subscriber *s = vctx;
+    int rc = run_sql(db, "DELETE FROM rre_leases WHERE subscriber_id = ? AND token = ?", "ti",
+                     s->id, s->token);
+    if (rc != SQLITE_DONE)
+        return rc;
+    rc = run_sql(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt",
+                 rre__queue_now(), s->id);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+void rre_subscriber_close(rre_subscriber *s)
+{
+    if (s == NULL)
+        return;
+    atomic_store(&s->closed, true);
+    if (s->wake.event_fd >= 0)
+        rre__wake_signal(&s->wake);
+}
+
+static void free_rows(rre_subscriber *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(s->rows[i].ev.payload);
+        s->rows[i].ev.payload = NULL;
+        free(s->rows[i].strings);
+        s->rows[i].strings = NULL;
+    }
+}
+
+void rre_subscriber_destroy(rre_subscriber *s)
+{
+    if (s == NULL)
+        return;
+    if (s->ack && s->db != NULL) {
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", rre_last_error());
+        if (rre__queue_write_txn(s->q, s->db, "releasing the subscriber lease", release_body, s) !=
+            RRE_OK)
+            rre__log(RRE_LOG_WARN, "queue", "could not release the lease of '%s': %s", s->id,
+                     rre_last_error());
+        rre__error(RRE_OK, "%s", saved);
+    }
+    sqlite3_finalize(s->st_read);
+    sqlite3_close(s->db);
+    rre__wake_fini(&s->wake);
+    free(s->rows);
+    free(s->subscribed_types);
+    free(s->id);
+    free(s->name);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoding rows                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Python's json.dumps writes NaN, Infinity and -Infinity, which are not
+ * JSON. Returns a copy of `text` with those tokens (outside strings) turned
+ * into null, or NULL when there is none (or no memory). */
+static char *replace_non_finite(const char *text, size_t len, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    bool in_string = false, changed = false;
+    for (size_t i = 0; i < len;) {
+        char c = text[i];
+        if (in_string) {
+            out[o++] = c;
+            if (c == '\\' && i + 1 < len) {
+                out[o++] = text[i + 1];
+                i += 2;
+                continue;
+            }
+            if (c == '"')
+                in_string = false;
+            i++;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+            out[o++] = c;
+            i++;
+            continue;
+        }
+        static const char *const tokens[] = {"-Infinity", "Infinity", "NaN"};
+        bool replaced = false;
+        for (size_t k = 0; k < 3; k++) {
+            size_t tl = strlen(tokens[k]);
+            if (len - i >= tl && memcmp(text + i, tokens[k], tl) == 0) {
+                memcpy(out + o, "null", 4);
+                o += 4;
+                i += tl;
+                replaced = changed = true;
+                break;
+            }
+        }
+        if (!replaced)
+            out[o++] = text[i++];
+    }
+    if (!changed) {
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static void format_created_at(double created_at, char out[RRE_TIMESTAMP_MAX])
+{
+    time_t secs = (time_t)created_at;
+    long micros = (long)((created_at - (double)secs) * 1e6 + 0.5);
+    if (micros >= 1000000) {
+        secs++;
+        micros -= 1000000;
+    }
+    if (micros < 0)
+        micros = 0;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, RRE_TIMESTAMP_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, RRE_TIMESTAMP_MAX - n, ".%06dZ", (int)micros);
+}
+
+/* Decodes the current row of st_read into r. */
+static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, double oldest)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    r->kind = ROW_DELIVER;
+    if (sqlite3_column_int(st, 6) != 0) {
+        r->kind = ROW_ACKED;
+        return;
+    }
+    double created_at = sqlite3_column_double(st, 5);
+    if (created_at < oldest) {
+        r->kind = ROW_SKIP;
+        return;
+    }
+    const char *type_text = (const char *)sqlite3_column_text(st, 1);
+    int type_len = sqlite3_column_bytes(st, 1);
+    rre_event_type type;
+    if (type_text == NULL || rre_event_lookup_n(type_text, (size_t)type_len, &type) != RRE_OK) {
+        r->kind = ROW_POISON;
+        snprintf(r->reason, sizeof r->reason, "unknown event type '%.60s'",
+                 type_text != NULL ? type_text : "");
+        return;
+    }
+    if (s->filter && !s->type_mask[type] && !s->category_mask[rre_event_get(type)->category]) {
+        r->kind = ROW_SKIP;
+        return;
+    }
+    const char *text = (const char *)sqlite3_column_text(st, 2);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    json_t *payload = NULL;
+    rre_status pst = rre_payload_parse(text != NULL ? text : "", text != NULL ? len : 0, &payload);
+    if (pst == RRE_EJSON && text != NULL) {
+        size_t fixed_len;
+        char *fixed = replace_non_finite(text, len, &fixed_len);
+        if (fixed != NULL) {
+            pst = rre_payload_parse(fixed, fixed_len, &payload);
+            free(fixed);
+        }
+    }
+    if (pst != RRE_OK) {
+        r->kind = ROW_POISON;
+        snprintf(r->reason, sizeof r->reason, "%s: %.100s", rre_strerror(pst), rre_last_error());
+        return;
+    }
+    const char *src = (const char *)sqlite3_column_text(st, 3);
+    const char *host = (const char *)sqlite3_column_text(st, 4);
+    src = src != NULL ? src : "";
+    host = host != NULL ? host : "";
+    size_t ls = strlen(src), lh = strlen(host);
+    r->strings = malloc(ls + lh + 2);
+    if (r->strings == NULL) {
+        json_decref(payload);
+        r->kind = ROW_POISON;
+        snprintf(r->reason, sizeof r->reason, "out of memory");
+        return;
+    }
+    memcpy(r->strings, src, ls + 1);
+    memcpy(r->strings + ls + 1, host, lh + 1);
+    rre_event *ev = &r->ev;
+    ev->type = type;
+    ev->payload = payload;
+    ev->source = r->strings;
+    ev->hostname = r->strings + ls + 1;
+    ev->event_id = r->id;
+    ev->origin = RRE_ORIGIN_PROCESS;
+    const char *ts = json_string_value(json_object_get(payload, "timestamp"));
+    if (ts != NULL && strlen(ts) < RRE_TIMESTAMP_MAX)
+        snprintf(ev->timestamp, sizeof ev->timestamp, "%s", ts);
+    else
+        format_created_at(created_at, ev->timestamp);
+    const char *tr = json_string_value(json_object_get(payload, "trace_id"));
+    if (tr != NULL && strlen(tr) < RRE_TRACE_ID_MAX)
+        snprintf(ev->trace_id, sizeof ev->trace_id, "%s", tr);
+    if (rre_content_hash(type, payload, ev->hash) != RRE_OK)
+        memset(ev->hash, 0, sizeof ev->hash);
+}
+
+/* Reads up to `limit` rows after the cursor. */
+static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
+{
+    *n_out = 0;
+    if (s->rows_cap < limit) {
+        struct row *nr = realloc(s->rows, limit * sizeof *nr);
+        if (nr == NULL)
+            return rre__error(RRE_ENOMEM, "out of memory");
+        s->rows = nr;
+        s->rows_cap = limit;
+    }
+    double oldest = rre__queue_now() - s->q->retention_s;
+    for (int attempt = 0;; attempt++) {
+        sqlite3_stmt *st = s->st_read;
+        if (s->durable)
+            sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, s->cursor);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        size_t n = 0;
+        int rc;
+        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            decode_row(s, st, &s->rows[n++], oldest);
+        if (n == limit)
+            rc = SQLITE_DONE;
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE) {
+            *n_out = n;
+            return RRE_OK;
+        }
+        free_rows(s, n);
+        if (!rre__queue_is_busy(rc) || attempt > 20000)
+            return rre__queue_sqlite_error(s->db, rc, "reading the queue");
+        rre__queue_backoff(attempt);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Acknowledging                                                             */
+/* ------------------------------------------------------------------------ */
+
+struct ack_ctx {
+    rre_subscriber *s;
+    size_t n;
+    int64_t cursor;
+    bool *poison_new; /* per row: the poison record is new (log it) */
+};
+
+static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    struct ack_ctx *c = vctx;
+    rre_subscriber *s = c->s;
+    double now = rre__queue_now();
+    int rc = heartbeat_in_txn(db, s, now, body_status);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *ack = NULL, *poison = NULL;
+    rc = sqlite3_prepare_v3(db,
+                            "INSERT OR IGNORE INTO acks(subscriber_id, event_id, acked_at)"
+                            " VALUES (?, ?, ?)",
+                            -1, SQLITE_PREPARE_PERSISTENT, &ack, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT OR IGNORE INTO rre_poison(event_id, reason, first_seen)"
+                                " VALUES (?, ?, ?)",
+                                -1, &poison, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < c->n; i++) {
+        struct row *r = &s->rows[i];
+        if (r->id > c->cursor)
+            break;
+        if (r->kind == ROW_POISON) {
+            sqlite3_bind_int64(poison, 1, r->id);
+            sqlite3_bind_text(poison, 2, r->reason, -1, SQLITE_STATIC);
+            sqlite3_bind_double(poison, 3, now);
+            rc = sqlite3_step(poison);
+            sqlite3_reset(poison);
+            if (rc != SQLITE_DONE)
+                break;
+            rc = SQLITE_OK;
+            c->poison_new[i] = sqlite3_changes(db) > 0;
+        }
+        if ((r->kind == ROW_DELIVER && r->handled) || r->kind == ROW_POISON) {
+            sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ack, 2, r->id);
+            sqlite3_bind_double(ack, 3, now);
+            rc = sqlite3_step(ack);
+            sqlite3_reset(ack);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        }
+    }
+    sqlite3_finalize(ack);
+    sqlite3_finalize(poison);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = run_sql(db,
+                 "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
+                 " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
+                 " last_event_id = max(last_event_id, excluded.last_event_id),"
+                 " updated_at = excluded.updated_at",
+                 "tid", s->id, c->cursor, now);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Whether a transient reader should report a poison row (not yet recorded
+ * by a writer that reported it). */
+static bool poison_known(rre_subscriber *s, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    bool known = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM rre_poison WHERE event_id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        known = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return known;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Polling                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static bool is_closed(rre_subscriber *s)
+{
+    if (atomic_load(&s->closed))
+        return true;
+    rre__queue_lock(&s->q->mu);
+    bool closed = s->q->closed;
+    rre__queue_unlock(&s->q->mu);
+    return closed;
+}
+
+/* Hands the rows read to the handler and records the progress. */
+static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, void *user_data,
+                          size_t *delivered)
+{
+    int64_t cursor = s->cursor;
+    size_t handled = 0;
+    bool stopped = false;
+    for (size_t i = 0; i < n; i++) {
+        struct row *r = &s->rows[i];
+        switch (r->kind) {
+        case ROW_DELIVER: {
+            rre_status hst = fn != NULL ? fn(&r->ev, user_data) : RRE_OK;
+            if (hst == RRE_ECLOSED) {
+                stopped = true;
+                break;
+            }
+            r->handled = true;
+            handled++;
+            s->counters.delivered++;
+            if (hst != RRE_OK) {
+                s->counters.handler_failed++;
+                rre__log(RRE_LOG_WARN, "queue",
+                         "subscriber '%s': the handler failed on event %lld (%s): %s", s->id,
+                         (long long)r->id, rre_event_name(r->ev.type), rre_strerror(hst));
+            }
+            break;
+        }
+        case ROW_SKIP:
+            s->counters.filtered++;
+            break;
+        case ROW_ACKED:
+            s->counters.skipped_acked++;
+            break;
+        case ROW_POISON:
+            s->counters.poison++;
+            break;
+        }
+        if (stopped)
+            break;
+        cursor = r->id;
+    }
+    *delivered += handled;
+
+    rre_status st = RRE_OK;
+    bool *poison_new = calloc(n, sizeof *poison_new);
+    if (poison_new == NULL) {
+        free_rows(s, n);
+        return rre__error(RRE_ENOMEM, "out of memory");
+    }
+    if (s->ack && cursor > s->cursor) {
+        struct ack_ctx c = {s, n, cursor, poison_new};
+        st = rre__queue_write_txn(s->q, s->db, "acknowledging events", ack_body, &c);
+        if (st == RRE_OK)
+            s->last_heartbeat_ms = rre__queue_mono_ms();
+    } else {
+        for (size_t i = 0; i < n && s->rows[i].id <= cursor; i++)
+            if (s->rows[i].kind == ROW_POISON)
+                poison_new[i] = !poison_known(s, s->rows[i].id);
+    }
+    if (st == RRE_OK) {
+        for (size_t i = 0; i < n && s->rows[i].id <= cursor; i++)
+            if (s->rows[i].kind == ROW_POISON && poison_new[i])
+                rre__log(RRE_LOG_WARN, "queue",
+                         "event %lld of '%s' cannot be decoded and is "
+                         "skipped: %s",
+                         (long long)s->rows[i].id, s->q->path, s->rows[i].reason);
+        s->cursor = cursor;
+    }
+    free(poison_new);
+    free_rows(s, n);
+    if (st == RRE_OK && stopped)
+        return rre__error(RRE_ECLOSED, "the handler stopped the poll");
+    return st;
+}
+
+rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rre_queue_handler fn,
+                               void *user_data, size_t *delivered)
+{
+    size_t count = 0;
+    if (delivered != NULL)
+        *delivered = 0;
+    if (s == NULL)
+        return rre__error(RRE_EINVAL, "rre_subscriber_poll: subscriber is NULL");
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : rre__queue_mono_ms() + timeout_ms;
+    int quick = 4; /* follow-up waits of 1, 2, 4, 8 ms after a wake-up found nothing */
+    rre_status st = RRE_OK;
+    for (;;) {
+        if (is_closed(s)) {
+            st = rre__error(RRE_ECLOSED, "the subscriber or its queue is closed");
+            break;
+        }
+        st = heartbeat_if_due(s);
+        if (st != RRE_OK)
+            break;
+        rre__wake_drain(&s->wake);
+        size_t limit = s->batch;
+        if (max > 0 && max - count < limit)
+            limit = max - count;
+        size_t n = 0;
+        st = read_rows(s, limit, &n);
+        if (st != RRE_OK)
+            break;
+        if (n > 0) {
+            st = deliver(s, n, fn, user_data, &count);
+            if (st != RRE_OK || count > 0)
+                break;
+            continue; /* only filtered rows: read on */
+        }
+        int64_t now = rre__queue_mono_ms();
+        if (timeout_ms == 0 || now >= deadline)
+            break;
+        int64_t wait = quick < 4 ? (1 << quick++) : RRE__QUEUE_FALLBACK_MS;
+        if (s->ack) {
+            int64_t hb_left = s->last_heartbeat_ms + s->heartbeat_interval_ms - now;
+            if (hb_left < wait)
+                wait = hb_left > 0 ? hb_left : 0;
+        }
+        if (deadline - now < wait)
+            wait = deadline - now;
+        int woke = rre__wake_wait(&s->wake, (int)wait);
+        if (woke < 0) {
+            st = rre__error(RRE_ECLOSED, "the subscriber was closed");
+            break;
+        }
+        if (woke > 0)
+            quick = 0;
+    }
+    if (delivered != NULL)
+        *delivered = count;
+    return st;
+}

@@ -1,0 +1,854 @@
+/*
+ * queue_test.c - the durable SQLite queue within one process: location and
+ * file mode, schema, publishing and dedup, group commit, durable
+ * subscribers (order, resume, leases, filters, acks, handler failures),
+ * wake-up, retention and statistics.
+ */
+#include "testutil.h"
+
+#include <rre/rre.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct fixture {
+    char *dir;
+    char path[512];
+    rre_queue *q;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    snprintf(f->path, sizeof f->path, "%s/sub/dir/events.db", f->dir);
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.hostname = "testhost";
+    o.maintenance_interval_ms = -1;
+    assert_int_equal(rre_queue_create(&f->q, &o), RRE_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(f->q);
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static json_t *obj(const char *text)
+{
+    json_error_t e;
+    json_t *v = json_loads(text, 0, &e);
+    if (v == NULL)
+        fail_msg("bad test JSON %s: %s", text, e.text);
+    return v;
+}
+
+static int64_t publish(rre_queue *q, rre_event_type t, const char *payload, bool *dup)
+{
+    json_t *p = obj(payload);
+    rre_queue_publish_result r;
+    rre_status st = rre_queue_publish(q, t, p, "test", NULL, NULL, &r);
+    json_decref(p);
+    if (st != RRE_OK)
+        fail_msg("publish: %s: %s", rre_strerror(st), rre_last_error());
+    if (dup != NULL)
+        *dup = r.duplicate;
+    return r.event_id;
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    return db;
+}
+
+static int64_t sql_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return v;
+}
+
+static char *sql_text(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    char *v = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Collects delivered event ids. */
+struct sink {
+    int64_t ids[4096];
+    rre_event_type types[4096];
+    size_t n;
+    int fail_every; /* handler fails on every n-th event when > 0 */
+};
+
+static rre_status collect(const rre_event *ev, void *ud)
+{
+    struct sink *s = ud;
+    if (s->n < 4096) {
+        s->types[s->n] = ev->type;
+        s->ids[s->n++] = ev->event_id;
+    }
+    if (s->fail_every > 0 && s->n % (size_t)s->fail_every == 0)
+        return RRE_EINTERNAL;
+    return RRE_OK;
+}
+
+static rre_subscriber *durable(rre_queue *q, const char *name)
+{
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = name;
+    rre_subscriber *s = NULL;
+    rre_status st = rre_subscriber_create(&s, q, &o);
+    if (st != RRE_OK)
+        fail_msg("subscriber: %s: %s", rre_strerror(st), rre_last_error());
+    return s;
+}
+
+/* ---- location and file ------------------------------------------------ */
+
+static void test_default_path_follows_the_location_rules(void **state)
+{
+    (void)state;
+    char buf[512], want[512];
+    char *saved_c =
+        getenv("RINGRIFT_COORDINATION_DIR") ? strdup(getenv("RINGRIFT_COORDINATION_DIR")) : NULL;
+    char *saved_x = getenv("XDG_RUNTIME_DIR") ? strdup(getenv("XDG_RUNTIME_DIR")) : NULL;
+    setenv("RINGRIFT_COORDINATION_DIR", "/coord", 1);
+    setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+    assert_int_equal(rre_queue_default_path(buf, sizeof buf), RRE_OK);
+    assert_string_equal(buf, "/coord/events.db");
+    unsetenv("RINGRIFT_COORDINATION_DIR");
+    assert_int_equal(rre_queue_default_path(buf, sizeof buf), RRE_OK);
+    assert_string_equal(buf, "/run/user/7/ringrift_coordination/events.db");
+    setenv("XDG_RUNTIME_DIR", "", 1);
+    assert_int_equal(rre_queue_default_path(buf, sizeof buf), RRE_OK);
+    if (getuid() == 0)
+        snprintf(want, sizeof want, "/tmp/ringrift_coordination/events.db");
+    else
+        snprintf(want, sizeof want, "/tmp/ringrift_coordination_%u/events.db", (unsigned)getuid());
+    assert_string_equal(buf, want);
+    assert_int_equal(rre_queue_default_path(buf, 8), RRE_ELIMIT);
+    if (saved_c)
+        setenv("RINGRIFT_COORDINATION_DIR", saved_c, 1);
+    if (saved_x)
+        setenv("XDG_RUNTIME_DIR", saved_x, 1);
+    else
+        unsetenv("XDG_RUNTIME_DIR");
+    free(saved_c);
+    free(saved_x);
+}
+
+static void test_create_makes_parent_dirs_and_owner_only_files(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"a\":1}", NULL);
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        struct stat sb;
+        assert_int_equal(stat(p, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+    }
+}
+
+static void test_schema_is_pythons_with_generated_column_and_indexes(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"a\":1}", NULL);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events WHERE INDEX_event_type = event_type"),
+                     1);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN"
+                                 " ('idx_events_type','idx_events_created','idx_acks_subscriber',"
+                                 "'idx_acks_event')"),
+                     4);
+    char *mode = sql_text(db, "PRAGMA journal_mode");
+    assert_string_equal(mode, "wal");
+    free(mode);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name"
+                                 " IN ('subscribers','acks')"),
+                     2);
+    sqlite3_close(db);
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void test_publish_returns_increasing_ids_and_writes_queue_spelling(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"n\":1}", NULL);
+    int64_t b = publish(f->q, RRE_EV_ELO_UPDATED, "{\"n\":2}", NULL);
+    assert_true(a > 0);
+    assert_true(b > a);
+    sqlite3 *db = raw_open(f->path);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT event_type FROM events WHERE event_id = %lld", (long long)a);
+    char *t = sql_text(db, sql);
+    assert_string_equal(t, rre_event_get(RRE_EV_TRAINING_COMPLETED)->queue_spelling);
+    free(t);
+    snprintf(sql, sizeof sql, "SELECT event_type FROM events WHERE event_id = %lld", (long long)b);
+    t = sql_text(db, sql);
+    assert_string_equal(t, rre_event_get(RRE_EV_ELO_UPDATED)->queue_spelling);
+    free(t);
+    assert_int_equal(sql_int(db,
+                             "SELECT count(*) FROM events WHERE hostname = 'testhost' AND"
+                             " source = 'test' AND abs(created_at - strftime('%s','now')) < 60"),
+                     2);
+    sqlite3_close(db);
+}
+
+static void test_publish_stores_compact_payload_with_envelope_fields(void **state)
+{
+    struct fixture *f = *state;
+    json_t *p = obj("{\"config_key\":\"hex8_2p\",\"x\":[1, 2]}");
+    rre_queue_publish_result r;
+    const char *tp = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+    assert_int_equal(rre_queue_publish(f->q, RRE_EV_MODEL_PROMOTED, p, NULL,
+                                       "2026-01-02T03:04:05.000000Z", tp, &r),
+                     RRE_OK);
+    uint8_t h[RRE_HASH_SIZE];
+    assert_int_equal(rre_content_hash(RRE_EV_MODEL_PROMOTED, p, h), RRE_OK);
+    assert_memory_equal(h, r.hash, RRE_HASH_SIZE);
+    json_decref(p);
+    sqlite3 *db = raw_open(f->path);
+    char *text = sql_text(db, "SELECT payload FROM events");
+    assert_string_equal(text, "{\"config_key\":\"hex8_2p\",\"x\":[1,2],"
+                              "\"timestamp\":\"2026-01-02T03:04:05.000000Z\",\"trace_id\":"
+                              "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\"}");
+    free(text);
+    sqlite3_close(db);
+}
+
+static void test_duplicate_within_window_is_reported_and_not_stored(void **state)
+{
+    struct fixture *f = *state;
+    bool dup = true;
+    int64_t a = publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"model\":\"m\",\"epochs\":3}", &dup);
+    assert_false(dup);
+    /* Key order and envelope fields do not change the content. */
+    int64_t b = publish(f->q, RRE_EV_TRAINING_COMPLETED,
+                        "{\"epochs\":3,\"model\":\"m\",\"timestamp\":\"x\"}", &dup);
+    assert_true(dup);
+    assert_int_equal(a, b);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 1);
+    sqlite3_close(db);
+    /* The same content as another type is not a duplicate. */
+    publish(f->q, RRE_EV_TRAINING_STARTED, "{\"model\":\"m\",\"epochs\":3}", &dup);
+    assert_false(dup);
+}
+
+static void test_duplicate_after_window_is_stored(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    char path[600];
+    snprintf(path, sizeof path, "%s/w.db", f->dir);
+    o.path = path;
+    o.dedup_window_seconds = 0.05;
+    o.maintenance_interval_ms = -1;
+    rre_queue *q;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    bool dup;
+    int64_t a = publish(q, RRE_EV_TRAINING_COMPLETED, "{\"k\":1}", &dup);
+    usleep(100 * 1000);
+    int64_t b = publish(q, RRE_EV_TRAINING_COMPLETED, "{\"k\":1}", &dup);
+    assert_false(dup);
+    assert_true(b > a);
+    rre_queue_destroy(q);
+}
+
+static void test_publish_refuses_non_object_and_closed_queue(void **state)
+{
+    struct fixture *f = *state;
+    json_t *arr = json_array();
+    assert_int_equal(
+        rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, arr, NULL, NULL, NULL, NULL),
+        RRE_ENOT_OBJECT);
+    json_decref(arr);
+    json_t *p = json_object();
+    assert_int_equal(rre_queue_publish(f->q, (rre_event_type)99999, p, NULL, NULL, NULL, NULL),
+                     RRE_EUNKNOWN_TYPE);
+    rre_queue_close(f->q);
+    assert_int_equal(rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL, NULL, NULL),
+                     RRE_ECLOSED);
+    json_decref(p);
+}
+
+struct pub_thread {
+    rre_queue *q;
+    int id, n;
+    int failures;
+};
+
+static void *publisher(void *arg)
+{
+    struct pub_thread *t = arg;
+    for (int i = 0; i < t->n; i++) {
+        json_t *p = json_pack("{s:i,s:i}", "thread", t->id, "seq", i);
+        if (rre_queue_publish(t->q, RRE_EV_NEW_GAMES_AVAILABLE, p, NULL, NULL, NULL, NULL) !=
+            RRE_OK)
+            t->failures++;
+        json_decref(p);
+    }
+    return NULL;
+}
+
+static void test_group_commit_from_threads_stores_every_event(void **state)
+{
+    struct fixture *f = *state;
+    enum { THREADS = 4, N = 1000 };
+    pthread_t th[THREADS];
+    struct pub_thread t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        t[i] = (struct pub_thread){f->q, i, N, 0};
+        pthread_create(&th[i], NULL, publisher, &t[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].failures, 0);
+    }
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), THREADS * N);
+    /* Per thread, rows are in publish order. */
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events a JOIN events b ON"
+                                 " json_extract(a.payload,'$.thread') ="
+                                 " json_extract(b.payload,'$.thread') AND"
+                                 " json_extract(a.payload,'$.seq') + 1 ="
+                                 " json_extract(b.payload,'$.seq') WHERE b.event_id < a.event_id"),
+                     0);
+    sqlite3_close(db);
+}
+
+/* ---- subscribers ---------------------------------------------------------- */
+
+static void test_subscriber_gets_events_in_order_and_resumes_after_restart(void **state)
+{
+    struct fixture *f = *state;
+    int64_t ids[6];
+    for (int i = 0; i < 3; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"i\":%d}", i);
+        ids[i] = publish(f->q, RRE_EV_ELO_UPDATED, p, NULL);
+    }
+    rre_subscriber *s = durable(f->q, "worker");
+    assert_string_equal(rre_subscriber_id(s), "testhost:stable:worker");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(k.ids[i], ids[i]);
+    rre_subscriber_destroy(s);
+    for (int i = 3; i < 6; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"i\":%d}", i);
+        ids[i] = publish(f->q, RRE_EV_ELO_UPDATED, p, NULL);
+    }
+    s = durable(f->q, "worker");
+    k.n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(k.ids[i], ids[3 + i]);
+    rre_subscriber_destroy(s);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM acks WHERE subscriber_id ="
+                                 " 'testhost:stable:worker'"),
+                     6);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM subscribers WHERE subscriber_id ="
+                                 " 'testhost:stable:worker' AND process_name = 'worker'"),
+                     1);
+    sqlite3_close(db);
+}
+
+static void test_max_limits_one_poll_and_the_rest_comes_next(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 5; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"i\":%d}", i);
+        publish(f->q, RRE_EV_ELO_UPDATED, p, NULL);
+    }
+    rre_subscriber *s = durable(f->q, "limited");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 2, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(k.n, 5);
+    rre_subscriber_destroy(s);
+}
+
+static void test_second_holder_gets_eheld_naming_host_and_pid(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber *s = durable(f->q, "exclusive");
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "exclusive";
+    rre_subscriber *t = NULL;
+    assert_int_equal(rre_subscriber_create(&t, f->q, &o), RRE_EHELD);
+    assert_null(t);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    assert_non_null(strstr(rre_last_error(), pid));
+    assert_non_null(strstr(rre_last_error(), "testhost"));
+    rre_subscriber_destroy(s);
+    /* Released: now it can be taken. */
+    t = durable(f->q, "exclusive");
+    rre_subscriber_destroy(t);
+}
+
+static void test_dead_holder_is_taken_over(void **state)
+{
+    struct fixture *f = *state;
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0);
+    rre_subscriber *s = durable(f->q, "x"); /* makes the tables and a cursor */
+    rre_subscriber_destroy(s);
+    sqlite3 *db = raw_open(f->path);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO rre_leases VALUES ('testhost:stable:orphan','testhost',%d,0,1,"
+             "strftime('%%s','now'))",
+             (int)child);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    /* A holder on another host whose heartbeat is fresh is alive. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO rre_leases VALUES ('testhost:stable:remote',"
+                                  "'otherhost',1,0,1,strftime('%s','now'))",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    /* ... and one whose heartbeat is older than the timeout is dead. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO rre_leases VALUES ('testhost:stable:stale',"
+                                  "'otherhost',1,0,1,strftime('%s','now') - 3600)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    s = durable(f->q, "orphan");
+    rre_subscriber_destroy(s);
+    s = durable(f->q, "stale");
+    rre_subscriber_destroy(s);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "remote";
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_EHELD);
+    assert_non_null(strstr(rre_last_error(), "otherhost"));
+}
+
+static void test_reserved_and_empty_names_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "event_router";
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "event_router"));
+    o.name = "";
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_EINVAL);
+    assert_null(s);
+}
+
+static void test_filter_by_type_or_category(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"i\":1}", NULL);
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    publish(f->q, RRE_EV_DATA_SYNC_COMPLETED, "{\"i\":3}", NULL);
+    rre_event_type types[] = {RRE_EV_ELO_UPDATED};
+    rre_category cats[] = {rre_event_get(RRE_EV_DATA_SYNC_COMPLETED)->category};
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "filtered";
+    o.types = types;
+    o.type_count = 1;
+    o.categories = cats;
+    o.category_count = 1;
+    rre_subscriber *s;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_OK);
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(k.types[0], RRE_EV_ELO_UPDATED);
+    assert_int_equal(k.types[1], RRE_EV_DATA_SYNC_COMPLETED);
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(s, &c);
+    assert_int_equal(c.filtered, 1);
+    rre_subscriber_destroy(s);
+}
+
+static void test_since_id_skips_earlier_events(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    int64_t b = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    int64_t c = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":3}", NULL);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.since_id = b;
+    rre_subscriber *s;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_OK);
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(k.ids[0], c);
+    rre_subscriber_destroy(s);
+}
+
+static void test_handler_failure_does_not_block_later_events(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 4; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"i\":%d}", i);
+        publish(f->q, RRE_EV_ELO_UPDATED, p, NULL);
+    }
+    rre_subscriber *s = durable(f->q, "flaky");
+    struct sink k = {.fail_every = 1};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 4);
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(s, &c);
+    assert_int_equal(c.handler_failed, 4);
+    /* They are acknowledged: nothing comes again. */
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 0);
+    rre_subscriber_destroy(s);
+}
+
+static rre_status stop_at_second(const rre_event *ev, void *ud)
+{
+    struct sink *k = ud;
+    if (k->n == 1)
+        return RRE_ECLOSED;
+    return collect(ev, ud);
+}
+
+static void test_handler_returning_eclosed_stops_without_acking(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    int64_t b = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    rre_subscriber *s = durable(f->q, "stopper");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, stop_at_second, &k, &n), RRE_ECLOSED);
+    assert_int_equal(n, 1);
+    rre_subscriber_destroy(s);
+    s = durable(f->q, "stopper");
+    k.n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(k.ids[0], b);
+    rre_subscriber_destroy(s);
+}
+
+static void test_acks_written_by_python_for_the_same_id_are_honoured(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    int64_t b = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    sqlite3 *db = raw_open(f->path);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO acks VALUES ('testhost:stable:shared', %lld, 1.0)",
+             (long long)a);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    rre_subscriber *s = durable(f->q, "shared");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(k.ids[0], b);
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(s, &c);
+    assert_int_equal(c.skipped_acked, 1);
+    rre_subscriber_destroy(s);
+}
+
+struct log_capture {
+    pthread_mutex_t mu;
+    int warnings;
+    char last[512];
+};
+
+static void capture_log(rre_log_level level, const char *component, const char *message, void *ud)
+{
+    (void)component;
+    struct log_capture *c = ud;
+    pthread_mutex_lock(&c->mu);
+    if (level >= RRE_LOG_WARN && strstr(message, "cannot be decoded") != NULL) {
+        c->warnings++;
+        snprintf(c->last, sizeof c->last, "%s", message);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void test_poison_row_is_reported_once_and_skipped(void **state)
+{
+    struct fixture *f = *state;
+    struct log_capture cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    rre_set_logger(capture_log, &cap, RRE_LOG_DEBUG);
+    int64_t a = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO events(event_type, payload, created_at) VALUES"
+                                  " ('elo_updated', '{not json', strftime('%s','now'));"
+                                  "INSERT INTO events(event_type, payload, created_at) VALUES"
+                                  " ('elo_updated', '[1, 2]', strftime('%s','now'));",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    int64_t d = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":4}", NULL);
+    rre_subscriber *s = durable(f->q, "p1");
+    rre_subscriber *t = durable(f->q, "p2");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(k.ids[0], a);
+    assert_int_equal(k.ids[1], d);
+    k.n = 0;
+    assert_int_equal(rre_subscriber_poll(t, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 2);
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(t, &c);
+    assert_int_equal(c.poison, 2);
+    rre_set_logger(NULL, NULL, RRE_LOG_DEBUG);
+    assert_int_equal(cap.warnings, 2); /* once per row, not once per subscriber */
+    rre_subscriber_destroy(s);
+    rre_subscriber_destroy(t);
+}
+
+struct delayed {
+    rre_queue *q;
+    int delay_ms;
+};
+
+static void *publish_later(void *arg)
+{
+    struct delayed *d = arg;
+    usleep((useconds_t)d->delay_ms * 1000);
+    json_t *p = json_pack("{s:s}", "late", "yes");
+    rre_queue_publish(d->q, RRE_EV_ELO_UPDATED, p, NULL, NULL, NULL, NULL);
+    json_decref(p);
+    return NULL;
+}
+
+static void test_waiting_poll_wakes_on_commit(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber *s = durable(f->q, "waiter");
+    struct delayed d = {f->q, 50};
+    pthread_t th;
+    pthread_create(&th, NULL, publish_later, &d);
+    struct sink k = {0};
+    size_t n;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(rre_subscriber_poll(s, 10000, 0, collect, &k, &n), RRE_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(waited < 5.0); /* woken by the commit, not by the 10 s timeout */
+    rre_subscriber_destroy(s);
+}
+
+static void *close_later(void *arg)
+{
+    usleep(30 * 1000);
+    rre_subscriber_close(arg);
+    return NULL;
+}
+
+static void test_close_wakes_a_waiting_poll(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber *s = durable(f->q, "closer");
+    pthread_t th;
+    pthread_create(&th, NULL, close_later, s);
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, -1, 0, collect, &(struct sink){0}, &n), RRE_ECLOSED);
+    pthread_join(th, NULL);
+    rre_subscriber_destroy(s);
+}
+
+/* ---- retention and statistics ------------------------------------------- */
+
+static void test_purge_deletes_old_events_their_acks_and_dead_subscribers(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    rre_subscriber *s = durable(f->q, "old");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    rre_subscriber_destroy(s);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE events SET created_at = created_at - 2 * 86400"
+                                  " WHERE json_extract(payload, '$.i') = 1;"
+                                  "INSERT INTO subscribers VALUES ('h:123:gone', 'gone', 'h', 123,"
+                                  " '[]', 1.0, 1.0);"
+                                  "INSERT INTO acks VALUES ('h:123:gone', 2, 1.0);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    rre_queue_purge_result r;
+    assert_int_equal(rre_queue_purge(f->q, -1, &r), RRE_OK);
+    assert_int_equal(r.events, 1);
+    assert_true(r.acks >= 2); /* the old event's ack and the dead subscriber's */
+    assert_int_equal(r.subscribers, 1);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 1);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM acks"), 1);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM subscribers WHERE subscriber_id ="
+                                 " 'h:123:gone'"),
+                     0);
+    /* The durable subscriber keeps its place. */
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM rre_cursors"), 1);
+    sqlite3_close(db);
+    /* Everything older than 0 s. */
+    assert_int_equal(rre_queue_purge(f->q, 0, &r), RRE_OK);
+    assert_int_equal(r.events, 1);
+}
+
+static void test_retention_runs_by_itself(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    char path[600];
+    snprintf(path, sizeof path, "%s/r.db", f->dir);
+    o.path = path;
+    o.retention_hours = 0.1 / 3600.0; /* 100 ms */
+    o.maintenance_interval_ms = 50;
+    rre_queue *q;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    publish(q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    sqlite3 *db = raw_open(path);
+    int64_t left = 1;
+    for (int i = 0; i < 100 && left > 0; i++) {
+        usleep(50 * 1000);
+        left = sql_int(db, "SELECT count(*) FROM events");
+    }
+    assert_int_equal(left, 0);
+    sqlite3_close(db);
+    rre_queue_destroy(q);
+}
+
+static void test_stats_report_events_types_and_subscribers(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    publish(f->q, RRE_EV_TRAINING_COMPLETED, "{\"i\":3}", NULL);
+    rre_subscriber *s = durable(f->q, "st");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 2, collect, &k, &n), RRE_OK);
+    json_t *st;
+    assert_int_equal(rre_queue_stats(f->q, &st), RRE_OK);
+    assert_int_equal(json_integer_value(json_object_get(st, "events")), 3);
+    json_t *by = json_object_get(st, "by_type");
+    assert_int_equal(json_integer_value(json_object_get(by, "ELO_UPDATED")), 2);
+    assert_int_equal(json_integer_value(json_object_get(by, "TRAINING_COMPLETED")), 1);
+    json_t *subs = json_object_get(st, "subscribers");
+    assert_int_equal(json_array_size(subs), 1);
+    json_t *sub = json_array_get(subs, 0);
+    assert_string_equal(json_string_value(json_object_get(sub, "id")), "testhost:stable:st");
+    assert_int_equal(json_integer_value(json_object_get(sub, "behind")), 1);
+    assert_true(json_is_true(json_object_get(sub, "alive")));
+    assert_true(json_integer_value(json_object_get(st, "file_bytes")) > 0);
+    json_decref(st);
+    rre_subscriber_destroy(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_path_follows_the_location_rules),
+        cmocka_unit_test_setup_teardown(test_create_makes_parent_dirs_and_owner_only_files, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_schema_is_pythons_with_generated_column_and_indexes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_publish_returns_increasing_ids_and_writes_queue_spelling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_stores_compact_payload_with_envelope_fields,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_within_window_is_reported_and_not_stored,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_after_window_is_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_refuses_non_object_and_closed_queue, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_from_threads_stores_every_event, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_subscriber_gets_events_in_order_and_resumes_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_limits_one_poll_and_the_rest_comes_next, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_second_holder_gets_eheld_naming_host_and_pid, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dead_holder_is_taken_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserved_and_empty_names_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_by_type_or_category, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_since_id_skips_earlier_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_failure_does_not_block_later_events, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_handler_returning_eclosed_stops_without_acking, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_acks_written_by_python_for_the_same_id_are_honoured,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_row_is_reported_once_and_skipped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_poll_wakes_on_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_wakes_a_waiting_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_purge_deletes_old_events_their_acks_and_dead_subscribers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_runs_by_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_report_events_types_and_subscribers, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
