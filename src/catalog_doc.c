@@ -84,7 +84,8 @@ static void md_contents(FILE *f)
         const char *name = rre_category_name((rre_category)c);
         fprintf(f, "- [%s](#", name);
         md_anchor(f, name);
-        fprintf(f, ") (%zu types)\n", count_in_category((rre_category)c));
+        size_t n = count_in_category((rre_category)c);
+        fprintf(f, ") (%zu %s)\n", n, n == 1 ? "type" : "types");
     }
     fputs("- [Lifecycles](#lifecycles)\n", f);
     fputs("- [Pipeline chain](#pipeline-chain)\n", f);

@@ -223,7 +223,14 @@ RRE_API const char *rre_event_name(rre_event_type type);
  * a stage-event name or value, in any letter case. Aliases (stage events and
  * types that share a data event's wire spelling) resolve to the type they map
  * to, so the result never has alias_of set. Unknown or NULL: RRE_EUNKNOWN_TYPE
- * and *out = RRE_EV_NONE. Constant time; no allocation. */
+ * and *out = RRE_EV_NONE (`out` NULL: RRE_EINVAL). Constant time; no
+ * allocation. The _n form reads exactly `len` bytes (no NUL needed).
+ *
+ * A type's own spellings win over a stage-event spelling: the one stage event
+ * whose spelling is also a type's wire spelling, ELO_CALIBRATION_COMPLETE
+ * (maps_to ELO_UPDATED), resolves to STAGE_ELO_CALIBRATION_COMPLETE, the type
+ * the Python side writes as "elo_calibration_complete", so a row read from
+ * the shared queue keeps its type. */
 RRE_API rre_status rre_event_lookup(const char *spelling, rre_event_type *out);
 RRE_API rre_status rre_event_lookup_n(const char *spelling, size_t len, rre_event_type *out);
 
@@ -232,7 +239,8 @@ RRE_API const rre_field_info *rre_event_field(rre_event_type type, const char *n
 
 RRE_API const char *rre_field_type_name(rre_field_type type); /* "str", "list[str]", ... */
 RRE_API const char *rre_category_name(rre_category category); /* "sync", ... or "unknown" */
-RRE_API rre_status rre_category_lookup(const char *name, rre_category *out); /* any case */
+/* Any case; unknown or NULL: RRE_ECATEGORY and *out unchanged. */
+RRE_API rre_status rre_category_lookup(const char *name, rre_category *out);
 
 /* Stage events: names of the stage bus that resolve to a data event. */
 typedef struct rre_stage_event_info {
@@ -265,7 +273,7 @@ typedef struct rre_lifecycle {
 
 RRE_API size_t rre_lifecycle_count(void);
 RRE_API const rre_lifecycle *rre_lifecycle_get(size_t index); /* NULL past the end */
-RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name);
+RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name); /* any case; NULL if none */
 
 /* The pipeline chain SELFPLAY_COMPLETE -> ... -> MODEL_DISTRIBUTION_COMPLETE,
  * in order. */
@@ -274,10 +282,15 @@ RRE_API const rre_event_type *rre_pipeline_chain(size_t *count);
 /* Generated documents. Each allocates *out (release with free()). */
 RRE_API rre_status rre_catalog_markdown(char **out);
 /* One type as a JSON object: name, value, category, description,
- * queue_spelling, documented, alias_of, fields [{name, type, required,
- * nullable}]. Caller owns the result (json_decref). */
+ * queue_spelling, documented, alias_of (a NAME or null), has_schema, fields
+ * [{name, type, required, nullable, description}]. Caller owns the result
+ * (json_decref). Out-of-range type: RRE_EUNKNOWN_TYPE and *out = NULL. */
 RRE_API rre_status rre_event_to_json(rre_event_type type, json_t **out);
-/* The JSON Schema (draft 2020-12) of a type's payload. Caller owns it. */
+/* The JSON Schema (draft 2020-12) of a type's payload. Caller owns it.
+ * "$id" is "urn:ringrift-events:<NAME>"; unknown fields are allowed
+ * (additionalProperties true). An alias type gives the schema of the type it
+ * resolves to (its $id and title name that type), since that is what its
+ * payload is validated as. */
 RRE_API rre_status rre_event_json_schema(rre_event_type type, json_t **out);
 
 /* ------------------------------------------------------------------------ */
