@@ -732,8 +732,8 @@ static rre_status lifecycle_event(rre_flow_checker *c, uint16_t lc, uint16_t ste
         return st;
     if (r->ended) {
         x.rule = terminal ? RRE_FLOW_RULE_DUPLICATE_TERMINAL : RRE_FLOW_RULE_AFTER_END;
-        return add_issue(c, &x, "%s for %s %s after the run already ended with %s", name,
-                         x.key_field, x.key,
+        return add_issue(c, &x, "%s%s for %s %s after the run already ended with %s",
+                         terminal ? "second terminal event " : "", name, x.key_field, x.key,
                          event_ref(r->last_type, r->last_event_id, ref, sizeof ref));
     }
     if ((int)stepi > r->pos) {
