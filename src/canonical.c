@@ -117,6 +117,16 @@ static char *u64_digits(uint64_t u, char *end)
     return p;
 }
 
+/* Copies the few bytes [from, end) to `out`; returns how many. A loop is
+ * cheaper than a call to memcpy() for a number's handful of digits. */
+static inline size_t copy_small(char *out, const char *from, const char *end)
+{
+    size_t n = (size_t)(end - from);
+    for (size_t i = 0; i < n; i++)
+        out[i] = from[i];
+    return n;
+}
+
 static size_t format_integer(json_int_t v, char *out)
 {
     char tmp[24];
@@ -125,9 +135,7 @@ static size_t format_integer(json_int_t v, char *out)
     char *p = u64_digits(u, end);
     if (v < 0)
         *--p = '-';
-    size_t n = (size_t)(end - p);
-    memcpy(out, p, n);
-    return n;
+    return copy_small(out, p, end);
 }
 
 /* Lays out a number given as significant digits d1..dk (no trailing zero,
@@ -198,7 +206,7 @@ static bool short_fraction(double a, uint64_t *r_out, int *k_out)
         double m = a * exact_pow10[k];
         if (m >= TWO_POW_50)
             return false;
-        double r = floor(m + 0.5);
+        double r = (double)(uint64_t)(m + 0.5); /* m + 0.5 is exact and positive */
         if (r / exact_pow10[k] == a) {
             *r_out = (uint64_t)r;
             *k_out = k;
@@ -291,14 +299,13 @@ static size_t format_real(double x, char *out)
         out[0] = '0'; /* -0 too */
         return 1;
     }
-    if (a < TWO_POW_53 && a == floor(a)) {
+    if (a < TWO_POW_53 && a == (double)(uint64_t)a) {
         char tmp[24];
         char *end = tmp + sizeof tmp;
         char *p = u64_digits((uint64_t)a, end);
         if (negative)
             *--p = '-';
-        memcpy(out, p, (size_t)(end - p));
-        return (size_t)(end - p);
+        return copy_small(out, p, end);
     }
     char digits[24];
     int k, n;
@@ -324,16 +331,36 @@ static size_t format_real(double x, char *out)
 
 static const char hex_digits[] = "0123456789abcdef";
 
-static rre_status write_string(struct rre__buf *buf, const char *s, size_t len)
+/* Whether any of the eight bytes of `w` is a control character, '"' or
+ * '\\'. Each test is the classic "has a byte below n" bit trick, exact as a
+ * yes/no answer. */
+static inline bool word_needs_escape(uint64_t w)
 {
-    /* The common case, nothing to escape, needs len + 2 bytes; escapes
-     * reserve their own room. */
-    rre_status st = rre__buf_reserve(buf, len + 2);
-    if (st != RRE_OK)
-        return st;
-    buf->data[buf->len++] = '"';
-    size_t run = 0; /* start of the pending unescaped bytes */
-    for (size_t i = 0; i < len; i++) {
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t highs = UINT64_C(0x8080808080808080);
+    uint64_t quote = w ^ (ones * '"');
+    uint64_t backslash = w ^ (ones * '\\');
+    uint64_t found =
+        ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    return (found & highs) != 0;
+}
+
+/* Writes the escapes of s[from..len) and the closing quote; the opening
+ * quote and s[0..from) are already written. */
+static rre_status write_string_escaped(struct rre__buf *buf, const char *s, size_t len, size_t from)
+{
+    rre_status st;
+    size_t run = from; /* start of the pending unescaped bytes */
+    for (size_t i = from; i < len; i++) {
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (word_needs_escape(w))
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -381,6 +408,62 @@ static rre_status write_string(struct rre__buf *buf, const char *s, size_t len)
     return put_char(buf, '"');
 }
 
+/* The 1..7 bytes of a string's tail as a word, padded with spaces (which
+ * need no escape), with fixed-size copies the compiler inlines. */
+static inline uint64_t load_tail(const char *s, size_t n)
+{
+    uint64_t w = UINT64_C(0x2020202020202020);
+    unsigned char *d = (unsigned char *)&w;
+    size_t o = 0;
+    if (n & 4) {
+        memcpy(d, s, 4);
+        o = 4;
+    }
+    if (n & 2) {
+        memcpy(d + o, s + o, 2);
+        o += 2;
+    }
+    if (n & 1)
+        d[o] = (unsigned char)s[o];
+    return w;
+}
+
+static rre_status write_string(struct rre__buf *buf, const char *s, size_t len)
+{
+    /* The common case, nothing to escape, is checked and copied eight bytes
+     * at a time. The last word may write up to 7 bytes of padding past the
+     * string, hence the room reserved beyond its two quotes. */
+    rre_status st = rre__buf_reserve(buf, len + 10);
+    if (st != RRE_OK)
+        return st;
+    char *out = buf->data + buf->len + 1;
+    out[-1] = '"';
+    size_t i = 0;
+    bool plain = true;
+    uint64_t w;
+    for (; i + 8 <= len && plain; i += 8) {
+        memcpy(&w, s + i, 8);
+        plain = !word_needs_escape(w);
+        if (plain)
+            memcpy(out + i, &w, 8);
+    }
+    if (!plain) {
+        i -= 8;
+    } else if (i < len) {
+        w = load_tail(s + i, len - i);
+        plain = !word_needs_escape(w);
+        if (plain)
+            memcpy(out + i, &w, 8);
+    }
+    if (plain) {
+        out[len] = '"';
+        buf->len += len + 2;
+        return RRE_OK;
+    }
+    buf->len += i + 1;
+    return write_string_escaped(buf, s, len, i);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Key order                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -391,28 +474,50 @@ static rre_status write_string(struct rre__buf *buf, const char *s, size_t len)
  * UTF-16) sort before U+E000..U+FFFF (lead bytes EE and EF). Two valid
  * strings with an equal prefix first differ at the same kind of byte, so
  * remapping just those lead bytes is enough; every other byte keeps its
- * value. */
-static inline unsigned utf16_rank(unsigned char c)
+ * value. The map is a permutation of the byte values. */
+static inline unsigned char utf16_rank(unsigned char c)
 {
-    if (c < 0xEE)
-        return c;
+    if (c < 0xEE || c > 0xF4)
+        return c; /* F5..FF never occur in valid UTF-8 */
     if (c < 0xF0)
-        return c + 5u; /* EE, EF after F0..F4 */
-    if (c <= 0xF4)
-        return c - 2u; /* F0..F4 right after ED */
-    return c + 5u;     /* never in valid UTF-8; kept after everything */
+        return (unsigned char)(c + 5); /* EE, EF after F0..F4 */
+    return (unsigned char)(c - 2);     /* F0..F4 right after ED */
 }
 
 struct member {
+    uint64_t prefix; /* the first 8 ranked key bytes, big-endian, zero-padded */
     const char *key;
     size_t key_len;
     const json_t *value;
 };
 
+/* The sort prefix of a key: comparing two prefixes as integers orders the
+ * keys as their first eight bytes do; equal prefixes need the full compare. */
+static inline uint64_t key_prefix(const char *key, size_t len)
+{
+    uint64_t w = 0;
+    size_t n = len < 8 ? len : 8;
+    memcpy(&w, key, n);
+    /* Bytes 0x80 and above may need ranking: take them one by one. */
+    if ((w & UINT64_C(0x8080808080808080)) != 0) {
+        uint64_t p = 0;
+        for (size_t i = 0; i < 8; i++)
+            p = p << 8 | (i < n ? utf16_rank((unsigned char)key[i]) : 0u);
+        return p;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return __builtin_bswap64(w);
+#else
+    return w;
+#endif
+}
+
 static int compare_keys(const struct member *a, const struct member *b)
 {
+    if (a->prefix != b->prefix)
+        return a->prefix < b->prefix ? -1 : 1;
     size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 8; i < n; i++) {
         unsigned char x = (unsigned char)a->key[i], y = (unsigned char)b->key[i];
         if (x != y)
             return utf16_rank(x) < utf16_rank(y) ? -1 : 1;
@@ -489,6 +594,7 @@ static rre_status write_object(const json_t *object, struct rre__buf *buf, int d
         size_t key_len = json_object_iter_key_len(it);
         if (skip_envelope && is_envelope_field(key, key_len))
             continue;
+        members[n].prefix = key_prefix(key, key_len);
         members[n].key = key;
         members[n].key_len = key_len;
         members[n].value = json_object_iter_value(it);
@@ -529,7 +635,7 @@ static rre_status write_array(const json_t *array, struct rre__buf *buf, int dep
 
 static rre_status write_value(const json_t *value, struct rre__buf *buf, int depth)
 {
-    char number[NUMBER_MAX];
+    rre_status st;
     switch (json_typeof(value)) {
     case JSON_OBJECT:
     case JSON_ARRAY:
@@ -541,12 +647,16 @@ static rre_status write_value(const json_t *value, struct rre__buf *buf, int dep
     case JSON_STRING:
         return write_string(buf, json_string_value(value), json_string_length(value));
     case JSON_INTEGER:
-        return rre__buf_append(buf, number, format_integer(json_integer_value(value), number));
+        if ((st = rre__buf_reserve(buf, NUMBER_MAX)) == RRE_OK)
+            buf->len += format_integer(json_integer_value(value), buf->data + buf->len);
+        return st;
     case JSON_REAL: {
         double x = json_real_value(value);
         if (!isfinite(x))
             return rre__error(RRE_EINVAL, "canonical JSON: non-finite number");
-        return rre__buf_append(buf, number, format_real(x, number));
+        if ((st = rre__buf_reserve(buf, NUMBER_MAX)) == RRE_OK)
+            buf->len += format_real(x, buf->data + buf->len);
+        return st;
     }
     case JSON_TRUE:
         return rre__buf_append(buf, "true", 4);
