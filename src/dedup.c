@@ -1,0 +1,160 @@
+/*
+ * dedup.c - the dedup window (see dedup.h for the layout).
+ */
+#include "dedup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void rre__dedup_init(struct rre__dedup *d, size_t max_entries, int64_t window)
+{
+    memset(d, 0, sizeof *d);
+    d->max_entries = max_entries > 0 ? max_entries : 1;
+    d->window = window > 0 ? window : 1;
+}
+
+void rre__dedup_free(struct rre__dedup *d)
+{
+    free(d->ring);
+    free(d->index);
+    d->ring = NULL;
+    d->index = NULL;
+    d->ring_cap = d->index_cap = d->head = d->count = 0;
+}
+
+/* The home slot of a hash: SHA-256 output is uniform, so its first bytes
+ * serve as the table hash directly. */
+static size_t home(const struct rre__dedup *d, const uint8_t *hash)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof h);
+    return (size_t)h & (d->index_cap - 1);
+}
+
+static size_t ring_pos(const struct rre__dedup *d, size_t i)
+{
+    size_t p = d->head + i;
+    return p >= d->ring_cap ? p - d->ring_cap : p;
+}
+
+/* The index slot holding `hash`, or SIZE_MAX. */
+static size_t find_slot(const struct rre__dedup *d, const uint8_t *hash)
+{
+    if (d->index_cap == 0)
+        return SIZE_MAX;
+    size_t mask = d->index_cap - 1;
+    for (size_t i = home(d, hash);; i = (i + 1) & mask) {
+        uint32_t v = d->index[i];
+        if (v == 0)
+            return SIZE_MAX;
+        if (memcmp(d->ring[v - 1].hash, hash, RRE_HASH_SIZE) == 0)
+            return i;
+    }
+}
+
+static void index_insert(struct rre__dedup *d, size_t pos)
+{
+    size_t mask = d->index_cap - 1;
+    size_t i = home(d, d->ring[pos].hash);
+    while (d->index[i] != 0)
+        i = (i + 1) & mask;
+    d->index[i] = (uint32_t)(pos + 1);
+}
+
+/* Removes index slot `i` and shifts the probe chain after it back. */
+static void index_delete(struct rre__dedup *d, size_t i)
+{
+    size_t mask = d->index_cap - 1;
+    d->index[i] = 0;
+    for (size_t j = (i + 1) & mask; d->index[j] != 0; j = (j + 1) & mask) {
+        size_t k = home(d, d->ring[d->index[j] - 1].hash);
+        /* Entry j may move to the hole at i when its home is not in (i, j]. */
+        bool between = i <= j ? (k > i && k <= j) : (k > i || k <= j);
+        if (!between) {
+            d->index[i] = d->index[j];
+            d->index[j] = 0;
+            i = j;
+        }
+    }
+}
+
+static void drop_oldest(struct rre__dedup *d)
+{
+    size_t slot = find_slot(d, d->ring[d->head].hash);
+    if (slot == SIZE_MAX)
+        rre__panic("dedup: ring entry missing from the index");
+    index_delete(d, slot);
+    d->head = d->head + 1 == d->ring_cap ? 0 : d->head + 1;
+    d->count--;
+    if (d->count == 0)
+        d->head = 0;
+}
+
+void rre__dedup_expire(struct rre__dedup *d, int64_t now)
+{
+    while (d->count > 0 && now - d->ring[d->head].time >= d->window)
+        drop_oldest(d);
+}
+
+/* Doubles the ring (up to max_entries) and rebuilds the index. False when
+ * memory runs out (nothing changes). */
+static bool grow(struct rre__dedup *d)
+{
+    size_t cap = d->ring_cap == 0 ? 16 : d->ring_cap * 2;
+    if (cap > d->max_entries)
+        cap = d->max_entries;
+    size_t icap = 32;
+    while (icap < cap * 2)
+        icap *= 2;
+    struct rre__dedup_entry *ring = malloc(cap * sizeof *ring);
+    uint32_t *index = calloc(icap, sizeof *index);
+    if (ring == NULL || index == NULL) {
+        free(ring);
+        free(index);
+        return false;
+    }
+    for (size_t i = 0; i < d->count; i++)
+        ring[i] = d->ring[ring_pos(d, i)];
+    free(d->ring);
+    free(d->index);
+    d->ring = ring;
+    d->index = index;
+    d->ring_cap = cap;
+    d->index_cap = icap;
+    d->head = 0;
+    for (size_t i = 0; i < d->count; i++)
+        index_insert(d, i);
+    return true;
+}
+
+bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t now)
+{
+    rre__dedup_expire(d, now);
+    if (find_slot(d, hash) != SIZE_MAX)
+        return true;
+    if (d->count == d->ring_cap) {
+        if (d->ring_cap < d->max_entries && grow(d)) {
+            /* room made */
+        } else if (d->count > 0) {
+            drop_oldest(d);
+        } else {
+            return false;
+        }
+    }
+    size_t pos = ring_pos(d, d->count);
+    memcpy(d->ring[pos].hash, hash, RRE_HASH_SIZE);
+    d->ring[pos].time = now;
+    d->count++;
+    index_insert(d, pos);
+    return false;
+}
+
+bool rre__dedup_contains(const struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE])
+{
+    return find_slot(d, hash) != SIZE_MAX;
+}
+
+size_t rre__dedup_memory(const struct rre__dedup *d)
+{
+    return d->ring_cap * sizeof *d->ring + d->index_cap * sizeof *d->index;
+}

@@ -1,0 +1,56 @@
+/*
+ * dedup.h - the dedup window: a bounded set of content hashes, each with the
+ * time it was first seen, forgetting the oldest first.
+ *
+ * Layout: the entries (hash and time, 40 bytes) live in a ring in insertion
+ * order, so the ones to expire are always at its head; an open-addressing
+ * index of 32-bit ring positions (linear probing, at most half full,
+ * backward-shift deletion) finds a hash in one or two probes. Both grow by
+ * doubling up to the entry limit, so a router that sees few events uses
+ * little memory. Not thread-safe: the router's lock guards it.
+ */
+#ifndef RRE_DEDUP_H
+#define RRE_DEDUP_H
+
+#include "internal.h"
+
+struct rre__dedup_entry {
+    uint8_t hash[RRE_HASH_SIZE];
+    int64_t time; /* microseconds, when first accepted */
+};
+
+struct rre__dedup {
+    struct rre__dedup_entry *ring; /* ring_cap entries */
+    size_t ring_cap;
+    size_t head;      /* ring position of the oldest entry */
+    size_t count;     /* entries held */
+    uint32_t *index;  /* index_cap slots: ring position + 1, 0 = empty */
+    size_t index_cap; /* a power of two >= 2 * ring_cap */
+    size_t max_entries;
+    int64_t window; /* microseconds */
+};
+
+/* Starts an empty window holding at most `max_entries` (>= 1) hashes for
+ * `window` microseconds (> 0). Allocates nothing yet. */
+void rre__dedup_init(struct rre__dedup *d, size_t max_entries, int64_t window);
+
+/* Frees the memory; the window is empty afterwards (and may be reused). */
+void rre__dedup_free(struct rre__dedup *d);
+
+/* Forgets the hashes first seen `window` or more microseconds before `now`. */
+void rre__dedup_expire(struct rre__dedup *d, int64_t now);
+
+/* Expires (as above), then looks `hash` up. Returns true when it was seen
+ * within the window (a duplicate; nothing changes). Otherwise remembers it
+ * with time `now` (forgetting the oldest hash when full) and returns false.
+ * When memory runs out the hash is not remembered and false is returned:
+ * the event goes through rather than being lost. */
+bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t now);
+
+/* True when `hash` is held (without expiring anything). */
+bool rre__dedup_contains(const struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE]);
+
+/* Bytes of memory allocated. */
+size_t rre__dedup_memory(const struct rre__dedup *d);
+
+#endif /* RRE_DEDUP_H */

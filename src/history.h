@@ -1,0 +1,72 @@
+/*
+ * history.h - the router's bounded history: a ring of the last N accepted
+ * events, each a fixed-size envelope plus a reference to its payload.
+ *
+ * Memory per event is the entry (about 100 bytes) and the payload object,
+ * which is shared with the publisher and the subscribers, never copied.
+ * Sources and hostnames are interned in a reference-counted string pool, so
+ * a string is stored once however many entries name it and is freed when the
+ * last of them leaves the ring. The ring grows by doubling up to its size.
+ * Not thread-safe: the router's lock guards it.
+ */
+#ifndef RRE_HISTORY_H
+#define RRE_HISTORY_H
+
+#include "envelope.h"
+
+struct rre__pooled_str; /* an interned string */
+
+struct rre__history_entry {
+    json_t *payload;                  /* one reference */
+    struct rre__pooled_str *source;   /* one reference */
+    struct rre__pooled_str *hostname; /* one reference */
+    int64_t event_id;
+    int64_t time; /* envelope timestamp, microseconds */
+    uint8_t hash[RRE_HASH_SIZE];
+    struct rre__trace trace;
+    int16_t type;
+    uint8_t origin;
+};
+
+struct rre__history {
+    struct rre__history_entry *ring;
+    size_t cap;       /* allocated entries */
+    size_t size;      /* the most entries kept */
+    size_t head;      /* position of the oldest */
+    size_t count;     /* entries held */
+    uint64_t dropped; /* entries that left the ring since creation */
+    /* The string pool: chained hash set of interned strings. */
+    struct rre__pooled_str **buckets;
+    size_t bucket_count; /* a power of two, or 0 */
+    size_t string_count;
+    struct rre__pooled_str *last; /* the string interned last (a fast path) */
+};
+
+/* Starts an empty history keeping at most `size` events (0: none). */
+void rre__history_init(struct rre__history *h, size_t size);
+
+/* Releases every entry and the pool. Payload references are dropped with
+ * json_decref, so call it without a lock a payload's destructor might need. */
+void rre__history_free(struct rre__history *h);
+
+/* Appends an event (the envelope's strings are interned, the payload gets a
+ * reference). When the ring is full the oldest entry leaves it; its payload
+ * reference is handed to the caller in *evicted (NULL when none) to be
+ * dropped once the lock is released. On RRE_ENOMEM nothing changes. */
+rre_status rre__history_push(struct rre__history *h, const rre_event *ev, int64_t time,
+                             const struct rre__trace *trace, json_t **evicted);
+
+/* Sets the event_id of the newest entry with this hash, if it is still held
+ * (a sink may persist an event after it was recorded). */
+void rre__history_set_event_id(struct rre__history *h, const uint8_t hash[RRE_HASH_SIZE],
+                               int64_t event_id);
+
+/* The i-th entry, oldest first (i < count). */
+const struct rre__history_entry *rre__history_at(const struct rre__history *h, size_t i);
+
+const char *rre__pooled_str_get(const struct rre__pooled_str *s);
+
+/* Bytes allocated for entries and pooled strings (payloads not included). */
+size_t rre__history_memory(const struct rre__history *h);
+
+#endif /* RRE_HISTORY_H */

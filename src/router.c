@@ -1,0 +1,1281 @@
+/*
+ * router.c - the in-process router: options, life cycle, the publish
+ * pipeline (resolve, normalise, validate, envelope, hash, dedup, sinks,
+ * history, dispatch), subscriptions and sinks, history queries, statistics
+ * and flow validation. Calling handlers and the worker pool are in
+ * dispatch.c; the locks are described in router_int.h.
+ */
+#include "router_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- options ------------------------------------------------------------------ */
+
+struct rre_router_options {
+    rre_validation_mode validation;
+    bool dedup;
+    double dedup_window;
+    size_t dedup_max_entries;
+    size_t history_size;
+    size_t async_workers;
+    double handler_timeout;
+    double watchdog_interval;
+    rre_clock_fn clock;
+    void *clock_data;
+    char source[RRE_ROUTER_NAME_MAX];
+};
+
+static const struct rre_router_options default_options = {
+    .validation = RRE_VALIDATE_WARN,
+    .dedup = true,
+    .dedup_window = RRE_ROUTER_DEFAULT_DEDUP_WINDOW,
+    .dedup_max_entries = RRE_ROUTER_DEFAULT_DEDUP_MAX_ENTRIES,
+    .history_size = RRE_ROUTER_DEFAULT_HISTORY_SIZE,
+    .async_workers = RRE_ROUTER_DEFAULT_ASYNC_WORKERS,
+    .handler_timeout = RRE_ROUTER_DEFAULT_HANDLER_TIMEOUT,
+    .watchdog_interval = 0,
+    .clock = NULL,
+    .clock_data = NULL,
+    .source = "",
+};
+
+rre_status rre_router_options_create(rre_router_options **out)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_options_create: out is NULL");
+    *out = malloc(sizeof **out);
+    if (*out == NULL)
+        return rre__error(RRE_ENOMEM, "rre_router_options_create: out of memory");
+    **out = default_options;
+    return RRE_OK;
+}
+
+void rre_router_options_destroy(rre_router_options *opts)
+{
+    free(opts);
+}
+
+#define CHECK_OPTS(opts)                                                                           \
+    do {                                                                                           \
+        if ((opts) == NULL)                                                                        \
+            return rre__error(RRE_EINVAL, "%s: options are NULL", __func__);                       \
+    } while (0)
+
+rre_status rre_router_options_set_validation(rre_router_options *opts, rre_validation_mode mode)
+{
+    CHECK_OPTS(opts);
+    if (mode != RRE_VALIDATE_OFF && mode != RRE_VALIDATE_WARN && mode != RRE_VALIDATE_STRICT)
+        return rre__error(RRE_EINVAL, "unknown validation mode %d", (int)mode);
+    opts->validation = mode;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_dedup(rre_router_options *opts, bool enabled)
+{
+    CHECK_OPTS(opts);
+    opts->dedup = enabled;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_dedup_window(rre_router_options *opts, double seconds)
+{
+    CHECK_OPTS(opts);
+    if (!(seconds > 0) || !isfinite(seconds) || seconds > 1e9)
+        return rre__error(RRE_EINVAL, "dedup window must be a positive number of seconds");
+    opts->dedup_window = seconds;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_dedup_max_entries(rre_router_options *opts, size_t entries)
+{
+    CHECK_OPTS(opts);
+    if (entries < 1 || entries > RRE_ROUTER_MAX_DEDUP_ENTRIES)
+        return rre__error(RRE_EINVAL, "dedup max entries must be 1..%d",
+                          RRE_ROUTER_MAX_DEDUP_ENTRIES);
+    opts->dedup_max_entries = entries;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_history_size(rre_router_options *opts, size_t events)
+{
+    CHECK_OPTS(opts);
+    if (events > RRE_ROUTER_MAX_HISTORY_SIZE)
+        return rre__error(RRE_EINVAL, "history size must be at most %d",
+                          RRE_ROUTER_MAX_HISTORY_SIZE);
+    opts->history_size = events;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_async_workers(rre_router_options *opts, size_t workers)
+{
+    CHECK_OPTS(opts);
+    if (workers < 1 || workers > RRE_ROUTER_MAX_ASYNC_WORKERS)
+        return rre__error(RRE_EINVAL, "async workers must be 1..%d", RRE_ROUTER_MAX_ASYNC_WORKERS);
+    opts->async_workers = workers;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_handler_timeout(rre_router_options *opts, double seconds)
+{
+    CHECK_OPTS(opts);
+    if (!(seconds >= 0) || !isfinite(seconds) || seconds > 1e9)
+        return rre__error(RRE_EINVAL, "handler timeout must be 0 or a positive number of seconds");
+    opts->handler_timeout = seconds;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_watchdog_interval(rre_router_options *opts, double seconds)
+{
+    CHECK_OPTS(opts);
+    if (!(seconds >= 0) || !isfinite(seconds) || seconds > 3600)
+        return rre__error(RRE_EINVAL, "watchdog interval must be 0..3600 seconds");
+    opts->watchdog_interval = seconds;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_clock(rre_router_options *opts, rre_clock_fn fn, void *user_data)
+{
+    CHECK_OPTS(opts);
+    opts->clock = fn;
+    opts->clock_data = fn != NULL ? user_data : NULL;
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_source(rre_router_options *opts, const char *source)
+{
+    CHECK_OPTS(opts);
+    if (source == NULL)
+        source = "";
+    if (strlen(source) >= sizeof opts->source)
+        return rre__error(RRE_EINVAL, "source longer than %d bytes", RRE_ROUTER_NAME_MAX - 1);
+    strcpy(opts->source, source);
+    return RRE_OK;
+}
+
+/* ---- subscription sets ------------------------------------------------------------ */
+
+void rre__sub_ref(struct rre__sub *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void rre__sub_unref(struct rre__sub *s)
+{
+    if (s != NULL && atomic_fetch_sub(&s->refs, 1) == 1) {
+        /* Nothing can be queued any more: unsubscribe or close drained it. */
+        free(s->mbox);
+        free(s);
+    }
+}
+
+static void subset_free(struct rre__subset *set)
+{
+    for (size_t i = 0; i < set->count; i++)
+        rre__sub_unref(set->subs[i]);
+    for (size_t i = 0; i < set->sink_count; i++)
+        rre__sub_unref(set->sinks[i]);
+    free(set->subs);
+    free(set->sinks);
+    free(set->by_type);
+    free(set->flat);
+    free(set);
+}
+
+void rre__subset_unref(struct rre__subset *set)
+{
+    if (set != NULL && atomic_fetch_sub(&set->refs, 1) == 1)
+        subset_free(set);
+}
+
+static bool sub_matches(const struct rre__sub *s, rre_event_type t)
+{
+    switch (s->kind) {
+    case SUB_TYPE:
+        return s->type == t;
+    case SUB_CATEGORY: {
+        const rre_event_info *info = rre_event_get(t);
+        return info != NULL && info->category == s->category;
+    }
+    case SUB_ALL:
+        return true;
+    case SUB_SINK:
+        return false;
+    }
+    return false;
+}
+
+/* A new set holding `subs` and `sinks` (each gets a reference), or NULL. */
+static struct rre__subset *subset_build(struct rre__sub *const *subs, size_t n,
+                                        struct rre__sub *const *sinks, size_t ns)
+{
+    struct rre__subset *set = calloc(1, sizeof *set);
+    if (set == NULL)
+        return NULL;
+    atomic_init(&set->refs, 1);
+    set->subs = n > 0 ? malloc(n * sizeof *set->subs) : NULL;
+    set->sinks = ns > 0 ? malloc(ns * sizeof *set->sinks) : NULL;
+    set->by_type = calloc(RRE_EVENT_TYPE_COUNT, sizeof *set->by_type);
+    size_t flat = 0;
+    for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++)
+        for (size_t i = 0; i < n; i++)
+            flat += sub_matches(subs[i], (rre_event_type)t);
+    set->flat = flat > 0 ? malloc(flat * sizeof *set->flat) : NULL;
+    if ((n > 0 && set->subs == NULL) || (ns > 0 && set->sinks == NULL) || set->by_type == NULL ||
+        (flat > 0 && set->flat == NULL)) {
+        free(set->subs);
+        free(set->sinks);
+        free(set->by_type);
+        free(set->flat);
+        free(set);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        set->subs[i] = subs[i];
+        rre__sub_ref(subs[i]);
+    }
+    for (size_t i = 0; i < ns; i++) {
+        set->sinks[i] = sinks[i];
+        rre__sub_ref(sinks[i]);
+    }
+    set->count = n;
+    set->sink_count = ns;
+    uint32_t k = 0;
+    for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++) {
+        set->by_type[t][0] = k;
+        for (size_t i = 0; i < n; i++)
+            if (sub_matches(subs[i], (rre_event_type)t))
+                set->flat[k++] = subs[i];
+        set->by_type[t][1] = k - set->by_type[t][0];
+    }
+    return set;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_create: out is NULL");
+    *out = NULL;
+    if (opts == NULL)
+        opts = &default_options;
+    rre_router *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return rre__error(RRE_ENOMEM, "rre_router_create: out of memory");
+    r->validation = opts->validation;
+    r->dedup_enabled = opts->dedup;
+    r->handler_timeout = (int64_t)(opts->handler_timeout * 1e6);
+    double interval = opts->watchdog_interval;
+    if (interval <= 0) {
+        interval = opts->handler_timeout / 10;
+        interval = interval < 0.001 ? 0.001 : interval > 1.0 ? 1.0 : interval;
+    }
+    r->watchdog_interval = (int64_t)(interval * 1e9);
+    r->clock = opts->clock != NULL ? opts->clock : rre__clock_realtime;
+    r->clock_data = opts->clock_data;
+    snprintf(r->source, sizeof r->source, "%s",
+             opts->source[0] != '\0' ? opts->source : rre__program_name());
+    if (gethostname(r->hostname, sizeof r->hostname) != 0)
+        r->hostname[0] = '\0';
+    r->hostname[sizeof r->hostname - 1] = '\0';
+
+    rre__dedup_init(&r->dedup, opts->dedup_max_entries, (int64_t)(opts->dedup_window * 1e6));
+    rre__history_init(&r->history, opts->history_size);
+    r->subs = subset_build(NULL, 0, NULL, 0);
+    if (r->subs == NULL) {
+        free(r);
+        return rre__error(RRE_ENOMEM, "rre_router_create: out of memory");
+    }
+    atomic_init(&r->closed, false);
+    atomic_init(&r->delivered, 0);
+    atomic_init(&r->failures, 0);
+    atomic_init(&r->timeouts, 0);
+    atomic_init(&r->sink_failures, 0);
+    rre__mutex_init(&r->mu);
+    rre__mutex_init(&r->unsub_mu);
+    rre__cond_init(&r->unsub_cv);
+    rre__mutex_init(&r->watch_mu);
+    rre__cond_init(&r->watch_cv);
+    rre__pool_init(&r->pool, opts->async_workers);
+    *out = r;
+    return RRE_OK;
+}
+
+rre_status rre_router_close(rre_router *r)
+{
+    if (r == NULL)
+        return RRE_OK;
+    bool worker;
+    if (rre__inside(r, &worker))
+        return rre__error(RRE_EINVAL, "rre_router_close: called from a handler of this router");
+    rre__lock(&r->mu);
+    bool was_closed = atomic_load(&r->closed);
+    atomic_store(&r->closed, true);
+    rre__unlock(&r->mu);
+    if (was_closed)
+        return RRE_OK;
+    rre__pool_close(r);
+    rre__watchdog_stop(r);
+    return RRE_OK;
+}
+
+rre_status rre_router_flush(rre_router *r, double timeout_seconds)
+{
+    if (r == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_flush: router is NULL");
+    return rre__pool_flush(r, timeout_seconds);
+}
+
+void rre_router_destroy(rre_router *r)
+{
+    if (r == NULL)
+        return;
+    rre_router_close(r);
+    /* Subscriptions still queued on the ready list hold references. */
+    for (struct rre__sub *s = r->pool.ready_head, *next; s != NULL; s = next) {
+        next = s->ready_next;
+        s->scheduled = false;
+        rre__sub_unref(s);
+    }
+    rre__subset_unref(r->subs);
+    rre__history_free(&r->history);
+    rre__dedup_free(&r->dedup);
+    rre__pool_free(&r->pool);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->unsub_mu);
+    pthread_cond_destroy(&r->unsub_cv);
+    pthread_mutex_destroy(&r->watch_mu);
+    pthread_cond_destroy(&r->watch_cv);
+    free(r);
+}
+
+/* ---- the publish pipeline ------------------------------------------------------------- */
+
+static void fill_result(rre_publish_result *out, const rre_event *ev, bool duplicate)
+{
+    if (out == NULL)
+        return;
+    out->type = ev->type;
+    out->duplicate = duplicate;
+    memcpy(out->hash, ev->hash, RRE_HASH_SIZE);
+    memcpy(out->timestamp, ev->timestamp, RRE_TIMESTAMP_MAX);
+    memcpy(out->trace_id, ev->trace_id, RRE_TRACE_ID_MAX);
+    out->event_id = ev->event_id;
+    out->delivered = 0;
+    out->failed = 0;
+    out->sink_status = RRE_OK;
+}
+
+/* Steps 6-9 for an event whose envelope is complete. */
+static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
+                               const struct rre__trace *trace, int64_t now, unsigned flags,
+                               bool violation, rre_publish_result *out)
+{
+    json_t *evicted = NULL;
+    rre__lock(&r->mu);
+    if (atomic_load_explicit(&r->closed, memory_order_relaxed)) {
+        rre__unlock(&r->mu);
+        return rre__error(RRE_ECLOSED, "router is closed");
+    }
+    if (r->dedup_enabled && (flags & RRE_PUBLISH_NO_DEDUP) == 0 &&
+        rre__dedup_check(&r->dedup, ev->hash, now)) {
+        r->duplicates++;
+        rre__unlock(&r->mu);
+        fill_result(out, ev, true);
+        return RRE_OK;
+    }
+    if (ev->origin == RRE_ORIGIN_LOCAL)
+        r->published++;
+    else
+        r->injected++;
+    r->routed_by_type[ev->type]++;
+    if (violation) {
+        r->violations++;
+        r->violations_by_type[ev->type]++;
+    }
+    struct rre__subset *set = r->subs;
+    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+    bool sinks = set->sink_count > 0;
+    rre_status hs = RRE_OK;
+    if (!sinks)
+        hs = rre__history_push(&r->history, ev, time, trace, &evicted);
+    rre__unlock(&r->mu);
+    json_decref(evicted);
+
+    fill_result(out, ev, false);
+    rre_status result = RRE_OK;
+    if (sinks) {
+        rre_status ss = rre__run_sinks(r, set, ev);
+        if (ss != RRE_OK) {
+            result = ss;
+            if (out != NULL)
+                out->sink_status = ss;
+        }
+        if (out != NULL)
+            out->event_id = ev->event_id;
+        rre__lock(&r->mu);
+        hs = rre__history_push(&r->history, ev, time, trace, &evicted);
+        rre__unlock(&r->mu);
+        json_decref(evicted);
+    }
+    if (hs != RRE_OK)
+        rre__log(RRE_LOG_WARN, "router", "%s not recorded in the history: out of memory",
+                 rre_event_name(ev->type));
+
+    if (flags & RRE_PUBLISH_ASYNC) {
+        rre_status ds;
+        size_t queued = rre__dispatch_async(r, set, ev, &ds);
+        if (out != NULL)
+            out->delivered = queued;
+        if (ds != RRE_OK && result == RRE_OK)
+            result = ds;
+    } else {
+        size_t failed;
+        size_t calls = rre__dispatch_sync(r, set, ev, now, &failed);
+        if (out != NULL) {
+            out->delivered = calls;
+            out->failed = failed;
+        }
+    }
+    rre__subset_unref(set);
+    if (result != RRE_OK && ev->origin == RRE_ORIGIN_LOCAL && result != RRE_ECLOSED)
+        return rre__error(result, "%s: accepted, but a sink failed: %s", rre_event_name(ev->type),
+                          rre_strerror(result));
+    return result;
+}
+
+static const char *payload_string(const json_t *payload, const char *key)
+{
+    const json_t *v = json_object_get(payload, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The envelope time from a payload's "timestamp": an ISO 8601 string or a
+ * number of Unix seconds. */
+static bool payload_time(const json_t *payload, int64_t *us)
+{
+    const json_t *v = json_object_get(payload, "timestamp");
+    if (json_is_string(v))
+        return rre__timestamp_parse(json_string_value(v), us);
+    if (json_is_number(v)) {
+        double s = json_number_value(v);
+        if (isfinite(s) && s > 0 && s < 253402300800.0) {
+            *us = (int64_t)llround(s * 1e6);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The trace of a new event: given, else the payload's, else the handled
+ * event's continued, else new. */
+static rre_status make_trace(const char *given, const json_t *payload, struct rre__trace *trace)
+{
+    if (given != NULL) {
+        if (!rre__trace_parse(given, trace))
+            return rre__error(RRE_EINVAL, "trace_id '%.64s' is not a W3C traceparent", given);
+        return RRE_OK;
+    }
+    const char *in_payload = payload != NULL ? payload_string(payload, "trace_id") : NULL;
+    if (in_payload != NULL && rre__trace_parse(in_payload, trace))
+        return RRE_OK;
+    const rre_event *current = rre__current_event();
+    struct rre__trace parent;
+    if (current != NULL && rre__trace_parse(current->trace_id, &parent)) {
+        rre__trace_child(&parent, trace);
+        return RRE_OK;
+    }
+    rre__trace_new(trace);
+    return RRE_OK;
+}
+
+static void log_problems(rre_event_type type, const rre_problems *pr, bool rejected)
+{
+    if (!rre__log_enabled(RRE_LOG_WARN))
+        return;
+    char line[160];
+    for (size_t i = 0; i < pr->count; i++) {
+        if (pr->items[i].kind == RRE_PROBLEM_UNKNOWN_FIELD)
+            continue;
+        rre_problem_format(&pr->items[i], line, sizeof line);
+        rre__log(RRE_LOG_WARN, "router", "%s %s: %s", rre_event_name(type),
+                 rejected ? "rejected" : "schema violation", line);
+    }
+}
+
+rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *payload,
+                                   const rre_publish_options *opts, rre_publish_result *out)
+{
+    if (r == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_publish: router is NULL");
+    const rre_event_info *info = rre_event_get(type);
+    if (info == NULL)
+        return rre__error(RRE_EUNKNOWN_TYPE, "unknown event type %d", (int)type);
+    if (info->alias_of != RRE_EV_NONE)
+        type = info->alias_of;
+    if (!json_is_object(payload))
+        return rre__error(RRE_ENOT_OBJECT, "%s: payload is %s", rre_event_name(type),
+                          payload == NULL ? "NULL" : "not a JSON object");
+    if (atomic_load_explicit(&r->closed, memory_order_relaxed))
+        return rre__error(RRE_ECLOSED, "router is closed");
+    static const rre_publish_options no_opts = {0};
+    if (opts == NULL)
+        opts = &no_opts;
+
+    /* 2, 3: normalise and validate. */
+    rre_payload_normalize(payload);
+    rre_problems local;
+    rre_problems *pr = out != NULL ? &out->problems : &local;
+    bool violation = false;
+    if (r->validation != RRE_VALIDATE_OFF) {
+        rre_status vs = rre_validate(type, payload, 0, pr);
+        if (vs == RRE_EINVALID_PAYLOAD) {
+            violation = true;
+            if (r->validation == RRE_VALIDATE_STRICT) {
+                rre__lock(&r->mu);
+                r->rejected++;
+                r->violations++;
+                r->violations_by_type[type]++;
+                rre__unlock(&r->mu);
+                log_problems(type, pr, true);
+                char first[160] = "";
+                if (pr->count > 0)
+                    rre_problem_format(&pr->items[0], first, sizeof first);
+                if (out != NULL)
+                    out->type = type;
+                return rre__error(RRE_EINVALID_PAYLOAD, "%s: %zu problem(s), first: %s",
+                                  rre_event_name(type), pr->errors, first);
+            }
+            log_problems(type, pr, false);
+        } else if (vs != RRE_OK) {
+            return vs;
+        }
+    } else {
+        pr->count = pr->errors = pr->notes = 0;
+    }
+
+    /* 4, 5: envelope and hash. */
+    rre_event ev;
+    ev.type = type;
+    ev.payload = payload;
+    ev.event_id = 0;
+    ev.origin = RRE_ORIGIN_LOCAL;
+    rre_status st = rre_content_hash(type, payload, ev.hash);
+    if (st != RRE_OK)
+        return st;
+    int64_t now = r->clock(r->clock_data);
+    int64_t time = now;
+    if (opts->timestamp != NULL) {
+        if (!rre__timestamp_parse(opts->timestamp, &time))
+            return rre__error(RRE_EINVAL, "timestamp '%.64s' is not ISO 8601", opts->timestamp);
+    } else if (!payload_time(payload, &time)) {
+        time = now;
+    }
+    rre__timestamp_format(time, ev.timestamp);
+    struct rre__trace trace;
+    st = make_trace(opts->trace_id, payload, &trace);
+    if (st != RRE_OK)
+        return st;
+    rre__trace_format(&trace, ev.trace_id);
+    ev.source = opts->source;
+    if (ev.source == NULL)
+        ev.source = payload_string(payload, "source");
+    if (ev.source == NULL)
+        ev.source = r->source;
+    ev.hostname = r->hostname;
+
+    return accept_event(r, &ev, time, &trace, now, opts->flags, violation, out);
+}
+
+rre_status rre_router_publish(rre_router *r, const char *type, json_t *payload,
+                              const rre_publish_options *opts, rre_publish_result *out)
+{
+    rre_event_type t;
+    rre_status st = rre_event_lookup(type, &t);
+    if (st != RRE_OK)
+        return rre__error(RRE_EUNKNOWN_TYPE, "unknown event type '%.64s'",
+                          type != NULL ? type : "(null)");
+    return rre_router_publish_type(r, t, payload, opts, out);
+}
+
+rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publish_options *opts,
+                             rre_publish_result *out)
+{
+    if (r == NULL || in == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_inject: router or event is NULL");
+    if (in->origin != RRE_ORIGIN_PROCESS && in->origin != RRE_ORIGIN_HOST)
+        return rre__error(RRE_EINVAL, "rre_router_inject: origin must be PROCESS or HOST");
+    const rre_event_info *info = rre_event_get(in->type);
+    if (info == NULL)
+        return rre__error(RRE_EUNKNOWN_TYPE, "unknown event type %d", (int)in->type);
+    if (!json_is_object(in->payload))
+        return rre__error(RRE_ENOT_OBJECT, "rre_router_inject: payload is not a JSON object");
+    if (atomic_load_explicit(&r->closed, memory_order_relaxed))
+        return rre__error(RRE_ECLOSED, "router is closed");
+    static const rre_publish_options no_opts = {0};
+    if (opts == NULL)
+        opts = &no_opts;
+    if (out != NULL)
+        out->problems.count = out->problems.errors = out->problems.notes = 0;
+
+    rre_event ev = *in;
+    if (info->alias_of != RRE_EV_NONE)
+        ev.type = info->alias_of;
+    static const uint8_t zero[RRE_HASH_SIZE] = {0};
+    if (memcmp(ev.hash, zero, RRE_HASH_SIZE) == 0) {
+        rre_status st = rre_content_hash(ev.type, ev.payload, ev.hash);
+        if (st != RRE_OK)
+            return st;
+    }
+    int64_t now = r->clock(r->clock_data);
+    int64_t time;
+    if (!rre__timestamp_parse(in->timestamp, &time) && !payload_time(ev.payload, &time))
+        time = now;
+    rre__timestamp_format(time, ev.timestamp);
+    struct rre__trace trace;
+    if (!rre__trace_parse(in->trace_id, &trace))
+        rre__trace_new(&trace);
+    rre__trace_format(&trace, ev.trace_id);
+    if (ev.source == NULL)
+        ev.source = "";
+    if (ev.hostname == NULL)
+        ev.hostname = "";
+    return accept_event(r, &ev, time, &trace, now, opts->flags, false, out);
+}
+
+void rre__router_report(struct rre_router *r, const char *name, rre_event_type type, int rc,
+                        double timeout_seconds)
+{
+    bool timeout = timeout_seconds >= 0;
+    if (type == RRE_EV_HANDLER_FAILED || type == RRE_EV_HANDLER_TIMEOUT) {
+        rre__log(RRE_LOG_WARN, "router", "handler '%s' %s on a %s report (not reported again)",
+                 name, timeout ? "timed out" : "failed", rre_event_name(type));
+        return;
+    }
+    if (!timeout)
+        rre__log(RRE_LOG_WARN, "router", "handler '%s' failed on %s (returned %d)", name,
+                 rre_event_name(type), rc);
+    if (atomic_load_explicit(&r->closed, memory_order_relaxed))
+        return;
+    char ts[RRE_TIMESTAMP_MAX];
+    rre__timestamp_format(r->clock(r->clock_data), ts);
+    json_t *payload;
+    if (timeout) {
+        payload = json_pack("{s:s, s:s, s:f, s:s, s:s}", "handler_name", name, "event_type",
+                            rre_event_name(type), "timeout_seconds", timeout_seconds, "coordinator",
+                            r->source, "timestamp", ts);
+    } else {
+        char error[64];
+        snprintf(error, sizeof error, "handler returned %d", rc);
+        payload = json_pack("{s:s, s:s, s:s, s:s, s:s}", "handler_name", name, "event_type",
+                            rre_event_name(type), "error", error, "coordinator", r->source,
+                            "timestamp", ts);
+    }
+    if (payload == NULL) {
+        rre__log(RRE_LOG_ERROR, "router", "cannot build a handler report: out of memory");
+        return;
+    }
+    rre_publish_options po = {.flags = RRE_PUBLISH_ASYNC, .source = r->source};
+    rre_status st = rre_router_publish_type(
+        r, timeout ? RRE_EV_HANDLER_TIMEOUT : RRE_EV_HANDLER_FAILED, payload, &po, NULL);
+    if (st != RRE_OK && st != RRE_ECLOSED)
+        rre__log(RRE_LOG_ERROR, "router", "cannot publish a handler report: %s", rre_last_error());
+    json_decref(payload);
+}
+
+/* ---- subscriptions and sinks ------------------------------------------------------------ */
+
+static rre_status add_sub(rre_router *r, struct rre__sub *s, rre_subscription_id *out)
+{
+    rre__lock(&r->mu);
+    if (atomic_load(&r->closed)) {
+        rre__unlock(&r->mu);
+        free(s);
+        return rre__error(RRE_ECLOSED, "router is closed");
+    }
+    struct rre__subset *old = r->subs;
+    struct rre__sub **subs = malloc((old->count + 1) * sizeof *subs);
+    struct rre__sub **sinks = malloc((old->sink_count + 1) * sizeof *sinks);
+    struct rre__subset *set = NULL;
+    if (subs != NULL && sinks != NULL) {
+        memcpy(subs, old->subs, old->count * sizeof *subs);
+        memcpy(sinks, old->sinks, old->sink_count * sizeof *sinks);
+        s->id = ++r->next_id;
+        if (s->name[0] == '\0')
+            snprintf(s->name, sizeof s->name, "%s-%llu", s->kind == SUB_SINK ? "sink" : "handler",
+                     (unsigned long long)s->id);
+        if (s->kind == SUB_SINK)
+            sinks[old->sink_count] = s;
+        else
+            subs[old->count] = s;
+        set = subset_build(subs, old->count + (s->kind != SUB_SINK), sinks,
+                           old->sink_count + (s->kind == SUB_SINK));
+    }
+    free(subs);
+    free(sinks);
+    if (set == NULL) {
+        rre__unlock(&r->mu);
+        free(s);
+        return rre__error(RRE_ENOMEM, "subscribe: out of memory");
+    }
+    r->subs = set;
+    rre_subscription_id id = s->id;
+    bool is_sink = s->kind == SUB_SINK;
+    rre__unlock(&r->mu);
+    rre__sub_unref(s); /* the set holds it now */
+    rre__subset_unref(old);
+    if (out != NULL)
+        *out = id;
+    if (!is_sink) {
+        rre_status st = rre__watchdog_start(r);
+        if (st != RRE_OK)
+            rre__log(RRE_LOG_ERROR, "router", "%s", rre_last_error());
+    }
+    return RRE_OK;
+}
+
+static rre_status new_sub(struct rre__sub **out, enum rre__sub_kind kind, const char *name)
+{
+    *out = NULL;
+    if (name == NULL)
+        name = "";
+    if (strlen(name) >= RRE_ROUTER_NAME_MAX)
+        return rre__error(RRE_EINVAL, "subscription name longer than %d bytes",
+                          RRE_ROUTER_NAME_MAX - 1);
+    struct rre__sub *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return rre__error(RRE_ENOMEM, "subscribe: out of memory");
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->removed, false);
+    atomic_init(&s->in_flight, 0);
+    atomic_init(&s->calls, 0);
+    atomic_init(&s->failures, 0);
+    atomic_init(&s->timeouts, 0);
+    atomic_init(&s->consecutive_failures, 0);
+    s->kind = kind;
+    s->type = RRE_EV_NONE;
+    strcpy(s->name, name);
+    *out = s;
+    return RRE_OK;
+}
+
+static rre_status subscribe(rre_router *r, enum rre__sub_kind kind, rre_event_type type,
+                            rre_category category, const char *name, rre_handler_fn fn,
+                            void *user_data, rre_subscription_id *out)
+{
+    if (r == NULL || fn == NULL)
+        return rre__error(RRE_EINVAL, "subscribe: router or handler is NULL");
+    struct rre__sub *s;
+    rre_status st = new_sub(&s, kind, name);
+    if (st != RRE_OK)
+        return st;
+    s->type = type;
+    s->category = category;
+    s->fn = fn;
+    s->user_data = user_data;
+    return add_sub(r, s, out);
+}
+
+rre_status rre_router_subscribe(rre_router *r, rre_event_type type, const char *name,
+                                rre_handler_fn fn, void *user_data, rre_subscription_id *out)
+{
+    const rre_event_info *info = rre_event_get(type);
+    if (info == NULL)
+        return rre__error(RRE_EUNKNOWN_TYPE, "unknown event type %d", (int)type);
+    if (info->alias_of != RRE_EV_NONE)
+        type = info->alias_of;
+    return subscribe(r, SUB_TYPE, type, RRE_CAT_OTHER, name, fn, user_data, out);
+}
+
+rre_status rre_router_subscribe_category(rre_router *r, rre_category category, const char *name,
+                                         rre_handler_fn fn, void *user_data,
+                                         rre_subscription_id *out)
+{
+    if ((int)category < 0 || category >= RRE_CATEGORY_COUNT)
+        return rre__error(RRE_ECATEGORY, "unknown category %d", (int)category);
+    return subscribe(r, SUB_CATEGORY, RRE_EV_NONE, category, name, fn, user_data, out);
+}
+
+rre_status rre_router_subscribe_all(rre_router *r, const char *name, rre_handler_fn fn,
+                                    void *user_data, rre_subscription_id *out)
+{
+    return subscribe(r, SUB_ALL, RRE_EV_NONE, RRE_CAT_OTHER, name, fn, user_data, out);
+}
+
+rre_status rre_router_subscribe_spelling(rre_router *r, const char *spelling, const char *name,
+                                         rre_handler_fn fn, void *user_data,
+                                         rre_subscription_id *out)
+{
+    if (spelling == NULL)
+        return rre__error(RRE_EINVAL, "subscribe: spelling is NULL");
+    if (strcmp(spelling, "*") == 0)
+        return rre_router_subscribe_all(r, name, fn, user_data, out);
+    rre_event_type t;
+    if (rre_event_lookup(spelling, &t) == RRE_OK)
+        return rre_router_subscribe(r, t, name, fn, user_data, out);
+    rre_category c;
+    if (rre_category_lookup(spelling, &c) == RRE_OK)
+        return rre_router_subscribe_category(r, c, name, fn, user_data, out);
+    return rre__error(RRE_EUNKNOWN_TYPE, "'%.64s' is neither an event type nor a category",
+                      spelling);
+}
+
+static rre_status remove_sub(rre_router *r, rre_subscription_id id, bool sink)
+{
+    if (r == NULL)
+        return rre__error(RRE_EINVAL, "unsubscribe: router is NULL");
+    rre__lock(&r->mu);
+    struct rre__subset *old = r->subs;
+    struct rre__sub *const *list = sink ? old->sinks : old->subs;
+    size_t n = sink ? old->sink_count : old->count;
+    size_t at = SIZE_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->id == id)
+            at = i;
+    if (at == SIZE_MAX) {
+        rre__unlock(&r->mu);
+        return rre__error(RRE_ENOTFOUND, "no %s with id %llu", sink ? "sink" : "subscription",
+                          (unsigned long long)id);
+    }
+    struct rre__sub *s = list[at];
+    struct rre__sub **rest = malloc((n > 1 ? n - 1 : 1) * sizeof *rest);
+    struct rre__subset *set = NULL;
+    if (rest != NULL) {
+        memcpy(rest, list, at * sizeof *rest);
+        memcpy(rest + at, list + at + 1, (n - at - 1) * sizeof *rest);
+        set = sink ? subset_build(old->subs, old->count, rest, n - 1)
+                   : subset_build(rest, n - 1, old->sinks, old->sink_count);
+        free(rest);
+    }
+    if (set == NULL) {
+        rre__unlock(&r->mu);
+        return rre__error(RRE_ENOMEM, "unsubscribe: out of memory");
+    }
+    r->subs = set;
+    rre__sub_ref(s);
+    atomic_store(&s->removed, true);
+    rre__unlock(&r->mu);
+    rre__subset_unref(old);
+    rre__unsubscribe_wait(r, s);
+    rre__sub_unref(s);
+    return RRE_OK;
+}
+
+rre_status rre_router_unsubscribe(rre_router *r, rre_subscription_id id)
+{
+    return remove_sub(r, id, false);
+}
+
+rre_status rre_router_add_sink(rre_router *r, unsigned origins, rre_sink_fn fn, void *user_data,
+                               rre_subscription_id *out)
+{
+    if (r == NULL || fn == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_add_sink: router or sink is NULL");
+    if ((origins & ~RRE_ORIGIN_ALL) != 0 || origins == 0)
+        return rre__error(RRE_EINVAL, "rre_router_add_sink: bad origin mask 0x%x", origins);
+    struct rre__sub *s;
+    rre_status st = new_sub(&s, SUB_SINK, NULL);
+    if (st != RRE_OK)
+        return st;
+    s->origins = origins;
+    s->sink_fn = fn;
+    s->user_data = user_data;
+    return add_sub(r, s, out);
+}
+
+rre_status rre_router_remove_sink(rre_router *r, rre_subscription_id id)
+{
+    return remove_sub(r, id, true);
+}
+
+/* ---- history ------------------------------------------------------------------------------ */
+
+rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_count,
+                              rre_event_list **out)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_history: out is NULL");
+    *out = NULL;
+    if (r == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_history: router is NULL");
+    if (type != RRE_EV_NONE) {
+        const rre_event_info *info = rre_event_get(type);
+        if (info == NULL)
+            return rre__error(RRE_EUNKNOWN_TYPE, "unknown event type %d", (int)type);
+        if (info->alias_of != RRE_EV_NONE)
+            type = info->alias_of;
+    }
+    rre__lock(&r->mu);
+    const struct rre__history *h = &r->history;
+    /* Walk back from the newest to find the first entry to return. */
+    size_t n = 0, bytes = 0, first = h->count;
+    while (first > 0 && (max_count == 0 || n < max_count)) {
+        const struct rre__history_entry *e = rre__history_at(h, first - 1);
+        first--;
+        if (type != RRE_EV_NONE && e->type != (int16_t)type)
+            continue;
+        n++;
+        bytes +=
+            strlen(rre__pooled_str_get(e->source)) + strlen(rre__pooled_str_get(e->hostname)) + 2;
+    }
+    rre_event_list *list = malloc(sizeof *list + n * sizeof(rre_event) + bytes);
+    if (list == NULL) {
+        rre__unlock(&r->mu);
+        return rre__error(RRE_ENOMEM, "rre_router_history: out of memory");
+    }
+    list->count = n;
+    list->events = (rre_event *)(list + 1);
+    char *strings = (char *)(list->events + n);
+    size_t k = 0;
+    for (size_t i = first; i < h->count && k < n; i++) {
+        const struct rre__history_entry *e = rre__history_at(h, i);
+        if (type != RRE_EV_NONE && e->type != (int16_t)type)
+            continue;
+        rre_event *ev = &list->events[k++];
+        ev->type = (rre_event_type)e->type;
+        ev->payload = json_incref(e->payload);
+        const char *src = rre__pooled_str_get(e->source);
+        const char *host = rre__pooled_str_get(e->hostname);
+        size_t ls = strlen(src) + 1, lh = strlen(host) + 1;
+        memcpy(strings, src, ls);
+        ev->source = strings;
+        strings += ls;
+        memcpy(strings, host, lh);
+        ev->hostname = strings;
+        strings += lh;
+        rre__timestamp_format(e->time, ev->timestamp);
+        rre__trace_format(&e->trace, ev->trace_id);
+        memcpy(ev->hash, e->hash, RRE_HASH_SIZE);
+        ev->event_id = e->event_id;
+        ev->origin = (rre_origin)e->origin;
+    }
+    rre__unlock(&r->mu);
+    *out = list;
+    return RRE_OK;
+}
+
+void rre_event_list_free(rre_event_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        json_decref(list->events[i].payload);
+    free(list);
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+rre_status rre_router_get_stats(rre_router *r, rre_router_stats *out)
+{
+    if (r == NULL || out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_get_stats: router or out is NULL");
+    uint64_t pending, cancelled;
+    size_t workers;
+    rre__pool_stats(r, &pending, &cancelled, &workers);
+    rre__lock(&r->mu);
+    out->events_published = r->published;
+    out->events_injected = r->injected;
+    out->duplicates_prevented = r->duplicates;
+    out->events_rejected = r->rejected;
+    out->schema_violations = r->violations;
+    out->subscribers = r->subs->count;
+    out->sinks = r->subs->sink_count;
+    out->history_size = r->history.count;
+    out->dedup_entries = r->dedup.count;
+    memcpy(out->routed_by_type, r->routed_by_type, sizeof out->routed_by_type);
+    memcpy(out->schema_violations_by_type, r->violations_by_type,
+           sizeof out->schema_violations_by_type);
+    rre__unlock(&r->mu);
+    out->events_delivered = atomic_load(&r->delivered);
+    out->handler_failures = atomic_load(&r->failures);
+    out->handler_timeouts = atomic_load(&r->timeouts);
+    out->sink_failures = atomic_load(&r->sink_failures);
+    out->async_pending = pending;
+    out->async_cancelled = cancelled;
+    out->workers = workers;
+    return RRE_OK;
+}
+
+static json_t *by_type_json(const uint64_t *counts)
+{
+    json_t *obj = json_object();
+    for (int t = 0; obj != NULL && t < RRE_EVENT_TYPE_COUNT; t++)
+        if (counts[t] > 0 && json_object_set_new(obj, rre_event_name((rre_event_type)t),
+                                                 json_integer((json_int_t)counts[t])) != 0) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    return obj;
+}
+
+rre_status rre_router_stats_json(rre_router *r, json_t **out)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_stats_json: out is NULL");
+    *out = NULL;
+    rre_router_stats *s = malloc(sizeof *s);
+    if (s == NULL)
+        return rre__error(RRE_ENOMEM, "rre_router_stats_json: out of memory");
+    rre_status st = rre_router_get_stats(r, s);
+    if (st != RRE_OK) {
+        free(s);
+        return st;
+    }
+    json_t *obj = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
+        "s:o}",
+        "events_published", (json_int_t)s->events_published, "events_injected",
+        (json_int_t)s->events_injected, "events_delivered", (json_int_t)s->events_delivered,
+        "duplicates_prevented", (json_int_t)s->duplicates_prevented, "events_rejected",
+        (json_int_t)s->events_rejected, "schema_violations", (json_int_t)s->schema_violations,
+        "handler_failures", (json_int_t)s->handler_failures, "handler_timeouts",
+        (json_int_t)s->handler_timeouts, "sink_failures", (json_int_t)s->sink_failures,
+        "async_pending", (json_int_t)s->async_pending, "async_cancelled",
+        (json_int_t)s->async_cancelled, "subscribers", (json_int_t)s->subscribers, "sinks",
+        (json_int_t)s->sinks, "history_size", (json_int_t)s->history_size, "dedup_entries",
+        (json_int_t)s->dedup_entries, "workers", (json_int_t)s->workers, "routed_by_type",
+        by_type_json(s->routed_by_type), "schema_violations_by_type",
+        by_type_json(s->schema_violations_by_type));
+    free(s);
+    if (obj == NULL)
+        return rre__error(RRE_ENOMEM, "rre_router_stats_json: out of memory");
+    *out = obj;
+    return RRE_OK;
+}
+
+/* ---- flow validation ------------------------------------------------------------------------ */
+
+struct issues {
+    rre_router_issue *items;
+    size_t count, cap;
+    bool oom;
+};
+
+static void RRE__PRINTF(3, 4)
+    add_issue(struct issues *is, rre_router_issue_kind kind, const char *fmt, ...)
+{
+    if (is->count == is->cap) {
+        size_t cap = is->cap == 0 ? 8 : is->cap * 2;
+        rre_router_issue *items = realloc(is->items, cap * sizeof *items);
+        if (items == NULL) {
+            is->oom = true;
+            return;
+        }
+        is->items = items;
+        is->cap = cap;
+    }
+    rre_router_issue *it = &is->items[is->count++];
+    it->kind = kind;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->message, sizeof it->message, fmt, ap);
+    va_end(ap);
+}
+
+struct hist_item {
+    rre_event_type type;
+    json_t *payload;
+};
+
+/* The run key of an event in lifecycle lc ("job_id=abc"), or false. */
+static bool run_key(const rre_lifecycle *lc, const json_t *payload, char *buf, size_t cap)
+{
+    for (size_t k = 0; k < lc->key_field_count; k++) {
+        const json_t *v = json_object_get(payload, lc->key_fields[k]);
+        if (json_is_string(v)) {
+            snprintf(buf, cap, "%s=%s", lc->key_fields[k], json_string_value(v));
+            return true;
+        }
+        if (json_is_integer(v)) {
+            snprintf(buf, cap, "%s=%lld", lc->key_fields[k], (long long)json_integer_value(v));
+            return true;
+        }
+    }
+    char ck[RRE_CONFIG_KEY_MAX];
+    if (rre_extract_config_key(payload, ck, sizeof ck) != NULL) {
+        snprintf(buf, cap, "config_key=%s", ck);
+        return true;
+    }
+    return false;
+}
+
+#define LIFECYCLE_ISSUES_MAX 32
+
+/* The router's own lifecycle check over its history (oldest first): a
+ * later step of a run without the run's first step. `partial` (the history
+ * has dropped events) turns the check off, since the first step may be
+ * among the dropped ones. A fuller checker with more rules is rre_flow_*;
+ * this one is deliberately small and kept behind this one function. */
+static void lifecycle_scan(const struct hist_item *items, size_t n, bool partial, struct issues *is)
+{
+    if (partial)
+        return;
+    size_t found = 0;
+    for (size_t li = 0; li < rre_lifecycle_count(); li++) {
+        const rre_lifecycle *lc = rre_lifecycle_get(li);
+        if (lc == NULL || lc->step_count == 0)
+            continue;
+        json_t *open = json_object();
+        if (open == NULL) {
+            is->oom = true;
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t step = SIZE_MAX;
+            for (size_t s = 0; s < lc->step_count && step == SIZE_MAX; s++)
+                for (size_t t = 0; t < lc->steps[s].type_count; t++)
+                    if (lc->steps[s].types[t] == items[i].type)
+                        step = s;
+            char key[192];
+            if (step == SIZE_MAX || !run_key(lc, items[i].payload, key, sizeof key))
+                continue;
+            if (step == 0) {
+                json_object_set_new(open, key, json_true());
+                continue;
+            }
+            if (json_object_get(open, key) == NULL) {
+                if (found < LIFECYCLE_ISSUES_MAX) {
+                    const rre_lifecycle_step *first = &lc->steps[0];
+                    add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE,
+                              "%s lifecycle: %s for %s without %s before it", lc->name,
+                              rre_event_name(items[i].type), key,
+                              first->type_count > 0 ? rre_event_name(first->types[0]) : "?");
+                }
+                found++;
+            }
+            if (lc->steps[step].flags & RRE_STEP_TERMINAL)
+                json_object_del(open, key);
+        }
+        json_decref(open);
+    }
+    if (found > LIFECYCLE_ISSUES_MAX)
+        add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE, "%zu more lifecycle violations",
+                  found - LIFECYCLE_ISSUES_MAX);
+}
+
+rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out)
+{
+    if (r == NULL || out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_validate_flow: router or out is NULL");
+    memset(out, 0, sizeof *out);
+    struct issues is = {0};
+
+    /* Duplicate rate, handlers and history, each from one snapshot. */
+    rre__lock(&r->mu);
+    uint64_t dups = r->duplicates, accepted = r->published + r->injected;
+    struct rre__subset *set = r->subs;
+    atomic_fetch_add(&set->refs, 1);
+    size_t n = r->history.count;
+    bool partial = r->history.dropped > 0;
+    struct hist_item *items = n > 0 ? malloc(n * sizeof *items) : NULL;
+    if (items != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            const struct rre__history_entry *e = rre__history_at(&r->history, i);
+            items[i].type = (rre_event_type)e->type;
+            items[i].payload = json_incref(e->payload);
+        }
+    } else {
+        n = 0;
+    }
+    rre__unlock(&r->mu);
+
+    uint64_t attempts = dups + accepted;
+    if (dups > RRE_ROUTER_LOOP_DUPLICATES ||
+        (attempts >= RRE_ROUTER_LOOP_MIN_EVENTS && dups * 2 > attempts))
+        add_issue(&is, RRE_ROUTER_ISSUE_DUPLICATE_RATE,
+                  "%llu of %llu publishes were duplicates: a handler may be re-publishing what "
+                  "it receives (an amplification loop)",
+                  (unsigned long long)dups, (unsigned long long)attempts);
+
+    for (size_t i = 0; i < set->count; i++) {
+        struct rre__sub *s = set->subs[i];
+        uint64_t calls = atomic_load(&s->calls);
+        uint64_t cf = atomic_load(&s->consecutive_failures);
+        if (cf > 0 && (cf >= RRE_ROUTER_FAILING_CALLS || cf == calls))
+            add_issue(&is, RRE_ROUTER_ISSUE_HANDLER_FAILING,
+                      "handler '%s' is failing: its last %llu call(s) failed (%llu failures in "
+                      "%llu calls)",
+                      s->name, (unsigned long long)cf,
+                      (unsigned long long)atomic_load(&s->failures), (unsigned long long)calls);
+    }
+    rre__subset_unref(set);
+
+    enum { STUCK_MAX = 16 };
+    char names[STUCK_MAX][RRE_ROUTER_NAME_MAX];
+    double seconds[STUCK_MAX];
+    rre_event_type types[STUCK_MAX];
+    size_t stuck = rre__stuck_handlers(r, names, seconds, types, STUCK_MAX);
+    for (size_t i = 0; i < stuck; i++)
+        add_issue(&is, RRE_ROUTER_ISSUE_HANDLER_STUCK,
+                  "handler '%s' has been running on %s for %.1f s (timeout %.1f s)", names[i],
+                  rre_event_name(types[i]), seconds[i], (double)r->handler_timeout / 1e6);
+
+    lifecycle_scan(items, n, partial, &is);
+    for (size_t i = 0; i < n; i++)
+        json_decref(items[i].payload);
+    free(items);
+
+    if (is.oom) {
+        free(is.items);
+        return rre__error(RRE_ENOMEM, "rre_router_validate_flow: out of memory");
+    }
+    out->healthy = is.count == 0;
+    out->issue_count = is.count;
+    out->issues = is.items;
+    return RRE_OK;
+}
+
+void rre_router_health_free(rre_router_health *health)
+{
+    if (health == NULL)
+        return;
+    free(health->issues);
+    health->issues = NULL;
+    health->issue_count = 0;
+}
+
+const char *rre_router_issue_kind_name(rre_router_issue_kind kind)
+{
+    switch (kind) {
+    case RRE_ROUTER_ISSUE_DUPLICATE_RATE:
+        return "duplicate_rate";
+    case RRE_ROUTER_ISSUE_HANDLER_FAILING:
+        return "handler_failing";
+    case RRE_ROUTER_ISSUE_HANDLER_STUCK:
+        return "handler_stuck";
+    case RRE_ROUTER_ISSUE_LIFECYCLE:
+        return "lifecycle";
+    }
+    return "unknown";
+}
+
+rre_status rre_router_validate_flow_json(rre_router *r, json_t **out)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_router_validate_flow_json: out is NULL");
+    *out = NULL;
+    rre_router_health h;
+    rre_status st = rre_router_validate_flow(r, &h);
+    if (st != RRE_OK)
+        return st;
+    json_t *issues = json_array();
+    for (size_t i = 0; issues != NULL && i < h.issue_count; i++) {
+        if (json_array_append_new(issues, json_pack("{s:s, s:s}", "kind",
+                                                    rre_router_issue_kind_name(h.issues[i].kind),
+                                                    "message", h.issues[i].message)) != 0) {
+            json_decref(issues);
+            issues = NULL;
+        }
+    }
+    json_t *obj =
+        issues != NULL ? json_pack("{s:b, s:o}", "healthy", h.healthy, "issues", issues) : NULL;
+    rre_router_health_free(&h);
+    if (obj == NULL)
+        return rre__error(RRE_ENOMEM, "rre_router_validate_flow_json: out of memory");
+    *out = obj;
+    return RRE_OK;
+}
