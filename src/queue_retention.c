@@ -293,6 +293,22 @@ static void maintenance_pass(rre_queue *q, sqlite3 **db)
                  (unsigned long long)r.poison);
 }
 
+int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    rre_queue *q = arg;
+    if (frames >= 500) {
+        rre__queue_lock(&q->maint_mu);
+        if (!q->checkpoint_due) {
+            q->checkpoint_due = true;
+            pthread_cond_signal(&q->maint_cv);
+        }
+        rre__queue_unlock(&q->maint_mu);
+    }
+    return SQLITE_OK;
+}
+
 static void *maintenance_main(void *arg)
 {
     rre_queue *q = arg;
@@ -301,7 +317,7 @@ static void *maintenance_main(void *arg)
     int64_t next = rre__queue_mono_ms() + first_ms;
     for (;;) {
         rre__queue_lock(&q->maint_mu);
-        while (!q->maint_stop) {
+        while (!q->maint_stop && !q->checkpoint_due) {
             int64_t left = next - rre__queue_mono_ms();
             if (left <= 0)
                 break;
@@ -315,10 +331,18 @@ static void *maintenance_main(void *arg)
             }
             pthread_cond_timedwait(&q->maint_cv, &q->maint_mu, &ts);
         }
-        bool stop = q->maint_stop;
+        bool stop = q->maint_stop, checkpoint = q->checkpoint_due;
+        q->checkpoint_due = false;
         rre__queue_unlock(&q->maint_mu);
         if (stop)
             break;
+        if (checkpoint) {
+            if (db == NULL && rre__queue_connect(q, &db, 256) != RRE_OK)
+                continue;
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            if (rre__queue_mono_ms() < next)
+                continue;
+        }
         maintenance_pass(q, &db);
         next = rre__queue_mono_ms() + q->maintenance_interval_ms;
     }

@@ -10,6 +10,8 @@
 #include "queue_sqlite.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -726,6 +728,10 @@ static rre_status open_writer(rre_queue *q)
         sqlite3_close(db);
         return st;
     }
+    /* With a maintenance thread, checkpoints (which fsync) run there, at the
+     * same 500-page threshold, instead of on the publishing thread. */
+    if (q->maint_started)
+        sqlite3_wal_hook(db, rre__queue_wal_hook, q);
     q->wdb = db;
     return RRE_OK;
 }
@@ -812,6 +818,10 @@ static rre_status payload_text(const json_t *payload, const char *timestamp, con
     return RRE_OK;
 }
 
+static rre_status publish_one(rre_queue *q, const rre_event_info *info, const json_t *payload,
+                              const char *source, const char *timestamp, const char *trace_id,
+                              rre_queue_publish_result *out);
+
 rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
                              const char *source, const char *timestamp, const char *trace_id,
                              rre_queue_publish_result *out)
@@ -823,9 +833,22 @@ rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *pa
     const rre_event_info *info = rre_event_get(type);
     if (info == NULL)
         return rre__error(RRE_EUNKNOWN_TYPE, "rre_queue_publish: unknown event type %d", (int)type);
+    if (info->alias_of != RRE_EV_NONE)
+        info = rre_event_get(info->alias_of);
     if (q->read_only)
         return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
 
+    atomic_fetch_add(&q->in_publish, 1);
+    rre_status st = publish_one(q, info, payload, source, timestamp, trace_id, out);
+    atomic_fetch_sub(&q->in_publish, 1);
+    return st;
+}
+
+static rre_status publish_one(rre_queue *q, const rre_event_info *info, const json_t *payload,
+                              const char *source, const char *timestamp, const char *trace_id,
+                              rre_queue_publish_result *out)
+{
+    rre_event_type type = info->type;
     struct rre__pub_req req;
     memset(&req, 0, sizeof req);
     req.spelling = info->queue_spelling;
@@ -848,16 +871,26 @@ rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *pa
     else
         q->head = &req;
     q->tail = &req;
+    q->pending++;
     while (!req.done) {
         if (q->leader_active) {
             pthread_cond_wait(&q->cv, &q->mu);
             continue;
         }
-        /* Become the leader: take up to RRE__QUEUE_GROUP_MAX requests. */
+        /* Become the leader. Publishers still preparing their row are about
+         * to join: give them a moment, so one transaction carries them all
+         * (a single publishing thread never waits here). */
         q->leader_active = true;
+        for (int spin = 0; spin < 8 && q->pending < atomic_load(&q->in_publish); spin++) {
+            rre__queue_unlock(&q->mu);
+            sched_yield();
+            rre__queue_lock(&q->mu);
+        }
         struct rre__pub_req *first = q->head, *last = first;
-        for (int n = 1; n < RRE__QUEUE_GROUP_MAX && last->next != NULL; n++)
+        int taken = 1;
+        for (; taken < RRE__QUEUE_GROUP_MAX && last->next != NULL; taken++)
             last = last->next;
+        q->pending -= taken;
         q->head = last->next;
         if (q->head == NULL)
             q->tail = NULL;

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 
 /* Rows deleted per retention transaction. */
@@ -53,7 +54,9 @@ struct rre_queue {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct rre__pub_req *head, *tail; /* pending publishes; mu */
+    int pending;                      /* requests in the list; mu */
     bool leader_active;               /* mu */
+    _Atomic int in_publish;           /* threads inside rre_queue_publish() */
     bool closed;                      /* mu */
 
     /* The writer connection and its statements; only the active leader uses
@@ -64,8 +67,9 @@ struct rre_queue {
     /* The maintenance thread. */
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
-    bool maint_stop;    /* maint_mu */
-    bool maint_started; /* maint_mu */
+    bool maint_stop;     /* maint_mu */
+    bool checkpoint_due; /* maint_mu */
+    bool maint_started;  /* maint_mu */
     pthread_t maint_thread;
 
     /* Connection used by stats and purge calls; serialised by admin_mu. */
@@ -117,6 +121,10 @@ rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
  * connection `db`. */
 rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
                                rre_queue_purge_result *out);
+
+/* The WAL hook of the writer connection: asks the maintenance thread for a
+ * passive checkpoint once the WAL holds 500 frames. */
+int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
 
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);

@@ -1,0 +1,285 @@
+/*
+ * bench_queue.c - figures of the durable SQLite queue: publish events/s
+ * from one thread (one event per call) and from 4 threads (group commit),
+ * with synchronous=NORMAL and FULL; delivery events/s to a subscriber in
+ * another process; publish-to-handler latency across processes at 1,000
+ * events/s (p50, p99); resident memory of a consumer process.
+ *
+ * Usage: bench_queue [EVENTS]   (default 200000; the database lives in a
+ * fresh directory under $TMPDIR or /tmp and is removed afterwards).
+ */
+#include <rre/rre.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what, rre_status st)
+{
+    fprintf(stderr, "bench_queue: %s: %s: %s\n", what, rre_strerror(st), rre_last_error());
+    exit(1);
+}
+
+/* An 11-field TRAINING_COMPLETED payload, unique per (thread, seq). */
+static json_t *payload(int thread, long seq)
+{
+    return json_pack("{s:s,s:s,s:i,s:s,s:i,s:f,s:i,s:s,s:f,s:b,s:I}", "config_key", "hex8_2p",
+                     "board_type", "hex8", "num_players", 2, "model_path",
+                     "/models/hex8_2p/latest.pth", "epochs", 20, "final_loss", 0.0423,
+                     "samples_trained", 250000, "job_id", "job-42", "duration_seconds", 311.5,
+                     "early_stopped", 0, "seq", (json_int_t)(thread * 100000000L + seq));
+}
+
+static rre_queue *open_queue(const char *name, rre_queue_sync sync)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = path;
+    o.sync = sync;
+    o.maintenance_interval_ms = -1;
+    rre_queue *q;
+    rre_status st = rre_queue_create(&q, &o);
+    if (st != RRE_OK)
+        die("open", st);
+    return q;
+}
+
+struct pub_arg {
+    rre_queue *q;
+    int thread;
+    long n;
+    json_t **payloads;
+};
+
+static void *pub_main(void *arg)
+{
+    struct pub_arg *a = arg;
+    for (long i = 0; i < a->n; i++) {
+        rre_status st = rre_queue_publish(a->q, RRE_EV_TRAINING_COMPLETED, a->payloads[i], "bench",
+                                          NULL, NULL, NULL);
+        if (st != RRE_OK)
+            die("publish", st);
+    }
+    return NULL;
+}
+
+static double bench_publish(const char *name, rre_queue_sync sync, int threads, long total)
+{
+    rre_queue *q = open_queue(name, sync);
+    long per = total / threads;
+    pthread_t th[16];
+    struct pub_arg args[16];
+    for (int t = 0; t < threads; t++) {
+        args[t] = (struct pub_arg){q, t, per, malloc(sizeof(json_t *) * (size_t)per)};
+        for (long i = 0; i < per; i++)
+            args[t].payloads[i] = payload(t, i);
+    }
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++)
+        pthread_create(&th[t], NULL, pub_main, &args[t]);
+    for (int t = 0; t < threads; t++)
+        pthread_join(th[t], NULL);
+    double el = now_s() - t0;
+    for (int t = 0; t < threads; t++) {
+        for (long i = 0; i < per; i++)
+            json_decref(args[t].payloads[i]);
+        free(args[t].payloads);
+    }
+    rre_queue_destroy(q);
+    return (double)(per * threads) / el;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+struct consume_state {
+    long want, got;
+    int64_t *lat; /* latency per event, ns, when measuring latency */
+};
+
+static rre_status count_handler(const rre_event *ev, void *ud)
+{
+    struct consume_state *c = ud;
+    if (c->lat != NULL) {
+        json_int_t sent = json_integer_value(json_object_get(ev->payload, "sent_ns"));
+        if (c->got < c->want)
+            c->lat[c->got] = now_ns() - sent;
+    }
+    c->got++;
+    return RRE_OK;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Child: consumes `want` events as durable subscriber `name`, writes its
+ * figures to fd. */
+static void consumer_child(const char *dbname, const char *name, long want, bool latency, int fd,
+                           int ready_fd)
+{
+    rre_queue *q = open_queue(dbname, RRE_QUEUE_SYNC_NORMAL);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = name;
+    rre_subscriber *s;
+    rre_status st = rre_subscriber_create(&s, q, &o);
+    if (st != RRE_OK)
+        die("subscribe", st);
+    struct consume_state c = {want, 0, latency ? calloc((size_t)want, sizeof(int64_t)) : NULL};
+    char one = 1;
+    if (write(ready_fd, &one, 1) != 1)
+        exit(1);
+    double t0 = now_s();
+    while (c.got < want) {
+        st = rre_subscriber_poll(s, 5000, 0, count_handler, &c, NULL);
+        if (st != RRE_OK)
+            die("poll", st);
+    }
+    double el = now_s() - t0;
+    double figs[4] = {(double)c.got / el, 0, 0, (double)rss_kib()};
+    if (latency) {
+        qsort(c.lat, (size_t)want, sizeof(int64_t), cmp64);
+        figs[1] = (double)c.lat[want / 2] / 1e3;
+        figs[2] = (double)c.lat[(want * 99) / 100] / 1e3;
+    }
+    if (write(fd, figs, sizeof figs) != (ssize_t)sizeof figs)
+        exit(1);
+    free(c.lat);
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+    exit(0);
+}
+
+static void run_child(const char *dbname, const char *name, long want, bool latency, int out[2],
+                      pid_t *pid)
+{
+    int ready[2];
+    if (pipe(out) != 0 || pipe(ready) != 0)
+        exit(1);
+    *pid = fork();
+    if (*pid == 0) {
+        close(out[0]);
+        close(ready[0]);
+        consumer_child(dbname, name, want, latency, out[1], ready[1]);
+    }
+    close(out[1]);
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1)
+        exit(1);
+    close(ready[0]);
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 200000;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/rre-bench-queue-XXXXXX", tmp != NULL ? tmp : "/tmp");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+
+    printf("queue publish, 1 thread, one event per call, synchronous=NORMAL: %.0f events/s\n",
+           bench_publish("p1n.db", RRE_QUEUE_SYNC_NORMAL, 1, n));
+    printf("queue publish, 4 threads, group commit, synchronous=NORMAL: %.0f events/s\n",
+           bench_publish("p4n.db", RRE_QUEUE_SYNC_NORMAL, 4, n));
+    printf("queue publish, 1 thread, one event per call, synchronous=FULL: %.0f events/s\n",
+           bench_publish("p1f.db", RRE_QUEUE_SYNC_FULL, 1, n / 10));
+    printf("queue publish, 4 threads, group commit, synchronous=FULL: %.0f events/s\n",
+           bench_publish("p4f.db", RRE_QUEUE_SYNC_FULL, 4, n / 4));
+
+    /* Delivery: a backlog in the file, drained by a subscriber in another
+     * process. */
+    {
+        rre_queue *q = open_queue("deliver.db", RRE_QUEUE_SYNC_NORMAL);
+        for (long i = 0; i < n; i++) {
+            json_t *p = payload(0, i);
+            rre_queue_publish(q, RRE_EV_TRAINING_COMPLETED, p, "bench", NULL, NULL, NULL);
+            json_decref(p);
+        }
+        int out[2];
+        pid_t pid;
+        run_child("deliver.db", "drain", n, false, out, &pid);
+        double figs[4];
+        if (read(out[0], figs, sizeof figs) != (ssize_t)sizeof figs)
+            return 1;
+        waitpid(pid, NULL, 0);
+        close(out[0]);
+        printf("queue delivery to a subscriber in another process (with acks): %.0f events/s\n",
+               figs[0]);
+        printf("queue consumer resident memory after %ld events: %.0f KiB\n", n, figs[3]);
+        rre_queue_destroy(q);
+    }
+
+    /* Latency at 1,000 events/s. */
+    {
+        long m = 3000;
+        rre_queue *q = open_queue("latency.db", RRE_QUEUE_SYNC_NORMAL);
+        int out[2];
+        pid_t pid;
+        run_child("latency.db", "lat", m, true, out, &pid);
+        usleep(100000);
+        int64_t start = now_ns();
+        for (long i = 0; i < m; i++) {
+            int64_t due = start + i * 1000000;
+            while (now_ns() < due) {
+                struct timespec ts = {0, 50000};
+                nanosleep(&ts, NULL);
+            }
+            json_t *p = json_pack("{s:I,s:I}", "sent_ns", (json_int_t)now_ns(), "i", (json_int_t)i);
+            rre_queue_publish(q, RRE_EV_TRAINING_COMPLETED, p, "bench", NULL, NULL, NULL);
+            json_decref(p);
+        }
+        double figs[4];
+        if (read(out[0], figs, sizeof figs) != (ssize_t)sizeof figs)
+            return 1;
+        waitpid(pid, NULL, 0);
+        close(out[0]);
+        printf("queue latency publish -> handler in another process at 1000 events/s: "
+               "p50 %.0f us, p99 %.0f us\n",
+               figs[1], figs[2]);
+        rre_queue_destroy(q);
+    }
+
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_queue: could not remove %s\n", dir);
+    return 0;
+}
