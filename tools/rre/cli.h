@@ -26,6 +26,10 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv);
 int cmd_config_key(const struct cli_globals *g, int argc, char **argv);
 int cmd_demo(const struct cli_globals *g, int argc, char **argv);
 int cmd_flow(const struct cli_globals *g, int argc, char **argv);
+int cmd_publish(const struct cli_globals *g, int argc, char **argv);
+int cmd_tail(const struct cli_globals *g, int argc, char **argv);
+int cmd_stats(const struct cli_globals *g, int argc, char **argv);
+int cmd_purge(const struct cli_globals *g, int argc, char **argv);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

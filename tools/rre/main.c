@@ -13,6 +13,10 @@ static const struct cli_command commands[] = {
     {"config-key", "parse or make a config key such as hex8_2p", cmd_config_key},
     {"demo", "run the training pipeline with one process per coordinator", cmd_demo},
     {"flow", "check a stream of events against the lifecycles and pipeline", cmd_flow},
+    {"publish", "append an event to the durable queue", cmd_publish},
+    {"tail", "print queue events, or follow them as a durable subscriber", cmd_tail},
+    {"stats", "queue figures: events, types, subscribers, file size", cmd_stats},
+    {"purge", "run retention on the queue now", cmd_purge},
     {NULL, NULL, NULL},
 };
 

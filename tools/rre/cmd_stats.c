@@ -1,0 +1,97 @@
+/*
+ * cmd_stats.c - `rre stats [--format text|json]`: figures of the durable
+ * queue: events and their id range, events by type, each subscriber with
+ * how far behind it is and who holds it, dedup entries, poison rows, file
+ * size. JSON is one object on one line (see rre_queue_stats()); text is for
+ * people. Exit 0, 1 on failure, 2 on wrong usage.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void stats_help(void)
+{
+    puts("usage: rre [--db PATH] stats [--format text|json]\n"
+         "\n"
+         "Queue figures: events, events by type, subscribers and how far behind each\n"
+         "is, dedup entries, poison rows, file size (database and WAL).");
+}
+
+static void print_text(const json_t *s)
+{
+    printf("database: %s\n", json_string_value(json_object_get(s, "path")));
+    printf("file size: %lld bytes\n",
+           (long long)json_integer_value(json_object_get(s, "file_bytes")));
+    printf("events: %lld (ids %lld..%lld)\n",
+           (long long)json_integer_value(json_object_get(s, "events")),
+           (long long)json_integer_value(json_object_get(s, "first_event_id")),
+           (long long)json_integer_value(json_object_get(s, "last_event_id")));
+    printf("dedup entries: %lld, poison rows: %lld\n",
+           (long long)json_integer_value(json_object_get(s, "dedup_entries")),
+           (long long)json_integer_value(json_object_get(s, "poison_rows")));
+    const char *name;
+    json_t *v;
+    printf("by type:\n");
+    json_object_foreach((json_t *)json_object_get(s, "by_type"), name, v)
+        printf("  %-40s %lld\n", name, (long long)json_integer_value(v));
+    printf("subscribers:\n");
+    size_t i;
+    json_array_foreach(json_object_get(s, "subscribers"), i, v)
+    {
+        const char *host = json_string_value(json_object_get(v, "holder_host"));
+        printf("  %-40s %-6s cursor %lld, behind %lld, %s",
+               json_string_value(json_object_get(v, "id")),
+               json_string_value(json_object_get(v, "kind")),
+               (long long)json_integer_value(json_object_get(v, "cursor")),
+               (long long)json_integer_value(json_object_get(v, "behind")),
+               json_is_true(json_object_get(v, "alive")) ? "alive" : "not running");
+        if (host != NULL)
+            printf(" (pid %lld on %s)",
+                   (long long)json_integer_value(json_object_get(v, "holder_pid")), host);
+        printf("\n");
+    }
+}
+
+int cmd_stats(const struct cli_globals *g, int argc, char **argv)
+{
+    const char *format = "text";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            stats_help();
+            return CLI_OK;
+        } else if (strcmp(a, "--format") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error("stats: --format needs text or json");
+            format = argv[++i];
+            if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
+                return cli_usage_error("stats: unknown format '%s' (text or json)", format);
+        } else {
+            return cli_usage_error("stats: unexpected argument '%s'", a);
+        }
+    }
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = g->db_path;
+    o.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    rre_status st = rre_queue_create(&q, &o);
+    if (st != RRE_OK)
+        return cli_fail_status("stats: opening the queue", st);
+    json_t *s = NULL;
+    st = rre_queue_stats(q, &s);
+    rre_queue_destroy(q);
+    if (st != RRE_OK)
+        return cli_fail_status("stats", st);
+    if (strcmp(format, "json") == 0) {
+        char *text = json_dumps(s, JSON_COMPACT);
+        if (text != NULL)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        print_text(s);
+    }
+    json_decref(s);
+    return CLI_OK;
+}

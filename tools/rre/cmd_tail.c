@@ -1,0 +1,252 @@
+/*
+ * cmd_tail.c - `rre tail [--subscriber NAME] [--type T]... [--category C]...
+ * [--since ID] [--limit N] [--follow] [--no-ack] [--format json|text|cloudevents]`.
+ *
+ * Prints events of the durable queue, oldest first, one per line. Without
+ * --subscriber it reads without leaving a trace, from the start of the
+ * retained events (or after --since). With --subscriber NAME it is the
+ * durable subscriber "<host>:stable:NAME": it acknowledges what it printed
+ * (unless --no-ack) and resumes there next time; while it runs, no other
+ * process can hold that name (exit 1 naming the holder). --type and
+ * --category filter (either matches; both repeatable). --limit stops after N
+ * events. --follow keeps waiting for new events until interrupted (SIGINT,
+ * SIGTERM) or the limit is reached; it sees a commit of another process
+ * within about a millisecond.
+ *
+ * Formats: json (the default) is one object per event: event_id, type (the
+ * canonical NAME), category, source, hostname, timestamp, trace_id (when
+ * known), hash, payload. text is "ID TIMESTAMP TYPE SOURCE@HOST PAYLOAD".
+ * cloudevents is CloudEvents 1.0 structured JSON: id (the event id),
+ * source ("/ringrift/<host>/<source>"), specversion, type ("ringrift.<NAME>"),
+ * time, datacontenttype, data, and traceparent when known.
+ *
+ * An event is acknowledged only after its line was written: when standard
+ * output goes away (a closed pipe), tail stops without acknowledging the
+ * event it could not print.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum format { FMT_JSON, FMT_TEXT, FMT_CLOUDEVENTS };
+
+static rre_subscriber *volatile active_subscriber;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    rre_subscriber_close(active_subscriber); /* async-signal-safe */
+}
+
+static void tail_help(void)
+{
+    puts("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
+         "                [--since ID] [--limit N] [--follow] [--no-ack]\n"
+         "                [--format json|text|cloudevents]\n"
+         "\n"
+         "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
+         "subscriber that acknowledges what it printed and resumes there next time\n"
+         "(--no-ack: read without acknowledging). --follow waits for new events until\n"
+         "interrupted. Exit status: 0 success, 1 failure, 2 wrong usage.");
+}
+
+struct tail_state {
+    enum format format;
+    size_t printed;
+    bool output_failed;
+};
+
+static json_t *event_json(const rre_event *ev, enum format format)
+{
+    const rre_event_info *info = rre_event_get(ev->type);
+    char hex[RRE_HASH_HEX_SIZE];
+    rre_hash_to_hex(ev->hash, hex);
+    json_t *o;
+    if (format == FMT_CLOUDEVENTS) {
+        char id[32], source[512], type[128];
+        snprintf(id, sizeof id, "%lld", (long long)ev->event_id);
+        if (ev->source[0] != '\0')
+            snprintf(source, sizeof source, "/ringrift/%s/%s", ev->hostname, ev->source);
+        else
+            snprintf(source, sizeof source, "/ringrift/%s", ev->hostname);
+        snprintf(type, sizeof type, "ringrift.%s", info->name);
+        o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "specversion", "1.0", "id", id, "source",
+                      source, "type", type, "time", ev->timestamp, "datacontenttype",
+                      "application/json", "data", ev->payload);
+        if (o != NULL && ev->trace_id[0] != '\0')
+            json_object_set_new(o, "traceparent", json_string(ev->trace_id));
+        return o;
+    }
+    o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "event_id", (json_int_t)ev->event_id, "type",
+                  info->name, "category", rre_category_name(info->category), "source", ev->source,
+                  "hostname", ev->hostname, "timestamp", ev->timestamp);
+    if (o == NULL)
+        return NULL;
+    if (ev->trace_id[0] != '\0')
+        json_object_set_new(o, "trace_id", json_string(ev->trace_id));
+    json_object_set_new(o, "hash", json_string(hex));
+    json_object_set(o, "payload", ev->payload);
+    return o;
+}
+
+static rre_status print_event(const rre_event *ev, void *user_data)
+{
+    struct tail_state *t = user_data;
+    int rc;
+    if (t->format == FMT_TEXT) {
+        char *payload = json_dumps(ev->payload, JSON_COMPACT);
+        rc = printf("%lld %s %s %s@%s %s\n", (long long)ev->event_id, ev->timestamp,
+                    rre_event_name(ev->type), ev->source[0] ? ev->source : "-", ev->hostname,
+                    payload != NULL ? payload : "{}");
+        free(payload);
+    } else {
+        json_t *o = event_json(ev, t->format);
+        char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (text == NULL) {
+            fprintf(stderr, "rre: tail: out of memory\n");
+            t->output_failed = true;
+            return RRE_ECLOSED;
+        }
+        rc = printf("%s\n", text);
+        free(text);
+    }
+    if (rc < 0 || fflush(stdout) != 0) {
+        t->output_failed = true;
+        return RRE_ECLOSED; /* not printed, so not acknowledged */
+    }
+    t->printed++;
+    return RRE_OK;
+}
+
+#define MAX_FILTERS 64
+
+int cmd_tail(const struct cli_globals *g, int argc, char **argv)
+{
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    rre_event_type types[MAX_FILTERS];
+    rre_category cats[MAX_FILTERS];
+    size_t ntypes = 0, ncats = 0;
+    long long limit = 0;
+    bool follow = false;
+    struct tail_state t = {FMT_JSON, 0, false};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            tail_help();
+            return CLI_OK;
+        } else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0) {
+            follow = true;
+        } else if (strcmp(a, "--no-ack") == 0) {
+            so.no_ack = true;
+        } else if (val == NULL && (strcmp(a, "--subscriber") == 0 || strcmp(a, "--type") == 0 ||
+                                   strcmp(a, "--category") == 0 || strcmp(a, "--since") == 0 ||
+                                   strcmp(a, "--limit") == 0 || strcmp(a, "--format") == 0)) {
+            return cli_usage_error("tail: %s needs a value", a);
+        } else if (strcmp(a, "--subscriber") == 0) {
+            so.name = argv[++i];
+        } else if (strcmp(a, "--type") == 0) {
+            i++;
+            if (ntypes == MAX_FILTERS)
+                return cli_usage_error("tail: at most %d --type options", MAX_FILTERS);
+            rre_status st = rre_event_lookup(val, &types[ntypes]);
+            if (st != RRE_OK)
+                return cli_fail_status("tail: --type", st);
+            ntypes++;
+        } else if (strcmp(a, "--category") == 0) {
+            i++;
+            if (ncats == MAX_FILTERS)
+                return cli_usage_error("tail: at most %d --category options", MAX_FILTERS);
+            rre_status st = rre_category_lookup(val, &cats[ncats]);
+            if (st != RRE_OK)
+                return cli_fail_status("tail: --category", st);
+            ncats++;
+        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--limit") == 0) {
+            i++;
+            char *end;
+            errno = 0;
+            long long v = strtoll(val, &end, 10);
+            if (errno != 0 || end == val || *end != '\0' || v < 0)
+                return cli_usage_error("tail: %s needs a non-negative integer, not '%s'", a, val);
+            if (a[2] == 's')
+                so.since_id = v;
+            else
+                limit = v;
+        } else if (strcmp(a, "--format") == 0) {
+            i++;
+            if (strcmp(val, "json") == 0)
+                t.format = FMT_JSON;
+            else if (strcmp(val, "text") == 0)
+                t.format = FMT_TEXT;
+            else if (strcmp(val, "cloudevents") == 0)
+                t.format = FMT_CLOUDEVENTS;
+            else
+                return cli_usage_error("tail: unknown format '%s' (json, text or cloudevents)",
+                                       val);
+        } else {
+            return cli_usage_error("tail: unexpected argument '%s'", a);
+        }
+    }
+    if (so.no_ack && so.name == NULL)
+        so.no_ack = false; /* a reader without a name never acknowledges anyway */
+    so.types = types;
+    so.type_count = ntypes;
+    so.categories = cats;
+    so.category_count = ncats;
+
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = g->db_path;
+    qo.maintenance_interval_ms = follow ? 0 : -1; /* a follower may as well do retention */
+    rre_queue *q = NULL;
+    rre_status st = rre_queue_create(&q, &qo);
+    if (st != RRE_OK)
+        return cli_fail_status("tail: opening the queue", st);
+    rre_subscriber *s = NULL;
+    st = rre_subscriber_create(&s, q, &so);
+    if (st != RRE_OK) {
+        rre_queue_destroy(q);
+        return cli_fail_status("tail", st);
+    }
+    active_subscriber = s;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = CLI_OK;
+    for (;;) {
+        size_t max = 0;
+        if (limit > 0) {
+            if ((long long)t.printed >= limit)
+                break;
+            max = (size_t)(limit - (long long)t.printed);
+        }
+        size_t got = 0;
+        st = rre_subscriber_poll(s, follow ? -1 : 0, max, print_event, &t, &got);
+        if (st == RRE_ECLOSED) {
+            if (t.output_failed)
+                rc = CLI_FAIL;
+            break; /* interrupted, or standard output went away */
+        }
+        if (st != RRE_OK) {
+            rc = cli_fail_status("tail", st);
+            break;
+        }
+        if (!follow && got == 0)
+            break;
+    }
+    sigaction(SIGINT, &(struct sigaction){.sa_handler = SIG_DFL}, NULL);
+    sigaction(SIGTERM, &(struct sigaction){.sa_handler = SIG_DFL}, NULL);
+    active_subscriber = NULL;
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+    return rc;
+}
