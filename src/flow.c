@@ -281,6 +281,42 @@ static const char *step_names(const rre_lifecycle_step *step, char *buf, size_t 
 /* The report                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Makes text safe to print and to put in JSON, in place: bytes that are not
+ * part of valid UTF-8, and control characters, become '?'. Messages quote
+ * input (keys, type spellings, the parser's view of a bad line), which may
+ * hold anything. */
+static void sanitize_text(char *text)
+{
+    unsigned char *p = (unsigned char *)text;
+    while (*p) {
+        unsigned char ch = *p;
+        size_t len = ch < 0x80           ? 1
+                     : (ch >> 5) == 0x6  ? 2
+                     : (ch >> 4) == 0xe  ? 3
+                     : (ch >> 3) == 0x1e ? 4
+                                         : 0;
+        bool ok = len > 0;
+        for (size_t i = 1; ok && i < len; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && len == 2)
+            ok = ch >= 0xc2; /* no overlong forms */
+        if (ok && len == 3) {
+            unsigned cp = ((ch & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && len == 4) {
+            unsigned cp = ((ch & 0x07u) << 18) | ((p[1] & 0x3fu) << 12) | ((p[2] & 0x3fu) << 6) |
+                          (p[3] & 0x3fu);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (!ok || (len == 1 && (ch < 0x20 || ch == 0x7f))) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
 struct issue_ctx {
     rre_flow_issue_kind kind;
     rre_flow_rule rule;
@@ -334,6 +370,8 @@ static rre_status add_issue(rre_flow_checker *c, const struct issue_ctx *x, cons
         return rre__error(RRE_ENOMEM, "flow: out of memory for the report");
     memcpy(mem, key, klen + 1);
     memcpy(mem + klen + 1, message, mlen + 1);
+    sanitize_text(mem);
+    sanitize_text(mem + klen + 1);
     rre_flow_issue *is = &c->issues[c->nissues++];
     is->kind = x->kind;
     is->rule = x->rule;
@@ -1103,6 +1141,7 @@ static rre_status bad_line(rre_flow_checker *c, uint64_t line_no, rre_status sta
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    sanitize_text(reason);
     struct issue_ctx x = {
         .kind = RRE_FLOW_BAD_INPUT,
         .rule = RRE_FLOW_RULE_BAD_LINE,

@@ -504,6 +504,30 @@ static void test_deeply_nested_payload_is_a_bad_line(void **state)
     rre_flow_checker_destroy(c);
 }
 
+static void test_hostile_bytes_are_made_safe_in_the_report(void **state)
+{
+    (void)state;
+    rre_flow_checker *c = new_checker(0);
+    /* Invalid UTF-8 in a bad line (quoted by the parser's message) and an
+     * escape sequence in a key value. */
+    const char bad[] = "{\"event_type\":\"\xd7\x8d\xff\"\"}";
+    rre_flow_feed_json_line(c, bad, sizeof bad - 1, 1, 0);
+    const char *esc =
+        "{\"event_type\":\"WORK_FAILED\",\"payload\":{\"work_id\":\"\\u001b[31mred\"}}";
+    assert_int_equal(rre_flow_feed_json_line(c, esc, strlen(esc), 2, 0), RRE_OK);
+    assert_int_equal(rre_flow_finish(c, 0.0), RRE_OK);
+    assert_int_equal(rre_flow_issue_count(c), 2);
+    assert_string_equal(rre_flow_issue_get(c, 1)->key, "?[31mred");
+    assert_null(strchr(rre_flow_issue_get(c, 1)->message, 0x1b));
+    json_t *r = NULL;
+    assert_int_equal(rre_flow_report_json(c, &r), RRE_OK);
+    char *text = json_dumps(r, JSON_COMPACT);
+    assert_non_null(text);
+    free(text);
+    json_decref(r);
+    rre_flow_checker_destroy(c);
+}
+
 static void test_tail_output_is_read(void **state)
 {
     (void)state;
@@ -741,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_bad_lines_are_reported_with_line_numbers_and_checking_goes_on),
         cmocka_unit_test(test_bad_line_returns_its_status),
         cmocka_unit_test(test_deeply_nested_payload_is_a_bad_line),
+        cmocka_unit_test(test_hostile_bytes_are_made_safe_in_the_report),
         cmocka_unit_test(test_tail_output_is_read),
         cmocka_unit_test(test_since_skips_earlier_events),
         cmocka_unit_test(test_report_json_lists_issues),
