@@ -5,7 +5,7 @@
  */
 #include "testutil.h"
 
-#include <jansson.h>
+#include <rre/rre.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

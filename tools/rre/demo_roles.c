@@ -196,7 +196,7 @@ static void on_sync(struct role_ctx *ctx, const rre_event *ev)
                       "config_key", k.config_key, "database_path", db, "iteration", k.iteration));
     publish(ctx, RRE_EV_DATA_SYNC_STARTED,
             json_pack("{s:s, s:s, s:s, s:[s,s], s:I, s:s, s:i}", "sync_id", sync_id, "sync_type",
-                      "data", "source", "gpu-node-1", "targets", "trainer-1", "trainer-2",
+                      "broadcast", "source", "gpu-node-1", "targets", "trainer-1", "trainer-2",
                       "items_to_sync", games, "config_key", k.config_key, "iteration",
                       k.iteration));
     publish(ctx, RRE_EV_DATA_SYNC_COMPLETED,
