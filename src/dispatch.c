@@ -139,7 +139,7 @@ static void watch_remove(struct rre_router *r, struct rre__frame *f)
 const rre_event *rre__current_event(void)
 {
     for (const struct rre__frame *f = tl_frame; f != NULL; f = f->outer)
-        if (f->ev != NULL && f->current != NULL)
+        if (f->ev != NULL)
             return f->ev;
     return NULL;
 }
@@ -453,6 +453,10 @@ static void *worker_main(void *arg)
         size_t calls = 0, skipped = 0;
         for (size_t i = 0; i < n; i++) {
             const rre_event *ev = &batch[i]->ev;
+            if (atomic_load_explicit(&p->closing, memory_order_relaxed)) {
+                skipped++; /* close cancels what has not started */
+                continue;
+            }
             int64_t start = f.watched ? r->clock(r->clock_data) : 0;
             int rc;
             if (!call_handler(r, &f, s, ev, start, &rc)) {
@@ -493,12 +497,15 @@ static void *worker_main(void *arg)
             pthread_cond_broadcast(&p->idle_cv);
         if (s->mbox_count > 0) {
             ready_append(p, s);
+            pthread_cond_signal(&p->work_cv); /* in case this worker leaves now */
         } else {
             s->scheduled = false;
             rre__sub_unref(s);
         }
     }
     p->live--;
+    if (p->ready_head != NULL)
+        pthread_cond_signal(&p->work_cv); /* hand the queued work over */
     rre__unlock(&p->mu);
 
     if (f.watched)
@@ -597,6 +604,7 @@ void rre__pool_init(struct rre__pool *p, size_t workers)
     rre__cond_init(&p->work_cv);
     rre__cond_init(&p->idle_cv);
     p->configured = workers;
+    atomic_init(&p->closing, false);
 }
 
 void rre__pool_close(struct rre_router *r)
@@ -605,6 +613,7 @@ void rre__pool_close(struct rre_router *r)
     struct rre__evrec *drained[BATCH];
     rre__lock(&p->mu);
     p->stopping = true;
+    atomic_store(&p->closing, true);
     for (struct rre__sub *s = p->ready_head; s != NULL; s = s->ready_next) {
         while (s->mbox_count > 0) {
             size_t k = mbox_drain(p, s, drained, BATCH);

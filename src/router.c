@@ -7,6 +7,8 @@
  */
 #include "router_int.h"
 
+#include "flow.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1076,85 +1078,52 @@ static void RRE__PRINTF(3, 4)
     va_end(ap);
 }
 
-struct hist_item {
-    rre_event_type type;
-    json_t *payload;
-};
-
-/* The run key of an event in lifecycle lc ("job_id=abc"), or false. */
-static bool run_key(const rre_lifecycle *lc, const json_t *payload, char *buf, size_t cap)
-{
-    for (size_t k = 0; k < lc->key_field_count; k++) {
-        const json_t *v = json_object_get(payload, lc->key_fields[k]);
-        if (json_is_string(v)) {
-            snprintf(buf, cap, "%s=%s", lc->key_fields[k], json_string_value(v));
-            return true;
-        }
-        if (json_is_integer(v)) {
-            snprintf(buf, cap, "%s=%lld", lc->key_fields[k], (long long)json_integer_value(v));
-            return true;
-        }
-    }
-    char ck[RRE_CONFIG_KEY_MAX];
-    if (rre_extract_config_key(payload, ck, sizeof ck) != NULL) {
-        snprintf(buf, cap, "config_key=%s", ck);
-        return true;
-    }
-    return false;
-}
-
 #define LIFECYCLE_ISSUES_MAX 32
 
-/* The router's own lifecycle check over its history (oldest first): a
- * later step of a run without the run's first step. `partial` (the history
- * has dropped events) turns the check off, since the first step may be
- * among the dropped ones. A fuller checker with more rules is rre_flow_*;
- * this one is deliberately small and kept behind this one function. */
-static void lifecycle_scan(const struct hist_item *items, size_t n, bool partial, struct issues *is)
+/* Lifecycle violations in the history (oldest first), through the flow
+ * checker. `partial` (the history has dropped events) accepts a run seen
+ * first in the middle, since its first step may be among the dropped ones.
+ * Stalls are not checked: a run still going is not an issue of the router. */
+static void lifecycle_scan(const rre_event_list *list, bool partial, struct issues *is)
 {
-    if (partial)
+    if (list->count == 0)
         return;
-    size_t found = 0;
-    for (size_t li = 0; li < rre_lifecycle_count(); li++) {
-        const rre_lifecycle *lc = rre_lifecycle_get(li);
-        if (lc == NULL || lc->step_count == 0)
-            continue;
-        json_t *open = json_object();
-        if (open == NULL) {
-            is->oom = true;
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t step = SIZE_MAX;
-            for (size_t s = 0; s < lc->step_count && step == SIZE_MAX; s++)
-                for (size_t t = 0; t < lc->steps[s].type_count; t++)
-                    if (lc->steps[s].types[t] == items[i].type)
-                        step = s;
-            char key[192];
-            if (step == SIZE_MAX || !run_key(lc, items[i].payload, key, sizeof key))
-                continue;
-            if (step == 0) {
-                json_object_set_new(open, key, json_true());
-                continue;
-            }
-            if (json_object_get(open, key) == NULL) {
-                if (found < LIFECYCLE_ISSUES_MAX) {
-                    const rre_lifecycle_step *first = &lc->steps[0];
-                    add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE,
-                              "%s lifecycle: %s for %s without %s before it", lc->name,
-                              rre_event_name(items[i].type), key,
-                              first->type_count > 0 ? rre_event_name(first->types[0]) : "?");
-                }
-                found++;
-            }
-            if (lc->steps[step].flags & RRE_STEP_TERMINAL)
-                json_object_del(open, key);
-        }
-        json_decref(open);
+    const rre_event **evs = malloc(list->count * sizeof *evs);
+    if (evs == NULL) {
+        is->oom = true;
+        return;
     }
-    if (found > LIFECYCLE_ISSUES_MAX)
-        add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE, "%zu more lifecycle violations",
-                  found - LIFECYCLE_ISSUES_MAX);
+    for (size_t i = 0; i < list->count; i++)
+        evs[i] = &list->events[i];
+    rre_flow_options fo = {.stall_after = -1,
+                           .max_issues = LIFECYCLE_ISSUES_MAX,
+                           .flags = partial ? RRE_FLOW_PARTIAL_HISTORY : 0};
+    rre_flow_checker *c = NULL;
+    rre_status st = rre__flow_check_events(evs, list->count, &fo, 0, &c);
+    free(evs);
+    if (st != RRE_OK) {
+        if (st == RRE_ENOMEM)
+            is->oom = true;
+        else
+            rre__log(RRE_LOG_WARN, "router", "lifecycle check failed: %s", rre_last_error());
+        rre_flow_checker_destroy(c);
+        return;
+    }
+    for (size_t i = 0; i < rre_flow_issue_count(c); i++) {
+        const rre_flow_issue *fi = rre_flow_issue_get(c, i);
+        /* The pipeline chain is left out: one process usually sees only part
+         * of the pipeline, so its local view would often look out of order. */
+        if (fi->kind != RRE_FLOW_VIOLATION || fi->rule == RRE_FLOW_RULE_PIPELINE_ORDER)
+            continue;
+        add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE, "%s lifecycle: %s (%s=%s)", fi->flow, fi->message,
+                  fi->key_field, fi->key);
+    }
+    rre_flow_stats fs;
+    rre_flow_get_stats(c, &fs);
+    if (fs.issues_dropped > 0)
+        add_issue(is, RRE_ROUTER_ISSUE_LIFECYCLE, "%llu more flow violations",
+                  (unsigned long long)fs.issues_dropped);
+    rre_flow_checker_destroy(c);
 }
 
 rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out)
@@ -1169,18 +1138,7 @@ rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out)
     uint64_t dups = r->duplicates, accepted = r->published + r->injected;
     struct rre__subset *set = r->subs;
     atomic_fetch_add(&set->refs, 1);
-    size_t n = r->history.count;
     bool partial = r->history.dropped > 0;
-    struct hist_item *items = n > 0 ? malloc(n * sizeof *items) : NULL;
-    if (items != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            const struct rre__history_entry *e = rre__history_at(&r->history, i);
-            items[i].type = (rre_event_type)e->type;
-            items[i].payload = json_incref(e->payload);
-        }
-    } else {
-        n = 0;
-    }
     rre__unlock(&r->mu);
 
     uint64_t attempts = dups + accepted;
@@ -1214,10 +1172,13 @@ rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out)
                   "handler '%s' has been running on %s for %.1f s (timeout %.1f s)", names[i],
                   rre_event_name(types[i]), seconds[i], (double)r->handler_timeout / 1e6);
 
-    lifecycle_scan(items, n, partial, &is);
-    for (size_t i = 0; i < n; i++)
-        json_decref(items[i].payload);
-    free(items);
+    rre_event_list *list = NULL;
+    if (rre_router_history(r, RRE_EV_NONE, 0, &list) == RRE_OK) {
+        lifecycle_scan(list, partial, &is);
+        rre_event_list_free(list);
+    } else {
+        is.oom = true;
+    }
 
     if (is.oom) {
         free(is.items);

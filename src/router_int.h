@@ -129,6 +129,7 @@ struct rre__pool {
     struct rre__worker *workers;
     size_t worker_count, worker_cap;
     bool stopping;
+    atomic_bool closing; /* stopping, readable without the lock */
 };
 
 struct rre_router {

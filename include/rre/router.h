@@ -406,11 +406,15 @@ typedef struct rre_router_health {
 } rre_router_health;
 
 /* Checks the router's state now: the duplicate rate, failing and stuck
- * handlers, and lifecycle violations in the history (a terminal or later
- * step without the first step of its run, e.g. TRAINING_COMPLETED without
- * TRAINING_STARTED for the same job; when the history has already dropped
- * events, a missing first step is not reported since it may have been
- * dropped). Works at any time, also after close. */
+ * handlers, and lifecycle violations in the history found by the flow
+ * checker (<rre/flow.h>): a later step without the first step of its run
+ * (TRAINING_COMPLETED without TRAINING_STARTED for the same job), steps out
+ * of order, after the end, twice terminal or restarted. When the history has
+ * already dropped events, a run seen first in the middle is accepted (its
+ * first step may have been dropped). The pipeline chain and stalls are not
+ * checked here, since one process usually sees only part of the pipeline;
+ * use the flow checker on the durable queue for that. Works at any time,
+ * also after close. */
 RRE_API rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out);
 RRE_API void rre_router_health_free(rre_router_health *health);
 /* The same as {"healthy": bool, "issues": [{"kind": "...", "message": "..."}]}. */

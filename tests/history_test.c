@@ -1,0 +1,146 @@
+/*
+ * history_test.c - the bounded history ring and its string pool.
+ */
+#include "testutil.h"
+
+#include "history.h"
+
+#include <string.h>
+
+static rre_event make_event(int n, const char *source)
+{
+    rre_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = RRE_EV_TRAINING_STARTED;
+    ev.payload = json_pack("{s:i}", "n", n);
+    ev.source = source;
+    ev.hostname = "host-a";
+    ev.hash[0] = (uint8_t)n;
+    ev.hash[1] = (uint8_t)(n >> 8);
+    return ev;
+}
+
+static int entry_n(const struct rre__history_entry *e)
+{
+    return (int)json_integer_value(json_object_get(e->payload, "n"));
+}
+
+static void push(struct rre__history *h, int n, const char *source)
+{
+    rre_event ev = make_event(n, source);
+    struct rre__trace trace;
+    rre__trace_new(&trace);
+    json_t *evicted = NULL;
+    assert_int_equal(rre__history_push(h, &ev, n, &trace, &evicted), RRE_OK);
+    json_decref(evicted);
+    json_decref(ev.payload);
+}
+
+static void test_entries_are_kept_oldest_first_newest_last(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 10);
+    for (int i = 0; i < 5; i++)
+        push(&h, i, "src");
+    assert_int_equal(h.count, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(entry_n(rre__history_at(&h, i)), (int)i);
+    rre__history_free(&h);
+}
+
+static void test_full_ring_drops_the_oldest_and_hands_back_its_payload(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 3);
+    for (int i = 0; i < 3; i++)
+        push(&h, i, "src");
+    rre_event ev = make_event(3, "src");
+    struct rre__trace trace;
+    rre__trace_new(&trace);
+    json_t *evicted = NULL;
+    assert_int_equal(rre__history_push(&h, &ev, 3, &trace, &evicted), RRE_OK);
+    assert_non_null(evicted);
+    assert_int_equal(json_integer_value(json_object_get(evicted, "n")), 0);
+    json_decref(evicted);
+    json_decref(ev.payload);
+    assert_int_equal(h.count, 3);
+    assert_int_equal(h.dropped, 1);
+    assert_int_equal(entry_n(rre__history_at(&h, 0)), 1);
+    assert_int_equal(entry_n(rre__history_at(&h, 2)), 3);
+    rre__history_free(&h);
+}
+
+static void test_size_zero_keeps_nothing(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 0);
+    push(&h, 1, "src");
+    assert_int_equal(h.count, 0);
+    assert_int_equal(rre__history_memory(&h), 0);
+    rre__history_free(&h);
+}
+
+static void test_strings_are_interned_once_and_freed_with_their_last_entry(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 4);
+    char name[32];
+    for (int i = 0; i < 4; i++)
+        push(&h, i, "same-source");
+    /* One source and one hostname. */
+    assert_int_equal(h.string_count, 2);
+    assert_ptr_equal(rre__history_at(&h, 0)->source, rre__history_at(&h, 3)->source);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "source-%d", i);
+        push(&h, 10 + i, name);
+    }
+    /* The first source left with its last entry. */
+    assert_int_equal(h.string_count, 5);
+    assert_string_equal(rre__pooled_str_get(rre__history_at(&h, 2)->source), "source-2");
+    rre__history_free(&h);
+    assert_int_equal(h.string_count, 0);
+}
+
+static void test_set_event_id_marks_the_newest_entry_with_that_hash(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 8);
+    push(&h, 1, "src");
+    push(&h, 2, "src");
+    rre_event ev = make_event(2, "src");
+    rre__history_set_event_id(&h, ev.hash, 42);
+    json_decref(ev.payload);
+    assert_int_equal(rre__history_at(&h, 1)->event_id, 42);
+    assert_int_equal(rre__history_at(&h, 0)->event_id, 0);
+    rre__history_free(&h);
+}
+
+static void test_memory_per_entry_is_small(void **state)
+{
+    (void)state;
+    assert_true(sizeof(struct rre__history_entry) <= 112);
+    struct rre__history h;
+    rre__history_init(&h, 1000);
+    for (int i = 0; i < 1000; i++)
+        push(&h, i, "src");
+    assert_true(rre__history_memory(&h) <= 1000 * sizeof(struct rre__history_entry) + 1024);
+    rre__history_free(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_entries_are_kept_oldest_first_newest_last),
+        cmocka_unit_test(test_full_ring_drops_the_oldest_and_hands_back_its_payload),
+        cmocka_unit_test(test_size_zero_keeps_nothing),
+        cmocka_unit_test(test_strings_are_interned_once_and_freed_with_their_last_entry),
+        cmocka_unit_test(test_set_event_id_marks_the_newest_entry_with_that_hash),
+        cmocka_unit_test(test_memory_per_entry_is_small),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
