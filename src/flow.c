@@ -1225,7 +1225,10 @@ rre_status rre_flow_feed_json_line(rre_flow_checker *c, const char *line, size_t
     }
     rre_event ev;
     memset(&ev, 0, sizeof ev);
-    if (rre_event_lookup(json_string_value(tv), &ev.type) != RRE_OK) {
+    const char *spelling = json_string_value(tv);
+    if (strncmp(spelling, "ringrift.", 9) == 0) /* a CloudEvents type */
+        spelling += 9;
+    if (rre_event_lookup(spelling, &ev.type) != RRE_OK) {
         st = bad_line(c, line_no, RRE_EUNKNOWN_TYPE, "unknown event type '%.100s'",
                       json_string_value(tv));
         goto out;
@@ -1262,12 +1265,14 @@ rre_status rre_flow_feed_json_line(rre_flow_checker *c, const char *line, size_t
     }
     rre_payload_normalize(payload);
 
-    member_id(json_object_get(obj, "event_id"), &ev.event_id);
+    if (!member_id(json_object_get(obj, "event_id"), &ev.event_id))
+        member_id(json_object_get(obj, "id"), &ev.event_id);
     if (since_id > 0 && ev.event_id > 0 && ev.event_id <= since_id)
         goto out;
     double t = 0.0;
     if (!member_time(json_object_get(obj, "timestamp"), &t) &&
-        !member_time(json_object_get(obj, "created_at"), &t))
+        !member_time(json_object_get(obj, "created_at"), &t) &&
+        !member_time(json_object_get(obj, "time"), &t))
         member_time(json_object_get(payload, "timestamp"), &t);
     ev.payload = payload;
     ev.source = "";

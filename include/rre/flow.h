@@ -169,11 +169,12 @@ RRE_API rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, do
 
 /* Feeds one line of JSON-lines input, `line_no` being its 1-based line number
  * (kept in the issues it causes). A line is an object with the type under
- * "event_type" or "type" (any spelling rre_event_lookup() accepts), the
- * payload under "payload" (an object, or a string holding one), and optional
- * "event_id" (an integer or a string of digits), "timestamp" (ISO 8601 or
- * Unix seconds) or "created_at" (Unix seconds or ISO 8601); other members,
- * such as those `rre tail --format json` prints, are ignored. The payload's
+ * "event_type" or "type" (any spelling rre_event_lookup() accepts, also with
+ * the "ringrift." prefix of CloudEvents), the payload under "payload" or
+ * "data" (an object, or a string holding one), and optional "event_id" or
+ * "id" (an integer or a string of digits), "timestamp", "created_at" or
+ * "time" (ISO 8601 or Unix seconds, the first readable one wins); other
+ * members, such as those `rre tail` prints, are ignored. The payload's
  * field aliases are normalised. A blank line is skipped. A line that cannot
  * be read is added to the report as a BAD_INPUT issue naming the line and the
  * reason, and the call returns the reason's status (RRE_EJSON,

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void flow_help(void)
 {
@@ -109,6 +110,82 @@ static int feed_file(rre_flow_checker *c, FILE *f, const char *name, int64_t sin
     return rc;
 }
 
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct queue_feed {
+    rre_flow_checker *checker;
+    rre_status failure; /* the first status other than RRE_OK from the checker */
+};
+
+static rre_status on_queue_event(const rre_event *ev, void *user_data)
+{
+    struct queue_feed *qf = user_data;
+    /* Rows are delivered as stored; rows written by other producers may use
+     * the seed's field aliases, which are normalised on a shallow copy. */
+    rre_event copy = *ev;
+    copy.payload = json_copy(ev->payload);
+    if (copy.payload == NULL) {
+        qf->failure = RRE_ENOMEM;
+        return RRE_OK;
+    }
+    rre_payload_normalize(copy.payload);
+    rre_status st = rre_flow_feed(qf->checker, &copy);
+    json_decref(copy.payload);
+    if (st == RRE_ENOMEM && qf->failure == RRE_OK)
+        qf->failure = st;
+    return RRE_OK;
+}
+
+/* Feeds every event of the durable queue after `since`, in event_id order,
+ * through a transient reader (no lease, no acknowledgement) of a read-only
+ * connection. */
+static int feed_queue(rre_flow_checker *c, const char *path, int64_t since)
+{
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = path;
+    qo.read_only = true;
+    qo.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    rre_status st = rre_queue_create(&q, &qo);
+    if (st != RRE_OK)
+        return cli_fail_status("flow check: opening the queue", st);
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    so.since_id = since;
+    rre_subscriber *s = NULL;
+    st = rre_subscriber_create(&s, q, &so);
+    if (st != RRE_OK) {
+        rre_queue_destroy(q);
+        return cli_fail_status("flow check: reading the queue", st);
+    }
+    struct queue_feed qf = {c, RRE_OK};
+    size_t delivered;
+    do {
+        delivered = 0;
+        st = rre_subscriber_poll(s, 0, 0, on_queue_event, &qf, &delivered);
+    } while (st == RRE_OK && qf.failure == RRE_OK && delivered > 0);
+    rre_subscriber_counters counters;
+    rre_subscriber_get_counters(s, &counters);
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+    if (st != RRE_OK)
+        return cli_fail_status("flow check: reading the queue", st);
+    if (qf.failure != RRE_OK)
+        return cli_fail("flow check: %s", rre_strerror(qf.failure));
+    if (counters.poison > 0)
+        fprintf(stderr,
+                "rre: flow check: %llu rows of the queue could not be decoded and were "
+                "skipped\n",
+                (unsigned long long)counters.poison);
+    return CLI_OK;
+}
+
 static void print_text(const rre_flow_checker *c)
 {
     for (size_t i = 0; i < rre_flow_issue_count(c); i++) {
@@ -181,19 +258,16 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
     }
     if (file != NULL && db != NULL)
         return cli_usage_error("flow check: --db and --file are exclusive");
-    if (file == NULL) {
-        const char *path = db != NULL ? db : g->db_path;
-        return cli_fail("flow check: reading the durable queue%s%s is not available yet; "
-                        "export the events with `rre tail --format json` and use --file",
-                        path ? " " : "", path ? path : "");
-    }
-
     rre_flow_checker *c = NULL;
     rre_status st = rre_flow_checker_create(&c, &opt);
     if (st != RRE_OK)
         return cli_fail_status("flow", st);
     int rc;
-    if (strcmp(file, "-") == 0) {
+    double now = 0.0; /* a file: the latest event's time */
+    if (file == NULL) {
+        now = wall_clock();
+        rc = feed_queue(c, db != NULL ? db : g->db_path, since);
+    } else if (strcmp(file, "-") == 0) {
         rc = feed_file(c, stdin, "standard input", since);
     } else {
         FILE *f = fopen(file, "r");
@@ -206,7 +280,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
         fclose(f);
     }
     if (rc == CLI_OK) {
-        st = rre_flow_finish(c, 0.0);
+        st = rre_flow_finish(c, now);
         if (st != RRE_OK)
             rc = cli_fail_status("flow", st);
     }
