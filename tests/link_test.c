@@ -1,0 +1,331 @@
+/*
+ * link_test.c - a router linked to the durable queue: local events are
+ * appended and delivered once; events of other processes are injected once;
+ * content published by two processes is stored once and delivered once.
+ */
+#include "testutil.h"
+
+#include <rre/rre.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct node {
+    rre_router *router;
+    rre_queue *queue;
+    rre_link *link;
+};
+
+struct recorder {
+    pthread_mutex_t mu;
+    size_t count, local, remote;
+    int64_t last_seq; /* the "seq" payload field of the last remote event */
+    bool in_order;
+};
+
+static char *test_dir;
+static char db_path[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    test_dir = tu_mkdtemp();
+    snprintf(db_path, sizeof db_path, "%s/events.db", test_dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(test_dir);
+    free(test_dir);
+    return 0;
+}
+
+static int record(const rre_event *ev, void *user_data)
+{
+    struct recorder *rec = user_data;
+    pthread_mutex_lock(&rec->mu);
+    rec->count++;
+    if (ev->origin == RRE_ORIGIN_LOCAL) {
+        rec->local++;
+    } else {
+        rec->remote++;
+        json_t *seq = json_object_get(ev->payload, "seq");
+        if (seq != NULL) {
+            if (json_integer_value(seq) != rec->last_seq + 1)
+                rec->in_order = false;
+            rec->last_seq = json_integer_value(seq);
+        }
+    }
+    pthread_mutex_unlock(&rec->mu);
+    return 0;
+}
+
+static void recorder_init(struct recorder *rec)
+{
+    memset(rec, 0, sizeof *rec);
+    pthread_mutex_init(&rec->mu, NULL);
+    rec->in_order = true;
+}
+
+/* Opens a router, a queue and a link; `rec` (may be NULL) subscribes to
+ * everything before the link starts reading, so nothing passes unseen. */
+static void node_open(struct node *n, const rre_link_options *lo, struct recorder *rec)
+{
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db_path;
+    qo.maintenance_interval_ms = -1;
+    assert_int_equal(rre_router_create(&n->router, NULL), RRE_OK);
+    assert_int_equal(rre_queue_create(&n->queue, &qo), RRE_OK);
+    if (rec != NULL)
+        assert_int_equal(rre_router_subscribe_all(n->router, "rec", record, rec, NULL), RRE_OK);
+    assert_int_equal(rre_link_create(&n->link, n->router, n->queue, lo), RRE_OK);
+}
+
+static void node_close(struct node *n)
+{
+    rre_link_destroy(n->link);
+    rre_router_destroy(n->router);
+    rre_queue_destroy(n->queue);
+}
+
+static json_t *payload_seq(int seq)
+{
+    return json_pack("{s:s, s:i, s:i}", "config_key", "hex8_2p", "games_completed", 10, "seq", seq);
+}
+
+static int64_t count_rows(struct node *n)
+{
+    json_t *stats = NULL;
+    assert_int_equal(rre_queue_stats(n->queue, &stats), RRE_OK);
+    int64_t events = json_integer_value(json_object_get(stats, "events"));
+    json_decref(stats);
+    return events;
+}
+
+static void publish_seq(struct node *n, int seq)
+{
+    json_t *p = payload_seq(seq);
+    rre_publish_result res;
+    assert_int_equal(rre_router_publish_type(n->router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res),
+                     RRE_OK);
+    assert_false(res.duplicate);
+    assert_true(res.event_id > 0);
+    json_decref(p);
+}
+
+static void test_local_event_is_appended_and_delivered_once(void **state)
+{
+    (void)state;
+    struct node a;
+    struct recorder rec;
+    recorder_init(&rec);
+    node_open(&a, NULL, &rec);
+    for (int i = 1; i <= 50; i++)
+        publish_seq(&a, i);
+    assert_int_equal(rre_link_sync(a.link, 5000), RRE_OK);
+    assert_int_equal(rec.count, 50);
+    assert_int_equal(rec.local, 50);
+    assert_int_equal(count_rows(&a), 50);
+    rre_link_counters c;
+    rre_link_get_counters(a.link, &c);
+    assert_int_equal(c.appended, 50);
+    assert_int_equal(c.own_skipped, 50);
+    assert_int_equal(c.injected, 0);
+    node_close(&a);
+}
+
+static void test_other_process_events_are_injected_once_in_order(void **state)
+{
+    (void)state;
+    struct node a, b;
+    struct recorder ra, rb;
+    recorder_init(&ra);
+    recorder_init(&rb);
+    node_open(&a, NULL, &ra);
+    node_open(&b, NULL, &rb);
+    for (int i = 1; i <= 100; i++)
+        publish_seq(&a, i);
+    assert_int_equal(rre_link_sync(b.link, 5000), RRE_OK);
+    assert_int_equal(rre_link_sync(a.link, 5000), RRE_OK);
+    assert_int_equal(ra.count, 100);
+    assert_int_equal(ra.remote, 0);
+    assert_int_equal(rb.count, 100);
+    assert_int_equal(rb.remote, 100);
+    assert_true(rb.in_order);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_same_content_from_two_processes_is_stored_and_delivered_once(void **state)
+{
+    (void)state;
+    struct node a, b;
+    struct recorder rb;
+    recorder_init(&rb);
+    node_open(&a, NULL, NULL);
+    node_open(&b, NULL, &rb);
+    publish_seq(&a, 7);
+    assert_int_equal(rre_link_sync(b.link, 5000), RRE_OK);
+    /* b already saw it from the queue: its own publish is a duplicate. */
+    json_t *p = payload_seq(7);
+    rre_publish_result res;
+    assert_int_equal(rre_router_publish_type(b.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res),
+                     RRE_OK);
+    assert_true(res.duplicate);
+    json_decref(p);
+    assert_int_equal(count_rows(&a), 1);
+    assert_int_equal(rb.count, 1);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_concurrent_same_content_is_stored_once(void **state)
+{
+    (void)state;
+    /* Neither router has seen the content: the queue's dedup stores it once
+     * and each router delivers it once. */
+    struct node a, b;
+    struct recorder ra, rb;
+    recorder_init(&ra);
+    recorder_init(&rb);
+    node_open(&a, NULL, &ra);
+    node_open(&b, NULL, &rb);
+    json_t *p = payload_seq(1);
+    assert_int_equal(rre_router_publish_type(a.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+                     RRE_OK);
+    json_decref(p);
+    p = payload_seq(1);
+    assert_int_equal(rre_router_publish_type(b.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+                     RRE_OK);
+    json_decref(p);
+    assert_int_equal(rre_link_sync(a.link, 5000), RRE_OK);
+    assert_int_equal(rre_link_sync(b.link, 5000), RRE_OK);
+    assert_int_equal(count_rows(&a), 1);
+    assert_int_equal(ra.count, 1);
+    assert_int_equal(rb.count, 1);
+    rre_link_counters c;
+    rre_link_get_counters(b.link, &c);
+    assert_int_equal(c.queue_duplicates, 1);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_events_from_child_processes_arrive_exactly_once(void **state)
+{
+    (void)state;
+    struct node a;
+    struct recorder ra;
+    recorder_init(&ra);
+    node_open(&a, NULL, &ra);
+    enum { CHILDREN = 3, EACH = 300 };
+    pid_t pids[CHILDREN];
+    for (int c = 0; c < CHILDREN; c++) {
+        pids[c] = fork();
+        assert_true(pids[c] >= 0);
+        if (pids[c] == 0) {
+            rre_queue_options qo;
+            rre_queue_options_init(&qo);
+            qo.path = db_path;
+            qo.maintenance_interval_ms = -1;
+            rre_router *r = NULL;
+            rre_queue *q = NULL;
+            rre_link *l = NULL;
+            rre_link_options lo = {0};
+            lo.flags = RRE_LINK_NO_READER;
+            if (rre_router_create(&r, NULL) != RRE_OK || rre_queue_create(&q, &qo) != RRE_OK ||
+                rre_link_create(&l, r, q, &lo) != RRE_OK)
+                _exit(3);
+            int rc = 0;
+            for (int i = 0; i < EACH; i++) {
+                json_t *p = json_pack("{s:s, s:i, s:i}", "config_key", "hex8_2p", "games_completed",
+                                      i, "child", c);
+                rre_publish_result res;
+                if (rre_router_publish_type(r, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res) != RRE_OK ||
+                    res.duplicate)
+                    rc = 4;
+                json_decref(p);
+            }
+            rre_link_destroy(l);
+            rre_router_destroy(r);
+            rre_queue_destroy(q);
+            _exit(rc);
+        }
+    }
+    for (int c = 0; c < CHILDREN; c++) {
+        int status;
+        assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(rre_link_sync(a.link, 10000), RRE_OK);
+    assert_int_equal(ra.remote, CHILDREN * EACH);
+    assert_int_equal(ra.count, CHILDREN * EACH);
+    node_close(&a);
+}
+
+static void test_durable_link_resumes_after_restart(void **state)
+{
+    (void)state;
+    struct node pub;
+    node_open(&pub, NULL, NULL);
+    rre_link_options lo = {0};
+    lo.subscriber_name = "link-test";
+    struct node sub;
+    struct recorder r1;
+    recorder_init(&r1);
+    node_open(&sub, &lo, &r1);
+    for (int i = 1; i <= 10; i++)
+        publish_seq(&pub, i);
+    assert_int_equal(rre_link_sync(sub.link, 5000), RRE_OK);
+    assert_int_equal(r1.remote, 10);
+    node_close(&sub);
+
+    for (int i = 11; i <= 15; i++)
+        publish_seq(&pub, i);
+    struct recorder r2;
+    recorder_init(&r2);
+    r2.last_seq = 10;
+    node_open(&sub, &lo, &r2);
+    assert_int_equal(rre_link_sync(sub.link, 5000), RRE_OK);
+    assert_int_equal(r2.remote, 5);
+    assert_true(r2.in_order);
+    node_close(&sub);
+    node_close(&pub);
+}
+
+static void test_link_requires_router_and_queue(void **state)
+{
+    (void)state;
+    rre_link *l = (rre_link *)1;
+    assert_int_equal(rre_link_create(&l, NULL, NULL, NULL), RRE_EINVAL);
+    assert_null(l);
+    rre_link_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_local_event_is_appended_and_delivered_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_process_events_are_injected_once_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_same_content_from_two_processes_is_stored_and_delivered_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_same_content_is_stored_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_from_child_processes_arrive_exactly_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_durable_link_resumes_after_restart, setup, teardown),
+        cmocka_unit_test(test_link_requires_router_and_queue),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
