@@ -17,6 +17,10 @@
  *    once (the queue's dedup) and delivered once to each process (the
  *    router's dedup drops the copy that comes back from the file).
  *
+ * ORDER. Subscribe on the router before making the link: the reader starts
+ * at once, and an event it injects before a subscription exists does not
+ * reach that subscription (with a durable name, the cursor has passed it).
+ *
  * THREADS. rre_link_create() starts one reader thread; handlers of events
  * from other processes run on it (synchronous dispatch) or on the router's
  * workers (RRE_LINK_ASYNC). Destroy the link before the router and the
