@@ -412,9 +412,12 @@ RRE_API int rre_problem_format(const rre_problem *problem, char *buf, size_t cap
  * 1e-7 is "1e-7", -0.0 is "0". Integers (json_integer) are printed exactly,
  * also beyond 2^53; this deliberately differs from RFC 8785, which knows only
  * doubles, so an integer above 2^53 and the real nearest to it do not give
- * the same text. Strings are expected to be valid UTF-8, which jansson
- * guarantees unless a value was made with a *_nocheck function. May be called
- * from any thread. */
+ * the same text. An integral real from 2^63 up to 10^21 is written, as RFC
+ * 8785 requires, as a plain integer ("123456789012345680000") that jansson
+ * cannot parse back; the text is meant for hashing and comparing, not for
+ * round trips through jansson. Strings are expected to be valid UTF-8,
+ * which jansson guarantees unless a value was made with a *_nocheck
+ * function. May be called from any thread. */
 RRE_API rre_status rre_canonical_json(const json_t *value, char **out, size_t *len);
 
 /* The content hash of an event: SHA-256 over the canonical NAME of `type`, a
