@@ -704,8 +704,10 @@ static rre_status add_sub(rre_router *r, struct rre__sub *s, rre_subscription_id
     struct rre__sub **sinks = malloc((old->sink_count + 1) * sizeof *sinks);
     struct rre__subset *set = NULL;
     if (subs != NULL && sinks != NULL) {
-        memcpy(subs, old->subs, old->count * sizeof *subs);
-        memcpy(sinks, old->sinks, old->sink_count * sizeof *sinks);
+        if (old->count > 0)
+            memcpy(subs, old->subs, old->count * sizeof *subs);
+        if (old->sink_count > 0)
+            memcpy(sinks, old->sinks, old->sink_count * sizeof *sinks);
         s->id = ++r->next_id;
         if (s->name[0] == '\0')
             snprintf(s->name, sizeof s->name, "%s-%llu", s->kind == SUB_SINK ? "sink" : "handler",

@@ -421,4 +421,7 @@ RRE_API void rre_router_health_free(rre_router_health *health);
 RRE_API rre_status rre_router_validate_flow_json(rre_router *r, json_t **out);
 RRE_API const char *rre_router_issue_kind_name(rre_router_issue_kind kind);
 
+/* The typed emitters, one per documented event (generated). */
+#include <rre/emitters.h>
+
 #endif
