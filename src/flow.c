@@ -55,8 +55,9 @@ struct run;
 
 /* One key value of a run, as an entry of the index. */
 struct slot {
-    char *value;       /* NULL when the run has no value for this slot */
-    struct slot *next; /* next entry in the same bucket */
+    char *value;         /* NULL when the run has no value for this slot */
+    struct slot *next;   /* next entry in the same bucket */
+    struct slot **pprev; /* the pointer to this entry in its bucket */
     uint64_t hash;
     struct run *run;
     uint16_t index;
@@ -441,6 +442,9 @@ static rre_status index_grow(rre_flow_checker *c)
             struct slot *next = s->next;
             size_t at = (size_t)(s->hash & (n - 1));
             s->next = b[at];
+            if (s->next != NULL)
+                s->next->pprev = &s->next;
+            s->pprev = &b[at];
             b[at] = s;
             s = next;
         }
@@ -468,6 +472,9 @@ static rre_status slot_set(rre_flow_checker *c, struct run *r, uint16_t i, const
     s->index = i;
     size_t at = (size_t)(s->hash & (c->nbuckets - 1));
     s->next = c->buckets[at];
+    if (s->next != NULL)
+        s->next->pprev = &s->next;
+    s->pprev = &c->buckets[at];
     c->buckets[at] = s;
     c->nentries++;
     return RRE_OK;
@@ -477,13 +484,13 @@ static void slot_clear(rre_flow_checker *c, struct slot *s)
 {
     if (s->value == NULL)
         return;
-    struct slot **pp = &c->buckets[s->hash & (c->nbuckets - 1)];
-    while (*pp != NULL && *pp != s)
-        pp = &(*pp)->next;
-    if (*pp == s)
-        *pp = s->next;
+    *s->pprev = s->next;
+    if (s->next != NULL)
+        s->next->pprev = s->pprev;
     free(s->value);
     s->value = NULL;
+    s->next = NULL;
+    s->pprev = NULL;
     c->nentries--;
 }
 
@@ -578,6 +585,29 @@ static struct run *run_find(rre_flow_checker *c, uint16_t lc, bool start)
             return best;
     }
     return NULL;
+}
+
+/* Forgets the ended runs of lifecycle lc identified by the value v of slot
+ * i: a new run with that key supersedes them, and an event they could still
+ * match would match the new run first. Keeps chains of the index short. */
+static void run_drop_superseded(rre_flow_checker *c, uint16_t lc, uint16_t i, const char *v)
+{
+    if (c->nbuckets == 0)
+        return;
+    uint64_t h = slot_hash(lc, i, v);
+    struct slot **head = &c->buckets[h & (c->nbuckets - 1)];
+    struct slot *s = *head;
+    while (s != NULL) {
+        struct run *r = s->run;
+        if (s->hash == h && s->index == i && r->lc == lc && r->ended && run_first_slot(c, r) == i &&
+            strcmp(s->value, v) == 0) {
+            /* Freeing the run removes its entries, maybe the next one too. */
+            run_free(c, r);
+            s = *head;
+            continue;
+        }
+        s = s->next;
+    }
 }
 
 /* Adds the event's key values that run r does not have yet. */
@@ -727,6 +757,7 @@ static rre_status lifecycle_event(rre_flow_checker *c, uint16_t lc, uint16_t ste
             if (st != RRE_OK)
                 return st;
         }
+        run_drop_superseded(c, lc, (uint16_t)first, c->vals[first]);
         st = run_new(c, lc, &r);
         if (st != RRE_OK)
             return st;

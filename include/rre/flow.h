@@ -67,7 +67,9 @@
  * such as `rre flow check --since ID`) the first event seen of a run or of a
  * config's pipeline is accepted without its predecessors.
  *
- * MEMORY. At most max_runs runs are tracked; when a new one would exceed it,
+ * MEMORY. An ended run is forgotten when a new run with the same key (the
+ * same most specific key value) starts. At most max_runs runs are tracked;
+ * when a new one would exceed it,
  * the run that ended first is forgotten (so a very late duplicate terminal
  * event for it is no longer recognised), or when none has ended the oldest
  * active one (counted in rre_flow_stats.evicted_active; it can no longer be
