@@ -16,7 +16,7 @@ static void test_demo_runs_pipeline_with_faults_and_clean_flow(void **state)
     char db[512];
     snprintf(db, sizeof db, "%s/events.db", dir);
     tu_result r = tu_run_cli(NULL, "demo", "--configs", "hex8_2p,square8_4p", "--iterations", "3",
-                             "--db", db, "--storm", "20", "--timeout", "120", NULL);
+                             "--db", db, "--storm", "20", "--pace", "0", "--timeout", "120", NULL);
     if (r.status != 0)
         fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", r.out, r.err);
     assert_int_equal(r.status, 0);

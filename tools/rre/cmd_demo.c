@@ -3,7 +3,7 @@
  * over the embedded SQLite queue.
  *
  *   rre demo [--configs hex8_2p,square8_4p,...] [--iterations N] [--db PATH]
- *            [--timeout SECONDS] [--storm N] [--quiet]
+ *            [--timeout SECONDS] [--storm N] [--pace MS] [--quiet]
  *
  * The driver forks one process per coordinator (demo_roles.c), then follows
  * the queue itself: it shows progress per config, measures the latency from
@@ -262,7 +262,7 @@ static void schedule_faults(struct demo_config *cfg)
 static void demo_help(void)
 {
     printf("usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
-           "                [--storm N] [--quiet]\n"
+           "                [--storm N] [--pace MS] [--quiet]\n"
            "\n"
            "Runs the training pipeline of the event catalog with one process per\n"
            "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
@@ -276,6 +276,7 @@ static void demo_help(void)
            "  --db PATH          the queue database (default: a fresh temporary one)\n"
            "  --timeout SECONDS  give up after this long (default 120)\n"
            "  --storm N          events the echo loop re-emits (default 50)\n"
+           "  --pace MS          time each coordinator spends on a stage (default 40)\n"
            "  --quiet            print only the summary\n",
            DEFAULT_CONFIGS, DEFAULT_ITERATIONS);
 }
@@ -309,7 +310,7 @@ static void stop_children(pid_t *pids, size_t n, double grace)
 int cmd_demo(const struct cli_globals *g, int argc, char **argv)
 {
     const char *configs = DEFAULT_CONFIGS, *db = g->db_path;
-    long iterations = DEFAULT_ITERATIONS, storm = 50;
+    long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40;
     double timeout = 120;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -338,6 +339,10 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             storm = strtol(v, &end, 10);
             if (*end != '\0' || storm < 0 || storm > 100000)
                 return cli_usage_error("demo: --storm must be 0..100000, not '%s'", v);
+        } else if (strcmp(a, "--pace") == 0) {
+            pace = strtol(v, &end, 10);
+            if (*end != '\0' || pace < 0 || pace > 10000)
+                return cli_usage_error("demo: --pace must be 0..10000 ms, not '%s'", v);
         } else if (strcmp(a, "--timeout") == 0) {
             timeout = strtod(v, &end);
             if (*end != '\0' || !(timeout > 0))
@@ -354,6 +359,7 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     d->tty = isatty(STDOUT_FILENO);
     d->cfg.iterations = (int)iterations;
     d->cfg.storm_repeats = (int)storm;
+    d->cfg.pace_ms = (int)pace;
     if (!parse_configs(&d->cfg, configs)) {
         free(d);
         return cli_usage_error("demo: --configs needs config keys such as hex8_2p,square8_4p");

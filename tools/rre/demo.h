@@ -43,6 +43,7 @@ struct demo_config {
     size_t fault_config[FAULT_COUNT];
     int fault_iteration[FAULT_COUNT];
     int storm_repeats;
+    int pace_ms; /* each coordinator works this long on a stage, so people can follow */
 };
 
 /* The name of a role ("selfplay", ...). */

@@ -379,6 +379,10 @@ static int role_handler(const rre_event *ev, void *user_data)
         on_selfplay,  on_sync,         on_export,  on_training, on_evaluation,
         on_promotion, on_distribution, on_quality, on_rollback,
     };
+    if (ctx->cfg->pace_ms > 0) {
+        struct timespec work = {ctx->cfg->pace_ms / 1000, (ctx->cfg->pace_ms % 1000) * 1000000L};
+        nanosleep(&work, NULL);
+    }
     handlers[ctx->role](ctx, ev);
     return 0;
 }
