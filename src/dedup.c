@@ -22,13 +22,34 @@ void rre__dedup_free(struct rre__dedup *d)
     d->ring_cap = d->index_cap = d->head = d->count = 0;
 }
 
-/* The home slot of a hash: SHA-256 output is uniform, so its first bytes
- * serve as the table hash directly. */
-static size_t home(const struct rre__dedup *d, const uint8_t *hash)
+/* 32 bits of a hash: SHA-256 output is uniform, so its first bytes serve as
+ * the table hash directly. The index capacity stays below 2^32, so the home
+ * slot is a function of these bits alone. */
+static uint32_t tag_of(const uint8_t *hash)
 {
-    uint64_t h;
-    memcpy(&h, hash, sizeof h);
-    return (size_t)h & (d->index_cap - 1);
+    uint32_t t;
+    memcpy(&t, hash, sizeof t);
+    return t;
+}
+
+static size_t home_of_tag(const struct rre__dedup *d, uint32_t tag)
+{
+    return (size_t)tag & (d->index_cap - 1);
+}
+
+static uint64_t slot_value(uint32_t tag, size_t pos)
+{
+    return (uint64_t)tag << 32 | (uint64_t)(pos + 1);
+}
+
+static size_t slot_pos(uint64_t v)
+{
+    return (size_t)(uint32_t)v - 1;
+}
+
+static uint32_t slot_tag(uint64_t v)
+{
+    return (uint32_t)(v >> 32);
 }
 
 static size_t ring_pos(const struct rre__dedup *d, size_t i)
@@ -43,11 +64,12 @@ static size_t find_slot(const struct rre__dedup *d, const uint8_t *hash)
     if (d->index_cap == 0)
         return SIZE_MAX;
     size_t mask = d->index_cap - 1;
-    for (size_t i = home(d, hash);; i = (i + 1) & mask) {
-        uint32_t v = d->index[i];
+    uint32_t tag = tag_of(hash);
+    for (size_t i = home_of_tag(d, tag);; i = (i + 1) & mask) {
+        uint64_t v = d->index[i];
         if (v == 0)
             return SIZE_MAX;
-        if (memcmp(d->ring[v - 1].hash, hash, RRE_HASH_SIZE) == 0)
+        if (slot_tag(v) == tag && memcmp(d->ring[slot_pos(v)].hash, hash, RRE_HASH_SIZE) == 0)
             return i;
     }
 }
@@ -55,10 +77,11 @@ static size_t find_slot(const struct rre__dedup *d, const uint8_t *hash)
 static void index_insert(struct rre__dedup *d, size_t pos)
 {
     size_t mask = d->index_cap - 1;
-    size_t i = home(d, d->ring[pos].hash);
+    uint32_t tag = tag_of(d->ring[pos].hash);
+    size_t i = home_of_tag(d, tag);
     while (d->index[i] != 0)
         i = (i + 1) & mask;
-    d->index[i] = (uint32_t)(pos + 1);
+    d->index[i] = slot_value(tag, pos);
 }
 
 /* Removes index slot `i` and shifts the probe chain after it back. */
@@ -67,7 +90,7 @@ static void index_delete(struct rre__dedup *d, size_t i)
     size_t mask = d->index_cap - 1;
     d->index[i] = 0;
     for (size_t j = (i + 1) & mask; d->index[j] != 0; j = (j + 1) & mask) {
-        size_t k = home(d, d->ring[d->index[j] - 1].hash);
+        size_t k = home_of_tag(d, slot_tag(d->index[j]));
         /* Entry j may move to the hole at i when its home is not in (i, j]. */
         bool between = i <= j ? (k > i && k <= j) : (k > i || k <= j);
         if (!between) {
@@ -107,7 +130,7 @@ static bool grow(struct rre__dedup *d)
     while (icap < cap * 2)
         icap *= 2;
     struct rre__dedup_entry *ring = malloc(cap * sizeof *ring);
-    uint32_t *index = calloc(icap, sizeof *index);
+    uint64_t *index = calloc(icap, sizeof *index);
     if (ring == NULL || index == NULL) {
         free(ring);
         free(index);

@@ -4,8 +4,10 @@
  *
  * Layout: the entries (hash and time, 40 bytes) live in a ring in insertion
  * order, so the ones to expire are always at its head; an open-addressing
- * index of 32-bit ring positions (linear probing, at most half full,
- * backward-shift deletion) finds a hash in one or two probes. Both grow by
+ * index (linear probing, at most half full, backward-shift deletion) maps a
+ * hash to its ring position. An index slot holds the position and 32 bits
+ * of the hash, so a probe touches the ring only on a likely match and a
+ * lookup of a new hash usually costs one cache line. Both grow by
  * doubling up to the entry limit, so a router that sees few events uses
  * little memory. Not thread-safe: the router's lock guards it.
  */
@@ -24,7 +26,7 @@ struct rre__dedup {
     size_t ring_cap;
     size_t head;      /* ring position of the oldest entry */
     size_t count;     /* entries held */
-    uint32_t *index;  /* index_cap slots: ring position + 1, 0 = empty */
+    uint64_t *index;  /* index_cap slots: (hash bits << 32) | (ring position + 1); 0 = empty */
     size_t index_cap; /* a power of two >= 2 * ring_cap */
     size_t max_entries;
     int64_t window; /* microseconds */

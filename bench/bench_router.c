@@ -1,0 +1,213 @@
+/*
+ * bench_router.c - the in-process router's figures:
+ *
+ *  - synchronous publish of an 11-field TRAINING_COMPLETED payload to 1 and
+ *    to 10 subscribers, distinct payloads and all-duplicate payloads, with
+ *    dedup and validation (warn) on and the default history;
+ *  - in the same run, canonical JSON + SHA-256 of the same payloads alone,
+ *    and the ratio publish / hash;
+ *  - the resident memory of a process with a router that has a subscriber
+ *    and a full default history;
+ *  - bytes per event with 100,000 events in history and dedup: the router's
+ *    own bookkeeping (history entries, dedup table, strings) and, separately,
+ *    the heap held including the payload objects the history keeps alive.
+ *
+ * Payloads are built before the timed loops, in batches, and released after
+ * them: both the publish and the hash-only figures leave out building and
+ * freeing the JSON objects, which is the producer's cost either way.
+ *
+ *   bench_router [EVENTS]   events per timed figure (default 1,000,000)
+ */
+#include "dedup.h"
+#include "history.h"
+#include "router_int.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Payloads are built in batches of BATCH (more than the default history)
+ * and a batch is released only after the next one was published, so the
+ * history never drops the last reference inside a timed loop: freeing
+ * payloads is the producer's cost in both figures. */
+#define BATCH 1024
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static json_t *payload(long n)
+{
+    return json_pack("{s:s, s:s, s:i, s:s, s:i, s:f, s:I, s:s, s:f, s:b, s:s}", "config_key",
+                     "hex8_2p", "board_type", "hex8", "num_players", 2, "model_path",
+                     "/models/canonical_hex8_2p.pth", "epochs", 50, "final_loss", 0.0423,
+                     "samples_trained", (json_int_t)(85000 + n), "job_id",
+                     "train_hex8_2p_1704100200", "duration_seconds", 1832.5, "early_stopped", 1,
+                     "model_id", "hex8_2p_v123");
+}
+
+static int handler(const rre_event *ev, void *user_data)
+{
+    (void)ev;
+    (*(long *)user_data)++;
+    return 0;
+}
+
+static long resident_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static rre_router *make_router(size_t history, size_t subscribers, long *calls)
+{
+    rre_router_options *o = NULL;
+    rre_router *r = NULL;
+    if (rre_router_options_create(&o) != RRE_OK ||
+        rre_router_options_set_history_size(o, history) != RRE_OK ||
+        rre_router_options_set_source(o, "bench") != RRE_OK || rre_router_create(&r, o) != RRE_OK) {
+        fprintf(stderr, "bench_router: cannot create a router: %s\n", rre_last_error());
+        exit(1);
+    }
+    rre_router_options_destroy(o);
+    for (size_t i = 0; i < subscribers; i++)
+        if (rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "bench", handler, calls, NULL) !=
+            RRE_OK) {
+            fprintf(stderr, "bench_router: subscribe failed: %s\n", rre_last_error());
+            exit(1);
+        }
+    return r;
+}
+
+enum mode { HASH_ONLY, PUBLISH };
+
+/* Runs `events` operations over batches of payloads; returns the seconds
+ * spent in the timed loops only. With `duplicates` every payload is the
+ * same content (the first publish is accepted, the rest are dropped). */
+static double run(enum mode mode, rre_router *r, long events, bool duplicates, long *first_n)
+{
+    json_t **batch = malloc(BATCH * sizeof *batch);
+    json_t **previous = malloc(BATCH * sizeof *previous);
+    long previous_n = 0;
+    double spent = 0;
+    uint8_t hash[RRE_HASH_SIZE];
+    long done = 0;
+    while (done < events) {
+        long n = events - done < BATCH ? events - done : BATCH;
+        for (long i = 0; i < n; i++)
+            batch[i] = payload(duplicates ? 0 : *first_n + done + i);
+        double t0 = now_seconds();
+        if (mode == HASH_ONLY) {
+            for (long i = 0; i < n; i++)
+                if (rre_content_hash(RRE_EV_TRAINING_COMPLETED, batch[i], hash) != RRE_OK)
+                    exit(1);
+        } else {
+            for (long i = 0; i < n; i++)
+                if (rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, batch[i], NULL, NULL) !=
+                    RRE_OK) {
+                    fprintf(stderr, "bench_router: publish failed: %s\n", rre_last_error());
+                    exit(1);
+                }
+        }
+        spent += now_seconds() - t0;
+        for (long i = 0; i < previous_n; i++)
+            json_decref(previous[i]);
+        json_t **swap = previous;
+        previous = batch;
+        batch = swap;
+        previous_n = n;
+        done += n;
+    }
+    for (long i = 0; i < previous_n; i++)
+        json_decref(previous[i]);
+    *first_n += events;
+    free(batch);
+    free(previous);
+    return spent;
+}
+
+int main(int argc, char **argv)
+{
+    long events = argc > 1 ? atol(argv[1]) : 1000000;
+    if (events < 1000)
+        events = 1000;
+    long calls = 0, n = 0;
+
+    /* Resident memory first, before the benchmark's own allocations. */
+    rre_router *r = make_router(RRE_ROUTER_DEFAULT_HISTORY_SIZE, 1, &calls);
+    for (long i = 0; i < RRE_ROUTER_DEFAULT_HISTORY_SIZE; i++) {
+        json_t *p = payload(-1 - i);
+        rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL);
+        json_decref(p);
+    }
+    long rss = resident_kib();
+    printf("router process resident memory: %.2f MiB (1 subscriber, history full with %d "
+           "events; goal < 5 MiB)\n",
+           rss / 1024.0, RRE_ROUTER_DEFAULT_HISTORY_SIZE);
+    rre_router_destroy(r);
+
+    /* Warm up. */
+    r = make_router(RRE_ROUTER_DEFAULT_HISTORY_SIZE, 1, &calls);
+    run(HASH_ONLY, NULL, 20000, false, &n);
+    run(PUBLISH, r, 20000, false, &n);
+    rre_router_destroy(r);
+
+    double hash_s = run(HASH_ONLY, NULL, events, false, &n);
+    double hash_ns = hash_s * 1e9 / (double)events;
+    printf("canonical JSON + SHA-256 alone:        %10.0f events/s  %7.1f ns/event\n",
+           events / hash_s, hash_ns);
+
+    struct {
+        const char *name;
+        size_t subscribers;
+        bool duplicates;
+    } figures[] = {
+        {"publish, 1 subscriber, distinct:      ", 1, false},
+        {"publish, 10 subscribers, distinct:    ", 10, false},
+        {"publish, 1 subscriber, all duplicate: ", 1, true},
+        {"publish, 10 subscribers, all duplicate:", 10, true},
+    };
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        calls = 0;
+        r = make_router(RRE_ROUTER_DEFAULT_HISTORY_SIZE, figures[i].subscribers, &calls);
+        double s = run(PUBLISH, r, events, figures[i].duplicates, &n);
+        double ns = s * 1e9 / (double)events;
+        printf("%s %10.0f events/s  %7.1f ns/event  %.2fx hash-only  (%ld handler calls)\n",
+               figures[i].name, events / s, ns, ns / hash_ns, calls);
+        rre_router_destroy(r);
+    }
+    printf("goals: >= 2,000,000 events/s to 1 subscriber; <= 3x hash-only\n");
+
+    /* Bytes per event with 100,000 events in history and dedup. */
+    enum { HELD = 100000 };
+    struct mallinfo2 before = mallinfo2();
+    r = make_router(HELD, 0, &calls);
+    for (long i = 0; i < HELD; i++) {
+        json_t *p = payload(10000000 + i);
+        rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL);
+        json_decref(p);
+    }
+    struct mallinfo2 after = mallinfo2();
+    rre__lock(&r->mu);
+    size_t own = rre__history_memory(&r->history) + rre__dedup_memory(&r->dedup);
+    size_t held = r->history.count, hashes = r->dedup.count;
+    rre__unlock(&r->mu);
+    printf("bytes per event held (%zu in history, %zu in dedup): %.1f bytes of router "
+           "bookkeeping (goal < 200); %.1f bytes including the payload objects kept alive\n",
+           held, hashes, (double)own / HELD, (double)(after.uordblks - before.uordblks) / HELD);
+    rre_router_destroy(r);
+    return 0;
+}
