@@ -628,6 +628,26 @@ static void test_tracked_runs_are_bounded_by_max_runs(void **state)
     rre_flow_checker_destroy(c);
 }
 
+static void test_ended_run_is_forgotten_when_its_key_starts_again(void **state)
+{
+    (void)state;
+    rre_flow_checker *c = new_checker(0);
+    const char *p = "{\"source\":\"gpu-1\",\"sync_type\":\"data\"}";
+    for (int i = 0; i < 100; i++) {
+        feed(c, RRE_EV_DATA_SYNC_STARTED, p, 0, NULL);
+        feed(c, RRE_EV_DATA_SYNC_COMPLETED, p, 0, NULL);
+    }
+    rre_flow_stats s;
+    rre_flow_get_stats(c, &s);
+    assert_int_equal(s.runs_tracked, 1);
+    /* The last run is still known: a second completion is reported. */
+    feed(c, RRE_EV_DATA_SYNC_FAILED, p, 0, NULL);
+    assert_int_equal(rre_flow_finish(c, 0.0), RRE_OK);
+    const struct expect exp[] = {{RRE_FLOW_RULE_DUPLICATE_TERMINAL, "sync", 0}};
+    assert_issues(c, exp, 1);
+    rre_flow_checker_destroy(c);
+}
+
 static void test_issues_beyond_max_issues_are_counted_not_kept(void **state)
 {
     (void)state;
@@ -770,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_since_skips_earlier_events),
         cmocka_unit_test(test_report_json_lists_issues),
         cmocka_unit_test(test_tracked_runs_are_bounded_by_max_runs),
+        cmocka_unit_test(test_ended_run_is_forgotten_when_its_key_starts_again),
         cmocka_unit_test(test_issues_beyond_max_issues_are_counted_not_kept),
         cmocka_unit_test(test_finished_checker_is_closed),
         cmocka_unit_test(test_null_arguments_are_rejected),
