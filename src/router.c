@@ -336,6 +336,13 @@ void rre_router_destroy(rre_router *r)
 {
     if (r == NULL)
         return;
+    bool worker;
+    if (rre__inside(r, &worker)) {
+        /* Freeing the router under a running handler would pull the ground
+         * from under it; leaking it is the lesser harm of a misuse. */
+        rre__log(RRE_LOG_ERROR, "router", "rre_router_destroy called from a handler: ignored");
+        return;
+    }
     rre_router_close(r);
     /* Subscriptions still queued on the ready list hold references. */
     for (struct rre__sub *s = r->pool.ready_head, *next; s != NULL; s = next) {

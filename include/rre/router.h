@@ -180,8 +180,9 @@ RRE_API rre_status rre_router_close(rre_router *r);
 RRE_API rre_status rre_router_flush(rre_router *r, double timeout_seconds);
 
 /* Closes the router if needed and frees it. Subscriptions and sinks go
- * with it. Must not be called from a handler or sink of this router, nor
- * while another thread still uses it. NULL does nothing. */
+ * with it. Must not be called while another thread still uses it. Called
+ * from a handler or sink of this router it logs an error and does nothing.
+ * NULL does nothing. */
 RRE_API void rre_router_destroy(rre_router *r);
 
 /* ------------------------------------------------------------------------ */
