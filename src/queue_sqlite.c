@@ -321,18 +321,15 @@ static rre_status create_file(const char *path)
     return rre__error(RRE_EIO, "cannot create '%s': %s", path, strerror(errno));
 }
 
-rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib)
+/* Opens `name` and applies the pragmas; returns a SQLite code and leaves a
+ * failed connection in *out for its error message. */
+static int open_connection(const rre_queue *q, const char *name, int flags, int cache_kib,
+                           sqlite3 **out)
 {
-    *out = NULL;
-    sqlite3 *db = NULL;
-    int flags = (q->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
-                SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-    int rc = sqlite3_open_v2(q->path, &db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        rre_status st = rre__queue_sqlite_error(db, rc, "opening the queue database");
-        sqlite3_close(db);
-        return st;
-    }
+    int rc = sqlite3_open_v2(name, out, flags, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3 *db = *out;
     sqlite3_busy_handler(db, busy_handler, (void *)(intptr_t)q->busy_timeout_ms);
     char sql[256];
     snprintf(sql, sizeof sql,
@@ -344,8 +341,55 @@ rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib)
         snprintf(sql, sizeof sql, "PRAGMA max_page_count=%lld", (long long)q->max_page_count);
         rc = exec_simple(db, sql);
     }
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_READONLY))
+        rc = exec_simple(db, "SELECT count(*) FROM sqlite_master");
+    return rc;
+}
+
+/* The file URI of `path` with `immutable=1`, for reading a WAL database in
+ * a directory where the -shm file cannot be created. */
+static char *immutable_uri(const char *path)
+{
+    size_t len = strlen(path);
+    char *uri = malloc(len * 3 + 32);
+    if (uri == NULL)
+        return NULL;
+    char *o = uri + sprintf(uri, "file:");
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    strcpy(o, "?immutable=1");
+    return uri;
+}
+
+rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib)
+{
+    *out = NULL;
+    sqlite3 *db = NULL;
+    int flags = (q->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+                SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    int rc = open_connection(q, q->path, flags, cache_kib, &db);
+    int primary = rc & 0xff;
+    if (q->read_only && (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN)) {
+        /* A WAL database whose directory we cannot write: read a snapshot. */
+        char *uri = immutable_uri(q->path);
+        if (uri != NULL) {
+            sqlite3_close(db);
+            db = NULL;
+            rc = open_connection(q, uri, flags | SQLITE_OPEN_URI, cache_kib, &db);
+            free(uri);
+            if (rc == SQLITE_OK)
+                rre__log(RRE_LOG_WARN, "queue",
+                         "'%s' is in a directory this process cannot write: reading it as it "
+                         "is now, without seeing later changes",
+                         q->path);
+        }
+    }
     if (rc != SQLITE_OK) {
-        rre_status st = rre__queue_sqlite_error(db, rc, "setting up the queue connection");
+        rre_status st = rre__queue_sqlite_error(db, rc, "opening the queue database");
         sqlite3_close(db);
         return st;
     }
