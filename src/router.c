@@ -293,6 +293,7 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
         return rre__error(RRE_ENOMEM, "rre_router_create: out of memory");
     }
     atomic_init(&r->closed, false);
+    atomic_init(&r->coarse_now, r->clock(r->clock_data));
     atomic_init(&r->delivered, 0);
     atomic_init(&r->failures, 0);
     atomic_init(&r->timeouts, 0);
@@ -408,7 +409,7 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
     }
     struct rre__subset *set = r->subs;
     atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
-    bool sinks = set->sink_count > 0;
+    bool sinks = set->sink_count > 0 && (flags & RRE_PUBLISH_LOCAL_ONLY) == 0;
     rre_status hs = RRE_OK;
     if (!sinks)
         hs = rre__history_push(&r->history, ev, time, trace, &evicted);

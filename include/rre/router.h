@@ -139,7 +139,9 @@ RRE_API rre_status rre_router_options_set_history_size(rre_router_options *opts,
  * Threads are started when the first asynchronous event is published. */
 RRE_API rre_status rre_router_options_set_async_workers(rre_router_options *opts, size_t workers);
 /* Seconds a handler call may run before it is reported as HANDLER_TIMEOUT;
- * 0 turns the watchdog off. */
+ * 0 turns the watchdog off. The report comes within one watchdog interval
+ * of the timeout (a call's start is read from the watchdog's last look at
+ * the clock, except for the first handler of a dispatch). */
 RRE_API rre_status rre_router_options_set_handler_timeout(rre_router_options *opts, double seconds);
 /* Real-time interval at which the watchdog looks at the clock, in seconds
  * (> 0); 0 restores the default derived from the timeout. */
@@ -192,6 +194,7 @@ RRE_API void rre_router_destroy(rre_router *r);
 /* Publish flags. */
 #define RRE_PUBLISH_ASYNC 0x1u    /* dispatch on the worker threads, return at once */
 #define RRE_PUBLISH_NO_DEDUP 0x2u /* skip the dedup window for this event (still hashed) */
+#define RRE_PUBLISH_LOCAL_ONLY 0x4u /* keep it in this process: no sink (queue, bridge) sees it */
 
 /* Per-publish options. All-zero (or a NULL pointer) means: synchronous,
  * envelope fields from the payload or made by the router. The strings are
