@@ -223,7 +223,7 @@ size_t rre__dispatch_sync(struct rre_router *r, struct rre__subset *set, const r
     size_t calls = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct rre__sub *s = set->flat[off + i];
-        int64_t start = f.watched && i > 0 ? r->clock(r->clock_data) : now;
+        int64_t start = i == 0 ? now : atomic_load_explicit(&r->coarse_now, memory_order_relaxed);
         int rc;
         if (!call_handler(r, &f, s, ev, start, &rc))
             continue;
@@ -457,7 +457,7 @@ static void *worker_main(void *arg)
                 skipped++; /* close cancels what has not started */
                 continue;
             }
-            int64_t start = f.watched ? r->clock(r->clock_data) : 0;
+            int64_t start = atomic_load_explicit(&r->coarse_now, memory_order_relaxed);
             int rc;
             if (!call_handler(r, &f, s, ev, start, &rc)) {
                 skipped++;
@@ -726,6 +726,7 @@ static void *watchdog_main(void *arg)
             break;
         rre__unlock(&r->watch_mu);
         int64_t now = r->clock(r->clock_data);
+        atomic_store_explicit(&r->coarse_now, now, memory_order_relaxed);
         rre__lock(&r->watch_mu);
         size_t nrep = 0;
         for (struct rre__frame *f = r->watch_list; f != NULL; f = f->wnext) {

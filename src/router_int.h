@@ -165,6 +165,10 @@ struct rre_router {
 
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_cv;
+    /* The clock as last read by the watchdog (or at creation): the start
+     * time of handler calls after the first of a dispatch, so calls do not
+     * each read the clock. Early by at most one watchdog interval. */
+    atomic_int_fast64_t coarse_now;
     /* Guarded by watch_mu. */
     struct rre__frame *watch_list;
     bool watchdog_started;

@@ -17,6 +17,8 @@
 
 #include <rre/rre.h>
 
+#include "router_int.h" /* the watchdog's view of the clock */
+
 /* jansson's inline json_incref()/json_decref() read the reference count
  * with a plain load before their atomic update (to skip the static true,
  * false and null values). The read is of a value that never changes for
@@ -707,6 +709,27 @@ static void gate_release(struct gate *g)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* Waits (real time, at most 10 s) until the watchdog has read the current
+ * fake time. It stores that time before it scans, so seeing it means the
+ * scans at earlier times have finished. */
+static void wait_watchdog_read(rre_router *r)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (atomic_load(&r->coarse_now) == atomic_load(&fake_now))
+            return;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    fail_msg("the watchdog did not read the clock");
+}
+
+/* Waits until the watchdog has scanned at least once at the current time. */
+static void wait_watchdog_scanned(rre_router *r)
+{
+    wait_watchdog_read(r);
+    atomic_fetch_add(&fake_now, 1); /* one microsecond later */
+    wait_watchdog_read(r);
+}
+
 static void test_hanging_handler_is_reported_once_and_others_keep_receiving(void **state)
 {
     (void)state;
@@ -749,6 +772,9 @@ static void test_hanging_handler_is_reported_once_and_others_keep_receiving(void
     rre_router_health_free(&h);
     /* More clock time does not report the same call again. */
     advance(601);
+    wait_watchdog_scanned(r);
+    assert_int_equal(rre_router_flush(r, 0), RRE_ETIMEOUT); /* "hangs" still holds its queue */
+    assert_int_equal(recorder_count(&reports), 1);
     gate_release(&g);
     assert_int_equal(rre_router_flush(r, 10), RRE_OK);
     rre_router_stats *st = malloc(sizeof *st);
