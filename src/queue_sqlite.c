@@ -592,6 +592,7 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
     pthread_mutex_init(&q->maint_mu, NULL);
     pthread_cond_init(&q->maint_cv, NULL);
     pthread_mutex_init(&q->admin_mu, NULL);
+    pthread_mutex_init(&q->own_mu, NULL);
     if (q->dir == NULL || q->file_name == NULL) {
         rre_queue_destroy(q);
         return rre__error(RRE_ENOMEM, "out of memory");
@@ -660,6 +661,8 @@ void rre_queue_destroy(rre_queue *q)
     pthread_mutex_destroy(&q->maint_mu);
     pthread_cond_destroy(&q->maint_cv);
     pthread_mutex_destroy(&q->admin_mu);
+    pthread_mutex_destroy(&q->own_mu);
+    free(q->own_ids);
     free(q->path);
     free(q->dir);
     free(q->file_name);
@@ -708,6 +711,8 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
     rre_queue *q = c->q;
     double cutoff = c->now - q->dedup_window_s;
     for (struct rre__pub_req *r = c->first; r != NULL; r = r->next) {
+        if (r->event_id != 0 && !r->duplicate)
+            rre__queue_own_remove(q, r->event_id); /* from an attempt rolled back */
         r->duplicate = false;
         r->event_id = 0;
         if (q->dedup_window_s > 0) {
@@ -732,6 +737,8 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
         if (rc != SQLITE_DONE)
             return rc;
         r->event_id = sqlite3_last_insert_rowid(db);
+        /* Recorded before the commit, so a receiver never sees the row first. */
+        rre__queue_own_add(q, r->event_id);
         if (q->dedup_window_s > 0) {
             sqlite3_bind_int64(q->st_dedup_put, 1, r->event_id);
             sqlite3_bind_blob(q->st_dedup_put, 2, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
@@ -790,8 +797,11 @@ static void run_batch(rre_queue *q, struct rre__pub_req *first)
     }
     for (struct rre__pub_req *r = first; r != NULL; r = r->next) {
         r->status = st;
-        if (st != RRE_OK)
+        if (st != RRE_OK) {
             snprintf(r->error, sizeof r->error, "%s", rre_last_error());
+            if (r->event_id != 0 && !r->duplicate)
+                rre__queue_own_remove(q, r->event_id);
+        }
     }
 }
 

@@ -64,6 +64,13 @@ struct rre_queue {
     sqlite3 *wdb;
     sqlite3_stmt *st_dedup_get, *st_insert, *st_dedup_put;
 
+    /* Ids this process appended that a linked router's receiver has not
+     * seen yet, increasing; only kept while own_tracking is set. */
+    pthread_mutex_t own_mu;
+    bool own_tracking;       /* own_mu */
+    int64_t *own_ids;        /* own_mu */
+    size_t own_len, own_cap; /* own_mu */
+
     /* The maintenance thread. */
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -125,6 +132,14 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
 /* The WAL hook of the writer connection: asks the maintenance thread for a
  * passive checkpoint once the WAL holds 500 frames. */
 int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
+
+/* Own-event tracking for a linked router (queue_router.c). */
+void rre__queue_own_set_tracking(rre_queue *q, bool on);
+void rre__queue_own_add(rre_queue *q, int64_t id);
+void rre__queue_own_remove(rre_queue *q, int64_t id);
+/* True (and forgets it) when `id` was appended by this process. Ids are
+ * asked in increasing order. */
+bool rre__queue_own_take(rre_queue *q, int64_t id);
 
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);

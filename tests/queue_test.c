@@ -805,6 +805,93 @@ static void test_stats_report_events_types_and_subscribers(void **state)
     rre_subscriber_destroy(s);
 }
 
+/* ---- a router linked to the queue ---------------------------------------- */
+
+struct router_sink {
+    pthread_mutex_t mu;
+    int count;
+    int from_process;
+    int64_t last_id;
+};
+
+static int count_routed(const rre_event *ev, void *ud)
+{
+    struct router_sink *k = ud;
+    pthread_mutex_lock(&k->mu);
+    k->count++;
+    if (ev->origin == RRE_ORIGIN_PROCESS)
+        k->from_process++;
+    k->last_id = ev->event_id;
+    pthread_mutex_unlock(&k->mu);
+    return 0;
+}
+
+static int routed_count(struct router_sink *k, int want)
+{
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&k->mu);
+        int n = k->count;
+        pthread_mutex_unlock(&k->mu);
+        if (n >= want)
+            break;
+        usleep(10 * 1000);
+    }
+    usleep(50 * 1000); /* and nothing more arrives */
+    pthread_mutex_lock(&k->mu);
+    int n = k->count;
+    pthread_mutex_unlock(&k->mu);
+    return n;
+}
+
+static void test_linked_routers_deliver_each_event_once_across_queues(void **state)
+{
+    struct fixture *f = *state;
+    /* A second queue object on the same file stands for another process. */
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.hostname = "testhost";
+    o.maintenance_interval_ms = -1;
+    rre_queue *q2;
+    assert_int_equal(rre_queue_create(&q2, &o), RRE_OK);
+    rre_router *a, *b;
+    assert_int_equal(rre_router_create(&a, NULL), RRE_OK);
+    assert_int_equal(rre_router_create(&b, NULL), RRE_OK);
+    struct router_sink ka = {.mu = PTHREAD_MUTEX_INITIALIZER},
+                       kb = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(rre_router_subscribe_all(a, "a", count_routed, &ka, NULL), RRE_OK);
+    assert_int_equal(rre_router_subscribe_all(b, "b", count_routed, &kb, NULL), RRE_OK);
+    rre_queue_link *la, *lb;
+    assert_int_equal(rre_queue_link_create(&la, f->q, a, NULL), RRE_OK);
+    rre_queue_link_options lo = {.subscriber_name = "router-b"};
+    assert_int_equal(rre_queue_link_create(&lb, q2, b, &lo), RRE_OK);
+
+    json_t *p = json_pack("{s:s,s:f}", "model_id", "m", "new_elo", 1500.0);
+    rre_publish_result res;
+    assert_int_equal(rre_router_publish(a, "ELO_UPDATED", p, NULL, &res), RRE_OK);
+    json_decref(p);
+    assert_true(res.event_id > 0);
+    assert_int_equal(routed_count(&kb, 1), 1);
+    assert_int_equal(kb.from_process, 1);
+    assert_int_equal(kb.last_id, res.event_id);
+    assert_int_equal(routed_count(&ka, 1), 1); /* not again from the file */
+
+    /* A local-only publish stays in its process. */
+    p = json_pack("{s:s}", "model_id", "local");
+    rre_publish_options po = {.flags = RRE_PUBLISH_LOCAL_ONLY};
+    assert_int_equal(rre_router_publish(b, "ELO_UPDATED", p, &po, &res), RRE_OK);
+    json_decref(p);
+    assert_int_equal(res.event_id, 0);
+    assert_int_equal(routed_count(&kb, 2), 2);
+    assert_int_equal(routed_count(&ka, 2), 1);
+
+    rre_queue_link_destroy(la);
+    rre_queue_link_destroy(lb);
+    rre_router_destroy(a);
+    rre_router_destroy(b);
+    rre_queue_destroy(q2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -849,6 +936,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_runs_by_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_report_events_types_and_subscribers, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_linked_routers_deliver_each_event_once_across_queues,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
