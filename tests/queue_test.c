@@ -328,7 +328,7 @@ static void *publisher(void *arg)
 static void test_group_commit_from_threads_stores_every_event(void **state)
 {
     struct fixture *f = *state;
-    enum { THREADS = 4, N = 1000 };
+    enum { THREADS = 4, N = 500 };
     pthread_t th[THREADS];
     struct pub_thread t[THREADS];
     for (int i = 0; i < THREADS; i++) {
@@ -608,28 +608,40 @@ static void test_acks_written_by_python_for_the_same_id_are_honoured(void **stat
 }
 
 struct log_capture {
-    pthread_mutex_t mu;
     int warnings;
     char last[512];
 };
 
+/* The library's log sink is set once (replacing it leaks the old record on
+ * purpose); tests point it at a capture of their own. */
+static pthread_mutex_t capture_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct log_capture *active_capture;
+
 static void capture_log(rre_log_level level, const char *component, const char *message, void *ud)
 {
     (void)component;
-    struct log_capture *c = ud;
-    pthread_mutex_lock(&c->mu);
-    if (level >= RRE_LOG_WARN && strstr(message, "cannot be decoded") != NULL) {
+    (void)ud;
+    pthread_mutex_lock(&capture_mu);
+    struct log_capture *c = active_capture;
+    if (c != NULL && level >= RRE_LOG_WARN && strstr(message, "cannot be decoded") != NULL) {
         c->warnings++;
         snprintf(c->last, sizeof c->last, "%s", message);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&capture_mu);
+}
+
+static void set_capture(struct log_capture *c)
+{
+    pthread_mutex_lock(&capture_mu);
+    active_capture = c;
+    pthread_mutex_unlock(&capture_mu);
 }
 
 static void test_poison_row_is_reported_once_and_skipped(void **state)
 {
     struct fixture *f = *state;
-    struct log_capture cap = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    rre_set_logger(capture_log, &cap, RRE_LOG_DEBUG);
+    struct log_capture cap = {0};
+    set_capture(&cap);
     int64_t a = publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
     sqlite3 *db = raw_open(f->path);
     assert_int_equal(sqlite3_exec(db,
@@ -655,7 +667,7 @@ static void test_poison_row_is_reported_once_and_skipped(void **state)
     rre_subscriber_counters c;
     rre_subscriber_get_counters(t, &c);
     assert_int_equal(c.poison, 2);
-    rre_set_logger(NULL, NULL, RRE_LOG_DEBUG);
+    set_capture(NULL);
     assert_int_equal(cap.warnings, 2); /* once per row, not once per subscriber */
     rre_subscriber_destroy(s);
     rre_subscriber_destroy(t);
@@ -883,7 +895,7 @@ static void test_linked_routers_deliver_each_event_once_across_queues(void **sta
     json_decref(p);
     assert_int_equal(res.event_id, 0);
     assert_int_equal(routed_count(&kb, 2), 2);
-    assert_int_equal(routed_count(&ka, 2), 1);
+    assert_int_equal(routed_count(&ka, 1), 1);
 
     rre_queue_link_destroy(la);
     rre_queue_link_destroy(lb);
@@ -894,6 +906,7 @@ static void test_linked_routers_deliver_each_event_once_across_queues(void **sta
 
 int main(void)
 {
+    rre_set_logger(capture_log, NULL, RRE_LOG_DEBUG);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_path_follows_the_location_rules),
         cmocka_unit_test_setup_teardown(test_create_makes_parent_dirs_and_owner_only_files, setup,
