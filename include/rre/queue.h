@@ -119,13 +119,16 @@ RRE_API rre_status rre_queue_default_path(char *buf, size_t cap);
  * RRE_EREADONLY when it cannot be written (use read_only to read it anyway). */
 RRE_API rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts);
 
-/* Stops the queue: pending and later publishes return RRE_ECLOSED, waiting
- * subscribers wake up and return RRE_ECLOSED, the maintenance thread ends.
+/* Stops the queue: later publishes return RRE_ECLOSED, subscribers waiting
+ * in rre_subscriber_poll() return RRE_ECLOSED within the fallback re-read
+ * interval (250 ms; rre_subscriber_close() wakes one at once), the
+ * maintenance thread ends. Publishes already queued are still committed.
  * Idempotent; NULL does nothing. */
 RRE_API void rre_queue_close(rre_queue *q);
 
-/* Closes (if needed) and frees the queue. All its subscribers must have been
- * destroyed first. NULL does nothing. */
+/* Closes (if needed) and frees the queue. Its subscribers and links must
+ * have been destroyed first, and no publish may be running. NULL does
+ * nothing. */
 RRE_API void rre_queue_destroy(rre_queue *q);
 
 /* The path of the open database file (owned by the queue). */
