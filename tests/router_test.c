@@ -19,17 +19,6 @@
 
 #include "router_int.h" /* the watchdog's view of the clock */
 
-/* jansson's inline json_incref()/json_decref() read the reference count
- * with a plain load before their atomic update (to skip the static true,
- * false and null values). The read is of a value that never changes for
- * the objects shared here, but ThreadSanitizer cannot know that; these
- * two frames are the only ones suppressed. */
-__attribute__((visibility("default"))) const char *__tsan_default_suppressions(void);
-const char *__tsan_default_suppressions(void)
-{
-    return "race:json_incref\nrace:json_decref\n";
-}
-
 /* ---- helpers -------------------------------------------------------------------- */
 
 static atomic_llong fake_now;
