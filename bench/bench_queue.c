@@ -58,7 +58,6 @@ static rre_queue *open_queue(const char *name, rre_queue_sync sync)
     rre_queue_options_init(&o);
     o.path = path;
     o.sync = sync;
-    o.maintenance_interval_ms = -1;
     rre_queue *q;
     rre_status st = rre_queue_create(&q, &o);
     if (st != RRE_OK)
@@ -149,8 +148,8 @@ static int cmp64(const void *a, const void *b)
 
 /* Child: consumes `want` events as durable subscriber `name`, writes its
  * figures to fd. */
-static void consumer_child(const char *dbname, const char *name, long want, bool latency, int fd,
-                           int ready_fd)
+_Noreturn static void consumer_child(const char *dbname, const char *name, long want, bool latency,
+                                     int fd, int ready_fd)
 {
     rre_queue *q = open_queue(dbname, RRE_QUEUE_SYNC_NORMAL);
     rre_subscriber_options o;
@@ -185,17 +184,26 @@ static void consumer_child(const char *dbname, const char *name, long want, bool
     exit(0);
 }
 
+/* Starts a consumer as a fresh program (so its memory figure is its own,
+ * not what it would inherit from this process through fork). */
 static void run_child(const char *dbname, const char *name, long want, bool latency, int out[2],
                       pid_t *pid)
 {
     int ready[2];
     if (pipe(out) != 0 || pipe(ready) != 0)
         exit(1);
+    fflush(stdout);
     *pid = fork();
     if (*pid == 0) {
         close(out[0]);
         close(ready[0]);
-        consumer_child(dbname, name, want, latency, out[1], ready[1]);
+        char want_s[32], out_s[16], ready_s[16];
+        snprintf(want_s, sizeof want_s, "%ld", want);
+        snprintf(out_s, sizeof out_s, "%d", out[1]);
+        snprintf(ready_s, sizeof ready_s, "%d", ready[1]);
+        execl("/proc/self/exe", "bench_queue", "--consumer", dir, dbname, name, want_s,
+              latency ? "1" : "0", out_s, ready_s, (char *)NULL);
+        _exit(127);
     }
     close(out[1]);
     close(ready[1]);
@@ -207,6 +215,11 @@ static void run_child(const char *dbname, const char *name, long want, bool late
 
 int main(int argc, char **argv)
 {
+    if (argc == 9 && strcmp(argv[1], "--consumer") == 0) {
+        snprintf(dir, sizeof dir, "%s", argv[2]);
+        consumer_child(argv[3], argv[4], atol(argv[5]), argv[6][0] == '1', atoi(argv[7]),
+                       atoi(argv[8]));
+    }
     long n = argc > 1 ? atol(argv[1]) : 200000;
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/rre-bench-queue-XXXXXX", tmp != NULL ? tmp : "/tmp");
