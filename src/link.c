@@ -2,44 +2,29 @@
  * link.c - a router attached to the durable queue (see include/rre/link.h).
  *
  * DESIGN. The link is two one-way paths. Outbound, a router sink for LOCAL
- * events appends each accepted event to the queue and remembers its new
- * event_id in `own`, a small hash set. Inbound, a reader thread polls a
- * queue subscriber (waking on commits by any process) and injects each
- * event it reads into the router with origin PROCESS, unless its id is in
- * `own`: those are this process's own events coming back, already
- * delivered. The reader removes ids from `own` as it passes them, and drops
- * ids it can no longer meet (at or below its cursor), so the set holds only
- * events in flight between a commit and the reader.
+ * events appends each accepted event to the queue; the queue records the
+ * new id of every row it inserts for this handle inside the transaction,
+ * before the commit (queue_own.c), so no reader can see the row before the
+ * id is known. Inbound, a reader thread polls a queue subscriber (waking on
+ * commits by any process) and injects each event it reads into the router
+ * with origin PROCESS, unless the queue says the id is its own: those are
+ * this process's events coming back, already delivered. After each poll the
+ * ids the reader has passed (filtered out, or gone) are forgotten, so the
+ * list holds only events between a commit and the reader.
  *
- * A row becomes visible to the reader when its transaction commits, which
- * is a moment before the sink learns its id. So when the reader meets an id
- * that is not in `own`, it waits for the sink calls that started before it
- * looked (tickets below `next_ticket`) to finish, then checks again. Calls
- * that start later cannot have written a row the reader already sees.
- *
- * Locks: `mu` guards `own` and the counters the sink updates; the reader's
- * own counters are atomics. No user callback runs with `mu` held.
+ * Locks: `mu` guards the sink's counters and pairs with `progress` for
+ * rre_link_sync(); the reader's counters are atomics. No user callback runs
+ * with `mu` held.
  */
 #include "internal.h"
+#include "queue_sqlite.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct id_set {
-    int64_t *slots; /* 0 = empty, -1 = deleted */
-    size_t cap;     /* power of two */
-    size_t used;    /* live + deleted */
-    size_t live;
-};
-
-/* A sink call in progress; lives on the calling thread's stack. */
-struct append_call {
-    uint64_t ticket;
-    struct append_call *prev, *next;
-};
 
 struct rre_link {
     rre_router *router;
@@ -49,12 +34,10 @@ struct rre_link {
     unsigned flags;
     pthread_t thread;
     bool thread_started;
+    bool tracking; /* the queue records our ids for us */
 
     pthread_mutex_t mu;
-    pthread_cond_t progress;   /* signalled when last_read_id moves or a sink call ends */
-    struct id_set own;         /* guarded by mu */
-    struct append_call *calls; /* sink calls in progress; guarded by mu */
-    uint64_t next_ticket;      /* guarded by mu */
+    pthread_cond_t progress;                            /* signalled when last_read_id moves */
     uint64_t appended, append_failed, queue_duplicates; /* guarded by mu */
 
     _Atomic uint64_t read, own_skipped, injected;
@@ -74,142 +57,28 @@ static void unlock(pthread_mutex_t *m)
         rre__panic("link: mutex unlock failed");
 }
 
-static size_t id_hash(int64_t id, size_t cap)
-{
-    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    return (size_t)(x >> 17) & (cap - 1);
-}
-
-static bool id_set_grow(struct id_set *s)
-{
-    size_t cap = s->cap ? s->cap * 2 : 64;
-    if (s->live * 4 < s->cap)
-        cap = s->cap; /* mostly tombstones: rehash at the same size */
-    int64_t *slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        return false;
-    for (size_t i = 0; i < s->cap; i++) {
-        int64_t id = s->slots[i];
-        if (id <= 0)
-            continue;
-        size_t j = id_hash(id, cap);
-        while (slots[j] != 0)
-            j = (j + 1) & (cap - 1);
-        slots[j] = id;
-    }
-    free(s->slots);
-    s->slots = slots;
-    s->cap = cap;
-    s->used = s->live;
-    return true;
-}
-
-static bool id_set_add(struct id_set *s, int64_t id)
-{
-    if ((s->used + 1) * 4 > s->cap * 3 && !id_set_grow(s))
-        return false;
-    size_t j = id_hash(id, s->cap);
-    while (s->slots[j] > 0) {
-        if (s->slots[j] == id)
-            return true;
-        j = (j + 1) & (s->cap - 1);
-    }
-    if (s->slots[j] == 0)
-        s->used++;
-    s->slots[j] = id;
-    s->live++;
-    return true;
-}
-
-/* Removes `id`; returns whether it was there. */
-static bool id_set_take(struct id_set *s, int64_t id)
-{
-    if (s->live == 0)
-        return false;
-    size_t j = id_hash(id, s->cap);
-    while (s->slots[j] != 0) {
-        if (s->slots[j] == id) {
-            s->slots[j] = -1;
-            s->live--;
-            return true;
-        }
-        j = (j + 1) & (s->cap - 1);
-    }
-    return false;
-}
-
-/* Drops ids at or below `cursor`: the reader has passed them. */
-static void id_set_drop_upto(struct id_set *s, int64_t cursor)
-{
-    for (size_t i = 0; i < s->cap && s->live > 0; i++) {
-        if (s->slots[i] > 0 && s->slots[i] <= cursor) {
-            s->slots[i] = -1;
-            s->live--;
-        }
-    }
-}
-
 static rre_status link_sink(rre_event *ev, void *user_data)
 {
     rre_link *link = user_data;
-    struct append_call call = {0};
-    lock(&link->mu);
-    call.ticket = link->next_ticket++;
-    call.next = link->calls;
-    if (link->calls != NULL)
-        link->calls->prev = &call;
-    link->calls = &call;
-    unlock(&link->mu);
-
     bool duplicate = false;
     rre_status st = rre_queue_publish_event(link->queue, ev, &duplicate);
     lock(&link->mu);
-    if (call.prev != NULL)
-        call.prev->next = call.next;
-    else
-        link->calls = call.next;
-    if (call.next != NULL)
-        call.next->prev = call.prev;
-    pthread_cond_broadcast(&link->progress);
-    if (st != RRE_OK) {
+    if (st != RRE_OK)
         link->append_failed++;
-    } else if (duplicate) {
-        /* Another process stored this content first; the reader will meet
-         * that row and the router's dedup will drop it. */
-        link->queue_duplicates++;
-    } else {
+    else if (duplicate)
+        link->queue_duplicates++; /* another process stored it first; our
+                                     router's dedup drops that row's copy */
+    else
         link->appended++;
-        if (link->reader != NULL && !id_set_add(&link->own, ev->event_id))
-            st =
-                rre__error(RRE_ENOMEM, "link: cannot remember event %lld", (long long)ev->event_id);
-    }
     unlock(&link->mu);
     return st;
-}
-
-/* Whether a sink call with a ticket below `horizon` is still running.
- * Called with mu held. */
-static bool started_before(const rre_link *link, uint64_t horizon)
-{
-    for (const struct append_call *c = link->calls; c != NULL; c = c->next)
-        if (c->ticket < horizon)
-            return true;
-    return false;
 }
 
 static rre_status reader_handler(const rre_event *ev, void *user_data)
 {
     rre_link *link = user_data;
     atomic_fetch_add(&link->read, 1);
-    lock(&link->mu);
-    bool own = id_set_take(&link->own, ev->event_id);
-    uint64_t horizon = link->next_ticket;
-    while (!own && started_before(link, horizon)) {
-        pthread_cond_wait(&link->progress, &link->mu);
-        own = id_set_take(&link->own, ev->event_id);
-    }
-    unlock(&link->mu);
-    if (own) {
+    if (rre__queue_own_take(link->queue, ev->event_id)) {
         atomic_fetch_add(&link->own_skipped, 1);
         return RRE_OK;
     }
@@ -217,6 +86,8 @@ static rre_status reader_handler(const rre_event *ev, void *user_data)
     if (link->flags & RRE_LINK_ASYNC)
         po.flags |= RRE_PUBLISH_ASYNC;
     rre_status st = rre_router_inject(link->router, ev, &po, NULL);
+    if (st == RRE_ECLOSED)
+        return RRE_ECLOSED; /* not acknowledged: delivered again next time */
     if (st == RRE_OK)
         atomic_fetch_add(&link->injected, 1);
     else
@@ -231,9 +102,9 @@ static void note_progress(rre_link *link)
 {
     rre_subscriber_counters c;
     rre_subscriber_get_counters(link->reader, &c);
+    rre__queue_own_drop_upto(link->queue, c.cursor);
     lock(&link->mu);
     atomic_store(&link->last_read_id, c.cursor);
-    id_set_drop_upto(&link->own, c.cursor);
     pthread_cond_broadcast(&link->progress);
     unlock(&link->mu);
 }
@@ -242,8 +113,7 @@ static void *reader_main(void *arg)
 {
     rre_link *link = arg;
     while (!atomic_load(&link->stopping)) {
-        size_t delivered = 0;
-        rre_status st = rre_subscriber_poll(link->reader, 250, 0, reader_handler, link, &delivered);
+        rre_status st = rre_subscriber_poll(link->reader, 250, 0, reader_handler, link, NULL);
         note_progress(link);
         if (st == RRE_ECLOSED)
             break;
@@ -257,18 +127,6 @@ static void *reader_main(void *arg)
         }
     }
     return NULL;
-}
-
-static rre_status last_event_id(rre_queue *q, int64_t *out)
-{
-    json_t *stats = NULL;
-    rre_status st = rre_queue_stats(q, &stats);
-    if (st != RRE_OK)
-        return st;
-    json_t *last = json_object_get(stats, "last_event_id");
-    *out = json_is_integer(last) ? (int64_t)json_integer_value(last) : 0;
-    json_decref(stats);
-    return RRE_OK;
 }
 
 rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
@@ -294,22 +152,19 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
 
     rre_status st = RRE_OK;
     if (!(opts->flags & RRE_LINK_NO_READER)) {
+        rre__queue_own_set_tracking(queue, true);
+        link->tracking = true;
         rre_subscriber_options so;
         rre_subscriber_options_init(&so);
         so.name = opts->subscriber_name;
         so.types = opts->types;
         so.type_count = opts->types ? opts->type_count : 0;
-        if (opts->subscriber_name != NULL || (opts->flags & RRE_LINK_SINCE_ID)) {
+        if (opts->subscriber_name != NULL || (opts->flags & RRE_LINK_SINCE_ID))
             so.since_id = opts->since_id;
-            atomic_store(&link->last_read_id, opts->since_id);
-        } else {
-            int64_t last = 0;
-            st = last_event_id(queue, &last);
-            so.since_id = last;
-            atomic_store(&link->last_read_id, last);
-        }
-        if (st == RRE_OK)
-            st = rre_subscriber_create(&link->reader, queue, &so);
+        else
+            so.since_id = rre__queue_last_event_id(queue);
+        atomic_store(&link->last_read_id, so.since_id);
+        st = rre_subscriber_create(&link->reader, queue, &so);
     }
     if (st == RRE_OK)
         st = rre_router_add_sink(router, RRE_ORIGIN_BIT(RRE_ORIGIN_LOCAL), link_sink, link,
@@ -321,11 +176,10 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
             link->thread_started = true;
     }
     if (st != RRE_OK) {
-        rre_status keep = st;
         char detail[512];
         snprintf(detail, sizeof detail, "%s", rre_last_error());
         rre_link_destroy(link);
-        return rre__error(keep, "%s", detail);
+        return rre__error(st, "%s", detail);
     }
     *out = link;
     return RRE_OK;
@@ -337,10 +191,7 @@ rre_status rre_link_sync(rre_link *link, int timeout_ms)
         return rre__error(RRE_EINVAL, "link: NULL");
     if (link->reader == NULL)
         return RRE_OK;
-    int64_t target = 0;
-    rre_status st = last_event_id(link->queue, &target);
-    if (st != RRE_OK)
-        return st;
+    int64_t target = rre__queue_last_event_id(link->queue);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
@@ -390,7 +241,8 @@ void rre_link_destroy(rre_link *link)
     if (link->thread_started)
         pthread_join(link->thread, NULL);
     rre_subscriber_destroy(link->reader);
-    free(link->own.slots);
+    if (link->tracking)
+        rre__queue_own_set_tracking(link->queue, false);
     pthread_cond_destroy(&link->progress);
     pthread_mutex_destroy(&link->mu);
     free(link);

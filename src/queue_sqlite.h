@@ -133,13 +133,20 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
  * passive checkpoint once the WAL holds 500 frames. */
 int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
 
-/* Own-event tracking for a linked router (queue_router.c). */
+/* Own-event tracking for a linked router (queue_own.c, used by link.c):
+ * while tracking is on, every id this handle inserts is recorded before its
+ * transaction commits (and removed again when it rolls back). */
 void rre__queue_own_set_tracking(rre_queue *q, bool on);
 void rre__queue_own_add(rre_queue *q, int64_t id);
 void rre__queue_own_remove(rre_queue *q, int64_t id);
-/* True (and forgets it) when `id` was appended by this process. Ids are
- * asked in increasing order. */
+/* True (and forgets it) when `id` was appended through this handle. Ids are
+ * asked in increasing order; smaller ones still listed are dropped. */
 bool rre__queue_own_take(rre_queue *q, int64_t id);
+/* Forgets the ids at or below `cursor`: a reader has passed them (filtered
+ * out, or deleted by retention). */
+void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor);
+/* The id of the newest event (0 when none). */
+int64_t rre__queue_last_event_id(rre_queue *q);
 
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);

@@ -873,10 +873,10 @@ static void test_linked_routers_deliver_each_event_once_across_queues(void **sta
                        kb = {.mu = PTHREAD_MUTEX_INITIALIZER};
     assert_int_equal(rre_router_subscribe_all(a, "a", count_routed, &ka, NULL), RRE_OK);
     assert_int_equal(rre_router_subscribe_all(b, "b", count_routed, &kb, NULL), RRE_OK);
-    rre_queue_link *la, *lb;
-    assert_int_equal(rre_queue_link_create(&la, f->q, a, NULL), RRE_OK);
-    rre_queue_link_options lo = {.subscriber_name = "router-b"};
-    assert_int_equal(rre_queue_link_create(&lb, q2, b, &lo), RRE_OK);
+    rre_link *la, *lb;
+    assert_int_equal(rre_link_create(&la, a, f->q, NULL), RRE_OK);
+    rre_link_options lo = {.subscriber_name = "router-b"};
+    assert_int_equal(rre_link_create(&lb, b, q2, &lo), RRE_OK);
 
     json_t *p = json_pack("{s:s,s:f}", "model_id", "m", "new_elo", 1500.0);
     rre_publish_result res;
@@ -897,8 +897,8 @@ static void test_linked_routers_deliver_each_event_once_across_queues(void **sta
     assert_int_equal(routed_count(&kb, 2), 2);
     assert_int_equal(routed_count(&ka, 1), 1);
 
-    rre_queue_link_destroy(la);
-    rre_queue_link_destroy(lb);
+    rre_link_destroy(la);
+    rre_link_destroy(lb);
     rre_router_destroy(a);
     rre_router_destroy(b);
     rre_queue_destroy(q2);

@@ -11,8 +11,10 @@
  *  - a reader thread follows the queue and injects the events other
  *    processes (C or Python) appended into the router, with origin PROCESS,
  *    so local subscribers receive them through the router's dedup;
- *  - the events this link appended itself are recognised by their event_id
- *    and are not delivered a second time when the reader meets them;
+ *  - the events appended through this queue handle (by the link, or by
+ *    rre_queue_publish() on the same handle) are recognised by their
+ *    event_id, recorded before their commit, and are not delivered a second
+ *    time when the reader meets them; one link per queue handle;
  *  - content published in two processes within the dedup window is stored
  *    once (the queue's dedup) and delivered once to each process (the
  *    router's dedup drops the copy that comes back from the file).

@@ -260,42 +260,7 @@ typedef struct rre_queue_purge_result {
  * NULL. */
 RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
 
-/* ------------------------------------------------------------------------ */
-/* Attaching a router                                                        */
-/* ------------------------------------------------------------------------ */
-
-/*
- * A link joins a router to a queue in both directions:
- *  - every event published through the router in this process is appended
- *    to the queue (a sink; its durable event_id is set on the event before
- *    history and handlers see it), except those published with
- *    RRE_PUBLISH_LOCAL_ONLY, which stay in the process;
- *  - a receiving thread delivers the events other processes appended to the
- *    router's local subscribers (rre_router_inject, origin PROCESS), exactly
- *    once: events this process appended are recognised by their id when they
- *    come back from the file and are not delivered again.
- * Duplicates found by the queue's cross-process dedup are still delivered
- * locally (the router's own window decides locally) but not stored twice.
- */
-typedef struct rre_queue_link rre_queue_link;
-
-typedef struct rre_queue_link_options {
-    /* Durable subscriber name for receiving: events published while this
-     * process was down are delivered when it comes back. NULL: receive only
-     * what is appended after the link is made. */
-    const char *subscriber_name;
-    bool async_dispatch; /* inject with RRE_PUBLISH_ASYNC */
-    bool receive_only;   /* no sink: local publishes are not appended */
-    bool send_only;      /* no receiving thread */
-} rre_queue_link_options;
-
-/* Links `r` and `q` (both must outlive the link). `opts` may be NULL.
- * Errors: those of rre_subscriber_create() and rre_router_add_sink(). */
-RRE_API rre_status rre_queue_link_create(rre_queue_link **out, rre_queue *q, rre_router *r,
-                                         const rre_queue_link_options *opts);
-
-/* Stops the receiving thread, removes the sink and frees the link. Not from
- * a handler of the linked router. NULL does nothing. */
-RRE_API void rre_queue_link_destroy(rre_queue_link *link);
+/* Attaching a router to the queue (appending its events, receiving the
+ * events of other processes) is <rre/link.h>. */
 
 #endif

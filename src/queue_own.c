@@ -1,0 +1,108 @@
+/*
+ * queue_own.c - the ids of the events this queue handle appended, recorded
+ * inside the publishing transaction before its commit, so a reader of the
+ * same process (the router link, src/link.c) can recognise its own events
+ * when they come back from the file without ever seeing a row first.
+ *
+ * The list is kept in increasing id order under own_mu; it is only kept
+ * while tracking is on (a link is attached).
+ */
+#include "queue_sqlite.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- own ids ------------------------------------------------------------ */
+
+void rre__queue_own_set_tracking(rre_queue *q, bool on)
+{
+    rre__queue_lock(&q->own_mu);
+    q->own_tracking = on;
+    if (!on)
+        q->own_len = 0;
+    rre__queue_unlock(&q->own_mu);
+}
+
+void rre__queue_own_add(rre_queue *q, int64_t id)
+{
+    rre__queue_lock(&q->own_mu);
+    if (q->own_tracking) {
+        if (q->own_len == q->own_cap) {
+            size_t cap = q->own_cap ? q->own_cap * 2 : 256;
+            int64_t *n = realloc(q->own_ids, cap * sizeof *n);
+            if (n == NULL) {
+                /* Without memory the id is forgotten: the router's dedup
+                 * window still catches the echo by its hash. */
+                rre__queue_unlock(&q->own_mu);
+                return;
+            }
+            q->own_ids = n;
+            q->own_cap = cap;
+        }
+        q->own_ids[q->own_len++] = id;
+    }
+    rre__queue_unlock(&q->own_mu);
+}
+
+void rre__queue_own_remove(rre_queue *q, int64_t id)
+{
+    rre__queue_lock(&q->own_mu);
+    for (size_t i = q->own_len; i-- > 0;) {
+        if (q->own_ids[i] == id) {
+            memmove(q->own_ids + i, q->own_ids + i + 1, (q->own_len - i - 1) * sizeof(int64_t));
+            q->own_len--;
+            break;
+        }
+    }
+    rre__queue_unlock(&q->own_mu);
+}
+
+void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor)
+{
+    rre__queue_lock(&q->own_mu);
+    size_t drop = 0;
+    while (drop < q->own_len && q->own_ids[drop] <= cursor)
+        drop++;
+    if (drop > 0) {
+        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof(int64_t));
+        q->own_len -= drop;
+    }
+    rre__queue_unlock(&q->own_mu);
+}
+
+bool rre__queue_own_take(rre_queue *q, int64_t id)
+{
+    rre__queue_lock(&q->own_mu);
+    /* Ids are committed in increasing order and read in increasing order:
+     * anything smaller than `id` still listed will never be read (deleted by
+     * retention before the receiver got there). */
+    size_t drop = 0;
+    while (drop < q->own_len && q->own_ids[drop] < id)
+        drop++;
+    bool mine = drop < q->own_len && q->own_ids[drop] == id;
+    if (mine)
+        drop++;
+    if (drop > 0) {
+        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof(int64_t));
+        q->own_len -= drop;
+    }
+    rre__queue_unlock(&q->own_mu);
+    return mine;
+}
+
+/* The id of the newest event, so a transient receiver starts after it. */
+int64_t rre__queue_last_event_id(rre_queue *q)
+{
+    int64_t id = 0;
+    rre__queue_lock(&q->admin_mu);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->adb, "SELECT max(event_id) FROM events", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    rre__queue_unlock(&q->admin_mu);
+    return id;
+}
