@@ -3,6 +3,8 @@
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +74,77 @@ char *cli_read_stdin(size_t max, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+bool cli_parse_duration(const char *text, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno != 0 || !isfinite(v) || v < 0.0)
+        return false;
+    double unit = 1.0;
+    if (*end != '\0') {
+        switch (*end) {
+        case 's':
+            unit = 1.0;
+            break;
+        case 'm':
+            unit = 60.0;
+            break;
+        case 'h':
+            unit = 3600.0;
+            break;
+        case 'd':
+            unit = 86400.0;
+            break;
+        default:
+            return false;
+        }
+        if (end[1] != '\0')
+            return false;
+    }
+    *out = v * unit;
+    return true;
+}
+
+int cli_read_payload(const char *cmd, const char *arg, json_t **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    const char *json_text = arg;
+    if (arg == NULL || strcmp(arg, "-") == 0) {
+        text = cli_read_stdin(RRE_PAYLOAD_MAX_BYTES, &len);
+        if (text == NULL)
+            return cli_fail("%s: cannot read the payload from standard input (more than %u "
+                            "bytes, or a read error)",
+                            cmd, RRE_PAYLOAD_MAX_BYTES);
+        json_text = text;
+    } else {
+        len = strlen(arg);
+    }
+    rre_status st = rre_payload_parse(json_text, len, out);
+    free(text);
+    if (st != RRE_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "%s: payload", cmd);
+        return cli_fail_status(what, st);
+    }
+    return CLI_OK;
+}
+
+int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenance, rre_queue **out)
+{
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = g->db_path;
+    /* A short-lived command leaves retention to the processes that stay. */
+    o.maintenance_interval_ms = maintenance ? 0 : -1;
+    rre_status st = rre_queue_create(out, &o);
+    if (st != RRE_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "%s: opening the queue", cmd);
+        return cli_fail_status(what, st);
+    }
+    return CLI_OK;
 }

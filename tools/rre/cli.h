@@ -41,6 +41,20 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * returns CLI_FAIL. */
 int cli_fail_status(const char *what, rre_status st);
 
+/* Parses "<number>[smhd]" (seconds, minutes, hours, days; no unit: seconds)
+ * into seconds; false when malformed or negative. */
+bool cli_parse_duration(const char *text, double *out);
+
+/* Reads a payload from `arg` (JSON text), or from standard input when `arg`
+ * is NULL or "-", and parses it (rre_payload_parse). On failure prints the
+ * reason prefixed by `cmd` and returns CLI_FAIL; CLI_OK otherwise. */
+int cli_read_payload(const char *cmd, const char *arg, json_t **out);
+
+/* Opens the queue at --db (or the default location), with its maintenance
+ * thread only when `maintenance`. On failure prints the reason and returns
+ * CLI_FAIL. */
+int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenance, rre_queue **out);
+
 /* Reads all of standard input (up to `max` bytes; more is an error). */
 char *cli_read_stdin(size_t max, size_t *len);
 

@@ -44,38 +44,6 @@ static void flow_help(void)
 }
 
 /* Parses "30s", "5m", "2h", "1d" or a bare number of seconds. */
-static bool parse_duration(const char *text, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (end == text || errno != 0 || !isfinite(v) || v < 0.0)
-        return false;
-    double unit = 1.0;
-    if (*end != '\0') {
-        switch (*end) {
-        case 's':
-            unit = 1.0;
-            break;
-        case 'm':
-            unit = 60.0;
-            break;
-        case 'h':
-            unit = 3600.0;
-            break;
-        case 'd':
-            unit = 86400.0;
-            break;
-        default:
-            return false;
-        }
-        if (end[1] != '\0')
-            return false;
-    }
-    *out = v * unit;
-    return true;
-}
-
 static bool parse_event_id(const char *text, int64_t *out)
 {
     char *end = NULL;
@@ -241,7 +209,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
                     return cli_usage_error("flow check: --since needs an event id, not '%s'", val);
                 opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
             } else if (strcmp(a, "--stall-after") == 0) {
-                if (!parse_duration(val, &opt.stall_after))
+                if (!cli_parse_duration(val, &opt.stall_after))
                     return cli_usage_error("flow check: --stall-after needs a duration such as "
                                            "30s, 5m, 2h or 1d, not '%s'",
                                            val);

@@ -90,25 +90,10 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
     if (st != RRE_OK)
         return cli_fail_status("publish", st);
 
-    char *text = NULL;
-    size_t len = 0;
-    const char *json_text;
-    if (payload_arg == NULL || strcmp(payload_arg, "-") == 0) {
-        text = cli_read_stdin(RRE_PAYLOAD_MAX_BYTES, &len);
-        if (text == NULL)
-            return cli_fail("publish: cannot read the payload from standard input (more than %u "
-                            "bytes, or a read error)",
-                            RRE_PAYLOAD_MAX_BYTES);
-        json_text = text;
-    } else {
-        json_text = payload_arg;
-        len = strlen(payload_arg);
-    }
     json_t *payload = NULL;
-    st = rre_payload_parse(json_text, len, &payload);
-    free(text);
-    if (st != RRE_OK)
-        return cli_fail_status("publish: payload", st);
+    int rc = cli_read_payload("publish", payload_arg, &payload);
+    if (rc != CLI_OK)
+        return rc;
 
     rre_payload_normalize(payload);
     rre_problems problems;
@@ -129,15 +114,10 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
                         rre_event_name(type));
     }
 
-    rre_queue_options o;
-    rre_queue_options_init(&o);
-    o.path = g->db_path;
-    o.maintenance_interval_ms = -1; /* a short-lived process leaves retention to others */
     rre_queue *q = NULL;
-    st = rre_queue_create(&q, &o);
-    if (st != RRE_OK) {
+    if (cli_open_queue(g, "publish", false, &q) != CLI_OK) {
         json_decref(payload);
-        return cli_fail_status("publish: opening the queue", st);
+        return CLI_FAIL;
     }
     char ts[RRE_TIMESTAMP_MAX], trace[RRE_TRACE_ID_MAX];
     now_iso(ts);

@@ -24,39 +24,6 @@ static void purge_help(void)
          "Prints {\"events\":N,\"acks\":N,\"dedup\":N,\"subscribers\":N,\"poison\":N}.");
 }
 
-/* Parses "<number>[smhd]" into seconds; false when malformed. */
-static bool parse_duration(const char *text, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || !isfinite(v) || v < 0)
-        return false;
-    double unit = 1;
-    if (*end != '\0') {
-        switch (*end) {
-        case 's':
-            unit = 1;
-            break;
-        case 'm':
-            unit = 60;
-            break;
-        case 'h':
-            unit = 3600;
-            break;
-        case 'd':
-            unit = 86400;
-            break;
-        default:
-            return false;
-        }
-        if (end[1] != '\0')
-            return false;
-    }
-    *out = v * unit;
-    return true;
-}
-
 int cmd_purge(const struct cli_globals *g, int argc, char **argv)
 {
     double older = -1;
@@ -68,7 +35,7 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
         } else if (strcmp(a, "--older-than") == 0) {
             if (i + 1 >= argc)
                 return cli_usage_error("purge: --older-than needs a DURATION such as 24h");
-            if (!parse_duration(argv[++i], &older))
+            if (!cli_parse_duration(argv[++i], &older))
                 return cli_usage_error("purge: '%s' is not a duration (a number with an optional "
                                        "unit s, m, h or d)",
                                        argv[i]);
@@ -76,16 +43,11 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
             return cli_usage_error("purge: unexpected argument '%s'", a);
         }
     }
-    rre_queue_options o;
-    rre_queue_options_init(&o);
-    o.path = g->db_path;
-    o.maintenance_interval_ms = -1;
     rre_queue *q = NULL;
-    rre_status st = rre_queue_create(&q, &o);
-    if (st != RRE_OK)
-        return cli_fail_status("purge: opening the queue", st);
+    if (cli_open_queue(g, "purge", false, &q) != CLI_OK)
+        return CLI_FAIL;
     rre_queue_purge_result r;
-    st = rre_queue_purge(q, older, &r);
+    rre_status st = rre_queue_purge(q, older, &r);
     rre_queue_destroy(q);
     if (st != RRE_OK)
         return cli_fail_status("purge", st);

@@ -71,16 +71,11 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
             return cli_usage_error("stats: unexpected argument '%s'", a);
         }
     }
-    rre_queue_options o;
-    rre_queue_options_init(&o);
-    o.path = g->db_path;
-    o.maintenance_interval_ms = -1;
     rre_queue *q = NULL;
-    rre_status st = rre_queue_create(&q, &o);
-    if (st != RRE_OK)
-        return cli_fail_status("stats: opening the queue", st);
+    if (cli_open_queue(g, "stats", false, &q) != CLI_OK)
+        return CLI_FAIL;
     json_t *s = NULL;
-    st = rre_queue_stats(q, &s);
+    rre_status st = rre_queue_stats(q, &s);
     rre_queue_destroy(q);
     if (st != RRE_OK)
         return cli_fail_status("stats", st);

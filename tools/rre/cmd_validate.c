@@ -58,25 +58,10 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv)
     if (st != RRE_OK)
         return cli_fail_status("validate", st);
 
-    char *text = NULL;
-    size_t len = 0;
-    const char *json_text;
-    if (payload_arg == NULL || strcmp(payload_arg, "-") == 0) {
-        text = cli_read_stdin(RRE_PAYLOAD_MAX_BYTES, &len);
-        if (text == NULL)
-            return cli_fail("validate: cannot read the payload from standard input (more than %u "
-                            "bytes, or a read error)",
-                            RRE_PAYLOAD_MAX_BYTES);
-        json_text = text;
-    } else {
-        json_text = payload_arg;
-        len = strlen(payload_arg);
-    }
     json_t *payload = NULL;
-    st = rre_payload_parse(json_text, len, &payload);
-    free(text);
-    if (st != RRE_OK)
-        return cli_fail_status("validate: payload", st);
+    int rc = cli_read_payload("validate", payload_arg, &payload);
+    if (rc != CLI_OK)
+        return rc;
 
     rre_payload_normalize(payload);
     rre_problems problems;
