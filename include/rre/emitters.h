@@ -17,6 +17,8 @@
  *  - JSON values given are deep-copied into the payload, nothing the caller
  *    passes is kept.
  */
+/* The generator decides this file's layout. */
+/* clang-format off */
 #ifndef RRE_EMITTERS_H
 #define RRE_EMITTERS_H
 

@@ -192,8 +192,8 @@ RRE_API void rre_router_destroy(rre_router *r);
 /* ------------------------------------------------------------------------ */
 
 /* Publish flags. */
-#define RRE_PUBLISH_ASYNC 0x1u    /* dispatch on the worker threads, return at once */
-#define RRE_PUBLISH_NO_DEDUP 0x2u /* skip the dedup window for this event (still hashed) */
+#define RRE_PUBLISH_ASYNC 0x1u      /* dispatch on the worker threads, return at once */
+#define RRE_PUBLISH_NO_DEDUP 0x2u   /* skip the dedup window for this event (still hashed) */
 #define RRE_PUBLISH_LOCAL_ONLY 0x4u /* keep it in this process: no sink (queue, bridge) sees it */
 
 /* Per-publish options. All-zero (or a NULL pointer) means: synchronous,

@@ -45,8 +45,7 @@ extern "C" {
 #define RRE_VERSION_PATCH 0
 #define RRE_VERSION_STRING "0.1.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time comparisons. */
-#define RRE_VERSION_NUMBER                                                                         \
-    (RRE_VERSION_MAJOR * 10000 + RRE_VERSION_MINOR * 100 + RRE_VERSION_PATCH)
+#define RRE_VERSION_NUMBER (RRE_VERSION_MAJOR * 10000 + RRE_VERSION_MINOR * 100 + RRE_VERSION_PATCH)
 
 /* The version of the library actually linked, as a string and a number. */
 RRE_API const char *rre_version(void);
@@ -186,10 +185,10 @@ typedef enum rre_field_type {
 } rre_field_type;
 
 /* Field flags. */
-#define RRE_FIELD_REQUIRED 0x1u     /* must be present (EVENT_PAYLOAD_SCHEMAS.md) */
-#define RRE_FIELD_NULLABLE 0x2u     /* null is accepted ("| None") */
-#define RRE_FIELD_IN_SCHEMAS 0x4u   /* listed by the payload-schemas document */
-#define RRE_FIELD_IN_CATALOG 0x8u   /* listed by the event catalog document */
+#define RRE_FIELD_REQUIRED 0x1u   /* must be present (EVENT_PAYLOAD_SCHEMAS.md) */
+#define RRE_FIELD_NULLABLE 0x2u   /* null is accepted ("| None") */
+#define RRE_FIELD_IN_SCHEMAS 0x4u /* listed by the payload-schemas document */
+#define RRE_FIELD_IN_CATALOG 0x8u /* listed by the event catalog document */
 
 typedef struct rre_field_info {
     const char *name;
@@ -200,8 +199,8 @@ typedef struct rre_field_info {
 
 typedef struct rre_event_info {
     rre_event_type type;
-    const char *name;           /* canonical NAME, e.g. "TRAINING_COMPLETED" */
-    const char *value;          /* legacy lowercase value, e.g. "training_completed" */
+    const char *name;  /* canonical NAME, e.g. "TRAINING_COMPLETED" */
+    const char *value; /* legacy lowercase value, e.g. "training_completed" */
     rre_category category;
     bool documented;            /* described by the seed documents */
     const char *queue_spelling; /* what the shared database's event_type column holds */
@@ -209,7 +208,7 @@ typedef struct rre_event_info {
     const char *description;    /* one line; never NULL */
     size_t field_count;         /* known payload fields */
     const rre_field_info *fields;
-    bool has_schema;            /* the documents give a payload schema for it */
+    bool has_schema; /* the documents give a payload schema for it */
 } rre_event_info;
 
 /* The description of a type, or NULL when `type` is out of range. The
@@ -244,8 +243,8 @@ RRE_API rre_status rre_category_lookup(const char *name, rre_category *out);
 
 /* Stage events: names of the stage bus that resolve to a data event. */
 typedef struct rre_stage_event_info {
-    const char *name;     /* e.g. "TRAINING_COMPLETE" */
-    const char *value;    /* e.g. "training_complete" */
+    const char *name;  /* e.g. "TRAINING_COMPLETE" */
+    const char *value; /* e.g. "training_complete" */
     rre_event_type maps_to;
 } rre_stage_event_info;
 
@@ -264,15 +263,16 @@ typedef struct rre_lifecycle_step {
 } rre_lifecycle_step;
 
 typedef struct rre_lifecycle {
-    const char *name;            /* "training", "evaluation", "sync", "recovery", "work" */
+    const char *name; /* "training", "evaluation", "sync", "recovery", "work" */
     const rre_lifecycle_step *steps;
     size_t step_count;
-    const char *const *key_fields; /* payload fields that identify one run, in order of preference */
+    const char *const
+        *key_fields; /* payload fields that identify one run, in order of preference */
     size_t key_field_count;
 } rre_lifecycle;
 
 RRE_API size_t rre_lifecycle_count(void);
-RRE_API const rre_lifecycle *rre_lifecycle_get(size_t index); /* NULL past the end */
+RRE_API const rre_lifecycle *rre_lifecycle_get(size_t index);      /* NULL past the end */
 RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name); /* any case; NULL if none */
 
 /* The pipeline chain SELFPLAY_COMPLETE -> ... -> MODEL_DISTRIBUTION_COMPLETE,
@@ -505,7 +505,7 @@ typedef struct rre_training_data {
     int64_t epochs;
     double final_loss;
     int64_t samples_trained;
-    const char *job_id;      /* NULL when absent */
+    const char *job_id; /* NULL when absent */
     double duration_seconds;
     bool early_stopped;
     bool valid;
@@ -551,14 +551,14 @@ typedef enum rre_origin {
 /* An event as subscribers see it. Handlers borrow it (and everything it
  * points to) until they return; rre_event_copy() keeps one longer. */
 typedef struct rre_event {
-    rre_event_type type;       /* canonical type (never an alias) */
-    json_t *payload;           /* a JSON object; handlers must not modify it */
-    const char *source;        /* publishing component, "" when unknown */
-    const char *hostname;      /* publishing host, "" when unknown */
+    rre_event_type type;               /* canonical type (never an alias) */
+    json_t *payload;                   /* a JSON object; handlers must not modify it */
+    const char *source;                /* publishing component, "" when unknown */
+    const char *hostname;              /* publishing host, "" when unknown */
     char timestamp[RRE_TIMESTAMP_MAX]; /* ISO 8601 UTC */
     char trace_id[RRE_TRACE_ID_MAX];   /* W3C trace-context traceparent */
     uint8_t hash[RRE_HASH_SIZE];       /* content hash (rre_content_hash) */
-    int64_t event_id;          /* durable queue id, 0 when not persisted */
+    int64_t event_id;                  /* durable queue id, 0 when not persisted */
     rre_origin origin;
 } rre_event;
 
