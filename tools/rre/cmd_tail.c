@@ -92,19 +92,27 @@ static json_t *event_json(const rre_event *ev, enum format format)
     return o;
 }
 
+/* Compact JSON with numbers in their shortest round-trip form (0.0423, not
+ * jansson's 0.042299999999999997): the canonical writer, keys sorted. */
+static char *json_text(const json_t *v)
+{
+    char *text = NULL;
+    return v != NULL && rre_canonical_json(v, &text, NULL) == RRE_OK ? text : NULL;
+}
+
 static rre_status print_event(const rre_event *ev, void *user_data)
 {
     struct tail_state *t = user_data;
     int rc;
     if (t->format == FMT_TEXT) {
-        char *payload = json_dumps(ev->payload, JSON_COMPACT);
+        char *payload = json_text(ev->payload);
         rc = printf("%lld %s %s %s@%s %s\n", (long long)ev->event_id, ev->timestamp,
                     rre_event_name(ev->type), ev->source[0] ? ev->source : "-", ev->hostname,
                     payload != NULL ? payload : "{}");
         free(payload);
     } else {
         json_t *o = event_json(ev, t->format);
-        char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        char *text = json_text(o);
         json_decref(o);
         if (text == NULL) {
             fprintf(stderr, "rre: tail: out of memory\n");
