@@ -814,6 +814,17 @@ static bool plain_json_string(const char *s)
     return true;
 }
 
+/* A payload as stored: the canonical JSON writer's text (compact, keys
+ * sorted, numbers in their shortest round-trip form such as 0.0423 rather
+ * than 0.042299999999999997, which Python's json module also reads). */
+static rre_status write_json(const json_t *payload, char **out)
+{
+    rre_status st = rre_canonical_json(payload, out, NULL);
+    if (st != RRE_OK)
+        return rre__error(st, "the payload cannot be written as JSON: %s", rre_last_error());
+    return RRE_OK;
+}
+
 /* The stored text of a payload: compact JSON, with timestamp and trace_id
  * added at the top level when given and absent. */
 static rre_status payload_text(const json_t *payload, const char *timestamp, const char *trace_id,
@@ -833,18 +844,16 @@ static rre_status payload_text(const json_t *payload, const char *timestamp, con
             json_object_set_new(copy, "timestamp", json_string(timestamp));
         if (add_tr)
             json_object_set_new(copy, "trace_id", json_string(trace_id));
-        text = json_dumps(copy, JSON_COMPACT);
+        rre_status st = write_json(copy, &text);
         json_decref(copy);
-        if (text == NULL)
-            return rre__error(RRE_EINVAL, "the payload cannot be written as JSON (a string that "
-                                          "is not UTF-8, or a non-finite number)");
+        if (st != RRE_OK)
+            return st;
         *out = text;
         return RRE_OK;
     }
-    text = json_dumps(payload, JSON_COMPACT);
-    if (text == NULL)
-        return rre__error(RRE_EINVAL, "the payload cannot be written as JSON (a string that is "
-                                      "not UTF-8, or a non-finite number)");
+    rre_status st = write_json(payload, &text);
+    if (st != RRE_OK)
+        return st;
     if (add_ts || add_tr) {
         size_t len = strlen(text);
         size_t extra = 32 + (add_ts ? strlen(timestamp) : 0) + (add_tr ? strlen(trace_id) : 0);

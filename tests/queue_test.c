@@ -249,6 +249,20 @@ static void test_publish_stores_compact_payload_with_envelope_fields(void **stat
     sqlite3_close(db);
 }
 
+static void test_publish_stores_numbers_in_shortest_round_trip_form(void **state)
+{
+    struct fixture *f = *state;
+    json_t *p = obj("{\"final_loss\":0.0423,\"elo\":1650.50,\"epochs\":50}");
+    assert_int_equal(rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL, NULL, NULL),
+                     RRE_OK);
+    json_decref(p);
+    sqlite3 *db = raw_open(f->path);
+    char *text = sql_text(db, "SELECT payload FROM events");
+    assert_string_equal(text, "{\"elo\":1650.5,\"epochs\":50,\"final_loss\":0.0423}");
+    free(text);
+    sqlite3_close(db);
+}
+
 static void test_duplicate_within_window_is_reported_and_not_stored(void **state)
 {
     struct fixture *f = *state;
@@ -916,6 +930,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_publish_returns_increasing_ids_and_writes_queue_spelling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_stores_compact_payload_with_envelope_fields,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_stores_numbers_in_shortest_round_trip_form,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_within_window_is_reported_and_not_stored,
                                         setup, teardown),
