@@ -18,7 +18,8 @@
  *    count as unset. Missing parent directories are created (mode 0700); a
  *    database file this library creates, and its -wal and -shm files, are
  *    mode 0600.
- *  - Stored payload: the payload object written compactly, plus the envelope
+ *  - Stored payload: the payload object as canonical JSON (compact, keys
+ *    sorted, numbers in their shortest round-trip form), plus the envelope
  *    fields `timestamp` and `trace_id` at its top level when the payload does
  *    not already have them (the Python EventBus adds `timestamp` the same way).
  *    These fields are outside the content hash, so the hash of a stored event
