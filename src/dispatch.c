@@ -163,21 +163,23 @@ bool rre__inside(const struct rre_router *r, bool *worker)
 static void in_flight_release(struct rre_router *r, struct rre__sub *s)
 {
     atomic_fetch_sub(&s->in_flight, 1);
-    if (atomic_load(&s->removed)) {
+    if (atomic_load(&s->removed) || atomic_load(&r->closed)) {
         rre__lock(&r->unsub_mu);
         pthread_cond_broadcast(&r->unsub_cv);
         rre__unlock(&r->unsub_mu);
     }
 }
 
-/* Calls s for ev through frame f unless s was removed. Returns true when it
- * was called, with its result in *rc. `start` is the clock time now, used
- * only when the frame is watched. */
+/* Calls s for ev through frame f unless s was removed or the router closed.
+ * Returns true when it was called, with its result in *rc. `start` is the
+ * clock time now, used only when the frame is watched. */
 static bool call_handler(struct rre_router *r, struct rre__frame *f, struct rre__sub *s,
                          const rre_event *ev, int64_t start, int *rc)
 {
     atomic_fetch_add(&s->in_flight, 1);
-    if (atomic_load(&s->removed)) {
+    /* Either close sees this call in in_flight and waits for it, or this
+     * call sees closed and is not made (sequentially consistent atomics). */
+    if (atomic_load(&s->removed) || atomic_load(&r->closed)) {
         in_flight_release(r, s);
         return false;
     }
@@ -574,6 +576,32 @@ size_t rre__dispatch_async(struct rre_router *r, struct rre__subset *set, const 
     return queued;
 }
 
+/* Waits until s has no call running on another thread than this one. */
+static void wait_calls(struct rre_router *r, struct rre__sub *s)
+{
+    size_t self = 0;
+    for (const struct rre__frame *f = tl_frame; f != NULL; f = f->outer)
+        if (f->current == s)
+            self++;
+    rre__lock(&r->unsub_mu);
+    while (atomic_load(&s->in_flight) > self)
+        cond_wait(&r->unsub_cv, &r->unsub_mu);
+    rre__unlock(&r->unsub_mu);
+}
+
+void rre__close_wait(struct rre_router *r)
+{
+    rre__lock(&r->mu);
+    struct rre__subset *set = r->subs;
+    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+    rre__unlock(&r->mu);
+    for (size_t i = 0; i < set->count; i++)
+        wait_calls(r, set->subs[i]);
+    for (size_t i = 0; i < set->sink_count; i++)
+        wait_calls(r, set->sinks[i]);
+    rre__subset_unref(set);
+}
+
 void rre__unsubscribe_wait(struct rre_router *r, struct rre__sub *s)
 {
     struct rre__pool *p = &r->pool;
@@ -586,15 +614,7 @@ void rre__unsubscribe_wait(struct rre_router *r, struct rre__sub *s)
         for (size_t i = 0; i < n; i++)
             evrec_unref(drained[i]);
     } while (n == BATCH);
-
-    size_t self = 0;
-    for (const struct rre__frame *f = tl_frame; f != NULL; f = f->outer)
-        if (f->current == s)
-            self++;
-    rre__lock(&r->unsub_mu);
-    while (atomic_load(&s->in_flight) > self)
-        cond_wait(&r->unsub_cv, &r->unsub_mu);
-    rre__unlock(&r->unsub_mu);
+    wait_calls(r, s);
 }
 
 void rre__pool_init(struct rre__pool *p, size_t workers)

@@ -322,6 +322,7 @@ rre_status rre_router_close(rre_router *r)
     if (was_closed)
         return RRE_OK;
     rre__pool_close(r);
+    rre__close_wait(r);
     rre__watchdog_stop(r);
     return RRE_OK;
 }

@@ -17,7 +17,10 @@
  *    unsubscribe sets removed and then waits (r->unsub_mu, r->unsub_cv) until
  *    in_flight has dropped to the number of calls of that subscription on
  *    its own thread's stack. Both sides use sequentially consistent atomics,
- *    so either the caller sees removed or unsubscribe sees the call.
+ *    so either the caller sees removed or unsubscribe sees the call. Close
+ *    works the same way with r->closed for every subscription: a handler
+ *    call checks closed too, and close waits for in_flight to reach 0, so
+ *    no handler runs on any thread once close has returned.
  *  - r->pool.mu guards the worker pool: the per-subscription mailboxes (FIFO
  *    rings of queued events), the ready list of subscriptions with queued
  *    events, and the thread bookkeeping. A subscription is on the ready list
@@ -219,6 +222,10 @@ rre_status rre__run_sinks(struct rre_router *r, struct rre__subset *set, rre_eve
 /* Drops s's queued deliveries and waits until no other thread is running
  * it (s->removed is already set). */
 void rre__unsubscribe_wait(struct rre_router *r, struct rre__sub *s);
+
+/* Waits until no handler or sink of the current set runs on any thread
+ * (r->closed is already set, so no new call starts). */
+void rre__close_wait(struct rre_router *r);
 
 /* The innermost event being handled on this thread (by any router), or
  * NULL: a publish from a handler continues its trace. */

@@ -1170,6 +1170,60 @@ static void test_close_cancels_queued_events_and_waits_for_running_ones(void **s
     gate_free(&g);
 }
 
+struct sync_closer {
+    rre_router *r;
+    atomic_bool returned;
+};
+
+static void *sync_close_main(void *arg)
+{
+    struct sync_closer *c = arg;
+    rre_router_close(c->r);
+    atomic_store(&c->returned, true);
+    return NULL;
+}
+
+static void test_close_waits_for_a_synchronous_handler_running_on_another_thread(void **state)
+{
+    (void)state;
+    rre_router *r = new_router();
+    struct gate g;
+    gate_init(&g);
+    struct recorder after;
+    recorder_init(&after);
+    rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "gate", gate_handler, &g, NULL);
+    rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "after", record, &after, NULL);
+    pthread_t pub, closer;
+    pthread_create(&pub, NULL, publisher_main, r);
+    gate_wait_entered(&g, 1);
+    struct sync_closer c = {.r = r};
+    atomic_init(&c.returned, false);
+    pthread_create(&closer, NULL, sync_close_main, &c);
+    /* Wait until close has begun (subscribing fails), give it a moment to
+     * (wrongly) return, then let the running call end. */
+    atomic_int probe;
+    atomic_init(&probe, 0);
+    rre_status st;
+    do {
+        rre_subscription_id id;
+        st = rre_router_subscribe(r, RRE_EV_HOST_ONLINE, "probe", count_handler, &probe, &id);
+        if (st == RRE_OK)
+            assert_int_equal(rre_router_unsubscribe(r, id), RRE_OK);
+        sched_yield();
+    } while (st == RRE_OK);
+    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    assert_false(atomic_load(&c.returned));
+    gate_release(&g);
+    pthread_join(closer, NULL);
+    pthread_join(pub, NULL);
+    assert_int_equal(g.left, 1);
+    /* The handler after it had not started when close began: not called. */
+    assert_int_equal(recorder_count(&after), 0);
+    rre_router_destroy(r);
+    gate_free(&g);
+    recorder_free(&after);
+}
+
 static void test_destroy_with_events_in_flight_leaks_nothing(void **state)
 {
     (void)state;
@@ -1404,6 +1458,7 @@ int main(void)
         cmocka_unit_test(test_publish_from_inside_a_handler_chains_without_deadlock),
         cmocka_unit_test(test_many_threads_publish_and_subscribe_at_once),
         cmocka_unit_test(test_close_cancels_queued_events_and_waits_for_running_ones),
+        cmocka_unit_test(test_close_waits_for_a_synchronous_handler_running_on_another_thread),
         cmocka_unit_test(test_destroy_with_events_in_flight_leaks_nothing),
         cmocka_unit_test(test_sink_sees_accepted_local_events_and_can_set_their_id),
         cmocka_unit_test(test_validate_flow_is_healthy_for_a_complete_lifecycle),

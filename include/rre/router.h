@@ -86,8 +86,12 @@
  *    deliveries are not ordered relative to each other.
  *  - rre_router_close() cancels queued asynchronous deliveries that have not
  *    started (counted in rre_router_stats.async_cancelled) and waits for
- *    running handlers to return; call rre_router_flush() first to drain
- *    instead. Publishes after close fail with RRE_ECLOSED.
+ *    running handlers to return, on the workers and in synchronous
+ *    publishes on other threads alike; call rre_router_flush() first to
+ *    drain instead. A synchronous publish in progress when close begins
+ *    finishes the handler call it is in and calls no further handler, so
+ *    once close returns no handler of the router runs anywhere. Publishes
+ *    after close fail with RRE_ECLOSED.
  */
 #ifndef RRE_ROUTER_H
 #define RRE_ROUTER_H
@@ -168,8 +172,9 @@ RRE_API rre_status rre_router_create(rre_router **out, const rre_router_options 
 
 /* Stops the router: later publishes, injections and subscriptions fail with
  * RRE_ECLOSED; queued asynchronous deliveries that have not started are
- * dropped (counted as cancelled); running handlers are waited for; worker
- * and watchdog threads are joined. History, statistics and
+ * dropped (counted as cancelled); running handlers and sinks are waited
+ * for on every thread (a synchronous publish in progress calls no further
+ * handler); worker and watchdog threads are joined. History, statistics and
  * rre_router_validate_flow() stay available. Idempotent. Must not be called
  * from a handler or sink of this router (RRE_EINVAL). NULL does nothing. */
 RRE_API rre_status rre_router_close(rre_router *r);
