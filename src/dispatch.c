@@ -22,11 +22,13 @@
 #include "router_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define BATCH 32
+#define FLUSH_MAX_SECONDS 1e9 /* about 31 years */
 
 /* ---- locks ------------------------------------------------------------------ */
 
@@ -680,13 +682,18 @@ rre_status rre__pool_flush(struct rre_router *r, double timeout_seconds)
     bool worker;
     if (rre__inside(r, &worker) && worker)
         return rre__error(RRE_EINVAL, "rre_router_flush: called from a worker of this router");
+    if (isnan(timeout_seconds))
+        return rre__error(RRE_EINVAL, "rre_router_flush: the timeout is not a number");
+    /* Beyond FLUSH_MAX_SECONDS (and at infinity) the deadline would not fit
+     * a timespec: wait without limit, as for a negative value. */
+    bool unlimited = timeout_seconds < 0 || timeout_seconds > FLUSH_MAX_SECONDS;
     struct rre__pool *p = &r->pool;
     struct timespec deadline;
-    if (timeout_seconds >= 0)
+    if (!unlimited)
         deadline_after(&deadline, (int64_t)(timeout_seconds * 1e9));
     rre__lock(&p->mu);
     while (p->pending > 0) {
-        if (timeout_seconds < 0) {
+        if (unlimited) {
             cond_wait(&p->idle_cv, &p->mu);
         } else if (!cond_timedwait(&p->idle_cv, &p->mu, &deadline) && p->pending > 0) {
             uint64_t pending = p->pending;

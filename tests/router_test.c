@@ -1224,6 +1224,37 @@ static void test_close_waits_for_a_synchronous_handler_running_on_another_thread
     recorder_free(&after);
 }
 
+static void *release_later_main(void *arg)
+{
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    gate_release(arg);
+    return NULL;
+}
+
+static void test_flush_with_an_infinite_or_huge_timeout_waits_without_limit(void **state)
+{
+    (void)state;
+    const double timeouts[] = {__builtin_inf(), 1e30};
+    for (int i = 0; i < 2; i++) {
+        rre_router_options *o = options();
+        rre_router_options_set_async_workers(o, 1);
+        rre_router *r = router_with(o);
+        struct gate g;
+        gate_init(&g);
+        rre_router_subscribe_all(r, "gate", gate_handler, &g, NULL);
+        assert_int_equal(publish_n(r, 1, RRE_PUBLISH_ASYNC), RRE_OK);
+        gate_wait_entered(&g, 1);
+        pthread_t t;
+        pthread_create(&t, NULL, release_later_main, &g);
+        assert_int_equal(rre_router_flush(r, timeouts[i]), RRE_OK);
+        assert_int_equal(g.left, 1);
+        pthread_join(t, NULL);
+        assert_int_equal(rre_router_flush(r, __builtin_nan("")), RRE_EINVAL);
+        rre_router_destroy(r);
+        gate_free(&g);
+    }
+}
+
 static void test_destroy_with_events_in_flight_leaks_nothing(void **state)
 {
     (void)state;
@@ -1459,6 +1490,7 @@ int main(void)
         cmocka_unit_test(test_many_threads_publish_and_subscribe_at_once),
         cmocka_unit_test(test_close_cancels_queued_events_and_waits_for_running_ones),
         cmocka_unit_test(test_close_waits_for_a_synchronous_handler_running_on_another_thread),
+        cmocka_unit_test(test_flush_with_an_infinite_or_huge_timeout_waits_without_limit),
         cmocka_unit_test(test_destroy_with_events_in_flight_leaks_nothing),
         cmocka_unit_test(test_sink_sees_accepted_local_events_and_can_set_their_id),
         cmocka_unit_test(test_validate_flow_is_healthy_for_a_complete_lifecycle),

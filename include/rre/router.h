@@ -180,8 +180,9 @@ RRE_API rre_status rre_router_create(rre_router **out, const rre_router_options 
 RRE_API rre_status rre_router_close(rre_router *r);
 
 /* Waits until no asynchronous delivery is queued or running, or until
- * `timeout_seconds` of real time have passed (RRE_ETIMEOUT; a negative value
- * waits without limit). Handlers that keep publishing asynchronously can
+ * `timeout_seconds` of real time have passed (RRE_ETIMEOUT; a negative
+ * value, infinity or more than 10^9 seconds waits without limit; NaN is
+ * RRE_EINVAL). Handlers that keep publishing asynchronously can
  * keep the router busy; the timeout bounds the wait. Called from a worker
  * thread of this router it returns RRE_EINVAL rather than wait for itself. */
 RRE_API rre_status rre_router_flush(rre_router *r, double timeout_seconds);
