@@ -465,6 +465,14 @@ static const char *payload_string(const json_t *payload, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The source of an event that was not given one: the payload's, else the
+ * router's default. */
+static const char *default_source(const rre_router *r, const json_t *payload)
+{
+    const char *source = payload_string(payload, "source");
+    return source != NULL ? source : r->source;
+}
+
 /* The envelope time from a payload's "timestamp": an ISO 8601 string or a
  * number of Unix seconds. */
 static bool payload_time(const json_t *payload, int64_t *us)
@@ -592,11 +600,7 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
     if (st != RRE_OK)
         return st;
     rre__trace_format(&trace, ev.trace_id);
-    ev.source = opts->source;
-    if (ev.source == NULL)
-        ev.source = payload_string(payload, "source");
-    if (ev.source == NULL)
-        ev.source = r->source;
+    ev.source = opts->source != NULL ? opts->source : default_source(r, payload);
     ev.hostname = r->hostname;
 
     return accept_event(r, &ev, time, &trace, now, opts->flags, violation, out);
@@ -649,10 +653,10 @@ rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publi
     rre__timestamp_format(time, ev.timestamp);
     struct rre__trace trace;
     if (!rre__trace_parse(in->trace_id, &trace))
-        rre__trace_new(&trace);
+        (void)make_trace(NULL, ev.payload, &trace); /* cannot fail without a given id */
     rre__trace_format(&trace, ev.trace_id);
-    if (ev.source == NULL)
-        ev.source = "";
+    if (ev.source == NULL || ev.source[0] == '\0')
+        ev.source = default_source(r, ev.payload);
     if (ev.hostname == NULL)
         ev.hostname = "";
     return accept_event(r, &ev, time, &trace, now, opts->flags, false, out);

@@ -1359,6 +1359,44 @@ static void test_sink_sees_accepted_local_events_and_can_set_their_id(void **sta
     recorder_free(&rec);
 }
 
+static void test_inject_fills_empty_envelope_fields_as_a_publish_does(void **state)
+{
+    (void)state;
+    rre_router *r = new_router();
+    struct recorder rec;
+    recorder_init(&rec);
+    rre_router_subscribe_all(r, "rec", record, &rec, NULL);
+    rre_event in;
+    memset(&in, 0, sizeof in);
+    in.type = RRE_EV_HOST_ONLINE;
+    in.origin = RRE_ORIGIN_HOST;
+    /* Empty fields with the payload's: those are used. */
+    in.payload = json_pack("{s:s, s:s, s:s}", "host", "gpu-1", "source", "payload-src", "trace_id",
+                           "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    in.source = "";
+    assert_int_equal(rre_router_inject(r, &in, NULL, NULL), RRE_OK);
+    assert_string_equal(rec.last->source, "payload-src");
+    assert_string_equal(rec.last->trace_id,
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    json_decref(in.payload);
+    /* Nothing in the payload either: the router's default source. */
+    in.payload = json_pack("{s:s}", "host", "gpu-2");
+    in.source = NULL;
+    assert_int_equal(rre_router_inject(r, &in, NULL, NULL), RRE_OK);
+    assert_string_equal(rec.last->source, "router-test");
+    assert_int_equal(strlen(rec.last->trace_id), 55);
+    json_decref(in.payload);
+    /* Given ones are kept. */
+    in.payload = json_pack("{s:s, s:s}", "host", "gpu-3", "source", "payload-src");
+    in.source = "remote-src";
+    assert_int_equal(rre_router_inject(r, &in, NULL, NULL), RRE_OK);
+    assert_string_equal(rec.last->source, "remote-src");
+    json_decref(in.payload);
+    assert_int_equal(rec.count, 3);
+    rre_router_destroy(r);
+    recorder_free(&rec);
+}
+
 /* ---- flow validation
  * ------------------------------------------------------------------------------ */
 
@@ -1493,6 +1531,7 @@ int main(void)
         cmocka_unit_test(test_flush_with_an_infinite_or_huge_timeout_waits_without_limit),
         cmocka_unit_test(test_destroy_with_events_in_flight_leaks_nothing),
         cmocka_unit_test(test_sink_sees_accepted_local_events_and_can_set_their_id),
+        cmocka_unit_test(test_inject_fills_empty_envelope_fields_as_a_publish_does),
         cmocka_unit_test(test_validate_flow_is_healthy_for_a_complete_lifecycle),
         cmocka_unit_test(test_validate_flow_reports_a_duplicate_storm_and_failing_handlers),
         cmocka_unit_test(test_options_reject_out_of_range_values),
