@@ -505,12 +505,30 @@ static void test_stats_json_has_every_figure(void **state)
     publish_n(r, 1, 0);
     json_t *j = NULL;
     assert_int_equal(rre_router_stats_json(r, &j), RRE_OK);
-    const char *keys[] = {
-        "events_published", "events_delivered",         "duplicates_prevented", "schema_violations",
-        "handler_failures", "handler_timeouts",         "subscribers",          "history_size",
-        "routed_by_type",   "schema_violations_by_type"};
+    /* Every field of rre_router_stats, and nothing else. */
+    const char *keys[] = {"events_published",
+                          "events_injected",
+                          "events_delivered",
+                          "duplicates_prevented",
+                          "events_rejected",
+                          "schema_violations",
+                          "handler_failures",
+                          "handler_timeouts",
+                          "sink_failures",
+                          "async_pending",
+                          "async_cancelled",
+                          "subscribers",
+                          "sinks",
+                          "history_size",
+                          "dedup_entries",
+                          "workers",
+                          "routed_by_type",
+                          "schema_violations_by_type"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(json_object_get(j, keys[i]));
+    assert_int_equal(json_object_size(j), sizeof keys / sizeof keys[0]);
+    assert_int_equal(json_integer_value(json_object_get(j, "history_size")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "dedup_entries")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "events_published")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "duplicates_prevented")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "events_delivered")), 1);
@@ -1111,13 +1129,14 @@ static void test_many_threads_publish_and_subscribe_at_once(void **state)
 
 struct closer {
     rre_router *r;
-    struct gate *g;
+    atomic_bool returned;
 };
 
 static void *close_main(void *arg)
 {
     struct closer *c = arg;
     rre_router_close(c->r);
+    atomic_store(&c->returned, true);
     return NULL;
 }
 
@@ -1133,7 +1152,8 @@ static void test_close_cancels_queued_events_and_waits_for_running_ones(void **s
     for (int i = 0; i < 50; i++)
         assert_int_equal(publish_n(r, i, RRE_PUBLISH_ASYNC), RRE_OK);
     gate_wait_entered(&g, 1);
-    struct closer c = {r, &g};
+    struct closer c = {.r = r};
+    atomic_init(&c.returned, false);
     pthread_t t;
     pthread_create(&t, NULL, close_main, &c);
     /* Once close has begun, publishes fail; then let the running call end. */
@@ -1149,8 +1169,12 @@ static void test_close_cancels_queued_events_and_waits_for_running_ones(void **s
     } while (st == RRE_OK);
     assert_int_equal(st, RRE_ECLOSED);
     assert_int_equal(publish_n(r, 1000, 0), RRE_ECLOSED);
+    /* Close cannot return while the worker's call runs. */
+    nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    assert_false(atomic_load(&c.returned));
     gate_release(&g);
     pthread_join(t, NULL);
+    assert_int_equal(g.left, 1);
     rre_router_stats *s = malloc(sizeof *s);
     rre_router_get_stats(r, s);
     assert_int_equal(s->async_pending, 0);
@@ -1170,19 +1194,6 @@ static void test_close_cancels_queued_events_and_waits_for_running_ones(void **s
     gate_free(&g);
 }
 
-struct sync_closer {
-    rre_router *r;
-    atomic_bool returned;
-};
-
-static void *sync_close_main(void *arg)
-{
-    struct sync_closer *c = arg;
-    rre_router_close(c->r);
-    atomic_store(&c->returned, true);
-    return NULL;
-}
-
 static void test_close_waits_for_a_synchronous_handler_running_on_another_thread(void **state)
 {
     (void)state;
@@ -1196,9 +1207,9 @@ static void test_close_waits_for_a_synchronous_handler_running_on_another_thread
     pthread_t pub, closer;
     pthread_create(&pub, NULL, publisher_main, r);
     gate_wait_entered(&g, 1);
-    struct sync_closer c = {.r = r};
+    struct closer c = {.r = r};
     atomic_init(&c.returned, false);
-    pthread_create(&closer, NULL, sync_close_main, &c);
+    pthread_create(&closer, NULL, close_main, &c);
     /* Wait until close has begun (subscribing fails), give it a moment to
      * (wrongly) return, then let the running call end. */
     atomic_int probe;
