@@ -56,14 +56,16 @@ static bool pool_rehash(struct rre__history *h, size_t count)
     return true;
 }
 
-/* A new reference to the interned copy of `text`, or NULL without memory. */
-static struct rre__pooled_str *pool_get(struct rre__history *h, const char *text)
+/* A new reference to the interned copy of `text`, or NULL without memory.
+ * `kind` picks the fast-path slot (0: source, 1: hostname). */
+static struct rre__pooled_str *pool_get(struct rre__history *h, const char *text, int kind)
 {
     if (text == NULL)
         text = "";
-    if (h->last != NULL && strcmp(h->last->text, text) == 0) {
-        h->last->refs++;
-        return h->last;
+    struct rre__pooled_str *last = h->last[kind];
+    if (last != NULL && strcmp(last->text, text) == 0) {
+        last->refs++;
+        return last;
     }
     size_t len = strlen(text);
     uint32_t hash = str_hash(text, len);
@@ -72,7 +74,7 @@ static struct rre__pooled_str *pool_get(struct rre__history *h, const char *text
              s = s->next) {
             if (s->hash == hash && s->len == len && memcmp(s->text, text, len) == 0) {
                 s->refs++;
-                h->last = s;
+                h->last[kind] = s;
                 return s;
             }
         }
@@ -91,7 +93,7 @@ static struct rre__pooled_str *pool_get(struct rre__history *h, const char *text
     s->next = h->buckets[k];
     h->buckets[k] = s;
     h->string_count++;
-    h->last = s;
+    h->last[kind] = s;
     return s;
 }
 
@@ -103,8 +105,9 @@ static void pool_put(struct rre__history *h, struct rre__pooled_str *s)
     while (*pp != s)
         pp = &(*pp)->next;
     *pp = s->next;
-    if (h->last == s)
-        h->last = NULL;
+    for (int k = 0; k < 2; k++)
+        if (h->last[k] == s)
+            h->last[k] = NULL;
     h->string_count--;
     free(s);
 }
@@ -160,8 +163,8 @@ rre_status rre__history_push(struct rre__history *h, const rre_event *ev, int64_
         return RRE_OK;
     if (h->count == h->cap && h->cap < h->size && !grow(h) && h->cap == 0)
         return rre__error(RRE_ENOMEM, "history: out of memory");
-    struct rre__pooled_str *source = pool_get(h, ev->source);
-    struct rre__pooled_str *host = source != NULL ? pool_get(h, ev->hostname) : NULL;
+    struct rre__pooled_str *source = pool_get(h, ev->source, 0);
+    struct rre__pooled_str *host = source != NULL ? pool_get(h, ev->hostname, 1) : NULL;
     if (host == NULL) {
         pool_put(h, source);
         return rre__error(RRE_ENOMEM, "history: out of memory");

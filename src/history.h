@@ -39,7 +39,9 @@ struct rre__history {
     struct rre__pooled_str **buckets;
     size_t bucket_count; /* a power of two, or 0 */
     size_t string_count;
-    struct rre__pooled_str *last; /* the string interned last (a fast path) */
+    /* A fast path: the source ([0]) and the hostname ([1]) interned last,
+     * which the next event usually names again. */
+    struct rre__pooled_str *last[2];
 };
 
 /* Starts an empty history keeping at most `size` events (0: none). */

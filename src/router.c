@@ -241,6 +241,7 @@ static struct rre__subset *subset_build(struct rre__sub *const *subs, size_t n,
     }
     for (size_t i = 0; i < ns; i++) {
         set->sinks[i] = sinks[i];
+        set->sink_origins |= sinks[i]->origins;
         rre__sub_ref(sinks[i]);
     }
     set->count = n;
@@ -410,7 +411,10 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
     }
     struct rre__subset *set = r->subs;
     atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
-    bool sinks = set->sink_count > 0 && (flags & RRE_PUBLISH_LOCAL_ONLY) == 0;
+    /* Only when a sink wants this origin: otherwise the history is recorded
+     * under this same lock hold. */
+    bool sinks = (set->sink_origins & RRE_ORIGIN_BIT(ev->origin)) != 0 &&
+                 (flags & RRE_PUBLISH_LOCAL_ONLY) == 0;
     rre_status hs = RRE_OK;
     if (!sinks)
         hs = rre__history_push(&r->history, ev, time, trace, &evicted);

@@ -77,6 +77,7 @@ struct rre__subset {
     struct rre__sub **subs;
     size_t sink_count;
     struct rre__sub **sinks;
+    unsigned sink_origins;  /* the union of the sinks' origin masks */
     uint32_t (*by_type)[2]; /* [type] = {offset into flat, count} */
     struct rre__sub **flat;
 };
