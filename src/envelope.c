@@ -343,6 +343,27 @@ void rre__trace_format(const struct rre__trace *trace, char out[RRE_TRACE_ID_MAX
     out[55] = '\0';
 }
 
+void rre__payload_release(json_t *payload)
+{
+    if (payload == NULL)
+        return;
+    volatile size_t *count = &payload->refcount;
+    /* Acquire loads: reading 1 means every other holder's release
+     * decrement is ordered before this point, and so before the free. */
+    size_t c = __atomic_load_n(count, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (c == (size_t)-1)
+            return; /* a static value (true, false, null) */
+        if (c == 1) {
+            json_decref(payload); /* the only holder: frees it */
+            return;
+        }
+        if (__atomic_compare_exchange_n(count, &c, c - 1, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_ACQUIRE))
+            return;
+    }
+}
+
 const char *rre__program_name(void)
 {
     return program_invocation_short_name != NULL ? program_invocation_short_name : "";
