@@ -293,12 +293,40 @@ static void maintenance_pass(rre_queue *q, sqlite3 **db)
                  (unsigned long long)r.poison);
 }
 
+/*
+ * Checkpoints. DESIGN: a checkpoint copies WAL frames into the database
+ * file and fsyncs both files; the WAL only starts again from its beginning
+ * when a writer begins while every frame is copied. A checkpoint running
+ * beside a publisher that commits every few microseconds never finds that
+ * moment, so on its own the WAL would grow without bound (gigabytes after a
+ * hundred thousand events), and every later read and checkpoint would be
+ * slower. So a checkpoint has two parts:
+ *
+ *  1. The writer's WAL hook (on the leader, after a commit) asks the
+ *     maintenance thread for one once the WAL holds
+ *     RRE__QUEUE_CHECKPOINT_FRAMES frames. That thread copies them and pays
+ *     for the fsyncs, off the publishing path, while publishing goes on.
+ *  2. It then sets ckpt_catch_up; the next leader, after its commit and
+ *     while it still holds the writer role (so no publish of this process
+ *     commits meanwhile), runs a passive checkpoint on the writer connection.
+ *     It copies only the frames committed during part 1, so it is short, and
+ *     leaves the WAL fully copied: the next transaction restarts it.
+ *
+ * When the WAL cannot restart (another process keeps writing, or a reader
+ * holds an old snapshot), the hook asks again only after another
+ * RRE__QUEUE_CHECKPOINT_FRAMES frames, so checkpoints never run back to back.
+ * ckpt_asked_at belongs to the writer role; ckpt_catch_up is atomic.
+ */
 int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void)db;
     (void)name;
     rre_queue *q = arg;
-    if (frames >= 500) {
+    if (frames < q->ckpt_asked_at)
+        q->ckpt_asked_at = 0; /* the WAL restarted */
+    if (frames >= RRE__QUEUE_CHECKPOINT_FRAMES &&
+        (q->ckpt_asked_at == 0 || frames >= q->ckpt_asked_at + RRE__QUEUE_CHECKPOINT_FRAMES)) {
+        q->ckpt_asked_at = frames;
         rre__queue_lock(&q->maint_mu);
         if (!q->checkpoint_due) {
             q->checkpoint_due = true;
@@ -307,6 +335,15 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
         rre__queue_unlock(&q->maint_mu);
     }
     return SQLITE_OK;
+}
+
+void rre__queue_checkpoint_catch_up(rre_queue *q)
+{
+    if (q->wdb == NULL || !atomic_exchange(&q->ckpt_catch_up, false))
+        return;
+    /* Busy (another process checkpointing) is harmless: the WAL then
+     * restarts later. */
+    sqlite3_wal_checkpoint_v2(q->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 static void *maintenance_main(void *arg)
@@ -340,6 +377,7 @@ static void *maintenance_main(void *arg)
             if (db == NULL && rre__queue_connect(q, &db, 256) != RRE_OK)
                 continue;
             sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            atomic_store(&q->ckpt_catch_up, true);
             if (rre__queue_mono_ms() < next)
                 continue;
         }

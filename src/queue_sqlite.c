@@ -968,6 +968,15 @@ static rre_status publish_one(rre_queue *q, const rre_event_info *info, const js
             r->done = true; /* r may be freed by its owner once done is seen */
             r = next;
         }
+        if (atomic_load(&q->ckpt_catch_up)) {
+            /* The rows are committed: release their publishers, then finish
+             * the maintenance thread's checkpoint while still holding the
+             * writer role (see queue_retention.c). */
+            pthread_cond_broadcast(&q->cv);
+            rre__queue_unlock(&q->mu);
+            rre__queue_checkpoint_catch_up(q);
+            rre__queue_lock(&q->mu);
+        }
         q->leader_active = false;
         pthread_cond_broadcast(&q->cv);
     }

@@ -63,6 +63,12 @@ struct rre_queue {
      * them (leader_active is the lock). Opened by the first leader. */
     sqlite3 *wdb;
     sqlite3_stmt *st_dedup_get, *st_insert, *st_dedup_put;
+    /* WAL size (frames) when the writer last asked the maintenance thread
+     * for a checkpoint, 0 when none is outstanding; leader role. */
+    int ckpt_asked_at;
+    /* Set by the maintenance thread after its checkpoint: the next leader
+     * copies the few frames committed meanwhile, so the WAL can restart. */
+    _Atomic bool ckpt_catch_up;
 
     /* Ids this process appended that a linked router's receiver has not
      * seen yet, increasing; only kept while own_tracking is set. */
@@ -129,9 +135,20 @@ rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
 rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
                                rre_queue_purge_result *out);
 
-/* The WAL hook of the writer connection: asks the maintenance thread for a
- * passive checkpoint once the WAL holds 500 frames. */
+/* WAL frames after which a checkpoint is asked for (SQLite's and Python's
+ * autocheckpoint threshold). */
+#define RRE__QUEUE_CHECKPOINT_FRAMES 500
+
+/* The WAL hook of the writer connection (runs on the leader after each
+ * commit): asks the maintenance thread for a passive checkpoint once the WAL
+ * holds RRE__QUEUE_CHECKPOINT_FRAMES frames, and again only after as many
+ * more when the WAL did not restart meanwhile. */
 int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
+
+/* Called by the leader after its transaction: when the maintenance thread
+ * finished a checkpoint since, copies the frames committed during it (see
+ * the checkpoint DESIGN in queue_retention.c). */
+void rre__queue_checkpoint_catch_up(rre_queue *q);
 
 /* Own-event tracking for a linked router (queue_own.c, used by link.c):
  * while tracking is on, every id this handle inserts is recorded before its
