@@ -5,9 +5,18 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static void test_demo_runs_pipeline_with_faults_and_clean_flow(void **state)
 {
@@ -77,6 +86,169 @@ static void test_demo_rejects_bad_iterations(void **state)
     tu_result_free(&r);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Running the demo in the background, to interrupt or kill it               */
+/* ------------------------------------------------------------------------ */
+
+#define DEMO_COORDINATORS 9
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts `rre demo` slowly paced, with TMPDIR set to `tmpdir` and its output
+ * thrown away, and waits until all its coordinators run. The pids of the
+ * coordinators go to children[DEMO_COORDINATORS]. */
+static pid_t start_slow_demo(const char *tmpdir, pid_t children[DEMO_COORDINATORS])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        setenv("TMPDIR", tmpdir, 1);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        char *argv[] = {"rre",          "demo", "--configs", "hex8_2p,square8_2p",
+                        "--iterations", "50",   "--pace",    "200",
+                        "--quiet",      NULL};
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", (long)pid, (long)pid);
+    for (int tries = 0; tries < 3000; tries++) {
+        FILE *f = fopen(path, "r");
+        size_t n = 0;
+        long child;
+        while (f != NULL && n < DEMO_COORDINATORS && fscanf(f, "%ld", &child) == 1)
+            children[n++] = (pid_t)child;
+        if (f != NULL)
+            fclose(f);
+        if (n == DEMO_COORDINATORS) {
+            sleep_ms(300); /* let the pipeline get going */
+            return pid;
+        }
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("the demo did not start its %d coordinators", DEMO_COORDINATORS);
+    return -1;
+}
+
+/* Waits up to `ms` for `pid` to end; returns its wait status, or -1 when it
+ * is still running. */
+static int wait_for(pid_t pid, long ms)
+{
+    for (long waited = 0; waited <= ms; waited += 10) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+/* Gives the coordinators up to `ms` in all to end (this process is a
+ * subreaper, so orphaned coordinators become its children); kills and reaps
+ * the ones still running and returns how many there were. */
+static int coordinators_left(const pid_t children[DEMO_COORDINATORS], long ms)
+{
+    bool ended[DEMO_COORDINATORS] = {false};
+    int left = DEMO_COORDINATORS;
+    for (long waited = 0; left > 0 && waited <= ms; waited += 10) {
+        for (int i = 0; i < DEMO_COORDINATORS; i++) {
+            int status;
+            if (ended[i])
+                continue;
+            /* Reaped here as an orphan, or by the driver (then it is gone). */
+            if (waitpid(children[i], &status, WNOHANG) == children[i] ||
+                (kill(children[i], 0) != 0 && errno == ESRCH)) {
+                ended[i] = true;
+                left--;
+            }
+        }
+        if (left > 0)
+            sleep_ms(10);
+    }
+    for (int i = 0; i < DEMO_COORDINATORS; i++) {
+        if (!ended[i]) {
+            int status;
+            fprintf(stderr, "coordinator %ld still running\n", (long)children[i]);
+            kill(children[i], SIGKILL);
+            waitpid(children[i], &status, 0);
+        }
+    }
+    return left;
+}
+
+static bool dir_is_empty(const char *path)
+{
+    DIR *dir = opendir(path);
+    assert_non_null(dir);
+    bool empty = true;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            fprintf(stderr, "left behind: %s/%s\n", path, e->d_name);
+            empty = false;
+        }
+    }
+    closedir(dir);
+    return empty;
+}
+
+static void check_stop_by_signal(int sig)
+{
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    char *tmp = tu_mkdtemp();
+    pid_t children[DEMO_COORDINATORS];
+    pid_t pid = start_slow_demo(tmp, children);
+    assert_int_equal(kill(pid, sig), 0);
+    int status = wait_for(pid, 20000);
+    if (status == -1)
+        kill(pid, SIGKILL);
+    int left = coordinators_left(children, 5000);
+    assert_int_not_equal(status, -1);
+    assert_true(WIFEXITED(status));           /* it handled the signal, */
+    assert_int_equal(WEXITSTATUS(status), 1); /* reported a failure, */
+    assert_int_equal(left, 0);                /* stopped its coordinators, */
+    assert_true(dir_is_empty(tmp));           /* and removed its database */
+    tu_rmtree(tmp);
+    free(tmp);
+}
+
+static void test_demo_interrupted_stops_coordinators_and_removes_its_files(void **state)
+{
+    (void)state;
+    check_stop_by_signal(SIGINT);
+}
+
+static void test_demo_terminated_stops_coordinators_and_removes_its_files(void **state)
+{
+    (void)state;
+    check_stop_by_signal(SIGTERM);
+}
+
+static void test_demo_coordinators_exit_when_the_driver_is_killed(void **state)
+{
+    (void)state;
+    /* As a subreaper this process adopts the orphans, as a service manager
+     * or container init would: their parent is then not process 1. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    char *tmp = tu_mkdtemp();
+    pid_t children[DEMO_COORDINATORS];
+    pid_t pid = start_slow_demo(tmp, children);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status = wait_for(pid, 5000);
+    assert_int_not_equal(status, -1);
+    assert_int_equal(coordinators_left(children, 5000), 0);
+    tu_rmtree(tmp);
+    free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -84,6 +256,9 @@ int main(void)
         cmocka_unit_test(test_demo_with_one_iteration_reports_unscheduled_faults),
         cmocka_unit_test(test_demo_rejects_bad_config_key),
         cmocka_unit_test(test_demo_rejects_bad_iterations),
+        cmocka_unit_test(test_demo_interrupted_stops_coordinators_and_removes_its_files),
+        cmocka_unit_test(test_demo_terminated_stops_coordinators_and_removes_its_files),
+        cmocka_unit_test(test_demo_coordinators_exit_when_the_driver_is_killed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,15 @@
  * summary lists events by type, latency p50/p99, duplicates prevented,
  * handler failures, the faults injected and the flow checker's verdict. The
  * exit status is 0 only when everything went as the flows say.
+ *
+ * SIGINT, SIGTERM and SIGHUP end a run as a timeout does: the coordinators
+ * are asked to stop, then killed after a short grace, the summary is printed,
+ * a temporary database is removed, and the exit status is 1. The driver keeps
+ * these signals blocked in all its threads (the threads the library starts
+ * inherit the mask) and takes them in its wait loop with sigtimedwait(). The
+ * coordinators ignore SIGINT, so a Ctrl-C on the terminal, which reaches the
+ * whole process group, is handled once, by the driver; a coordinator whose
+ * driver died (even by SIGKILL) notices and exits.
  */
 #include "cli.h"
 #include "demo.h"
@@ -281,12 +290,29 @@ static void demo_help(void)
            DEFAULT_CONFIGS, DEFAULT_ITERATIONS);
 }
 
-static void stop_children(pid_t *pids, size_t n, double grace)
+/* True when one of `signals` (blocked) is waiting to be taken. */
+static bool signal_pending(const sigset_t *signals)
+{
+    sigset_t pending;
+    if (signals == NULL || sigpending(&pending) != 0)
+        return false;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(signals, sig) == 1 && sigismember(&pending, sig) == 1)
+            return true;
+    return false;
+}
+
+/* Reaps the coordinators, killing those still running after `grace` seconds,
+ * or at once when one of `hurry` (blocked signals, may be NULL) arrives. A
+ * reaped entry of `pids` becomes -(exit code) - 1. */
+static void stop_children(pid_t *pids, size_t n, double grace, const sigset_t *hurry)
 {
     double deadline = now_seconds() + grace;
     size_t alive = n;
     while (alive > 0) {
         alive = 0;
+        if (signal_pending(hurry))
+            deadline = 0;
         for (size_t i = 0; i < n; i++) {
             if (pids[i] <= 0)
                 continue;
@@ -367,20 +393,32 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     schedule_faults(&d->cfg);
     for (size_t i = 0; i < DEMO_MAX_CONFIGS; i++)
         d->progress[i].last = RRE_EV_NONE;
-    pthread_mutex_init(&d->mu, NULL);
+
+    /* From here on the stop signals wait for the loop below (see the top of
+     * this file), so nothing is left behind whenever they come. */
+    sigset_t stop_signals, old_mask;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 
     char tmpdir[256] = "";
     if (db == NULL) {
         const char *base = getenv("TMPDIR");
         snprintf(tmpdir, sizeof tmpdir, "%s/rre-demo-XXXXXX", base && *base ? base : "/tmp");
         if (mkdtemp(tmpdir) == NULL) {
+            int err = errno;
             free(d);
-            return cli_fail("demo: cannot make a temporary directory: %s", strerror(errno));
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+            return cli_fail("demo: cannot make a temporary directory: %s", strerror(err));
         }
         snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s/events.db", tmpdir);
     } else {
         snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s", db);
     }
+    pthread_mutex_init(&d->mu, NULL);
+    d->cfg.driver_pid = getpid();
 
     int rc = CLI_FAIL;
     pid_t pids[ROLE_COUNT] = {0};
@@ -425,8 +463,11 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             cli_fail("demo: fork: %s", strerror(errno));
             goto out;
         }
-        if (pid == 0)
+        if (pid == 0) {
+            signal(SIGINT, SIG_IGN);
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
             _exit(demo_run_role((enum demo_role)r, &d->cfg));
+        }
         pids[r] = pid;
     }
 
@@ -457,6 +498,7 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     }
 
     bool finished = false;
+    int interrupted = 0;
     while (now_seconds() - started < timeout) {
         if (all_done(d)) {
             finished = true;
@@ -466,19 +508,25 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         for (int r = 0; r < ROLE_COUNT; r++) {
             int status;
             if (pids[r] > 0 && waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 fprintf(stderr, "rre demo: the %s coordinator exited early (status %d)\n",
-                        demo_role_name((enum demo_role)r),
-                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-                pids[r] = 0;
+                        demo_role_name((enum demo_role)r), code);
+                pids[r] = -code - 1;
                 child_died = true;
             }
         }
         if (child_died)
             break;
         struct timespec pause = {0, 5 * 1000 * 1000};
-        nanosleep(&pause, NULL);
+        interrupted = sigtimedwait(&stop_signals, NULL, &pause);
+        if (interrupted > 0)
+            break;
+        interrupted = 0;
     }
-    if (!finished)
+    if (interrupted > 0)
+        fprintf(stderr, "rre demo: interrupted by %s; stopping the coordinators\n",
+                strsignal(interrupted));
+    else if (!finished)
         fprintf(stderr,
                 "rre demo: the pipeline did not finish (timeout %.0f s or a coordinator "
                 "failed)\n",
@@ -491,7 +539,7 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     json_decref(bye);
     if (st != RRE_OK)
         cli_fail_status("demo: publishing the shutdown", st);
-    stop_children(pids, ROLE_COUNT, finished ? 10.0 : 2.0);
+    stop_children(pids, ROLE_COUNT, finished ? 10.0 : 2.0, &stop_signals);
     rre_link_sync(link, 5000);
     double elapsed = now_seconds() - started;
 
@@ -504,8 +552,9 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     for (int r = 0; r < ROLE_COUNT; r++) {
         int code = pids[r] < 0 ? -pids[r] - 1 : -1;
         if (code != 0) {
-            fprintf(stderr, "rre demo: the %s coordinator %s\n", demo_role_name((enum demo_role)r),
-                    code < 0 ? "did not exit" : "reported failures");
+            fprintf(stderr, "rre demo: the %s coordinator %s (status %d)\n",
+                    demo_role_name((enum demo_role)r),
+                    code < 0 ? "did not exit" : "reported failures", code);
             ok = false;
         }
     }
@@ -576,7 +625,7 @@ out:
     for (int r = 0; r < ROLE_COUNT; r++)
         if (pids[r] > 0)
             kill(pids[r], SIGKILL);
-    stop_children(pids, ROLE_COUNT, 0);
+    stop_children(pids, ROLE_COUNT, 0, NULL);
     rre_link_destroy(link);
     rre_router_destroy(router);
     rre_queue_destroy(queue);
@@ -594,5 +643,10 @@ out:
         }
         rmdir(tmpdir);
     }
+    /* A stop signal that came after the loop has nothing left to stop. */
+    struct timespec now = {0, 0};
+    while (sigtimedwait(&stop_signals, NULL, &now) > 0)
+        continue;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     return rc;
 }

@@ -8,6 +8,8 @@
 
 #include <rre/rre.h>
 
+#include <sys/types.h>
+
 #define DEMO_MAX_CONFIGS 16
 
 /* The coordinators, one process each. */
@@ -35,6 +37,7 @@ enum demo_fault {
 
 struct demo_config {
     char db_path[4096];
+    pid_t driver_pid; /* a coordinator whose parent is no longer this process stops */
     int64_t start_id; /* events after this id belong to this run */
     int iterations;
     size_t config_count;

@@ -496,7 +496,9 @@ int demo_run_role(enum demo_role role, const struct demo_config *cfg)
         for (size_t ci = 0; ci < cfg->config_count; ci++)
             start_selfplay(ctx, (int)ci, 1);
 
-    while (!atomic_load(&ctx->stop) && getppid() != 1) {
+    /* An orphan is adopted by process 1 or by a subreaper (a service manager,
+     * a container's init): either way its parent is no longer the driver. */
+    while (!atomic_load(&ctx->stop) && getppid() == cfg->driver_pid) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
