@@ -305,7 +305,8 @@ static void maintenance_pass(rre_queue *q, sqlite3 **db)
  *  1. The writer's WAL hook (on the leader, after a commit) asks the
  *     maintenance thread for one once the WAL holds
  *     RRE__QUEUE_CHECKPOINT_FRAMES frames. That thread copies them and pays
- *     for the fsyncs, off the publishing path, while publishing goes on.
+ *     for the fsyncs, off the publishing path, while publishing goes on, in
+ *     rounds until it has nearly caught up.
  *  2. It then sets ckpt_catch_up; the next leader, after its commit and
  *     while it still holds the writer role (so no publish of this process
  *     commits meanwhile), runs a passive checkpoint on the writer connection.
@@ -335,6 +336,27 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
         rre__queue_unlock(&q->maint_mu);
     }
     return SQLITE_OK;
+}
+
+/* Part 1 of a checkpoint, on the maintenance thread. A round copies what
+ * the WAL held when it began; while its fsyncs run, publishers append more.
+ * Further rounds copy that, each shorter than the one before, until a round
+ * found fewer than CATCH_UP_FRAMES new frames, so what is left to the
+ * writer's catch-up is about one fsync's worth of commits. */
+enum { CATCH_UP_FRAMES = 256, MAX_ROUNDS = 4 };
+
+static void background_checkpoint(sqlite3 *db)
+{
+    int done = 0;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        int log = 0, ckpt = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+        /* Stop when busy, when a reader keeps frames from being copied, and
+         * when this round had little to do. */
+        if (rc != SQLITE_OK || ckpt < log || log - done < CATCH_UP_FRAMES)
+            return;
+        done = ckpt;
+    }
 }
 
 void rre__queue_checkpoint_catch_up(rre_queue *q)
@@ -376,7 +398,7 @@ static void *maintenance_main(void *arg)
         if (checkpoint) {
             if (db == NULL && rre__queue_connect(q, &db, 256) != RRE_OK)
                 continue;
-            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            background_checkpoint(db);
             atomic_store(&q->ckpt_catch_up, true);
             if (rre__queue_mono_ms() < next)
                 continue;
