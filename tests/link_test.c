@@ -191,8 +191,10 @@ static void test_same_content_from_two_processes_is_stored_and_delivered_once(vo
 static void test_concurrent_same_content_is_stored_once(void **state)
 {
     (void)state;
-    /* Neither router has seen the content: the queue's dedup stores it once
-     * and each router delivers it once. */
+    /* Neither router has seen the content when it publishes, unless b's
+     * reader has already brought a's row in: either the queue's dedup refuses
+     * b's copy or b's router does. The content is stored once and each router
+     * delivers it once. */
     struct node a, b;
     struct recorder ra, rb;
     recorder_init(&ra);
@@ -204,7 +206,8 @@ static void test_concurrent_same_content_is_stored_once(void **state)
                      RRE_OK);
     json_decref(p);
     p = payload_seq(1);
-    assert_int_equal(rre_router_publish_type(b.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+    rre_publish_result res;
+    assert_int_equal(rre_router_publish_type(b.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res),
                      RRE_OK);
     json_decref(p);
     assert_int_equal(rre_link_sync(a.link, 5000), RRE_OK);
@@ -214,7 +217,36 @@ static void test_concurrent_same_content_is_stored_once(void **state)
     assert_int_equal(rb.count, 1);
     rre_link_counters c;
     rre_link_get_counters(b.link, &c);
+    assert_int_equal(c.queue_duplicates + (res.duplicate ? 1 : 0), 1);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_content_another_process_stored_is_counted_as_queue_duplicate(void **state)
+{
+    (void)state;
+    /* b reads nothing, so its router has not seen a's row: b delivers its own
+     * copy locally and the queue's dedup refuses to store it a second time. */
+    struct node a, b;
+    struct recorder rb;
+    recorder_init(&rb);
+    rre_link_options lo = {0};
+    lo.flags = RRE_LINK_NO_READER;
+    node_open(&a, NULL, NULL);
+    node_open(&b, &lo, &rb);
+    publish_seq(&a, 3);
+    json_t *p = payload_seq(3);
+    rre_publish_result res;
+    assert_int_equal(rre_router_publish_type(b.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res),
+                     RRE_OK);
+    json_decref(p);
+    assert_false(res.duplicate);
+    assert_int_equal(count_rows(&a), 1);
+    assert_int_equal(rb.count, 1);
+    rre_link_counters c;
+    rre_link_get_counters(b.link, &c);
     assert_int_equal(c.queue_duplicates, 1);
+    assert_int_equal(c.appended, 0);
     node_close(&a);
     node_close(&b);
 }
@@ -325,6 +357,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_same_content_from_two_processes_is_stored_and_delivered_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_content_another_process_stored_is_counted_as_queue_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_content_is_stored_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_from_child_processes_arrive_exactly_once, setup,
