@@ -679,6 +679,8 @@ void rre_queue_destroy(rre_queue *q)
  * `next` are written by the leader and read by the publisher after `done`
  * is set (both under q->mu). */
 struct rre__pub_req {
+    size_t unit; /* on the first request of a call: how many requests the
+                    call made (they are committed in one transaction) */
     const char *spelling;
     char *payload_text;
     const char *source;
@@ -881,61 +883,53 @@ static rre_status payload_text(const json_t *payload, const char *timestamp, con
     return RRE_OK;
 }
 
-static rre_status publish_one(rre_queue *q, const rre_event_info *info, const json_t *payload,
-                              const char *source, const char *timestamp, const char *trace_id,
-                              rre_queue_publish_result *out);
-
-rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
-                             const char *source, const char *timestamp, const char *trace_id,
-                             rre_queue_publish_result *out)
+/* Resolves `type` for the queue: its canonical event (an alias is stored as
+ * its target). NULL with the error set when the type is unknown. */
+static const rre_event_info *queue_event(rre_event_type type, const char *what)
 {
-    if (q == NULL)
-        return rre__error(RRE_EINVAL, "rre_queue_publish: queue is NULL");
-    if (!json_is_object(payload))
-        return rre__error(RRE_ENOT_OBJECT, "rre_queue_publish: the payload is not a JSON object");
     const rre_event_info *info = rre_event_get(type);
-    if (info == NULL)
-        return rre__error(RRE_EUNKNOWN_TYPE, "rre_queue_publish: unknown event type %d", (int)type);
+    if (info == NULL) {
+        rre__error(RRE_EUNKNOWN_TYPE, "%s: unknown event type %d", what, (int)type);
+        return NULL;
+    }
     if (info->alias_of != RRE_EV_NONE)
         info = rre_event_get(info->alias_of);
-    if (q->read_only)
-        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
-
-    atomic_fetch_add(&q->in_publish, 1);
-    rre_status st = publish_one(q, info, payload, source, timestamp, trace_id, out);
-    atomic_fetch_sub(&q->in_publish, 1);
-    return st;
+    return info;
 }
 
-static rre_status publish_one(rre_queue *q, const rre_event_info *info, const json_t *payload,
+/* Fills a request: the row's text and the content hash. */
+static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const json_t *payload,
                               const char *source, const char *timestamp, const char *trace_id,
-                              rre_queue_publish_result *out)
+                              struct rre__pub_req *req)
 {
-    rre_event_type type = info->type;
-    struct rre__pub_req req;
-    memset(&req, 0, sizeof req);
-    req.spelling = info->queue_spelling;
-    req.source = source != NULL ? source : q->default_source;
-    rre_status st = rre_content_hash(type, payload, req.hash);
+    memset(req, 0, sizeof *req);
+    req->spelling = info->queue_spelling;
+    req->source = source != NULL ? source : q->default_source;
+    rre_status st = rre_content_hash(info->type, payload, req->hash);
     if (st != RRE_OK)
         return st;
-    st = payload_text(payload, timestamp, trace_id, &req.payload_text);
-    if (st != RRE_OK)
-        return st;
+    return payload_text(payload, timestamp, trace_id, &req->payload_text);
+}
 
+/* Queues the `n` requests of one call (n >= 1, linked in order) and returns
+ * once they are committed together, leading the group commit when no other
+ * thread does. Returns the transaction's status (its message in reqs->error). */
+static rre_status submit(rre_queue *q, struct rre__pub_req *reqs, size_t n)
+{
+    struct rre__pub_req *mine_last = &reqs[n - 1];
+    reqs->unit = n;
     rre__queue_lock(&q->mu);
     if (q->closed) {
         rre__queue_unlock(&q->mu);
-        free(req.payload_text);
         return rre__error(RRE_ECLOSED, "the queue is closed");
     }
     if (q->tail != NULL)
-        q->tail->next = &req;
+        q->tail->next = reqs;
     else
-        q->head = &req;
-    q->tail = &req;
+        q->head = reqs;
+    q->tail = mine_last;
     q->pending++;
-    while (!req.done) {
+    while (!mine_last->done) {
         if (q->leader_active) {
             pthread_cond_wait(&q->cv, &q->mu);
             continue;
@@ -949,11 +943,23 @@ static rre_status publish_one(rre_queue *q, const rre_event_info *info, const js
             sched_yield();
             rre__queue_lock(&q->mu);
         }
+        /* Take whole calls, up to RRE__QUEUE_GROUP_MAX requests (a larger
+         * call goes alone). */
         struct rre__pub_req *first = q->head, *last = first;
-        int taken = 1;
-        for (; taken < RRE__QUEUE_GROUP_MAX && last->next != NULL; taken++)
-            last = last->next;
-        q->pending -= taken;
+        size_t taken = 0;
+        int calls = 0;
+        for (struct rre__pub_req *u = first; u != NULL;) {
+            if (taken > 0 && taken + u->unit > RRE__QUEUE_GROUP_MAX)
+                break;
+            struct rre__pub_req *u_last = u;
+            for (size_t i = 1; i < u->unit; i++)
+                u_last = u_last->next;
+            taken += u->unit;
+            calls++;
+            last = u_last;
+            u = u_last->next;
+        }
+        q->pending -= calls;
         q->head = last->next;
         if (q->head == NULL)
             q->tail = NULL;
@@ -981,16 +987,96 @@ static rre_status publish_one(rre_queue *q, const rre_event_info *info, const js
         pthread_cond_broadcast(&q->cv);
     }
     rre__queue_unlock(&q->mu);
-    free(req.payload_text);
+    if (reqs->status != RRE_OK)
+        return rre__error(reqs->status, "%s", reqs->error);
+    return RRE_OK;
+}
 
-    if (req.status != RRE_OK)
-        return rre__error(req.status, "%s", req.error);
-    if (out != NULL) {
+rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
+                             const char *source, const char *timestamp, const char *trace_id,
+                             rre_queue_publish_result *out)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_publish: queue is NULL");
+    if (!json_is_object(payload))
+        return rre__error(RRE_ENOT_OBJECT, "rre_queue_publish: the payload is not a JSON object");
+    const rre_event_info *info = queue_event(type, "rre_queue_publish");
+    if (info == NULL)
+        return RRE_EUNKNOWN_TYPE;
+    if (q->read_only)
+        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+
+    atomic_fetch_add(&q->in_publish, 1);
+    struct rre__pub_req req;
+    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &req);
+    if (st == RRE_OK)
+        st = submit(q, &req, 1);
+    atomic_fetch_sub(&q->in_publish, 1);
+    free(req.payload_text);
+    if (st == RRE_OK && out != NULL) {
         out->event_id = req.event_id;
         out->duplicate = req.duplicate;
         memcpy(out->hash, req.hash, RRE_HASH_SIZE);
     }
-    return RRE_OK;
+    return st;
+}
+
+rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool *duplicates)
+{
+    if (q == NULL || (evs == NULL && n > 0))
+        return rre__error(RRE_EINVAL, "rre_queue_publish_batch: queue or events is NULL");
+    if (n == 0)
+        return RRE_OK;
+    if (n > SIZE_MAX / sizeof(struct rre__pub_req))
+        return rre__error(RRE_ENOMEM, "rre_queue_publish_batch: too many events");
+    /* Every event is checked before anything is written. */
+    for (size_t i = 0; i < n; i++) {
+        if (!json_is_object(evs[i].payload))
+            return rre__error(RRE_ENOT_OBJECT,
+                              "rre_queue_publish_batch: event %zu: the payload is not a JSON object",
+                              i);
+        if (queue_event(evs[i].type, "rre_queue_publish_batch") == NULL)
+            return rre__error(RRE_EUNKNOWN_TYPE,
+                              "rre_queue_publish_batch: event %zu: unknown event type %d", i,
+                              (int)evs[i].type);
+    }
+    if (q->read_only)
+        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+    struct rre__pub_req *reqs = malloc(n * sizeof *reqs);
+    if (reqs == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+
+    atomic_fetch_add(&q->in_publish, 1);
+    rre_status st = RRE_OK;
+    size_t prepared = 0;
+    for (; prepared < n; prepared++) {
+        rre_event *ev = &evs[prepared];
+        st = prepare_req(q, queue_event(ev->type, "rre_queue_publish_batch"), ev->payload,
+                         ev->source, ev->timestamp, ev->trace_id, &reqs[prepared]);
+        if (st != RRE_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", rre_last_error());
+            free(reqs[prepared].payload_text);
+            st = rre__error(st, "rre_queue_publish_batch: event %zu: %s", prepared, why);
+            break;
+        }
+        if (prepared > 0)
+            reqs[prepared - 1].next = &reqs[prepared];
+    }
+    if (st == RRE_OK)
+        st = submit(q, reqs, n);
+    atomic_fetch_sub(&q->in_publish, 1);
+    for (size_t i = 0; i < prepared; i++) {
+        free(reqs[i].payload_text);
+        if (st == RRE_OK) {
+            evs[i].event_id = reqs[i].event_id;
+            memcpy(evs[i].hash, reqs[i].hash, RRE_HASH_SIZE);
+            if (duplicates != NULL)
+                duplicates[i] = reqs[i].duplicate;
+        }
+    }
+    free(reqs);
+    return st;
 }
 
 rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate)

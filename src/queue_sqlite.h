@@ -31,7 +31,9 @@ struct rre__pub_req;
  * list, releases `mu`, writes the list in one transaction on the writer
  * connection `wdb`, then marks the requests done under `mu` and broadcasts.
  * Whoever still has a request pending becomes the next leader. So while one
- * transaction commits, the next batch gathers. The maintenance thread and
+ * transaction commits, the next batch gathers. The requests of one call
+ * (rre_queue_publish_batch() makes several) are always taken together, so
+ * a call is one transaction. The maintenance thread and
  * each subscriber have connections of their own.
  */
 struct rre_queue {
@@ -54,7 +56,7 @@ struct rre_queue {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct rre__pub_req *head, *tail; /* pending publishes; mu */
-    int pending;                      /* requests in the list; mu */
+    int pending;                      /* calls in the list; mu */
     bool leader_active;               /* mu */
     _Atomic int in_publish;           /* threads inside rre_queue_publish() */
     bool closed;                      /* mu */

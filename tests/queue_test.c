@@ -320,6 +320,191 @@ static void test_publish_refuses_non_object_and_closed_queue(void **state)
     json_decref(p);
 }
 
+/* ---- batches ------------------------------------------------------------- */
+
+static void batch_fill(rre_event *evs, size_t n)
+{
+    memset(evs, 0, n * sizeof *evs);
+    for (size_t i = 0; i < n; i++) {
+        evs[i].type = RRE_EV_NEW_GAMES_AVAILABLE;
+        evs[i].payload = json_pack("{s:s,s:I}", "config_key", "hex8_2p", "seq", (json_int_t)i);
+    }
+}
+
+static void batch_free(rre_event *evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        json_decref(evs[i].payload);
+}
+
+static void test_batch_stores_every_event_in_order_in_one_call(void **state)
+{
+    struct fixture *f = *state;
+    rre_event evs[3];
+    batch_fill(evs, 3);
+    evs[1].type = RRE_EV_TRAINING_COMPLETED;
+    evs[2].type = RRE_EV_STAGE_SYNC_COMPLETE; /* an alias: stored as its target */
+    snprintf(evs[2].timestamp, sizeof evs[2].timestamp, "2026-01-02T03:04:05Z");
+    bool dup[3] = {true, true, true};
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 3, dup), RRE_OK);
+    for (size_t i = 0; i < 3; i++) {
+        assert_false(dup[i]);
+        uint8_t h[RRE_HASH_SIZE];
+        assert_int_equal(rre_content_hash(evs[i].type, evs[i].payload, h), RRE_OK);
+        assert_memory_equal(h, evs[i].hash, RRE_HASH_SIZE);
+    }
+    assert_true(evs[0].event_id > 0);
+    assert_int_equal(evs[1].event_id, evs[0].event_id + 1);
+    assert_int_equal(evs[2].event_id, evs[1].event_id + 1);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 3);
+    char *t = sql_text(db, "SELECT group_concat(event_type, ',') FROM"
+                           " (SELECT event_type FROM events ORDER BY event_id)");
+    const rre_event_info *sync = rre_event_get(RRE_EV_DATA_SYNC_COMPLETED);
+    char want[256];
+    snprintf(want, sizeof want, "%s,%s,%s",
+             rre_event_get(RRE_EV_NEW_GAMES_AVAILABLE)->queue_spelling,
+             rre_event_get(RRE_EV_TRAINING_COMPLETED)->queue_spelling, sync->queue_spelling);
+    assert_string_equal(t, want);
+    free(t);
+    t = sql_text(db, "SELECT json_extract(payload, '$.timestamp') FROM events"
+                     " ORDER BY event_id DESC LIMIT 1");
+    assert_string_equal(t, "2026-01-02T03:04:05Z");
+    free(t);
+    sqlite3_close(db);
+    /* An empty batch does nothing. */
+    assert_int_equal(rre_queue_publish_batch(f->q, NULL, 0, NULL), RRE_OK);
+    batch_free(evs, 3);
+}
+
+static void test_batch_reports_duplicates_within_it_and_of_earlier_events(void **state)
+{
+    struct fixture *f = *state;
+    bool dup;
+    int64_t earlier =
+        publish(f->q, RRE_EV_NEW_GAMES_AVAILABLE, "{\"config_key\":\"hex8_2p\",\"seq\":1}", &dup);
+    rre_event evs[4];
+    batch_fill(evs, 4); /* seq 0, 1, 2, 3 */
+    json_decref(evs[3].payload);
+    evs[3].payload = json_pack("{s:I,s:s}", "seq", (json_int_t)0, "config_key", "hex8_2p");
+    bool dups[4];
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 4, dups), RRE_OK);
+    assert_false(dups[0]);
+    assert_true(dups[1]); /* published before the batch */
+    assert_int_equal(evs[1].event_id, earlier);
+    assert_false(dups[2]);
+    assert_true(dups[3]); /* the same content as evs[0], in other key order */
+    assert_int_equal(evs[3].event_id, evs[0].event_id);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 3);
+    sqlite3_close(db);
+    batch_free(evs, 4);
+}
+
+static void test_batch_with_a_bad_event_names_it_and_stores_nothing(void **state)
+{
+    struct fixture *f = *state;
+    rre_event evs[3];
+    batch_fill(evs, 3);
+    json_decref(evs[1].payload);
+    evs[1].payload = json_array();
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 3, NULL), RRE_ENOT_OBJECT);
+    assert_non_null(strstr(rre_last_error(), "event 1"));
+    json_decref(evs[1].payload);
+    evs[1].payload = json_object();
+    evs[2].type = (rre_event_type)99999;
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 3, NULL), RRE_EUNKNOWN_TYPE);
+    assert_non_null(strstr(rre_last_error(), "event 2"));
+    evs[2].type = RRE_EV_NEW_GAMES_AVAILABLE;
+    assert_int_equal(rre_queue_publish_batch(NULL, evs, 3, NULL), RRE_EINVAL);
+    assert_int_equal(rre_queue_publish_batch(f->q, NULL, 3, NULL), RRE_EINVAL);
+    rre_queue_close(f->q);
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 3, NULL), RRE_ECLOSED);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 0);
+    sqlite3_close(db);
+    batch_free(evs, 3);
+}
+
+static void test_batch_that_does_not_fit_stores_nothing(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    char path[600];
+    snprintf(path, sizeof path, "%s/small.db", f->dir);
+    o.path = path;
+    o.max_page_count = 60;
+    o.maintenance_interval_ms = -1;
+    rre_queue *q;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    enum { N = 2000 };
+    rre_event *evs = malloc(N * sizeof *evs);
+    batch_fill(evs, N);
+    assert_int_equal(rre_queue_publish_batch(q, evs, 10, NULL), RRE_OK);
+    assert_int_equal(rre_queue_publish_batch(q, evs + 10, N - 10, NULL), RRE_EFULL);
+    rre_queue_destroy(q);
+    sqlite3 *db = raw_open(path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 10);
+    sqlite3_close(db);
+    batch_free(evs, N);
+    free(evs);
+}
+
+struct batch_thread {
+    rre_queue *q;
+    int id;
+    int failures, gaps;
+};
+
+/* Publishes 20 batches of 25 events, each followed by one single publish;
+ * counts the batches whose ids are not consecutive. */
+static void *batch_publisher(void *arg)
+{
+    struct batch_thread *t = arg;
+    for (int b = 0; b < 20; b++) {
+        rre_event evs[25];
+        memset(evs, 0, sizeof evs);
+        for (int i = 0; i < 25; i++) {
+            evs[i].type = RRE_EV_NEW_GAMES_AVAILABLE;
+            evs[i].payload = json_pack("{s:i,s:i,s:i}", "thread", t->id, "batch", b, "seq", i);
+        }
+        if (rre_queue_publish_batch(t->q, evs, 25, NULL) != RRE_OK)
+            t->failures++;
+        for (int i = 0; i < 25; i++) {
+            if (i > 0 && evs[i].event_id != evs[i - 1].event_id + 1)
+                t->gaps++;
+            json_decref(evs[i].payload);
+        }
+        json_t *p = json_pack("{s:i,s:i}", "thread", t->id, "single", b);
+        if (rre_queue_publish(t->q, RRE_EV_NEW_GAMES_AVAILABLE, p, NULL, NULL, NULL, NULL) !=
+            RRE_OK)
+            t->failures++;
+        json_decref(p);
+    }
+    return NULL;
+}
+
+static void test_batches_and_single_publishes_from_threads_store_every_event(void **state)
+{
+    struct fixture *f = *state;
+    enum { THREADS = 4 };
+    pthread_t th[THREADS];
+    struct batch_thread t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        t[i] = (struct batch_thread){f->q, i, 0, 0};
+        pthread_create(&th[i], NULL, batch_publisher, &t[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].failures, 0);
+        assert_int_equal(t[i].gaps, 0); /* one call, one transaction: ids in a run */
+    }
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), THREADS * 20 * 26);
+    sqlite3_close(db);
+}
+
 struct pub_thread {
     rre_queue *q;
     int id, n;
@@ -938,6 +1123,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_after_window_is_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_refuses_non_object_and_closed_queue, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_batch_stores_every_event_in_order_in_one_call, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_batch_reports_duplicates_within_it_and_of_earlier_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_with_a_bad_event_names_it_and_stores_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_that_does_not_fit_stores_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_batches_and_single_publishes_from_threads_store_every_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_from_threads_stores_every_event, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

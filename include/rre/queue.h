@@ -166,6 +166,25 @@ RRE_API rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const js
  * for a duplicate) and ev->hash filled. */
 RRE_API rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate);
 
+/* Appends the `n` events of `evs` (type, payload, source, timestamp and
+ * trace_id of each, as for rre_queue_publish_event()) in one transaction:
+ * either all of them are stored or none is. On success evs[i].event_id and
+ * evs[i].hash are set, and duplicates[i] (when `duplicates` is not NULL) is
+ * true for an event whose content was already stored within the dedup
+ * window, by another publish or earlier in the same batch; ids of the stored
+ * events increase in the order of `evs`.
+ *
+ * Every event is checked before anything is written: a payload that is not
+ * an object (RRE_ENOT_OBJECT) or an unknown type (RRE_EUNKNOWN_TYPE) fails
+ * the call, naming the index, and stores nothing. n == 0 does nothing.
+ *
+ * One call costs one commit however many events it carries, so a producer
+ * with events at hand (a burst of results, a backlog) publishes many times
+ * faster this way than with one call per event. Thread-safe; batches and
+ * single publishes of other threads may share the transaction. */
+RRE_API rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n,
+                                           bool *duplicates);
+
 /* ------------------------------------------------------------------------ */
 /* Subscribing                                                               */
 /* ------------------------------------------------------------------------ */
