@@ -14,6 +14,8 @@
  */
 #include <rre/rre.h>
 
+#include "resident.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -189,19 +191,6 @@ static double bench_sqlite_alone(const char *name, long total)
     return (double)total / el;
 }
 
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = -1;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    return kib;
-}
-
 struct consume_state {
     long want, got;
     int64_t *lat; /* latency per event, ns, when measuring latency */
@@ -249,7 +238,9 @@ _Noreturn static void consumer_child(const char *dbname, const char *name, long 
             die("poll", st);
     }
     double el = now_s() - t0;
-    double figs[4] = {(double)c.got / el, 0, 0, (double)rss_kib()};
+    resident res = resident_now();
+    double figs[6] = {(double)c.got / el,  0, 0, (double)res.total_kib, (double)res.file_kib,
+                      (double)res.anon_kib};
     if (latency) {
         qsort(c.lat, (size_t)want, sizeof(int64_t), cmp64);
         figs[1] = (double)c.lat[want / 2] / 1e3;
@@ -336,14 +327,16 @@ int main(int argc, char **argv)
         int out[2];
         pid_t pid;
         run_child("deliver.db", "drain", n, false, out, &pid);
-        double figs[4];
+        double figs[6];
         if (read(out[0], figs, sizeof figs) != (ssize_t)sizeof figs)
             return 1;
         waitpid(pid, NULL, 0);
         close(out[0]);
         printf("queue delivery to a subscriber in another process (with acks): %.0f events/s\n",
                figs[0]);
-        printf("queue consumer resident memory after %ld events: %.0f KiB\n", n, figs[3]);
+        printf("queue consumer resident memory after %ld events: %.0f KiB (%.0f KiB file-backed:"
+               " program and shared libraries; %.0f KiB anonymous: heap and stacks)\n",
+               n, figs[3], figs[4], figs[5]);
         rre_queue_destroy(q);
     }
 
@@ -366,7 +359,7 @@ int main(int argc, char **argv)
             rre_queue_publish(q, RRE_EV_TRAINING_COMPLETED, p, "bench", NULL, NULL, NULL);
             json_decref(p);
         }
-        double figs[4];
+        double figs[6];
         if (read(out[0], figs, sizeof figs) != (ssize_t)sizeof figs)
             return 1;
         waitpid(pid, NULL, 0);

@@ -20,6 +20,7 @@
  */
 #include "dedup.h"
 #include "history.h"
+#include "resident.h"
 #include "router_int.h"
 
 #include <malloc.h>
@@ -56,20 +57,6 @@ static int handler(const rre_event *ev, void *user_data)
     (void)ev;
     (*(long *)user_data)++;
     return 0;
-}
-
-static long resident_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
 }
 
 static rre_router *make_router(size_t history, size_t subscribers, long *calls)
@@ -149,24 +136,27 @@ int main(int argc, char **argv)
     /* Resident memory first, before the benchmark's own allocations: at
      * start (the mapped libraries), after the first hash (libcrypto loads
      * its provider), then with the router. */
-    long rss_start = resident_kib();
+    long rss_start = resident_now().total_kib;
     uint8_t first[RRE_HASH_SIZE];
     json_t *p0 = payload(-1000000);
     rre_content_hash(RRE_EV_TRAINING_COMPLETED, p0, first);
     json_decref(p0);
-    long rss_crypto = resident_kib();
+    long rss_crypto = resident_now().total_kib;
     rre_router *r = make_router(RRE_ROUTER_DEFAULT_HISTORY_SIZE, 1, &calls);
     for (long i = 0; i < RRE_ROUTER_DEFAULT_HISTORY_SIZE; i++) {
         json_t *p = payload(-1 - i);
         rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL);
         json_decref(p);
     }
-    long rss = resident_kib();
+    resident res = resident_now();
+    long rss = res.total_kib;
     printf("router process resident memory: %.2f MiB (1 subscriber, history full with %d "
            "events; goal < 5 MiB): %.2f MiB at start, +%.2f MiB hashing set up, +%.2f MiB "
-           "router, history and its payloads\n",
+           "router, history and its payloads; by kind: %.2f MiB file-backed (program and "
+           "shared libraries), %.2f MiB anonymous (heap and stacks)\n",
            rss / 1024.0, RRE_ROUTER_DEFAULT_HISTORY_SIZE, rss_start / 1024.0,
-           (rss_crypto - rss_start) / 1024.0, (rss - rss_crypto) / 1024.0);
+           (rss_crypto - rss_start) / 1024.0, (rss - rss_crypto) / 1024.0, res.file_kib / 1024.0,
+           res.anon_kib / 1024.0);
     rre_router_destroy(r);
 
     /* Warm up. */
