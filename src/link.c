@@ -194,15 +194,17 @@ rre_status rre_link_sync(rre_link *link, int timeout_ms)
     int64_t target = rre__queue_last_event_id(link->queue);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    int ms = timeout_ms > 0 ? timeout_ms : 0;
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
     lock(&link->mu);
     while (atomic_load(&link->last_read_id) < target) {
-        int rc = pthread_cond_timedwait(&link->progress, &link->mu, &deadline);
+        int rc = timeout_ms < 0 ? pthread_cond_wait(&link->progress, &link->mu)
+                                : pthread_cond_timedwait(&link->progress, &link->mu, &deadline);
         if (rc != 0 && atomic_load(&link->last_read_id) < target) {
             unlock(&link->mu);
             return rre__error(RRE_ETIMEOUT, "link: reader at event %lld, waiting for %lld",

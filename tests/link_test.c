@@ -339,6 +339,31 @@ static void test_durable_link_resumes_after_restart(void **state)
     node_close(&pub);
 }
 
+static void test_sync_with_zero_negative_and_no_reader_timeouts(void **state)
+{
+    (void)state;
+    struct node a, b, c;
+    struct recorder rb;
+    recorder_init(&rb);
+    rre_link_options lo = {0};
+    lo.flags = RRE_LINK_NO_READER;
+    node_open(&a, &lo, NULL);
+    node_open(&b, NULL, &rb);
+    node_open(&c, &lo, NULL);
+    publish_seq(&a, 1);
+    /* A negative timeout waits as long as it takes. */
+    assert_int_equal(rre_link_sync(b.link, -1), RRE_OK);
+    assert_int_equal(rb.count, 1);
+    /* Nothing new: 0 only checks, and the reader is already there. */
+    assert_int_equal(rre_link_sync(b.link, 0), RRE_OK);
+    /* Without a reader there is nothing to wait for. */
+    assert_int_equal(rre_link_sync(c.link, 0), RRE_OK);
+    assert_int_equal(rre_link_sync(NULL, 0), RRE_EINVAL);
+    node_close(&c);
+    node_close(&b);
+    node_close(&a);
+}
+
 static void test_link_requires_router_and_queue(void **state)
 {
     (void)state;
@@ -364,6 +389,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_from_child_processes_arrive_exactly_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_durable_link_resumes_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_with_zero_negative_and_no_reader_timeouts, setup,
+                                        teardown),
         cmocka_unit_test(test_link_requires_router_and_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,8 +69,8 @@
  *
  * MEMORY. An ended run is forgotten when a new run with the same key (the
  * same most specific key value) starts. At most max_runs runs are tracked;
- * when a new one would exceed it,
- * the run that ended first is forgotten (so a very late duplicate terminal
+ * when a new one would exceed it, the run that ended first is forgotten (so
+ * a very late duplicate terminal
  * event for it is no longer recognised), or when none has ended the oldest
  * active one (counted in rre_flow_stats.evicted_active; it can no longer be
  * reported as stalled). At most max_issues issues are kept; further ones are
@@ -89,7 +89,8 @@ typedef enum rre_flow_issue_kind {
     RRE_FLOW_BAD_INPUT = 2, /* a line of JSON-lines input that could not be read */
 } rre_flow_issue_kind;
 
-/* The rule an issue breaks (see RULES and STALLS above). */
+/* The rule an issue breaks (see RULES and STALLS above; BAD_LINE is a line
+ * of JSON-lines input that could not be read). */
 typedef enum rre_flow_rule {
     RRE_FLOW_RULE_MISSING_START = 0,
     RRE_FLOW_RULE_DUPLICATE_TERMINAL = 1,
@@ -199,6 +200,7 @@ RRE_API const rre_flow_issue *rre_flow_issue_get(const rre_flow_checker *c, size
 /* True when no issue of any kind was found (dropped ones included). */
 RRE_API bool rre_flow_clean(const rre_flow_checker *c);
 
+/* The checker's figures so far (events, runs held, issues, evictions). */
 RRE_API void rre_flow_get_stats(const rre_flow_checker *c, rre_flow_stats *out);
 
 /* Static names: "violation", "stall", "bad_input"; "missing_start",

@@ -58,7 +58,9 @@ RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue
 
 /* Waits until the reader has passed every event committed before this call
  * (so a test or a shutdown sees what other processes published), or until
- * `timeout_ms` passes (RRE_ETIMEOUT). */
+ * `timeout_ms` passes (RRE_ETIMEOUT). 0 only checks; a negative timeout
+ * waits without limit. With RRE_LINK_NO_READER there is nothing to wait
+ * for: RRE_OK at once. */
 RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
 
 typedef struct rre_link_counters {
@@ -71,6 +73,7 @@ typedef struct rre_link_counters {
     int64_t last_read_id;      /* the last event id the reader passed */
 } rre_link_counters;
 
+/* A snapshot of the counters (all zero for a NULL link). */
 RRE_API void rre_link_get_counters(rre_link *link, rre_link_counters *out);
 
 /* Stops the reader thread and removes the sink; the router and the queue go

@@ -107,6 +107,7 @@ typedef struct rre_queue_options {
     bool read_only;              /* open an existing file read-only; no publish or ack */
 } rre_queue_options;
 
+/* Fills `opts` with the defaults (see each field). */
 RRE_API void rre_queue_options_init(rre_queue_options *opts);
 
 /* Writes the default database path (the location rules above, ignoring any
@@ -203,6 +204,7 @@ typedef struct rre_subscriber_options {
     unsigned batch;   /* rows read per query; 0: 512 */
 } rre_subscriber_options;
 
+/* Fills `opts` with the defaults: a transient reader of every type. */
 RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
 
 /* The handler of rre_subscriber_poll(). `ev` and everything it points to are
@@ -254,6 +256,8 @@ typedef struct rre_subscriber_counters {
     int64_t cursor;          /* the last event id passed */
 } rre_subscriber_counters;
 
+/* A snapshot of the subscriber's counters; call it from the polling thread
+ * or while no poll runs. */
 RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber_counters *out);
 
 /* ------------------------------------------------------------------------ */

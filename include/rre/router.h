@@ -128,6 +128,9 @@ typedef struct rre_router_options rre_router_options;
 RRE_API rre_status rre_router_options_create(rre_router_options **out);
 RRE_API void rre_router_options_destroy(rre_router_options *opts);
 
+/* Validation of published payloads: RRE_VALIDATE_OFF, _WARN (the default:
+ * problems are counted and logged, the event goes on) or _STRICT (an invalid
+ * payload is refused with RRE_EINVALID_PAYLOAD). */
 RRE_API rre_status rre_router_options_set_validation(rre_router_options *opts,
                                                      rre_validation_mode mode);
 /* Turns the dedup window on or off for the whole router. */
@@ -426,9 +429,12 @@ typedef struct rre_router_health {
  * use the flow checker on the durable queue for that. Works at any time,
  * also after close. */
 RRE_API rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out);
+/* Frees the issues of a report filled by rre_router_validate_flow() (not the
+ * struct itself); NULL does nothing. */
 RRE_API void rre_router_health_free(rre_router_health *health);
 /* The same as {"healthy": bool, "issues": [{"kind": "...", "message": "..."}]}. */
 RRE_API rre_status rre_router_validate_flow_json(rre_router *r, json_t **out);
+/* The name of an issue kind as in the JSON report ("unknown" out of range). */
 RRE_API const char *rre_router_issue_kind_name(rre_router_issue_kind kind);
 
 /* The typed emitters, one per documented event (generated). */

@@ -76,7 +76,7 @@ RRE_API int rre_version_number(void);
     X(ETIMEOUT, 16, "timed out")                                                                   \
     X(ENOTFOUND, 17, "not found")                                                                  \
     X(ECRYPTO, 18, "cryptographic library error")                                                  \
-    X(ENATS, 19, "NATS error")                                                                     \
+    X(ENATS, 19, "NATS error") /* reserved for the NATS bridge */                                  \
     X(EINTERNAL, 20, "internal error")                                                             \
     X(EDUPLICATE, 21, "duplicate event within the dedup window")                                   \
     X(ECATEGORY, 22, "unknown event category")
@@ -121,6 +121,7 @@ typedef void (*rre_log_fn)(rre_log_level level, const char *component, const cha
  * being logged concurrently may still reach the previous sink. */
 RRE_API void rre_set_logger(rre_log_fn fn, void *user_data, rre_log_level min_level);
 
+/* "debug", "info", "warn" or "error"; "unknown" out of range. */
 RRE_API const char *rre_log_level_name(rre_log_level level);
 
 /* ------------------------------------------------------------------------ */
@@ -185,7 +186,7 @@ typedef enum rre_field_type {
 } rre_field_type;
 
 /* Field flags. */
-#define RRE_FIELD_REQUIRED 0x1u   /* must be present (EVENT_PAYLOAD_SCHEMAS.md) */
+#define RRE_FIELD_REQUIRED 0x1u   /* must be present (the payload-schemas document) */
 #define RRE_FIELD_NULLABLE 0x2u   /* null is accepted ("| None") */
 #define RRE_FIELD_IN_SCHEMAS 0x4u /* listed by the payload-schemas document */
 #define RRE_FIELD_IN_CATALOG 0x8u /* listed by the event catalog document */
@@ -248,6 +249,7 @@ typedef struct rre_stage_event_info {
     rre_event_type maps_to;
 } rre_stage_event_info;
 
+/* The stage events are indexed 0 .. rre_stage_event_count() - 1. */
 RRE_API size_t rre_stage_event_count(void);
 RRE_API const rre_stage_event_info *rre_stage_event_get(size_t index); /* NULL past the end */
 
@@ -271,6 +273,8 @@ typedef struct rre_lifecycle {
     size_t key_field_count;
 } rre_lifecycle;
 
+/* The lifecycles are indexed 0 .. rre_lifecycle_count() - 1 (training,
+ * evaluation, sync, recovery, work), or found by name. */
 RRE_API size_t rre_lifecycle_count(void);
 RRE_API const rre_lifecycle *rre_lifecycle_get(size_t index);      /* NULL past the end */
 RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name); /* any case; NULL if none */
@@ -279,7 +283,8 @@ RRE_API const rre_lifecycle *rre_lifecycle_find(const char *name); /* any case; 
  * in order. */
 RRE_API const rre_event_type *rre_pipeline_chain(size_t *count);
 
-/* Generated documents. Each allocates *out (release with free()). */
+/* Generated documents. The whole catalog as Markdown (what
+ * docs/EVENT_CATALOG.md holds); allocates *out, release it with free(). */
 RRE_API rre_status rre_catalog_markdown(char **out);
 /* One type as a JSON object: name, value, category, description,
  * queue_spelling, documented, alias_of (a NAME or null), has_schema, fields
@@ -469,6 +474,9 @@ RRE_API rre_status rre_config_key_parse(const char *key, rre_config_key *out);
 RRE_API rre_status rre_config_key_make(const char *board, int num_players, char *buf, size_t cap);
 
 RRE_API const char *rre_board_name(rre_board board); /* NULL when out of range */
+/* A board name, lowercase as in config keys ("hex8", "square8", "square19",
+ * "hexagonal"). Anything else is RRE_ECONFIG_KEY with a message listing the
+ * boards; NULL arguments are RRE_EINVAL. *out is set only on success. */
 RRE_API rre_status rre_board_parse(const char *name, rre_board *out);
 
 /* ------------------------------------------------------------------------ */
@@ -542,7 +550,7 @@ RRE_API rre_status rre_extract_evaluation_data(const json_t *payload, rre_evalua
 typedef enum rre_origin {
     RRE_ORIGIN_LOCAL = 0,   /* published in this process */
     RRE_ORIGIN_PROCESS = 1, /* another process, through the durable queue */
-    RRE_ORIGIN_HOST = 2,    /* another host, through the bridge */
+    RRE_ORIGIN_HOST = 2,    /* another host, through the NATS bridge (planned) */
 } rre_origin;
 
 #define RRE_TIMESTAMP_MAX 32 /* "2026-01-02T03:04:05.678901Z" and a NUL */
