@@ -56,6 +56,93 @@ static void test_demo_runs_pipeline_with_faults_and_clean_flow(void **state)
     free(dir);
 }
 
+static void test_demo_runs_again_on_a_database_that_holds_an_earlier_run(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[512];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    /* The second run's payloads would repeat the first's; dedup must not
+     * take them for duplicates. */
+    for (int run = 1; run <= 2; run++) {
+        tu_result r =
+            tu_run_cli(NULL, "demo", "--configs", "hex8_2p", "--iterations", "2", "--db", db,
+                       "--storm", "5", "--pace", "0", "--timeout", "60", "--quiet", NULL);
+        if (r.status != 0)
+            fprintf(stderr, "run %d stdout:\n%s\nstderr:\n%s\n", run, r.out, r.err);
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, "verdict: OK"));
+        tu_result_free(&r);
+    }
+    tu_result r = tu_run_cli(NULL, "--db", db, "flow", "check", NULL);
+    if (r.status != 0)
+        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_demo_ignores_events_of_other_producers_of_its_database(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[512];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(out[0]);
+        close(out[1]);
+        char *argv[] = {"rre", "demo", "--configs", "hex8_2p", "--iterations", "3",  "--pace",
+                        "100", "--db", db,          "--quiet", "--timeout",    "60", NULL};
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    /* Once the run is under way, another producer announces the shutdown the
+     * demo's driver would send. */
+    bool started = false;
+    for (int tries = 0; tries < 1000 && !started; tries++) {
+        tu_result r = tu_run_cli(NULL, "--db", db, "tail", "--type", "SELFPLAY_COMPLETE", "--limit",
+                                 "1", NULL);
+        started = r.status == 0 && r.out[0] != '\0';
+        tu_result_free(&r);
+        if (!started) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(started);
+    tu_result r = tu_run_cli(NULL, "--db", db, "publish", "COORDINATOR_SHUTDOWN", "--payload",
+                             "{\"coordinator_name\":\"demo\",\"reason\":\"graceful\","
+                             "\"remaining_tasks\":0}",
+                             NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+
+    char text[65536];
+    size_t len = 0;
+    ssize_t got;
+    while ((got = read(out[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)got;
+    text[len] = '\0';
+    close(out[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "output:\n%s\n", text);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_non_null(strstr(text, "verdict: OK"));
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_demo_with_one_iteration_reports_unscheduled_faults(void **state)
 {
     (void)state;
@@ -253,6 +340,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_demo_runs_pipeline_with_faults_and_clean_flow),
+        cmocka_unit_test(test_demo_runs_again_on_a_database_that_holds_an_earlier_run),
+        cmocka_unit_test(test_demo_ignores_events_of_other_producers_of_its_database),
         cmocka_unit_test(test_demo_with_one_iteration_reports_unscheduled_faults),
         cmocka_unit_test(test_demo_rejects_bad_config_key),
         cmocka_unit_test(test_demo_rejects_bad_iterations),

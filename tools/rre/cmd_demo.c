@@ -7,8 +7,9 @@
  *
  * The driver forks one process per coordinator (demo_roles.c), then follows
  * the queue itself: it shows progress per config, measures the latency from
- * publish in one process to delivery in this one, and feeds every event to
- * the flow checker. When every config has run its iterations it publishes
+ * publish in one process to delivery in this one, and feeds every event of
+ * the run (not those of other producers of the database) to the flow
+ * checker. When every config has run its iterations it publishes
  * COORDINATOR_SHUTDOWN for "demo"; each coordinator answers with a
  * COORDINATOR_SHUTDOWN of its own carrying its statistics, and exits. The
  * summary lists events by type, latency p50/p99, duplicates prevented,
@@ -124,6 +125,8 @@ static int driver_handler(const rre_event *ev, void *user_data)
 {
     struct driver *d = user_data;
     double now = now_seconds();
+    if (!demo_is_own_event(ev->payload, d->cfg.run_id))
+        return 0; /* not this run's: the database has other producers */
     pthread_mutex_lock(&d->mu);
     d->events++;
     d->by_type[ev->type]++;
@@ -282,7 +285,8 @@ static void demo_help(void)
            "\n"
            "  --configs LIST     comma-separated config keys (default %s)\n"
            "  --iterations N     pipeline iterations per config, 1..100 (default %d)\n"
-           "  --db PATH          the queue database (default: a fresh temporary one)\n"
+           "  --db PATH          the queue database (default: a fresh temporary one);\n"
+           "                     its other events and earlier runs are left alone\n"
            "  --timeout SECONDS  give up after this long (default 120)\n"
            "  --storm N          events the echo loop re-emits (default 50)\n"
            "  --pace MS          time each coordinator spends on a stage (default 40)\n"
@@ -419,6 +423,10 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     }
     pthread_mutex_init(&d->mu, NULL);
     d->cfg.driver_pid = getpid();
+    struct timespec run_clock;
+    clock_gettime(CLOCK_REALTIME, &run_clock);
+    snprintf(d->cfg.run_id, sizeof d->cfg.run_id, "%lld.%09ld-%ld", (long long)run_clock.tv_sec,
+             run_clock.tv_nsec, (long)d->cfg.driver_pid);
 
     int rc = CLI_FAIL;
     pid_t pids[ROLE_COUNT] = {0};
@@ -533,8 +541,9 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
                 timeout);
 
     rre_publish_result res;
-    json_t *bye = json_pack("{s:s, s:s, s:i}", "coordinator_name", DEMO_DRIVER_NAME, "reason",
-                            finished ? "graceful" : "error", "remaining_tasks", 0);
+    json_t *bye = json_pack("{s:s, s:s, s:i, s:s}", "coordinator_name", DEMO_DRIVER_NAME, "reason",
+                            finished ? "graceful" : "error", "remaining_tasks", 0, DEMO_RUN_FIELD,
+                            d->cfg.run_id);
     st = rre_router_publish_type(router, RRE_EV_COORDINATOR_SHUTDOWN, bye, NULL, &res);
     json_decref(bye);
     if (st != RRE_OK)

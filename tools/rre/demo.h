@@ -38,7 +38,12 @@ enum demo_fault {
 struct demo_config {
     char db_path[4096];
     pid_t driver_pid; /* a coordinator whose parent is no longer this process stops */
-    int64_t start_id; /* events after this id belong to this run */
+    int64_t start_id; /* events after this id may belong to this run */
+    /* Carried as "demo_run" in every payload of this run: it keeps the
+     * payloads of a run distinct from those of an earlier run on the same
+     * database (which dedup would otherwise drop), and tells this run's
+     * events from those of other producers of the database. */
+    char run_id[64];
     int iterations;
     size_t config_count;
     char configs[DEMO_MAX_CONFIGS][RRE_CONFIG_KEY_MAX];
@@ -60,5 +65,11 @@ int demo_run_role(enum demo_role role, const struct demo_config *cfg);
 /* The name of the source the demo driver publishes as, and the value of
  * coordinator_name in the COORDINATOR_SHUTDOWN event that ends the demo. */
 #define DEMO_DRIVER_NAME "demo"
+
+/* The payload field that carries demo_config.run_id. */
+#define DEMO_RUN_FIELD "demo_run"
+
+/* True when `payload` carries `run_id` under DEMO_RUN_FIELD. */
+bool demo_is_own_event(const json_t *payload, const char *run_id);
 
 #endif

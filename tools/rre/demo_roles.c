@@ -5,7 +5,9 @@
  * the durable queue. It subscribes to the events that start its stage and
  * publishes what the seed's flows say that stage publishes. Every payload
  * carries config_key and iteration so that the next stage, the flow checker
- * and the progress display can follow one config through its iterations.
+ * and the progress display can follow one config through its iterations,
+ * and the run's id (demo_run), so that a run on a database that holds an
+ * earlier run is not taken for a repeat of it and ignores other producers.
  *
  * The iteration of a config ends with MODEL_DISTRIBUTION_COMPLETE (promoted),
  * CACHE_INVALIDATED (regression rolled back) or TRAINING_FAILED; the selfplay
@@ -51,6 +53,12 @@ const char *demo_fault_name(enum demo_fault fault)
     return fault < FAULT_COUNT ? names[fault] : "unknown";
 }
 
+bool demo_is_own_event(const json_t *payload, const char *run_id)
+{
+    const char *tag = json_string_value(json_object_get(payload, DEMO_RUN_FIELD));
+    return tag != NULL && strcmp(tag, run_id) == 0;
+}
+
 static int config_index(const struct role_ctx *ctx, const char *key)
 {
     for (size_t i = 0; key != NULL && i < ctx->cfg->config_count; i++)
@@ -64,8 +72,9 @@ static bool fault_here(const struct role_ctx *ctx, enum demo_fault f, int ci, in
     return ctx->cfg->fault_iteration[f] == iteration && (int)ctx->cfg->fault_config[f] == ci;
 }
 
-/* Publishes `payload` (stolen) as `type`. Failures are reported on stderr and
- * counted; the demo's summary turns them into a non-zero exit. */
+/* Publishes `payload` (stolen) as `type`, tagged with the run's id. Failures
+ * are reported on stderr and counted; the demo's summary turns them into a
+ * non-zero exit. */
 static void publish(struct role_ctx *ctx, rre_event_type type, json_t *payload)
 {
     if (payload == NULL) {
@@ -74,6 +83,7 @@ static void publish(struct role_ctx *ctx, rre_event_type type, json_t *payload)
         ctx->publish_errors++;
         return;
     }
+    json_object_set_new(payload, DEMO_RUN_FIELD, json_string(ctx->cfg->run_id));
     rre_publish_options po = {0};
     po.source = ctx->source;
     rre_publish_result res;
@@ -367,6 +377,8 @@ static void on_rollback(struct role_ctx *ctx, const rre_event *ev)
 static int role_handler(const rre_event *ev, void *user_data)
 {
     struct role_ctx *ctx = user_data;
+    if (!demo_is_own_event(ev->payload, ctx->cfg->run_id))
+        return 0; /* another producer's event, or another run's */
     if (ev->type == RRE_EV_COORDINATOR_SHUTDOWN) {
         const char *who = json_string_value(json_object_get(ev->payload, "coordinator_name"));
         if (who != NULL && strcmp(who, DEMO_DRIVER_NAME) == 0)
