@@ -336,6 +336,22 @@ static void test_demo_coordinators_exit_when_the_driver_is_killed(void **state)
     free(tmp);
 }
 
+static void test_demo_empty_db_path_is_usage_error_not_the_default_database(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    setenv("RINGRIFT_COORDINATION_DIR", dir, 1);
+    tu_result r = tu_run_cli(NULL, "demo", "--db", "", "--iterations", "1", "--pace", "0",
+                             "--timeout", "30", "--quiet", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--db"));
+    tu_result_free(&r);
+    unsetenv("RINGRIFT_COORDINATION_DIR");
+    assert_true(dir_is_empty(dir));
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_demo_with_one_iteration_reports_unscheduled_faults),
         cmocka_unit_test(test_demo_rejects_bad_config_key),
         cmocka_unit_test(test_demo_rejects_bad_iterations),
+        cmocka_unit_test(test_demo_empty_db_path_is_usage_error_not_the_default_database),
         cmocka_unit_test(test_demo_interrupted_stops_coordinators_and_removes_its_files),
         cmocka_unit_test(test_demo_terminated_stops_coordinators_and_removes_its_files),
         cmocka_unit_test(test_demo_coordinators_exit_when_the_driver_is_killed),

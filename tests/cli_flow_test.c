@@ -337,6 +337,29 @@ static void test_missing_db_exits_one(void **state)
     free(dir);
 }
 
+static void test_empty_db_path_is_usage_error_not_the_default_database(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    setenv("RINGRIFT_COORDINATION_DIR", dir, 1);
+    char db[512];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = db;
+    o.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK); /* the default database exists */
+    rre_queue_destroy(q);
+    tu_result r = tu_run_cli(NULL, "flow", "check", "--db", "", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--db"));
+    tu_result_free(&r);
+    unsetenv("RINGRIFT_COORDINATION_DIR");
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_db_source_reads_the_queue),
         cmocka_unit_test(test_tail_output_can_be_checked),
         cmocka_unit_test(test_missing_db_exits_one),
+        cmocka_unit_test(test_empty_db_path_is_usage_error_not_the_default_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -367,6 +367,30 @@ static void test_unusable_database_exits_1(void **state)
     tu_result_free(&r);
 }
 
+static void test_empty_db_path_is_usage_error_not_the_default_database(void **state)
+{
+    struct fixture *f = *state;
+    /* The default location, here under the fixture's directory: an empty
+     * --db (a script's unset variable) must not reach it. */
+    char dir[600], default_db[700];
+    snprintf(dir, sizeof dir, "%s/default", f->dir);
+    snprintf(default_db, sizeof default_db, "%s/events.db", dir);
+    setenv("RINGRIFT_COORDINATION_DIR", dir, 1);
+    tu_result r = tu_run_cli(NULL, "--db", "", "publish", "HOST_ONLINE", "--payload",
+                             "{\"host\":\"a\"}", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--db"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db=", "purge", "--older-than", "0", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "--db", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    unsetenv("RINGRIFT_COORDINATION_DIR");
+    assert_int_not_equal(access(default_db, F_OK), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +405,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tail_subscriber_acks_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filters_since_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_cloudevents_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_db_path_is_usage_error_not_the_default_database,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_sees_later_events_and_holds_the_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_and_purge, setup, teardown),

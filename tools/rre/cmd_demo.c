@@ -360,6 +360,8 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         if (strcmp(a, "--configs") == 0) {
             configs = v;
         } else if (strcmp(a, "--db") == 0) {
+            if (v[0] == '\0') /* not the default location: that is the shared queue */
+                return cli_usage_error("demo: --db needs a PATH");
             db = v;
         } else if (strcmp(a, "--iterations") == 0) {
             iterations = strtol(v, &end, 10);

@@ -197,7 +197,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
         } else if (strcmp(a, "--file") == 0 || strcmp(a, "--db") == 0 ||
                    strcmp(a, "--since") == 0 || strcmp(a, "--stall-after") == 0 ||
                    strcmp(a, "--format") == 0) {
-            if (val == NULL)
+            if (val == NULL || val[0] == '\0')
                 return cli_usage_error("flow check: %s needs a value", a);
             i++;
             if (strcmp(a, "--file") == 0) {

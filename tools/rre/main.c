@@ -40,12 +40,17 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("rre %s\n", rre_version());
             return CLI_OK;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (i + 1 >= argc)
+        } else if (strcmp(argv[i], "--db") == 0 || strncmp(argv[i], "--db=", 5) == 0) {
+            /* An empty PATH would mean the default location: a script's
+             * unset variable must not send it to the shared database. */
+            const char *path = NULL;
+            if (argv[i][4] == '=')
+                path = argv[i] + 5;
+            else if (i + 1 < argc)
+                path = argv[++i];
+            if (path == NULL || path[0] == '\0')
                 return cli_usage_error("--db needs a PATH");
-            g.db_path = argv[++i];
-        } else if (strncmp(argv[i], "--db=", 5) == 0) {
-            g.db_path = argv[i] + 5;
+            g.db_path = path;
         } else if (argv[i][0] == '-') {
             return cli_usage_error("unknown option '%s'", argv[i]);
         } else {
