@@ -5,6 +5,7 @@
  */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -391,6 +392,42 @@ static void test_empty_db_path_is_usage_error_not_the_default_database(void **st
     assert_int_not_equal(access(default_db, F_OK), 0);
 }
 
+/* Runs the command line with its standard output on /dev/full, where every
+ * write fails; returns the exit status (128 + signal when killed). */
+static int run_with_full_output(char *const argv[])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int full = open("/dev/full", O_WRONLY);
+        int null = open("/dev/null", O_WRONLY);
+        if (full < 0 || null < 0)
+            _exit(99);
+        dup2(full, 1);
+        dup2(null, 2);
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_publish_and_stats_with_unwritable_output_exit_one(void **state)
+{
+    struct fixture *f = *state;
+    if (access("/dev/full", W_OK) != 0)
+        skip();
+    /* The event is stored, but the caller never learns its id: not a success. */
+    char *publish[] = {
+        "rre", "--db", f->db, "publish", "HOST_ONLINE", "--payload", "{\"host\":\"a\"}", NULL};
+    assert_int_equal(run_with_full_output(publish), 1);
+    char *stats[] = {"rre", "--db", f->db, "stats", "--format", "json", NULL};
+    assert_int_equal(run_with_full_output(stats), 1);
+    char *purge[] = {"rre", "--db", f->db, "purge", NULL};
+    assert_int_equal(run_with_full_output(purge), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +442,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tail_subscriber_acks_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filters_since_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_cloudevents_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_and_stats_with_unwritable_output_exit_one,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_db_path_is_usage_error_not_the_default_database,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_sees_later_events_and_holds_the_name, setup,

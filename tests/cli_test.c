@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static size_t count_lines(const char *s)
 {
@@ -346,6 +349,48 @@ static void test_config_key_wrong_arguments_is_usage_error(void **state)
     tu_result_free(&r);
 }
 
+/* Runs the command line with its standard output on /dev/full, where every
+ * write fails; returns the exit status (128 + signal when killed). */
+static int run_with_full_output(char *const argv[])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int full = open("/dev/full", O_WRONLY);
+        int null = open("/dev/null", O_WRONLY);
+        if (full < 0 || null < 0)
+            _exit(99);
+        dup2(full, 1);
+        dup2(null, 2);
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_output_that_cannot_be_written_exits_one(void **state)
+{
+    (void)state;
+    if (access("/dev/full", W_OK) != 0)
+        skip();
+    char *cases[][6] = {
+        {"rre", "--version", NULL},
+        {"rre", "--help", NULL},
+        {"rre", "catalog", NULL},
+        {"rre", "catalog", "TRAINING_COMPLETED", "--format", "json", NULL},
+        {"rre", "config-key", "parse", "hex8_2p", NULL},
+        {"rre", "validate", "HOST_ONLINE", "--payload", "{}", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = run_with_full_output(cases[i]);
+        if (status != 1)
+            print_message("rre %s: status %d\n", cases[i][1], status);
+        assert_int_equal(status, 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_no_command_is_usage_error),
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),
         cmocka_unit_test(test_unknown_global_option_is_usage_error),
+        cmocka_unit_test(test_output_that_cannot_be_written_exits_one),
         cmocka_unit_test(test_catalog_lists_every_type),
         cmocka_unit_test(test_catalog_json_is_one_object_per_line_with_fields),
         cmocka_unit_test(test_catalog_category_filter_keeps_only_that_category),

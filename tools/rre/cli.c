@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void vreport(const char *fmt, va_list ap)
 {
@@ -40,6 +42,13 @@ int cli_fail_status(const char *what, rre_status st)
     if (detail[0] != '\0')
         return cli_fail("%s: %s: %s", what, rre_strerror(st), detail);
     return cli_fail("%s: %s", what, rre_strerror(st));
+}
+
+bool cli_stdout_gone(void)
+{
+    /* With no events asked for, poll reports only the error conditions. */
+    struct pollfd p = {STDOUT_FILENO, 0, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
 }
 
 char *cli_read_stdin(size_t max, size_t *len)

@@ -55,6 +55,10 @@ int cli_read_payload(const char *cmd, const char *arg, json_t **out);
  * CLI_FAIL. */
 int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenance, rre_queue **out);
 
+/* True when standard output is a pipe or socket whose reader has gone, or a
+ * terminal that hung up: nothing written there will be read. */
+bool cli_stdout_gone(void);
+
 /* Reads all of standard input (up to `max` bytes; more is an error). */
 char *cli_read_stdin(size_t max, size_t *len);
 

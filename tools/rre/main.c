@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,22 @@ static void usage(FILE *f)
                "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
 }
 
+/* Flushes standard output and turns a failed write (a full disk, a closed
+ * pipe) into a failure: a script must not take output it never got for a
+ * success. A reader that went away needs no message. */
+static int finish_output(int rc)
+{
+    errno = 0;
+    bool flushed = fflush(stdout) == 0;
+    int err = errno;
+    if (flushed && !ferror(stdout))
+        return rc;
+    if (err != EPIPE && !cli_stdout_gone())
+        fprintf(stderr, "rre: cannot write standard output%s%s\n", flushed ? "" : ": ",
+                flushed ? "" : strerror(err));
+    return rc == CLI_OK ? CLI_FAIL : rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
@@ -36,10 +53,10 @@ int main(int argc, char **argv)
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
-            return CLI_OK;
+            return finish_output(CLI_OK);
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("rre %s\n", rre_version());
-            return CLI_OK;
+            return finish_output(CLI_OK);
         } else if (strcmp(argv[i], "--db") == 0 || strncmp(argv[i], "--db=", 5) == 0) {
             /* An empty PATH would mean the default location: a script's
              * unset variable must not send it to the shared database. */
@@ -63,6 +80,6 @@ int main(int argc, char **argv)
     }
     for (const struct cli_command *c = commands; c->name != NULL; c++)
         if (strcmp(argv[i], c->name) == 0)
-            return c->run(&g, argc - i, argv + i);
+            return finish_output(c->run(&g, argc - i, argv + i));
     return cli_usage_error("unknown command '%s' (see rre --help)", argv[i]);
 }
