@@ -322,6 +322,36 @@ static void test_follow_sees_later_events_and_holds_the_name(void **state)
     tu_result_free(&r);
 }
 
+static void test_follow_ends_soon_after_its_reader_goes_away(void **state)
+{
+    struct fixture *f = *state;
+    publish_ok(f, "ELO_UPDATED", "{\"i\":0}", NULL);
+    int fd;
+    pid_t pid = start_follow(f, &fd);
+    char buf[8192] = "";
+    assert_int_equal(read_lines(fd, buf, sizeof buf, 1), 1);
+    /* As `rre tail --follow | head -1`: the reader leaves, no event comes. */
+    close(fd);
+    int status = 0;
+    pid_t done = 0;
+    for (int waited = 0; waited < 5000 && done == 0; waited += 10) {
+        done = waitpid(pid, &status, WNOHANG);
+        if (done == 0) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_int_equal(done, pid);
+    f->follower = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    /* The name was released, and the printed event acknowledged. */
+    tu_result r = tu_run_cli(NULL, "--db", f->db, "tail", "--subscriber", "follower", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    tu_result_free(&r);
+}
+
 static void test_stats_and_purge(void **state)
 {
     struct fixture *f = *state;
@@ -447,6 +477,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_db_path_is_usage_error_not_the_default_database,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_sees_later_events_and_holds_the_name, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_follow_ends_soon_after_its_reader_goes_away, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_and_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unusable_database_exits_1, setup, teardown),

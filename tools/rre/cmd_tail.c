@@ -22,7 +22,8 @@
  *
  * An event is acknowledged only after its line was written: when standard
  * output goes away (a closed pipe), tail stops without acknowledging the
- * event it could not print.
+ * event it could not print, and exits 1. A follower notices a closed pipe
+ * within FOLLOW_CHECK_MS even while no event comes.
  */
 #include "cli.h"
 
@@ -132,6 +133,11 @@ static rre_status print_event(const rre_event *ev, void *user_data)
 
 #define MAX_FILTERS 64
 
+/* How long a follower waits for events before it looks whether its reader
+ * is still there: `rre tail --follow | head -1` must end soon after head
+ * does, also when no further event comes to fail a write. */
+#define FOLLOW_CHECK_MS 200
+
 int cmd_tail(const struct cli_globals *g, int argc, char **argv)
 {
     rre_subscriber_options so;
@@ -238,7 +244,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             max = (size_t)(limit - (long long)t.printed);
         }
         size_t got = 0;
-        st = rre_subscriber_poll(s, follow ? -1 : 0, max, print_event, &t, &got);
+        st = rre_subscriber_poll(s, follow ? FOLLOW_CHECK_MS : 0, max, print_event, &t, &got);
         if (st == RRE_ECLOSED) {
             if (t.output_failed)
                 rc = CLI_FAIL;
@@ -250,6 +256,10 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         }
         if (!follow && got == 0)
             break;
+        if (follow && cli_stdout_gone()) {
+            rc = CLI_FAIL; /* as when a write fails: the reader went away */
+            break;
+        }
     }
     sigaction(SIGINT, &(struct sigaction){.sa_handler = SIG_DFL}, NULL);
     sigaction(SIGTERM, &(struct sigaction){.sa_handler = SIG_DFL}, NULL);
