@@ -455,7 +455,8 @@ void rre_subscriber_destroy(rre_subscriber *s)
  * into null, or NULL when there is none (or no memory). */
 static char *replace_non_finite(const char *text, size_t len, size_t *out_len)
 {
-    char *out = malloc(len + 1);
+    /* "NaN" (3 bytes) becomes "null" (4): the text grows by at most a third. */
+    char *out = malloc(len + len / 3 + 1);
     if (out == NULL)
         return NULL;
     size_t o = 0;

@@ -237,6 +237,32 @@ static void test_python_rows_in_every_spelling_and_format_are_delivered(void **s
     rre_queue_destroy(q);
 }
 
+/* "NaN" becomes the longer "null": a row of many of them (and no infinity to
+ * make room) is read without writing past the text. */
+static void test_a_row_of_many_nans_reads_as_nulls(void **state)
+{
+    struct fixture *f = *state;
+    char text[4096];
+    size_t n = (size_t)snprintf(text, sizeof text, "{\"v\": [");
+    for (int i = 0; i < 600; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%sNaN", i > 0 ? "," : "");
+    snprintf(text + n, sizeof text - n, "], \"x\":NaN}");
+    py_insert(f, "elo_updated", text, "elo");
+    py_insert(f, "elo_updated", "{\"x\":NaN}", "elo");
+    rre_queue *q = open_queue(f);
+    struct got g = {0};
+    drain(q, "reader", &g);
+    assert_int_equal(g.n, 2);
+    json_t *v = json_object_get(g.payload[0], "v");
+    assert_int_equal(json_array_size(v), 600);
+    for (size_t i = 0; i < 600; i++)
+        assert_true(json_is_null(json_array_get(v, i)));
+    assert_true(json_is_null(json_object_get(g.payload[0], "x")));
+    assert_true(json_is_null(json_object_get(g.payload[1], "x")));
+    got_free(&g);
+    rre_queue_destroy(q);
+}
+
 static void test_our_rows_answer_the_python_poll_and_decode_as_it_expects(void **state)
 {
     struct fixture *f = *state;
@@ -343,6 +369,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_python_rows_in_every_spelling_and_format_are_delivered,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_row_of_many_nans_reads_as_nulls, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_our_rows_answer_the_python_poll_and_decode_as_it_expects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_our_acks_are_seen_by_the_python_poll_for_the_same_id,
