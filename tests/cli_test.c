@@ -391,6 +391,58 @@ static void test_output_that_cannot_be_written_exits_one(void **state)
     }
 }
 
+static void
+test_validate_unreadable_standard_input_is_a_read_error_not_an_empty_payload(void **state)
+{
+    (void)state;
+    /* Standard input is a directory: reading it fails (EISDIR). */
+    int err[2];
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int dir = open("/", O_RDONLY | O_DIRECTORY);
+        if (dir < 0)
+            _exit(99);
+        dup2(dir, 0);
+        dup2(err[1], 2);
+        close(err[0]);
+        execl(RRE_TEST_CLI, "rre", "validate", "HOST_ONLINE", (char *)NULL);
+        _exit(127);
+    }
+    close(err[1]);
+    char text[4096];
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < sizeof text && (got = read(err[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)got;
+    text[len] = '\0';
+    close(err[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_non_null(strstr(text, "cannot read the payload from standard input"));
+    assert_null(strstr(text, "empty"));
+}
+
+static void test_validate_payload_larger_than_the_limit_says_so(void **state)
+{
+    (void)state;
+    size_t n = RRE_PAYLOAD_MAX_BYTES + 16;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    big[n] = '\0';
+    tu_result r = tu_run_cli(big, "validate", "HOST_ONLINE", NULL);
+    free(big);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "larger than"));
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +452,9 @@ int main(void)
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),
         cmocka_unit_test(test_unknown_global_option_is_usage_error),
         cmocka_unit_test(test_output_that_cannot_be_written_exits_one),
+        cmocka_unit_test(
+            test_validate_unreadable_standard_input_is_a_read_error_not_an_empty_payload),
+        cmocka_unit_test(test_validate_payload_larger_than_the_limit_says_so),
         cmocka_unit_test(test_catalog_lists_every_type),
         cmocka_unit_test(test_catalog_json_is_one_object_per_line_with_fields),
         cmocka_unit_test(test_catalog_category_filter_keeps_only_that_category),

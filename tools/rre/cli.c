@@ -61,23 +61,33 @@ char *cli_read_stdin(size_t max, size_t *len)
         if (n == cap) {
             if (cap > max) {
                 free(buf);
+                errno = EFBIG;
                 return NULL;
             }
             cap *= 2;
             char *nb = realloc(buf, cap + 1);
             if (nb == NULL) {
                 free(buf);
+                errno = ENOMEM;
                 return NULL;
             }
             buf = nb;
         }
+        errno = 0;
         size_t got = fread(buf + n, 1, cap - n, stdin);
         n += got;
         if (got == 0)
             break;
     }
+    if (ferror(stdin)) {
+        int err = errno != 0 ? errno : EIO;
+        free(buf);
+        errno = err;
+        return NULL;
+    }
     if (n > max) {
         free(buf);
+        errno = EFBIG;
         return NULL;
     }
     buf[n] = '\0';
@@ -124,10 +134,12 @@ int cli_read_payload(const char *cmd, const char *arg, json_t **out)
     const char *json_text = arg;
     if (arg == NULL || strcmp(arg, "-") == 0) {
         text = cli_read_stdin(RRE_PAYLOAD_MAX_BYTES, &len);
+        if (text == NULL && errno == EFBIG)
+            return cli_fail("%s: the payload on standard input is larger than %u bytes", cmd,
+                            RRE_PAYLOAD_MAX_BYTES);
         if (text == NULL)
-            return cli_fail("%s: cannot read the payload from standard input (more than %u "
-                            "bytes, or a read error)",
-                            cmd, RRE_PAYLOAD_MAX_BYTES);
+            return cli_fail("%s: cannot read the payload from standard input: %s", cmd,
+                            strerror(errno));
         json_text = text;
     } else {
         len = strlen(arg);

@@ -59,7 +59,8 @@ int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenanc
  * terminal that hung up: nothing written there will be read. */
 bool cli_stdout_gone(void);
 
-/* Reads all of standard input (up to `max` bytes; more is an error). */
+/* Reads all of standard input (up to `max` bytes). Returns NULL with errno
+ * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);
 
 #endif
