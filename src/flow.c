@@ -29,6 +29,7 @@
 #define FLOW_MAX_STEPS 64  /* steps of a lifecycle, stages of the chain */
 #define FLOW_PIPES (RRE_BOARD_COUNT * 3)
 #define FLOW_LINE_MAX (2u * RRE_PAYLOAD_MAX_BYTES) /* a JSON line, envelope included */
+#define FLOW_TIME_MAX 253402300799.0 /* 9999-12-31T23:59:59Z, the last time ISO 8601 can write */
 
 /* ------------------------------------------------------------------------ */
 /* Data structures                                                           */
@@ -203,8 +204,19 @@ bool rre__time_parse_iso8601(const char *text, double *out)
     return true;
 }
 
+/* A time the checker can hold and write: after the epoch (0 and less mean
+ * unknown), before the year 10000; finite. */
+static bool time_usable(double t)
+{
+    return t > 0.0 && t <= FLOW_TIME_MAX;
+}
+
 void rre__time_format_iso8601(double t, char buf[RRE_TIMESTAMP_MAX])
 {
+    if (!(t >= 0.0 && t <= FLOW_TIME_MAX)) { /* no time_t conversion out of range */
+        snprintf(buf, RRE_TIMESTAMP_MAX, "%s", "");
+        return;
+    }
     double whole = floor(t);
     long micros = lround((t - whole) * 1e6);
     if (micros >= 1000000) {
@@ -1060,7 +1072,7 @@ rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, double tim
     if (ev->type < 0 || ev->type >= RRE_EVENT_TYPE_COUNT)
         return rre__error(RRE_EUNKNOWN_TYPE, "flow: event type %d out of range", (int)ev->type);
     double t = time;
-    if (t <= 0.0 && !rre__time_parse_iso8601(ev->timestamp, &t))
+    if (!time_usable(t) && (!rre__time_parse_iso8601(ev->timestamp, &t) || !time_usable(t)))
         t = c->last_time;
     if (t > 0.0) {
         c->last_time = t;
@@ -1188,14 +1200,19 @@ static rre_status bad_line(rre_flow_checker *c, uint64_t line_no, rre_status sta
     return rre__error(status, "line %llu: %s", (unsigned long long)line_no, reason);
 }
 
-/* A time member: Unix seconds as a number, or an ISO 8601 string. */
+/* A time member: Unix seconds as a number, or an ISO 8601 string; a time
+ * before the epoch or after the year 9999 is not one. */
 static bool member_time(const json_t *v, double *out)
 {
-    if (json_is_number(v) && json_number_value(v) > 0.0) {
-        *out = json_number_value(v);
-        return true;
-    }
-    return json_is_string(v) && rre__time_parse_iso8601(json_string_value(v), out);
+    double t = 0.0;
+    if (json_is_number(v))
+        t = json_number_value(v);
+    else if (!json_is_string(v) || !rre__time_parse_iso8601(json_string_value(v), &t))
+        return false;
+    if (!time_usable(t))
+        return false;
+    *out = t;
+    return true;
 }
 
 static bool member_id(const json_t *v, int64_t *out)

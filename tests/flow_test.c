@@ -431,6 +431,33 @@ static void test_explicit_time_overrides_the_timestamp(void **state)
     rre_flow_checker_destroy(c);
 }
 
+static void test_time_beyond_the_year_9999_is_not_a_time(void **state)
+{
+    (void)state;
+    /* A numeric timestamp far out of range is unreadable: the next member
+     * gives the time, and the report writes it as ISO 8601. */
+    rre_flow_checker *c = new_checker(0);
+    const char *line = "{\"type\":\"TRAINING_COMPLETED\",\"payload\":{\"job_id\":\"j1\"},"
+                       "\"timestamp\":1e300,\"created_at\":\"2026-01-05T11:00:00Z\"}";
+    assert_int_equal(rre_flow_feed_json_line(c, line, strlen(line), 1, 0), RRE_OK);
+    /* Given by the caller, such a time falls back to the event's timestamp. */
+    rre_event ev =
+        make_event(RRE_EV_TRAINING_FAILED, "{\"job_id\":\"j2\"}", 2, "2026-01-05T12:00:00Z");
+    assert_int_equal(rre_flow_feed_at(c, &ev, 1e300), RRE_OK);
+    json_decref(ev.payload);
+    assert_int_equal(rre_flow_finish(c, 0.0), RRE_OK);
+    assert_int_equal(rre_flow_issue_count(c), 2);
+    assert_true(rre_flow_issue_get(c, 0)->time == 1767610800.0);
+    assert_true(rre_flow_issue_get(c, 1)->time == 1767614400.0);
+    json_t *r = NULL;
+    assert_int_equal(rre_flow_report_json(c, &r), RRE_OK);
+    json_t *is = json_array_get(json_object_get(r, "issues"), 0);
+    assert_string_equal(json_string_value(json_object_get(is, "time")),
+                        "2026-01-05T11:00:00.000000Z");
+    json_decref(r);
+    rre_flow_checker_destroy(c);
+}
+
 /* ------------------------------------------------------------------------ */
 /* History, input, report, limits                                            */
 /* ------------------------------------------------------------------------ */
@@ -781,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_stall_threshold_is_configurable),
         cmocka_unit_test(test_stalls_are_measured_against_the_given_now),
         cmocka_unit_test(test_explicit_time_overrides_the_timestamp),
+        cmocka_unit_test(test_time_beyond_the_year_9999_is_not_a_time),
         cmocka_unit_test(test_partial_history_accepts_runs_under_way),
         cmocka_unit_test(test_bad_lines_are_reported_with_line_numbers_and_checking_goes_on),
         cmocka_unit_test(test_bad_line_returns_its_status),
