@@ -807,13 +807,33 @@ static void run_batch(rre_queue *q, struct rre__pub_req *first)
     }
 }
 
-/* True when the strings can be spliced into JSON text without escaping. */
+/* True when the strings can be spliced into JSON text without escaping:
+ * printable ASCII other than '"' and '\\'. Anything else goes through the
+ * JSON writer, which also refuses text that is not UTF-8. */
 static bool plain_json_string(const char *s)
 {
     for (; *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20 || (unsigned char)*s >= 0x80)
             return false;
     return true;
+}
+
+/* Adds `key`: `value` to `obj`. A value that is not UTF-8 cannot be JSON
+ * text: stored as it is, the row would be unreadable (a poison row). */
+static rre_status add_envelope_field(json_t *obj, const char *key, const char *value)
+{
+    json_t *v = json_string(value);
+    if (v == NULL) {
+        /* NULL is refused UTF-8 or no memory: tell which. */
+        json_t *probe = json_stringn_nocheck(value, strlen(value));
+        if (probe == NULL)
+            return rre__error(RRE_ENOMEM, "out of memory");
+        json_decref(probe);
+        return rre__error(RRE_EINVAL, "the %s is not valid UTF-8", key);
+    }
+    if (json_object_set_new(obj, key, v) != 0)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    return RRE_OK;
 }
 
 /* A payload as stored: the canonical JSON writer's text (compact, keys
@@ -842,11 +862,13 @@ static rre_status payload_text(const json_t *payload, const char *timestamp, con
         json_t *copy = json_copy((json_t *)payload);
         if (copy == NULL)
             return rre__error(RRE_ENOMEM, "out of memory");
+        rre_status st = RRE_OK;
         if (add_ts)
-            json_object_set_new(copy, "timestamp", json_string(timestamp));
-        if (add_tr)
-            json_object_set_new(copy, "trace_id", json_string(trace_id));
-        rre_status st = write_json(copy, &text);
+            st = add_envelope_field(copy, "timestamp", timestamp);
+        if (st == RRE_OK && add_tr)
+            st = add_envelope_field(copy, "trace_id", trace_id);
+        if (st == RRE_OK)
+            st = write_json(copy, &text);
         json_decref(copy);
         if (st != RRE_OK)
             return st;
@@ -1032,9 +1054,9 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
     /* Every event is checked before anything is written. */
     for (size_t i = 0; i < n; i++) {
         if (!json_is_object(evs[i].payload))
-            return rre__error(RRE_ENOT_OBJECT,
-                              "rre_queue_publish_batch: event %zu: the payload is not a JSON object",
-                              i);
+            return rre__error(
+                RRE_ENOT_OBJECT,
+                "rre_queue_publish_batch: event %zu: the payload is not a JSON object", i);
         if (queue_event(evs[i].type, "rre_queue_publish_batch") == NULL)
             return rre__error(RRE_EUNKNOWN_TYPE,
                               "rre_queue_publish_batch: event %zu: unknown event type %d", i,

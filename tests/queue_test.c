@@ -451,6 +451,52 @@ static void test_batch_that_does_not_fit_stores_nothing(void **state)
     free(evs);
 }
 
+static rre_status keep_timestamp(const rre_event *ev, void *ud)
+{
+    snprintf(ud, RRE_TIMESTAMP_MAX, "%s", ev->timestamp);
+    return RRE_OK;
+}
+
+/* A timestamp or trace id that is not UTF-8 cannot be JSON text: the publish
+ * is refused and nothing stored, rather than a row no reader can decode. */
+static void test_envelope_fields_that_are_not_utf8_are_refused_and_nothing_stored(void **state)
+{
+    struct fixture *f = *state;
+    json_t *p = obj("{\"a\":1}");
+    assert_int_equal(
+        rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, p, NULL, "2026\xff", NULL, NULL),
+        RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "timestamp"));
+    assert_int_equal(
+        rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL, "t\"\xc3", NULL),
+        RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "trace_id"));
+    rre_event evs[2];
+    batch_fill(evs, 2);
+    snprintf(evs[1].trace_id, sizeof evs[1].trace_id, "00-\xfe");
+    assert_int_equal(rre_queue_publish_batch(f->q, evs, 2, NULL), RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "event 1"));
+    batch_free(evs, 2);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 0);
+    sqlite3_close(db);
+    /* Valid UTF-8 beyond ASCII is stored and read back as given. */
+    assert_int_equal(rre_queue_publish(f->q, RRE_EV_TRAINING_COMPLETED, p, NULL,
+                                       "2026-01-02T03:04:05Z \xc3\xa9", NULL, NULL),
+                     RRE_OK);
+    json_decref(p);
+    rre_subscriber *s = durable(f->q, "utf8");
+    char ts[RRE_TIMESTAMP_MAX] = "";
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, keep_timestamp, ts, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ts, "2026-01-02T03:04:05Z \xc3\xa9");
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(s, &c);
+    assert_int_equal(c.poison, 0);
+    rre_subscriber_destroy(s);
+}
+
 struct batch_thread {
     rre_queue *q;
     int id;
@@ -1121,6 +1167,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_within_window_is_reported_and_not_stored,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_after_window_is_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_envelope_fields_that_are_not_utf8_are_refused_and_nothing_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_refuses_non_object_and_closed_queue, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch_stores_every_event_in_order_in_one_call, setup,
