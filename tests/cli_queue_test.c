@@ -458,6 +458,28 @@ static void test_publish_and_stats_with_unwritable_output_exit_one(void **state)
     assert_int_equal(run_with_full_output(purge), 1);
 }
 
+static void test_purge_duration_must_be_a_plain_decimal_number(void **state)
+{
+    struct fixture *f = *state;
+    publish_ok(f, "ELO_UPDATED", "{\"i\":1}", NULL);
+    /* Forms strtod would take but a duration is not: hexadecimal, a blank, a
+     * sign, an exponent, infinity, a lone point. */
+    const char *bad[] = {"0x10", " 5", "+5", "1e3", "inf", ".", "1.2.3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tu_result r = tu_run_cli(NULL, "--db", f->db, "purge", "--older-than", bad[i], NULL);
+        if (r.status != 2)
+            print_message("'%s': status %d\n", bad[i], r.status);
+        assert_int_equal(r.status, 2);
+        tu_result_free(&r);
+    }
+    const char *good[] = {"90", "1.5d", ".5m", "24h"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        tu_result r = tu_run_cli(NULL, "--db", f->db, "purge", "--older-than", good[i], NULL);
+        assert_int_equal(r.status, 0);
+        tu_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +503,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follow_ends_soon_after_its_reader_goes_away, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_and_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_duration_must_be_a_plain_decimal_number, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unusable_database_exits_1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,10 +97,17 @@ char *cli_read_stdin(size_t max, size_t *len)
 
 bool cli_parse_duration(const char *text, double *out)
 {
+    /* Decimal digits with at most one point: strtod alone would also take
+     * leading blanks, a sign, hexadecimal ("0x10"), "inf" and exponents. */
+    size_t digits = strspn(text, "0123456789."), points = 0;
+    for (size_t i = 0; i < digits; i++)
+        points += text[i] == '.';
+    if (digits == 0 || points > 1 || (digits == 1 && points == 1))
+        return false;
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
-    if (end == text || errno != 0 || !isfinite(v) || v < 0.0)
+    if (end != text + digits || errno != 0 || !isfinite(v) || v < 0.0)
         return false;
     double unit = 1.0;
     if (*end != '\0') {
@@ -123,6 +130,8 @@ bool cli_parse_duration(const char *text, double *out)
         if (end[1] != '\0')
             return false;
     }
+    if (!isfinite(v * unit))
+        return false;
     *out = v * unit;
     return true;
 }

@@ -41,8 +41,9 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * returns CLI_FAIL. */
 int cli_fail_status(const char *what, rre_status st);
 
-/* Parses "<number>[smhd]" (seconds, minutes, hours, days; no unit: seconds)
- * into seconds; false when malformed or negative. */
+/* Parses "<number>[smhd]" (a decimal number such as 90 or 1.5; units
+ * seconds, minutes, hours, days; no unit: seconds) into seconds; false when
+ * malformed, negative or too large. */
 bool cli_parse_duration(const char *text, double *out);
 
 /* Reads a payload from `arg` (JSON text), or from standard input when `arg`
