@@ -596,6 +596,40 @@ static void test_group_commit_from_threads_stores_every_event(void **state)
     sqlite3_close(db);
 }
 
+static void *publish_one(void *arg)
+{
+    rre_queue *q = arg;
+    json_t *p = json_pack("{s:i}", "n", 1);
+    rre_status st = rre_queue_publish(q, RRE_EV_TRAINING_COMPLETED, p, NULL, NULL, NULL, NULL);
+    json_decref(p);
+    return (void *)(intptr_t)st;
+}
+
+/* rre_queue_close() while the first publish (which opens the writer
+ * connection) is under way: the publish is committed or refused as closed. */
+static void test_close_during_the_first_publish(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 20; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/close%d.db", f->dir, i);
+        rre_queue_options o;
+        rre_queue_options_init(&o);
+        o.path = path;
+        o.maintenance_interval_ms = 60000;
+        rre_queue *q;
+        assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, publish_one, q), 0);
+        rre_queue_close(q);
+        void *ret;
+        pthread_join(th, &ret);
+        rre_status st = (rre_status)(intptr_t)ret;
+        assert_true(st == RRE_OK || st == RRE_ECLOSED);
+        rre_queue_destroy(q);
+    }
+}
+
 /* ---- subscribers ---------------------------------------------------------- */
 
 static void test_subscriber_gets_events_in_order_and_resumes_after_restart(void **state)
@@ -1183,6 +1217,7 @@ int main(void)
             test_batches_and_single_publishes_from_threads_store_every_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_from_threads_stores_every_event, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_close_during_the_first_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_subscriber_gets_events_in_order_and_resumes_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_limits_one_poll_and_the_rest_comes_next, setup,
