@@ -173,6 +173,25 @@ static void test_demo_rejects_bad_iterations(void **state)
     tu_result_free(&r);
 }
 
+static void test_demo_rejects_empty_and_malformed_numbers(void **state)
+{
+    (void)state;
+    const char *cases[][2] = {
+        {"--storm", ""},      {"--pace", ""},        {"--storm", " 5"},   {"--iterations", "+2"},
+        {"--iterations", ""}, {"--timeout", "0x10"}, {"--timeout", " 5"}, {"--timeout", "0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tu_result r =
+            tu_run_cli(NULL, "demo", cases[i][0], cases[i][1], "--configs", "hex8_2p",
+                       "--iterations", "1", "--pace", "0", "--timeout", "0.001", "--quiet", NULL);
+        /* Each value is checked as it is read, though a later option overrides it. */
+        if (r.status != 2)
+            print_message("%s '%s': status %d\n", cases[i][0], cases[i][1], r.status);
+        assert_int_equal(r.status, 2);
+        tu_result_free(&r);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Running the demo in the background, to interrupt or kill it               */
 /* ------------------------------------------------------------------------ */
@@ -361,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_demo_with_one_iteration_reports_unscheduled_faults),
         cmocka_unit_test(test_demo_rejects_bad_config_key),
         cmocka_unit_test(test_demo_rejects_bad_iterations),
+        cmocka_unit_test(test_demo_rejects_empty_and_malformed_numbers),
         cmocka_unit_test(test_demo_empty_db_path_is_usage_error_not_the_default_database),
         cmocka_unit_test(test_demo_interrupted_stops_coordinators_and_removes_its_files),
         cmocka_unit_test(test_demo_terminated_stops_coordinators_and_removes_its_files),

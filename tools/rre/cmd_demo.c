@@ -271,6 +271,21 @@ static void schedule_faults(struct demo_config *cfg)
     }
 }
 
+/* Parses a whole decimal integer in [min, max]: digits only (strtol alone
+ * would take "" as 0, and leading blanks or a sign). */
+static bool parse_count(const char *text, long min, long max, long *out)
+{
+    if (text[0] < '0' || text[0] > '9')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*end != '\0' || errno != 0 || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
 static void demo_help(void)
 {
     printf("usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
@@ -346,7 +361,6 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             demo_help();
             return CLI_OK;
@@ -364,20 +378,16 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("demo: --db needs a PATH");
             db = v;
         } else if (strcmp(a, "--iterations") == 0) {
-            iterations = strtol(v, &end, 10);
-            if (*end != '\0' || iterations < 1 || iterations > 100)
+            if (!parse_count(v, 1, 100, &iterations))
                 return cli_usage_error("demo: --iterations must be 1..100, not '%s'", v);
         } else if (strcmp(a, "--storm") == 0) {
-            storm = strtol(v, &end, 10);
-            if (*end != '\0' || storm < 0 || storm > 100000)
+            if (!parse_count(v, 0, 100000, &storm))
                 return cli_usage_error("demo: --storm must be 0..100000, not '%s'", v);
         } else if (strcmp(a, "--pace") == 0) {
-            pace = strtol(v, &end, 10);
-            if (*end != '\0' || pace < 0 || pace > 10000)
+            if (!parse_count(v, 0, 10000, &pace))
                 return cli_usage_error("demo: --pace must be 0..10000 ms, not '%s'", v);
         } else if (strcmp(a, "--timeout") == 0) {
-            timeout = strtod(v, &end);
-            if (*end != '\0' || !(timeout > 0))
+            if (!cli_parse_duration(v, &timeout) || !(timeout > 0))
                 return cli_usage_error("demo: --timeout must be a positive number, not '%s'", v);
         } else {
             return cli_usage_error("demo: unknown option '%s'", a);
