@@ -167,7 +167,7 @@ RRE_API void rre_flow_checker_destroy(rre_flow_checker *c);
 RRE_API rre_status rre_flow_feed(rre_flow_checker *c, const rre_event *ev);
 
 /* Like rre_flow_feed() with the event's time given in Unix seconds (a value
- * <= 0 falls back to ev->timestamp). */
+ * <= 0, or one past the year 9999, falls back to ev->timestamp). */
 RRE_API rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, double time);
 
 /* Feeds one line of JSON-lines input, `line_no` being its 1-based line number
@@ -176,7 +176,8 @@ RRE_API rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, do
  * the "ringrift." prefix of CloudEvents), the payload under "payload" or
  * "data" (an object, or a string holding one), and optional "event_id" or
  * "id" (an integer or a string of digits), "timestamp", "created_at" or
- * "time" (ISO 8601 or Unix seconds, the first readable one wins); other
+ * "time" (ISO 8601 or Unix seconds, the first readable one wins; a time
+ * before 1970 or after the year 9999 is unreadable); other
  * members, such as those `rre tail` prints, are ignored. The payload's
  * field aliases are normalised. A blank line is skipped. A line that cannot
  * be read is added to the report as a BAD_INPUT issue naming the line and the
