@@ -162,7 +162,7 @@ static void test_wrong_usage_exits_2(void **state)
         {"publish", NULL, NULL, NULL},      {"publish", "ELO_UPDATED", "--bogus", NULL},
         {"tail", "--limit", "x", NULL},     {"tail", "--format", "yaml", NULL},
         {"stats", "--format", "xml", NULL}, {"purge", "--older-than", "soon", NULL},
-        {"tail", "--since", NULL, NULL},
+        {"tail", "--since", NULL, NULL},    {"tail", "--subscriber", "", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *argv[8] = {RRE_TEST_CLI, "--db", f->db};
@@ -176,6 +176,18 @@ static void test_wrong_usage_exits_2(void **state)
                      r.status);
         tu_result_free(&r);
     }
+}
+
+static void test_publish_reports_notes_and_warnings_each_with_one_prefix(void **state)
+{
+    struct fixture *f = *state;
+    tu_result r = tu_run_cli(NULL, "--db", f->db, "publish", "TRAINING_STARTED", "--payload",
+                             "{\"config_key\":7,\"zzz\":1}", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "note: unknown field 'zzz'"));
+    assert_null(strstr(r.err, "warning: note:"));
+    assert_non_null(strstr(r.err, "warning: field 'config_key'"));
+    tu_result_free(&r);
 }
 
 static void test_tail_subscriber_acks_and_resumes(void **state)
@@ -491,6 +503,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_failures_exit_1_and_store_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wrong_usage_exits_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_publish_reports_notes_and_warnings_each_with_one_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_subscriber_acks_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filters_since_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_cloudevents_format, setup, teardown),

@@ -105,7 +105,9 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
     for (size_t i = 0; i < problems.count; i++) {
         char line[256];
         rre_problem_format(&problems.items[i], line, sizeof line);
-        fprintf(stderr, "%s%s\n", strict ? "" : "warning: ", line);
+        /* Notes format as "note: ..." already; errors under warn are warnings. */
+        bool note = problems.items[i].kind == RRE_PROBLEM_UNKNOWN_FIELD;
+        fprintf(stderr, "%s%s\n", strict || note ? "" : "warning: ", line);
     }
     if (strict && problems.errors + problems.notes > 0) {
         json_decref(payload);

@@ -50,8 +50,9 @@ static void tail_help(void)
          "\n"
          "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
          "subscriber that acknowledges what it printed and resumes there next time\n"
-         "(--no-ack: read without acknowledging). --follow waits for new events until\n"
-         "interrupted. Exit status: 0 success, 1 failure, 2 wrong usage.");
+         "(--no-ack: read without acknowledging). --limit N stops after N events (0: no\n"
+         "limit). --follow waits for new events until interrupted, or until the reader\n"
+         "of its output goes away. Exit status: 0 success, 1 failure, 2 wrong usage.");
 }
 
 struct tail_state {
@@ -163,6 +164,8 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                                    strcmp(a, "--limit") == 0 || strcmp(a, "--format") == 0)) {
             return cli_usage_error("tail: %s needs a value", a);
         } else if (strcmp(a, "--subscriber") == 0) {
+            if (val[0] == '\0')
+                return cli_usage_error("tail: --subscriber needs a name");
             so.name = argv[++i];
         } else if (strcmp(a, "--type") == 0) {
             i++;
