@@ -436,3 +436,8 @@ rre_status rre_event_to_json_envelope(const rre_event *ev, json_t **out)
     *out = obj;
     return RRE_OK;
 }
+
+void rre_payload_release(json_t *payload)
+{
+    rre__payload_release(payload);
+}

@@ -6,6 +6,7 @@
 
 #include <rre/rre.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,9 +395,62 @@ static void test_normalize_ignores_non_objects(void **state)
     json_decref(a);
 }
 
+/* ---- release ------------------------------------------------------------ */
+
+static void test_release_drops_one_reference_and_ignores_null_and_statics(void **state)
+{
+    (void)state;
+    json_t *p = json_pack("{s:i}", "k", 1);
+    json_incref(p);
+    rre_payload_release(p); /* one holder left */
+    assert_int_equal(p->refcount, 1);
+    assert_int_equal(json_integer_value(json_object_get(p, "k")), 1);
+    rre_payload_release(p); /* freed: the leak checker sees no leak */
+    rre_payload_release(NULL);
+    rre_payload_release(json_true());
+    rre_payload_release(json_null());
+    assert_true(json_is_true(json_true()));
+}
+
+struct holder {
+    json_t *payload;
+    long sum;
+};
+
+static void *read_then_release(void *arg)
+{
+    struct holder *h = arg;
+    for (int i = 0; i < 100; i++)
+        h->sum += json_integer_value(json_object_get(h->payload, "k"));
+    rre_payload_release(h->payload);
+    return NULL;
+}
+
+static void test_release_from_many_threads_frees_once_after_every_read(void **state)
+{
+    (void)state;
+    enum { THREADS = 8, ROUNDS = 200 };
+    for (int round = 0; round < ROUNDS; round++) {
+        json_t *p = json_pack("{s:i}", "k", 2);
+        pthread_t th[THREADS];
+        struct holder h[THREADS];
+        for (int t = 0; t < THREADS; t++) {
+            h[t] = (struct holder){json_incref(p), 0};
+            pthread_create(&th[t], NULL, read_then_release, &h[t]);
+        }
+        rre_payload_release(p); /* the creator's reference, maybe not the last */
+        for (int t = 0; t < THREADS; t++) {
+            pthread_join(th[t], NULL);
+            assert_int_equal(h[t].sum, 200);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_release_drops_one_reference_and_ignores_null_and_statics),
+        cmocka_unit_test(test_release_from_many_threads_frees_once_after_every_read),
         cmocka_unit_test(test_parse_accepts_an_object),
         cmocka_unit_test(test_parse_uses_len_not_nul_terminator),
         cmocka_unit_test(test_parse_rejects_invalid_utf8),

@@ -71,7 +71,7 @@ static rre_status publish_n(rre_router *r, int n, unsigned flags)
     json_t *p = training_completed(n);
     rre_publish_options po = {.flags = flags};
     rre_status st = rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, p, &po, NULL);
-    json_decref(p);
+    rre_payload_release(p); /* workers may still hold it */
     return st;
 }
 
@@ -847,7 +847,7 @@ static void *producer_main(void *arg)
         json_t *p = json_pack("{s:i, s:i}", "producer", pa->id, "seq", i);
         rre_publish_options po = {.flags = RRE_PUBLISH_ASYNC};
         rre_status st = rre_router_publish(pa->r, "TRAINING_PROGRESS", p, &po, NULL);
-        json_decref(p);
+        rre_payload_release(p); /* workers may still hold it */
         if (st != RRE_OK)
             return (void *)1;
     }
@@ -1014,7 +1014,7 @@ static int chain_handler(const rre_event *ev, void *user_data)
                           "num_players", 2, "elo", 1650.0, "games_played", 100, "win_rate", 0.7);
     rre_publish_options po = {.flags = c->flags};
     c->st = rre_router_publish(c->r, "EVALUATION_COMPLETED", p, &po, NULL);
-    json_decref(p);
+    rre_payload_release(p);
     return 0;
 }
 
@@ -1032,7 +1032,7 @@ static void test_publish_from_inside_a_handler_chains_without_deadlock(void **st
         json_t *p = training_completed(1);
         rre_publish_options po = {.flags = mode ? RRE_PUBLISH_ASYNC : 0};
         assert_int_equal(rre_router_publish(r, "TRAINING_COMPLETED", p, &po, &res), RRE_OK);
-        json_decref(p);
+        rre_payload_release(p);
         assert_int_equal(rre_router_flush(r, 10), RRE_OK);
         assert_int_equal(c.trainings, 1);
         assert_int_equal(c.st, RRE_OK);
@@ -1068,7 +1068,7 @@ static void *churn_publisher(void *arg)
         json_t *p = json_pack("{s:i, s:i}", "producer", ca->id, "seq", i);
         rre_publish_options po = {.flags = (i % 2) ? RRE_PUBLISH_ASYNC : 0};
         rre_router_publish(ca->r, "TRAINING_PROGRESS", p, &po, NULL);
-        json_decref(p);
+        rre_payload_release(p);
         if (i % 50 == 0) {
             json_t *j = NULL;
             rre_router_stats_json(ca->r, &j);

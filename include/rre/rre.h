@@ -336,6 +336,16 @@ RRE_API rre_status rre_payload_check(const json_t *payload);
  * non-object does nothing and returns 0. */
 RRE_API size_t rre_payload_normalize(json_t *payload);
 
+/* Drops a reference to a payload that other threads may still hold, such as
+ * one just published with RRE_PUBLISH_ASYNC (the router's workers keep their
+ * own references). Equivalent to json_decref(), but when this call drops
+ * the last reference the other holders' accesses are ordered before the
+ * free: jansson's json_decref() decrements with release order only, which
+ * the C11 memory model (and ThreadSanitizer) counts as a data race when
+ * another thread dropped its reference just before. NULL and jansson's
+ * static values (true, false, null) are left alone. */
+RRE_API void rre_payload_release(json_t *payload);
+
 /* ------------------------------------------------------------------------ */
 /* Validation                                                                */
 /* ------------------------------------------------------------------------ */

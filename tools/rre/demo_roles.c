@@ -98,7 +98,7 @@ static void publish(struct role_ctx *ctx, rre_event_type type, json_t *payload)
         }
         ctx->publish_errors++;
     }
-    json_decref(payload);
+    rre_payload_release(payload);
 }
 
 /* The fields every stage copies along: config_key, board_type, num_players
