@@ -39,6 +39,8 @@ struct rre_link {
     pthread_mutex_t mu;
     pthread_cond_t progress;                            /* signalled when last_read_id moves */
     uint64_t appended, append_failed, queue_duplicates; /* guarded by mu */
+    rre_status reader_status; /* guarded by mu: why the reader stopped, RRE_OK while it runs */
+    char reader_error[256];   /* guarded by mu: its message */
 
     _Atomic uint64_t read, own_skipped, injected;
     _Atomic int64_t last_read_id;
@@ -109,19 +111,36 @@ static void note_progress(rre_link *link)
     unlock(&link->mu);
 }
 
+/* The reader ends for good: record why, wake rre_link_sync(), and stop
+ * recording our ids (nobody will take them off the list any more). */
+static void reader_stopped(rre_link *link, rre_status st)
+{
+    if (link->tracking)
+        rre__queue_own_set_tracking(link->queue, false);
+    lock(&link->mu);
+    link->reader_status = st;
+    snprintf(link->reader_error, sizeof link->reader_error, "%s", rre_last_error());
+    pthread_cond_broadcast(&link->progress);
+    unlock(&link->mu);
+}
+
 static void *reader_main(void *arg)
 {
     rre_link *link = arg;
     while (!atomic_load(&link->stopping)) {
         rre_status st = rre_subscriber_poll(link->reader, 250, 0, reader_handler, link, NULL);
         note_progress(link);
-        if (st == RRE_ECLOSED)
+        if (st == RRE_ECLOSED) {
+            reader_stopped(link, st);
             break;
+        }
         if (st != RRE_OK) {
             rre__log(RRE_LOG_ERROR, "link", "reading the queue failed: %s: %s", rre_strerror(st),
                      rre_last_error());
-            if (st == RRE_EHELD)
+            if (st == RRE_EHELD) {
+                reader_stopped(link, st);
                 break;
+            }
             struct timespec pause = {0, 50 * 1000 * 1000};
             nanosleep(&pause, NULL);
         }
@@ -203,6 +222,14 @@ rre_status rre_link_sync(rre_link *link, int timeout_ms)
     }
     lock(&link->mu);
     while (atomic_load(&link->last_read_id) < target) {
+        if (link->reader_status != RRE_OK) {
+            rre_status st = link->reader_status;
+            char why[256];
+            snprintf(why, sizeof why, "%s", link->reader_error);
+            unlock(&link->mu);
+            return rre__error(st, "link: the reader stopped at event %lld: %s",
+                              (long long)atomic_load(&link->last_read_id), why);
+        }
         int rc = timeout_ms < 0 ? pthread_cond_wait(&link->progress, &link->mu)
                                 : pthread_cond_timedwait(&link->progress, &link->mu, &deadline);
         if (rc != 0 && atomic_load(&link->last_read_id) < target) {

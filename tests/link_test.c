@@ -7,6 +7,8 @@
 
 #include <rre/rre.h>
 
+#include <sqlite3.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -364,6 +366,41 @@ static void test_sync_with_zero_negative_and_no_reader_timeouts(void **state)
     node_close(&a);
 }
 
+static void test_sync_reports_a_reader_whose_name_was_taken_over(void **state)
+{
+    (void)state;
+    struct node a, b;
+    rre_link_options lo = {0};
+    lo.subscriber_name = "taken";
+    node_open(&a, NULL, NULL);
+    node_open(&b, &lo, NULL);
+    /* Another process takes the lease: its token is no longer ours. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_exec(db, "UPDATE rre_leases SET token = token + 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    publish_seq(&a, 1); /* the reader wakes, acks, and finds the lease gone */
+    assert_int_equal(rre_link_sync(b.link, -1), RRE_EHELD);
+    assert_non_null(strstr(rre_last_error(), "reader stopped"));
+    node_close(&b);
+    node_close(&a);
+}
+
+static void test_sync_reports_a_reader_stopped_by_closing_the_queue(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_open(&a, NULL, NULL);
+    node_open(&b, NULL, NULL);
+    rre_queue_close(b.queue);
+    publish_seq(&a, 1);
+    assert_int_equal(rre_link_sync(b.link, -1), RRE_ECLOSED);
+    node_close(&b);
+    node_close(&a);
+}
+
 static void test_link_requires_router_and_queue(void **state)
 {
     (void)state;
@@ -391,6 +428,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_durable_link_resumes_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_with_zero_negative_and_no_reader_timeouts, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sync_reports_a_reader_whose_name_was_taken_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sync_reports_a_reader_stopped_by_closing_the_queue,
+                                        setup, teardown),
         cmocka_unit_test(test_link_requires_router_and_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,7 +60,10 @@ RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue
  * (so a test or a shutdown sees what other processes published), or until
  * `timeout_ms` passes (RRE_ETIMEOUT). 0 only checks; a negative timeout
  * waits without limit. With RRE_LINK_NO_READER there is nothing to wait
- * for: RRE_OK at once. */
+ * for: RRE_OK at once. When the reader has stopped for good, that is
+ * returned at once with the reason: RRE_EHELD when another process took its
+ * durable name over, RRE_ECLOSED when the queue was closed. A reader that
+ * stopped no longer delivers events from other processes. */
 RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
 
 typedef struct rre_link_counters {
