@@ -80,7 +80,7 @@ static rre_status reader_handler(const rre_event *ev, void *user_data)
 {
     rre_link *link = user_data;
     atomic_fetch_add(&link->read, 1);
-    if (rre__queue_own_take(link->queue, ev->event_id)) {
+    if (rre__queue_own_take(link->queue, ev->event_id, ev->hash)) {
         atomic_fetch_add(&link->own_skipped, 1);
         return RRE_OK;
     }

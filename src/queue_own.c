@@ -5,7 +5,10 @@
  * when they come back from the file without ever seeing a row first.
  *
  * The list is kept in increasing id order under own_mu; it is only kept
- * while tracking is on (a link is attached).
+ * while tracking is on (a link is attached). Each id carries the first
+ * bytes of the event's content hash: between a rollback and the removal of
+ * its ids another process may commit rows under the same ids, and those
+ * are not ours.
  */
 #include "queue_sqlite.h"
 
@@ -25,13 +28,13 @@ void rre__queue_own_set_tracking(rre_queue *q, bool on)
     rre__queue_unlock(&q->own_mu);
 }
 
-void rre__queue_own_add(rre_queue *q, int64_t id)
+void rre__queue_own_add(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_SIZE])
 {
     rre__queue_lock(&q->own_mu);
     if (q->own_tracking) {
         if (q->own_len == q->own_cap) {
             size_t cap = q->own_cap ? q->own_cap * 2 : 256;
-            int64_t *n = realloc(q->own_ids, cap * sizeof *n);
+            struct rre__own_id *n = realloc(q->own_ids, cap * sizeof *n);
             if (n == NULL) {
                 /* Without memory the id is forgotten: the router's dedup
                  * window still catches the echo by its hash. */
@@ -41,7 +44,9 @@ void rre__queue_own_add(rre_queue *q, int64_t id)
             q->own_ids = n;
             q->own_cap = cap;
         }
-        q->own_ids[q->own_len++] = id;
+        struct rre__own_id *e = &q->own_ids[q->own_len++];
+        e->id = id;
+        memcpy(e->hash, hash, sizeof e->hash);
     }
     rre__queue_unlock(&q->own_mu);
 }
@@ -50,8 +55,8 @@ void rre__queue_own_remove(rre_queue *q, int64_t id)
 {
     rre__queue_lock(&q->own_mu);
     for (size_t i = q->own_len; i-- > 0;) {
-        if (q->own_ids[i] == id) {
-            memmove(q->own_ids + i, q->own_ids + i + 1, (q->own_len - i - 1) * sizeof(int64_t));
+        if (q->own_ids[i].id == id) {
+            memmove(q->own_ids + i, q->own_ids + i + 1, (q->own_len - i - 1) * sizeof *q->own_ids);
             q->own_len--;
             break;
         }
@@ -63,29 +68,31 @@ void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor)
 {
     rre__queue_lock(&q->own_mu);
     size_t drop = 0;
-    while (drop < q->own_len && q->own_ids[drop] <= cursor)
+    while (drop < q->own_len && q->own_ids[drop].id <= cursor)
         drop++;
     if (drop > 0) {
-        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof(int64_t));
+        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof *q->own_ids);
         q->own_len -= drop;
     }
     rre__queue_unlock(&q->own_mu);
 }
 
-bool rre__queue_own_take(rre_queue *q, int64_t id)
+bool rre__queue_own_take(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_SIZE])
 {
     rre__queue_lock(&q->own_mu);
     /* Ids are committed in increasing order and read in increasing order:
      * anything smaller than `id` still listed will never be read (deleted by
-     * retention before the receiver got there). */
+     * retention before the receiver got there). An entry for `id` is used
+     * up either way: the row with that id has now been read. */
     size_t drop = 0;
-    while (drop < q->own_len && q->own_ids[drop] < id)
+    while (drop < q->own_len && q->own_ids[drop].id < id)
         drop++;
-    bool mine = drop < q->own_len && q->own_ids[drop] == id;
-    if (mine)
+    bool listed = drop < q->own_len && q->own_ids[drop].id == id;
+    bool mine = listed && memcmp(q->own_ids[drop].hash, hash, sizeof q->own_ids[drop].hash) == 0;
+    if (listed)
         drop++;
     if (drop > 0) {
-        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof(int64_t));
+        memmove(q->own_ids, q->own_ids + drop, (q->own_len - drop) * sizeof *q->own_ids);
         q->own_len -= drop;
     }
     rre__queue_unlock(&q->own_mu);

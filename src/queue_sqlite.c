@@ -740,7 +740,7 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
             return rc;
         r->event_id = sqlite3_last_insert_rowid(db);
         /* Recorded before the commit, so a receiver never sees the row first. */
-        rre__queue_own_add(q, r->event_id);
+        rre__queue_own_add(q, r->event_id, r->hash);
         if (q->dedup_window_s > 0) {
             sqlite3_bind_int64(q->st_dedup_put, 1, r->event_id);
             sqlite3_bind_blob(q->st_dedup_put, 2, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);

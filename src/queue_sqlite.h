@@ -75,9 +75,9 @@ struct rre_queue {
     /* Ids this process appended that a linked router's receiver has not
      * seen yet, increasing; only kept while own_tracking is set. */
     pthread_mutex_t own_mu;
-    bool own_tracking;       /* own_mu */
-    int64_t *own_ids;        /* own_mu */
-    size_t own_len, own_cap; /* own_mu */
+    bool own_tracking;           /* own_mu */
+    struct rre__own_id *own_ids; /* own_mu */
+    size_t own_len, own_cap;     /* own_mu */
 
     /* The maintenance thread. */
     pthread_mutex_t maint_mu;
@@ -156,14 +156,22 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
 void rre__queue_checkpoint_catch_up(rre_queue *q);
 
 /* Own-event tracking for a linked router (queue_own.c, used by link.c):
- * while tracking is on, every id this handle inserts is recorded before its
- * transaction commits (and removed again when it rolls back). */
+ * while tracking is on, every id this handle inserts is recorded with the
+ * event's content hash before its transaction commits (and removed again
+ * when it rolls back). */
+struct rre__own_id {
+    int64_t id;
+    uint8_t hash[8]; /* the first bytes of the content hash */
+};
 void rre__queue_own_set_tracking(rre_queue *q, bool on);
-void rre__queue_own_add(rre_queue *q, int64_t id);
+void rre__queue_own_add(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_SIZE]);
 void rre__queue_own_remove(rre_queue *q, int64_t id);
-/* True (and forgets it) when `id` was appended through this handle. Ids are
+/* True (and forgets it) when the row `id` with content hash `hash` was
+ * appended through this handle. An id listed with another hash is a row of
+ * another process that reused the id of one of ours rolled back (SQLite
+ * hands out the ids of a rolled-back transaction again): not ours. Ids are
  * asked in increasing order; smaller ones still listed are dropped. */
-bool rre__queue_own_take(rre_queue *q, int64_t id);
+bool rre__queue_own_take(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_SIZE]);
 /* Forgets the ids at or below `cursor`: a reader has passed them (filtered
  * out, or deleted by retention). */
 void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor);

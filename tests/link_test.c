@@ -3,6 +3,7 @@
  * appended and delivered once; events of other processes are injected once;
  * content published by two processes is stored once and delivered once.
  */
+#include "queue_sqlite.h" /* own-id tracking */
 #include "testutil.h"
 
 #include <rre/rre.h>
@@ -401,6 +402,31 @@ static void test_sync_reports_a_reader_stopped_by_closing_the_queue(void **state
     node_close(&a);
 }
 
+static void test_a_reused_id_of_another_process_is_not_taken_for_our_own(void **state)
+{
+    (void)state;
+    /* Our transaction recorded id 7 and rolled back; before its id was
+     * forgotten another process committed its own row 7. */
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db_path;
+    qo.maintenance_interval_ms = -1;
+    rre_queue *q;
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    uint8_t ours[RRE_HASH_SIZE], theirs[RRE_HASH_SIZE];
+    memset(ours, 0xab, sizeof ours);
+    memset(theirs, 0xcd, sizeof theirs);
+    rre__queue_own_set_tracking(q, true);
+    rre__queue_own_add(q, 7, ours);
+    rre__queue_own_add(q, 8, ours);
+    assert_false(rre__queue_own_take(q, 7, theirs)); /* theirs: delivered */
+    assert_false(rre__queue_own_take(q, 7, ours));   /* the entry is used up */
+    assert_true(rre__queue_own_take(q, 8, ours));    /* ours: skipped */
+    assert_false(rre__queue_own_take(q, 8, ours));
+    rre__queue_own_set_tracking(q, false);
+    rre_queue_destroy(q);
+}
+
 static void test_link_requires_router_and_queue(void **state)
 {
     (void)state;
@@ -432,6 +458,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sync_reports_a_reader_stopped_by_closing_the_queue,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_reused_id_of_another_process_is_not_taken_for_our_own, setup, teardown),
         cmocka_unit_test(test_link_requires_router_and_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
