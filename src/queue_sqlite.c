@@ -304,6 +304,28 @@ static rre_status make_dirs(const char *dir)
     return RRE_OK;
 }
 
+rre_status rre__queue_check_private_dir(const char *dir)
+{
+    struct stat sb;
+    if (lstat(dir, &sb) != 0)
+        return rre__error(RRE_EIO, "cannot use directory '%s': %s", dir, strerror(errno));
+    if (S_ISLNK(sb.st_mode))
+        return rre__error(RRE_EIO,
+                          "'%s' is a symbolic link: the shared location under /tmp must be a "
+                          "directory of this user's (set RINGRIFT_COORDINATION_DIR to choose "
+                          "another)",
+                          dir);
+    if (!S_ISDIR(sb.st_mode))
+        return rre__error(RRE_EIO, "'%s' is not a directory", dir);
+    if (sb.st_uid != geteuid())
+        return rre__error(RRE_EIO,
+                          "'%s' belongs to uid %lu, not to this user (uid %lu): refusing to keep "
+                          "the queue in a directory another user controls (set "
+                          "RINGRIFT_COORDINATION_DIR to choose another)",
+                          dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+    return RRE_OK;
+}
+
 /* Creates the database file with mode 0600 when it does not exist, so SQLite
  * (which gives the -wal and -shm files the database's mode) never creates it
  * with the umask's. */
@@ -542,6 +564,11 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
         return rre__error(RRE_ENOMEM, "out of memory");
     char pathbuf[4096];
     rre_status st = RRE_OK;
+    /* The last fallback of the location rules is a directory under /tmp,
+     * where anyone may have created it first. */
+    bool under_tmp = (opts->path == NULL || opts->path[0] == '\0') &&
+                     env_nonempty("RINGRIFT_COORDINATION_DIR") == NULL &&
+                     env_nonempty("XDG_RUNTIME_DIR") == NULL;
     if (opts->path != NULL && opts->path[0] != '\0') {
         q->path = strdup(opts->path);
     } else {
@@ -600,10 +627,14 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
 
     if (!q->read_only) {
         st = make_dirs(q->dir);
+        if (st == RRE_OK && under_tmp)
+            st = rre__queue_check_private_dir(q->dir);
         if (st == RRE_OK)
             st = create_file(q->path);
     } else if (access(q->path, F_OK) != 0) {
         st = rre__error(RRE_EIO, "cannot open '%s': %s", q->path, strerror(errno));
+    } else if (under_tmp) {
+        st = rre__queue_check_private_dir(q->dir);
     }
     sqlite3 *db = NULL;
     if (st == RRE_OK)

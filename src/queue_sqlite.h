@@ -155,6 +155,11 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
  * the checkpoint DESIGN in queue_retention.c). */
 void rre__queue_checkpoint_catch_up(rre_queue *q);
 
+/* RRE_OK when `dir` is a directory (not a symbolic link) owned by this
+ * user; checked for the default location under /tmp, which another user
+ * could have created first. */
+rre_status rre__queue_check_private_dir(const char *dir);
+
 /* Own-event tracking for a linked router (queue_own.c, used by link.c):
  * while tracking is on, every id this handle inserts is recorded with the
  * event's content hash before its transaction commits (and removed again

@@ -1,10 +1,11 @@
 /*
  * queue_faults_test.c - the queue on bad ground: a file that is not a
  * database, a truncated database, a read-only database, a directory that
- * cannot be created, a full database, a write lock held by another process
- * and a poison row. Each gives a clear error and loses nothing already
- * stored.
+ * cannot be created, a full database, a write lock held by another process,
+ * a poison row, and a shared /tmp location another user got to first. Each gives a clear error and
+ * loses nothing already stored.
  */
+#include "queue_sqlite.h" /* the /tmp location check */
 #include "testutil.h"
 
 #include <rre/rre.h>
@@ -283,9 +284,37 @@ static void test_poison_rows_never_stop_delivery(void **state)
     rre_queue_destroy(q);
 }
 
+static void test_tmp_location_must_be_a_directory_of_this_user(void **state)
+{
+    struct fixture *f = *state;
+    char own[600], other[600], link[600], file[600];
+    snprintf(own, sizeof own, "%s/own", f->dir);
+    snprintf(other, sizeof other, "%s/other", f->dir);
+    snprintf(link, sizeof link, "%s/link", f->dir);
+    snprintf(file, sizeof file, "%s/file", f->dir);
+    assert_int_equal(mkdir(own, 0700), 0);
+    assert_int_equal(rre__queue_check_private_dir(own), RRE_OK);
+    assert_int_equal(symlink(own, link), 0);
+    assert_int_equal(rre__queue_check_private_dir(link), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "symbolic link"));
+    int fd = open(file, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(rre__queue_check_private_dir(file), RRE_EIO);
+    assert_int_equal(rre__queue_check_private_dir(f->path), RRE_EIO); /* missing */
+    if (geteuid() != 0)
+        skip(); /* giving a directory to another user needs root */
+    assert_int_equal(mkdir(other, 0700), 0);
+    assert_int_equal(chown(other, 4242, 4242), 0);
+    assert_int_equal(rre__queue_check_private_dir(other), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "belongs to uid 4242"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_tmp_location_must_be_a_directory_of_this_user, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_file_that_is_not_a_database_is_ecorrupt_and_untouched,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_database_gives_ecorrupt_not_a_crash, setup,
