@@ -94,6 +94,11 @@ static void sanitize(char *text)
 static rre_status parse_error(json_error_t *err)
 {
     sanitize(err->text);
+    /* jansson gives up without any message (and without setting the error
+     * code) when it cannot allocate its lexer's buffer: every syntax error
+     * has a message. */
+    if (err->text[0] == '\0')
+        return rre__error(RRE_ENOMEM, "out of memory while parsing the payload");
     switch (json_error_code(err)) {
     case json_error_out_of_memory:
         return rre__error(RRE_ENOMEM, "out of memory while parsing the payload");

@@ -31,6 +31,7 @@ enum row_kind {
     ROW_SKIP,        /* filtered out, or older than the retention window */
     ROW_ACKED,       /* a Python consumer of this id acked it already */
     ROW_POISON,      /* cannot be decoded */
+    ROW_NOMEM,       /* could not be decoded for want of memory: read again later */
 };
 
 struct row {
@@ -561,6 +562,10 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
             free(fixed);
         }
     }
+    if (pst == RRE_ENOMEM) {
+        r->kind = ROW_NOMEM; /* a shortage is not a property of the row */
+        return;
+    }
     if (pst != RRE_OK) {
         r->kind = ROW_POISON;
         snprintf(r->reason, sizeof r->reason, "%s: %.100s", rre_strerror(pst), rre_last_error());
@@ -574,8 +579,7 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     r->strings = malloc(ls + lh + 2);
     if (r->strings == NULL) {
         json_decref(payload);
-        r->kind = ROW_POISON;
-        snprintf(r->reason, sizeof r->reason, "out of memory");
+        r->kind = ROW_NOMEM;
         return;
     }
     memcpy(r->strings, src, ls + 1);
@@ -619,13 +623,27 @@ static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
         size_t n = 0;
         int rc;
-        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            decode_row(s, st, &s->rows[n++], oldest);
+        bool nomem = false;
+        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            decode_row(s, st, &s->rows[n], oldest);
+            if (s->rows[n].kind == ROW_NOMEM) {
+                /* Deliver what came before; this row is read again by
+                 * the next poll, nothing is skipped or acknowledged. */
+                nomem = true;
+                rc = SQLITE_DONE;
+                break;
+            }
+            n++;
+        }
         if (n == limit)
             rc = SQLITE_DONE;
         sqlite3_reset(st);
         if (rc == SQLITE_DONE) {
             *n_out = n;
+            if (nomem && n == 0)
+                return rre__error(RRE_ENOMEM,
+                                  "out of memory decoding an event of the queue; it is read "
+                                  "again by the next poll");
             return RRE_OK;
         }
         free_rows(s, n);
@@ -765,6 +783,8 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
             break;
         case ROW_POISON:
             s->counters.poison++;
+            break;
+        case ROW_NOMEM: /* never stored in the rows handed over */
             break;
         }
         if (stopped)

@@ -395,6 +395,27 @@ static void test_normalize_ignores_non_objects(void **state)
     json_decref(a);
 }
 
+static bool parse_alloc_fails;
+
+static void *parse_malloc(size_t n)
+{
+    return parse_alloc_fails ? NULL : malloc(n);
+}
+
+static void test_parse_without_memory_is_enomem_not_bad_json(void **state)
+{
+    (void)state;
+    json_t *p = NULL;
+    json_set_alloc_funcs(parse_malloc, free);
+    parse_alloc_fails = true;
+    rre_status st = rre_payload_parse("{\"k\":1}", 7, &p);
+    parse_alloc_fails = false;
+    json_set_alloc_funcs(malloc, free);
+    assert_int_equal(st, RRE_ENOMEM);
+    assert_null(p);
+    assert_non_null(strstr(rre_last_error(), "out of memory"));
+}
+
 /* ---- release ------------------------------------------------------------ */
 
 static void test_release_drops_one_reference_and_ignores_null_and_statics(void **state)
@@ -451,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release_drops_one_reference_and_ignores_null_and_statics),
         cmocka_unit_test(test_release_from_many_threads_frees_once_after_every_read),
+        cmocka_unit_test(test_parse_without_memory_is_enomem_not_bad_json),
         cmocka_unit_test(test_parse_accepts_an_object),
         cmocka_unit_test(test_parse_uses_len_not_nul_terminator),
         cmocka_unit_test(test_parse_rejects_invalid_utf8),

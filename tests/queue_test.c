@@ -916,6 +916,41 @@ static void set_capture(struct log_capture *c)
     pthread_mutex_unlock(&capture_mu);
 }
 
+static bool alloc_fails;
+
+static void *failing_malloc(size_t n)
+{
+    return alloc_fails ? NULL : malloc(n);
+}
+
+static void test_a_row_that_cannot_be_decoded_for_want_of_memory_is_read_again(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 3; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "{\"seq\":%d}", i);
+        publish(f->q, RRE_EV_ELO_UPDATED, text, NULL);
+    }
+    rre_subscriber *s = durable(f->q, "lean");
+    struct sink got = {0};
+    size_t n = 99;
+    json_set_alloc_funcs(failing_malloc, free);
+    alloc_fails = true; /* every payload parse runs out of memory */
+    rre_status st = rre_subscriber_poll(s, 0, 0, collect, &got, &n);
+    alloc_fails = false;
+    json_set_alloc_funcs(malloc, free);
+    assert_int_equal(st, RRE_ENOMEM);
+    assert_int_equal(n, 0);
+    assert_int_equal(got.n, 0);
+    /* Nothing was skipped, marked poison or acknowledged: all three come. */
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &got, &n), RRE_OK);
+    assert_int_equal(n, 3);
+    rre_subscriber_counters c;
+    rre_subscriber_get_counters(s, &c);
+    assert_int_equal(c.poison, 0);
+    rre_subscriber_destroy(s);
+}
+
 static void test_poison_row_is_reported_once_and_skipped(void **state)
 {
     struct fixture *f = *state;
@@ -1234,6 +1269,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_acks_written_by_python_for_the_same_id_are_honoured,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_row_that_cannot_be_decoded_for_want_of_memory_is_read_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_row_is_reported_once_and_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_waiting_poll_wakes_on_commit, setup, teardown),
