@@ -231,11 +231,37 @@ static int heartbeat_in_txn(sqlite3 *db, rre_subscriber *s, double now, rre_stat
     if (rc != SQLITE_DONE)
         return rc;
     if (sqlite3_changes(db) == 0) {
-        *body_status = rre__error(RRE_EHELD,
-                                  "durable subscriber '%s' was taken over by another process "
-                                  "(this one missed its heartbeat for longer than %.0f s)",
-                                  s->id, s->q->subscriber_timeout_s);
-        return SQLITE_ABORT;
+        /* No lease row of ours. When there is none at all, retention removed
+         * it after a long silence and nobody took the name since: take it
+         * back. Another row means another process holds the name now. */
+        int held = 0;
+        rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM rre_leases WHERE subscriber_id = ?", -1,
+                                &st, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            held = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW)
+            return rc;
+        if (held > 0) {
+            *body_status = rre__error(RRE_EHELD,
+                                      "durable subscriber '%s' was taken over by another process "
+                                      "(this one missed its heartbeat for longer than %.0f s)",
+                                      s->id, s->q->subscriber_timeout_s);
+            return SQLITE_ABORT;
+        }
+        rre__log(RRE_LOG_INFO, "queue", "subscriber '%s': its lease had expired; taking it back",
+                 s->id);
+        rc = run_sql(db,
+                     "INSERT INTO rre_leases(subscriber_id, hostname, pid, start_time, token,"
+                     " heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
+                     "ttiiid", s->id, s->q->hostname, (int64_t)getpid(), (int64_t)s->q->start_time,
+                     s->token, now);
+        if (rc != SQLITE_DONE)
+            return rc;
     }
     rc = run_sql(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt", now,
                  s->id);

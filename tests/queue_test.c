@@ -711,6 +711,37 @@ static void test_second_holder_gets_eheld_naming_host_and_pid(void **state)
     rre_subscriber_destroy(t);
 }
 
+static void test_expired_lease_nobody_took_is_taken_back(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":1}", NULL);
+    rre_subscriber *s = durable(f->q, "sleepy");
+    struct sink k = {0};
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    /* Retention removed the lease after a long silence; nobody took it. */
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM rre_leases", NULL, NULL, NULL), SQLITE_OK);
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":2}", NULL);
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    char want[64];
+    snprintf(want, sizeof want, "%ld", (long)getpid());
+    char *pid =
+        sql_text(db, "SELECT pid FROM rre_leases WHERE subscriber_id LIKE '%:stable:sleepy'");
+    assert_non_null(pid);
+    assert_string_equal(pid, want);
+    free(pid);
+    /* Another holder's row is respected: EHELD. */
+    assert_int_equal(sqlite3_exec(db, "UPDATE rre_leases SET token = token + 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    publish(f->q, RRE_EV_ELO_UPDATED, "{\"i\":3}", NULL);
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_EHELD);
+    rre_subscriber_destroy(s);
+}
+
 static void test_dead_holder_is_taken_over(void **state)
 {
     struct fixture *f = *state;
@@ -1260,6 +1291,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_holder_gets_eheld_naming_host_and_pid, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder_is_taken_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_lease_nobody_took_is_taken_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reserved_and_empty_names_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_by_type_or_category, setup, teardown),
         cmocka_unit_test_setup_teardown(test_since_id_skips_earlier_events, setup, teardown),
