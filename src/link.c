@@ -181,9 +181,10 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
         if (opts->subscriber_name != NULL || (opts->flags & RRE_LINK_SINCE_ID))
             so.since_id = opts->since_id;
         else
-            so.since_id = rre__queue_last_event_id(queue);
+            st = rre__queue_last_event_id(queue, &so.since_id);
         atomic_store(&link->last_read_id, so.since_id);
-        st = rre_subscriber_create(&link->reader, queue, &so);
+        if (st == RRE_OK)
+            st = rre_subscriber_create(&link->reader, queue, &so);
     }
     if (st == RRE_OK)
         st = rre_router_add_sink(router, RRE_ORIGIN_BIT(RRE_ORIGIN_LOCAL), link_sink, link,
@@ -210,7 +211,10 @@ rre_status rre_link_sync(rre_link *link, int timeout_ms)
         return rre__error(RRE_EINVAL, "link: NULL");
     if (link->reader == NULL)
         return RRE_OK;
-    int64_t target = rre__queue_last_event_id(link->queue);
+    int64_t target;
+    rre_status st = rre__queue_last_event_id(link->queue, &target);
+    if (st != RRE_OK)
+        return st;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     int ms = timeout_ms > 0 ? timeout_ms : 0;
@@ -223,11 +227,11 @@ rre_status rre_link_sync(rre_link *link, int timeout_ms)
     lock(&link->mu);
     while (atomic_load(&link->last_read_id) < target) {
         if (link->reader_status != RRE_OK) {
-            rre_status st = link->reader_status;
+            rre_status stopped = link->reader_status;
             char why[256];
             snprintf(why, sizeof why, "%s", link->reader_error);
             unlock(&link->mu);
-            return rre__error(st, "link: the reader stopped at event %lld: %s",
+            return rre__error(stopped, "link: the reader stopped at event %lld: %s",
                               (long long)atomic_load(&link->last_read_id), why);
         }
         int rc = timeout_ms < 0 ? pthread_cond_wait(&link->progress, &link->mu)

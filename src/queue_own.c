@@ -100,16 +100,23 @@ bool rre__queue_own_take(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_S
 }
 
 /* The id of the newest event, so a transient receiver starts after it. */
-int64_t rre__queue_last_event_id(rre_queue *q)
+rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out)
 {
-    int64_t id = 0;
+    *out = 0;
     rre__queue_lock(&q->admin_mu);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(q->adb, "SELECT max(event_id) FROM events", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        id = sqlite3_column_int64(st, 0);
+    int rc = sqlite3_prepare_v2(q->adb, "SELECT max(event_id) FROM events", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    rre_status status = rc == SQLITE_OK
+                            ? RRE_OK
+                            : rre__queue_sqlite_error(q->adb, rc, "reading the newest event id");
     sqlite3_finalize(st);
     rre__queue_unlock(&q->admin_mu);
-    return id;
+    return status;
 }

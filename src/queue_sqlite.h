@@ -180,8 +180,8 @@ bool rre__queue_own_take(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_S
 /* Forgets the ids at or below `cursor`: a reader has passed them (filtered
  * out, or deleted by retention). */
 void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor);
-/* The id of the newest event (0 when none). */
-int64_t rre__queue_last_event_id(rre_queue *q);
+/* The id of the newest event in *out (0 when none). */
+rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out);
 
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);
