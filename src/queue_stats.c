@@ -50,8 +50,25 @@ static bool lease_alive(const rre_queue *q, const char *host, long pid, long lon
     return true;
 }
 
+/* Whether our own tables exist: a database only the Python side has written,
+ * opened read-only, has none. */
+static bool have_own_tables(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool yes = false;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                           " ('rre_cursors', 'rre_leases', 'rre_dedup', 'rre_poison')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        yes = sqlite3_column_int(st, 0) == 4;
+    sqlite3_finalize(st);
+    return yes;
+}
+
 static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
 {
+    bool ours = have_own_tables(db);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT count(*), min(event_id), max(event_id) FROM events", -1,
                                 &st, NULL);
@@ -69,7 +86,7 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
     json_object_set_new(o, "by_type", by_type);
     rc = sqlite3_prepare_v2(db, "SELECT event_type, count(*) FROM events GROUP BY event_type", -1,
                             &st, NULL);
-    while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    while ((rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *spelling = (const char *)sqlite3_column_text(st, 0);
         rre_event_type t;
         const char *key = spelling != NULL ? spelling : "";
@@ -79,17 +96,22 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_object_set_new(by_type, key, json_integer(prev + sqlite3_column_int64(st, 1)));
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return rre__queue_sqlite_error(db, rc, "reading the events by type");
 
     double now = rre__queue_now();
     json_t *subs = json_array();
     json_object_set_new(o, "subscribers", subs);
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT c.subscriber_id, c.last_event_id, c.updated_at, l.hostname,"
-                            " l.pid, l.start_time, l.heartbeat FROM rre_cursors c LEFT JOIN"
-                            " rre_leases l ON l.subscriber_id = c.subscriber_id"
-                            " ORDER BY c.subscriber_id",
-                            -1, &st, NULL);
-    while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    st = NULL;
+    rc = !ours ? SQLITE_DONE
+               : sqlite3_prepare_v2(
+                     db,
+                     "SELECT c.subscriber_id, c.last_event_id, c.updated_at, l.hostname,"
+                     " l.pid, l.start_time, l.heartbeat FROM rre_cursors c LEFT JOIN"
+                     " rre_leases l ON l.subscriber_id = c.subscriber_id"
+                     " ORDER BY c.subscriber_id",
+                     -1, &st, NULL);
+    while ((rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *s = json_object();
         int64_t cursor = sqlite3_column_int64(st, 1);
         json_object_set_new(s, "id", json_string((const char *)sqlite3_column_text(st, 0)));
@@ -114,15 +136,21 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_array_append_new(subs, s);
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return rre__queue_sqlite_error(db, rc, "reading the subscribers");
     /* Subscribers only the Python side knows: how many events follow their
      * last ack. */
     rc = sqlite3_prepare_v2(db,
-                            "SELECT s.subscriber_id, s.hostname, s.pid, s.last_poll_at,"
-                            " (SELECT max(a.event_id) FROM acks a WHERE a.subscriber_id ="
-                            " s.subscriber_id) FROM subscribers s WHERE s.subscriber_id NOT IN"
-                            " (SELECT subscriber_id FROM rre_cursors) ORDER BY s.subscriber_id",
+                            ours ? "SELECT s.subscriber_id, s.hostname, s.pid, s.last_poll_at,"
+                                   " (SELECT max(a.event_id) FROM acks a WHERE a.subscriber_id ="
+                                   " s.subscriber_id) FROM subscribers s WHERE s.subscriber_id"
+                                   " NOT IN (SELECT subscriber_id FROM rre_cursors)"
+                                   " ORDER BY s.subscriber_id"
+                                 : "SELECT s.subscriber_id, s.hostname, s.pid, s.last_poll_at,"
+                                   " (SELECT max(a.event_id) FROM acks a WHERE a.subscriber_id ="
+                                   " s.subscriber_id) FROM subscribers s ORDER BY s.subscriber_id",
                             -1, &st, NULL);
-    while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    while ((rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *s = json_object();
         int64_t last_ack = sqlite3_column_int64(st, 4);
         double seen = sqlite3_column_double(st, 3);
@@ -138,16 +166,22 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_array_append_new(subs, s);
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return rre__queue_sqlite_error(db, rc, "reading the Python subscribers");
 
     rc = sqlite3_prepare_v2(db,
-                            "SELECT (SELECT count(*) FROM rre_dedup), (SELECT count(*) FROM"
-                            " rre_poison)",
+                            ours ? "SELECT (SELECT count(*) FROM rre_dedup), (SELECT count(*) FROM"
+                                   " rre_poison)"
+                                 : "SELECT 0, 0",
                             -1, &st, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_object_set_new(o, "dedup_entries", json_integer(sqlite3_column_int64(st, 0)));
         json_object_set_new(o, "poison_rows", json_integer(sqlite3_column_int64(st, 1)));
+        rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return rre__queue_sqlite_error(db, rc, "counting dedup entries and poison rows");
     return RRE_OK;
 }
 

@@ -192,6 +192,46 @@ static void test_database_created_by_python_is_used_as_is(void **state)
     rre_queue_destroy(q);
 }
 
+static void test_stats_of_a_python_only_database_opened_read_only(void **state)
+{
+    struct fixture *f = *state;
+    py_insert(f, "elo_updated", "{\"elo\": 1500}", "elo");
+    py_insert(f, "elo_updated", "{\"elo\": 1510}", "elo");
+    assert_int_equal(sqlite3_exec(f->py,
+                                  "INSERT INTO subscribers VALUES ('py-host:1:router', 'router',"
+                                  " 'py-host', 1, '[]', strftime('%s','now'),"
+                                  " strftime('%s','now'))",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.read_only = true; /* so none of our tables gets created */
+    o.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    json_t *st = NULL;
+    assert_int_equal(rre_queue_stats(q, &st), RRE_OK);
+    assert_int_equal(json_integer_value(json_object_get(st, "events")), 2);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(st, "by_type"), "ELO_UPDATED")), 2);
+    json_t *subs = json_object_get(st, "subscribers");
+    assert_int_equal(json_array_size(subs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(subs, 0), "kind")),
+                        "python");
+    assert_int_equal(json_integer_value(json_object_get(st, "dedup_entries")), 0);
+    json_decref(st);
+    rre_queue_destroy(q);
+    sqlite3_stmt *t;
+    assert_int_equal(sqlite3_prepare_v2(f->py,
+                                        "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rre%'",
+                                        -1, &t, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(t), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(t, 0), 0);
+    sqlite3_finalize(t);
+}
+
 static void test_python_rows_in_every_spelling_and_format_are_delivered(void **state)
 {
     struct fixture *f = *state;
@@ -367,6 +407,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_database_created_by_python_is_used_as_is, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stats_of_a_python_only_database_opened_read_only,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_python_rows_in_every_spelling_and_format_are_delivered,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_row_of_many_nans_reads_as_nulls, setup, teardown),
