@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -188,6 +189,23 @@ static void test_publish_reports_notes_and_warnings_each_with_one_prefix(void **
     assert_null(strstr(r.err, "warning: note:"));
     assert_non_null(strstr(r.err, "warning: field 'config_key'"));
     tu_result_free(&r);
+}
+
+static void test_stats_and_purge_of_a_missing_database_create_nothing(void **state)
+{
+    struct fixture *f = *state;
+    char parent[700], missing[800];
+    snprintf(parent, sizeof parent, "%s/typo", f->dir);
+    snprintf(missing, sizeof missing, "%s/events.db", parent);
+    const char *cmds[] = {"stats", "purge"};
+    for (size_t i = 0; i < 2; i++) {
+        tu_result r = tu_run_cli(NULL, "--db", missing, cmds[i], NULL);
+        assert_int_equal(r.status, 1);
+        assert_non_null(strstr(r.err, "no queue database at"));
+        tu_result_free(&r);
+    }
+    struct stat sb;
+    assert_int_equal(stat(parent, &sb), -1);
 }
 
 static void test_tail_subscriber_acks_and_resumes(void **state)
@@ -503,6 +521,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_failures_exit_1_and_store_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wrong_usage_exits_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_and_purge_of_a_missing_database_create_nothing,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_publish_reports_notes_and_warnings_each_with_one_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_subscriber_acks_and_resumes, setup, teardown),

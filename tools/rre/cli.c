@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void vreport(const char *fmt, va_list ap)
@@ -176,5 +177,21 @@ int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenanc
         snprintf(what, sizeof what, "%s: opening the queue", cmd);
         return cli_fail_status(what, st);
     }
+    return CLI_OK;
+}
+
+int cli_require_queue_file(const struct cli_globals *g, const char *cmd)
+{
+    char path[4096];
+    if (g->db_path != NULL) {
+        snprintf(path, sizeof path, "%s", g->db_path);
+    } else {
+        rre_status st = rre_queue_default_path(path, sizeof path);
+        if (st != RRE_OK)
+            return cli_fail_status(cmd, st);
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return cli_fail("%s: no queue database at '%s' (%s)", cmd, path, strerror(errno));
     return CLI_OK;
 }

@@ -56,6 +56,12 @@ int cli_read_payload(const char *cmd, const char *arg, json_t **out);
  * CLI_FAIL. */
 int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenance, rre_queue **out);
 
+/* For the commands that only look at or tidy an existing queue (stats,
+ * purge): CLI_OK when the database file exists, else prints "no queue
+ * database at PATH" and returns CLI_FAIL, so a mistyped --db creates
+ * nothing. */
+int cli_require_queue_file(const struct cli_globals *g, const char *cmd);
+
 /* True when standard output is a pipe or socket whose reader has gone, or a
  * terminal that hung up: nothing written there will be read. */
 bool cli_stdout_gone(void);

@@ -44,7 +44,8 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
         }
     }
     rre_queue *q = NULL;
-    if (cli_open_queue(g, "purge", false, &q) != CLI_OK)
+    if (cli_require_queue_file(g, "purge") != CLI_OK ||
+        cli_open_queue(g, "purge", false, &q) != CLI_OK)
         return CLI_FAIL;
     rre_queue_purge_result r;
     rre_status st = rre_queue_purge(q, older, &r);
