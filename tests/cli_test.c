@@ -330,10 +330,15 @@ static void test_config_key_invalid_fails_with_reason(void **state)
         assert_true(strlen(r.err) > 0);
         tu_result_free(&r);
     }
-    tu_result r = tu_run_cli(NULL, "config-key", "make", "hex8", "x", NULL);
-    assert_int_equal(r.status, 1);
-    tu_result_free(&r);
-    r = tu_run_cli(NULL, "config-key", "make", "octagon", "2", NULL);
+    const char *counts[] = {"x", " 2", "+2", "0x2", "2 ", "", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        tu_result c = tu_run_cli(NULL, "config-key", "make", "hex8", counts[i], NULL);
+        if (c.status != 1)
+            fail_msg("player count '%s' exited %d", counts[i], c.status);
+        assert_non_null(strstr(c.err, "number of players"));
+        tu_result_free(&c);
+    }
+    tu_result r = tu_run_cli(NULL, "config-key", "make", "octagon", "2", NULL);
     assert_int_equal(r.status, 1);
     tu_result_free(&r);
 }

@@ -46,11 +46,18 @@ int cmd_config_key(const struct cli_globals *g, int argc, char **argv)
     if (strcmp(argv[1], "make") == 0) {
         if (argc != 4)
             return cli_usage_error("config-key make takes BOARD and N");
+        /* A plain decimal integer: no blanks, no '+', no other base. */
+        const char *digits = argv[3][0] == '-' ? argv[3] + 1 : argv[3];
+        bool plain = digits[0] != '\0';
+        for (const char *c = digits; *c != '\0'; c++)
+            plain = plain && *c >= '0' && *c <= '9';
+        if (!plain)
+            return cli_fail("config-key: number of players '%s' is not an integer", argv[3]);
         char *end = NULL;
         errno = 0;
         long n = strtol(argv[3], &end, 10);
-        if (argv[3][0] == '\0' || *end != '\0' || errno != 0 || n < INT_MIN || n > INT_MAX)
-            return cli_fail("config-key: number of players '%s' is not an integer", argv[3]);
+        if (errno != 0 || n < INT_MIN || n > INT_MAX)
+            return cli_fail("config-key: number of players '%s' is out of range (2 to 4)", argv[3]);
         char buf[RRE_CONFIG_KEY_MAX];
         rre_status st = rre_config_key_make(argv[2], (int)n, buf, sizeof buf);
         if (st != RRE_OK)
