@@ -68,12 +68,12 @@ static int feed_file(rre_flow_checker *c, FILE *f, const char *name, int64_t sin
         line_no++;
         rre_status st = rre_flow_feed_json_line(c, line, (size_t)n, line_no, since);
         if (st == RRE_ENOMEM) {
-            rc = cli_fail_status("flow", st);
+            rc = cli_fail_status("flow check", st);
             break;
         }
     }
     if (rc == CLI_OK && ferror(f))
-        rc = cli_fail("flow: cannot read %s: %s", name, strerror(errno));
+        rc = cli_fail("flow check: cannot read %s: %s", name, strerror(errno));
     free(line);
     return rc;
 }
@@ -229,7 +229,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
     rre_flow_checker *c = NULL;
     rre_status st = rre_flow_checker_create(&c, &opt);
     if (st != RRE_OK)
-        return cli_fail_status("flow", st);
+        return cli_fail_status("flow check", st);
     int rc;
     double now = 0.0; /* a file: the latest event's time */
     if (file == NULL) {
@@ -250,19 +250,19 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
     if (rc == CLI_OK) {
         st = rre_flow_finish(c, now);
         if (st != RRE_OK)
-            rc = cli_fail_status("flow", st);
+            rc = cli_fail_status("flow check", st);
     }
     if (rc == CLI_OK) {
         if (strcmp(format, "json") == 0) {
             json_t *report = NULL;
             st = rre_flow_report_json(c, &report);
             if (st != RRE_OK) {
-                rc = cli_fail_status("flow", st);
+                rc = cli_fail_status("flow check", st);
             } else {
                 char *text = json_dumps(report, JSON_COMPACT);
                 json_decref(report);
                 if (text == NULL) {
-                    rc = cli_fail("flow: out of memory");
+                    rc = cli_fail("flow check: out of memory");
                 } else {
                     puts(text);
                     free(text);
