@@ -189,6 +189,15 @@ static void test_publish_reports_notes_and_warnings_each_with_one_prefix(void **
     assert_null(strstr(r.err, "warning: note:"));
     assert_non_null(strstr(r.err, "warning: field 'config_key'"));
     tu_result_free(&r);
+    /* More problems than are kept: the count of the rest, as validate says. */
+    char many[512] = "{";
+    for (int i = 0; i < 20; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"x%d\":1", i ? "," : "", i);
+    strcat(many, "}");
+    r = tu_run_cli(NULL, "--db", f->db, "publish", "TRAINING_STARTED", "--payload", many, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "... and 4 more problems"));
+    tu_result_free(&r);
 }
 
 static void test_stats_and_purge_of_a_missing_database_create_nothing(void **state)

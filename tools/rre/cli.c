@@ -195,3 +195,16 @@ int cli_require_queue_file(const struct cli_globals *g, const char *cmd)
         return cli_fail("%s: no queue database at '%s' (%s)", cmd, path, strerror(errno));
     return CLI_OK;
 }
+
+void cli_print_problems(const rre_problems *problems, const char *error_prefix)
+{
+    for (size_t i = 0; i < problems->count; i++) {
+        char line[256];
+        rre_problem_format(&problems->items[i], line, sizeof line);
+        bool note = problems->items[i].kind == RRE_PROBLEM_UNKNOWN_FIELD;
+        fprintf(stderr, "%s%s\n", note ? "" : error_prefix, line);
+    }
+    size_t shown = problems->count, total = problems->errors + problems->notes;
+    if (total > shown)
+        fprintf(stderr, "... and %zu more problems\n", total - shown);
+}

@@ -51,6 +51,11 @@ bool cli_parse_duration(const char *text, double *out);
  * reason prefixed by `cmd` and returns CLI_FAIL; CLI_OK otherwise. */
 int cli_read_payload(const char *cmd, const char *arg, json_t **out);
 
+/* Prints validation problems to stderr, one per line, then "... and N more
+ * problems" when not all of them were kept. Errors get `error_prefix` (such
+ * as "warning: ", or ""); notes print as "note: ..." already. */
+void cli_print_problems(const rre_problems *problems, const char *error_prefix);
+
 /* Opens the queue at --db (or the default location), with its maintenance
  * thread only when `maintenance`. On failure prints the reason and returns
  * CLI_FAIL. */

@@ -102,13 +102,7 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
         json_decref(payload);
         return cli_fail_status("publish", st);
     }
-    for (size_t i = 0; i < problems.count; i++) {
-        char line[256];
-        rre_problem_format(&problems.items[i], line, sizeof line);
-        /* Notes format as "note: ..." already; errors under warn are warnings. */
-        bool note = problems.items[i].kind == RRE_PROBLEM_UNKNOWN_FIELD;
-        fprintf(stderr, "%s%s\n", strict || note ? "" : "warning: ", line);
-    }
+    cli_print_problems(&problems, strict ? "" : "warning: ");
     if (strict && problems.errors + problems.notes > 0) {
         json_decref(payload);
         return cli_fail("publish: the payload does not match the schema of %s (--strict): "

@@ -70,14 +70,7 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv)
     if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD)
         return cli_fail_status("validate", st);
 
-    for (size_t i = 0; i < problems.count; i++) {
-        char line[256];
-        rre_problem_format(&problems.items[i], line, sizeof line);
-        fprintf(stderr, "%s\n", line);
-    }
-    size_t shown = problems.count, total = problems.errors + problems.notes;
-    if (total > shown)
-        fprintf(stderr, "... and %zu more problems\n", total - shown);
+    cli_print_problems(&problems, "");
 
     bool valid = problems.errors == 0 && (!strict || problems.notes == 0);
     printf("{\"type\":\"%s\",\"valid\":%s,\"errors\":%zu,\"notes\":%zu,\"strict\":%s}\n",
