@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1226,9 +1227,10 @@ static bool member_id(const json_t *v, int64_t *out)
         char *end;
         if (*s < '0' || *s > '9')
             return false;
+        errno = 0;
         long long n = strtoll(s, &end, 10);
-        if (*end != '\0')
-            return false;
+        if (*end != '\0' || errno == ERANGE)
+            return false; /* not an id this checker can hold: unknown */
         *out = n;
         return true;
     }

@@ -458,6 +458,20 @@ static void test_time_beyond_the_year_9999_is_not_a_time(void **state)
     rre_flow_checker_destroy(c);
 }
 
+static void test_an_event_id_too_large_to_hold_is_reported_as_none(void **state)
+{
+    (void)state;
+    /* An id that does not fit in 64 bits is no id: the issue says 0 (none),
+     * not a made-up largest value, and --since does not skip the event. */
+    rre_flow_checker *c = new_checker(0);
+    const char *line = "{\"type\":\"TRAINING_COMPLETED\",\"payload\":{\"job_id\":\"j1\"},"
+                       "\"id\":\"99999999999999999999999\"}";
+    assert_int_equal(rre_flow_feed_json_line(c, line, strlen(line), 1, 5), RRE_OK);
+    assert_int_equal(rre_flow_issue_count(c), 1);
+    assert_int_equal(rre_flow_issue_get(c, 0)->event_id, 0);
+    rre_flow_checker_destroy(c);
+}
+
 /* ------------------------------------------------------------------------ */
 /* History, input, report, limits                                            */
 /* ------------------------------------------------------------------------ */
@@ -809,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_stalls_are_measured_against_the_given_now),
         cmocka_unit_test(test_explicit_time_overrides_the_timestamp),
         cmocka_unit_test(test_time_beyond_the_year_9999_is_not_a_time),
+        cmocka_unit_test(test_an_event_id_too_large_to_hold_is_reported_as_none),
         cmocka_unit_test(test_partial_history_accepts_runs_under_way),
         cmocka_unit_test(test_bad_lines_are_reported_with_line_numbers_and_checking_goes_on),
         cmocka_unit_test(test_bad_line_returns_its_status),
