@@ -41,8 +41,8 @@ static int finish_output(int rc)
     if (flushed && !ferror(stdout))
         return rc;
     if (err != EPIPE && !cli_stdout_gone())
-        fprintf(stderr, "rre: cannot write standard output%s%s\n", flushed ? "" : ": ",
-                flushed ? "" : strerror(err));
+        fprintf(stderr, "rre: cannot write standard output: %s\n",
+                flushed ? "an earlier write failed" : strerror(err));
     return rc == CLI_OK ? CLI_FAIL : rc;
 }
 
