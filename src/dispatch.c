@@ -299,7 +299,7 @@ static struct rre__evrec *evrec_new(const rre_event *ev)
 static void evrec_unref(struct rre__evrec *e)
 {
     if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1) {
-        rre__payload_release(e->ev.payload);
+        rre_payload_release(e->ev.payload);
         free(e);
     }
 }

@@ -343,7 +343,7 @@ void rre__trace_format(const struct rre__trace *trace, char out[RRE_TRACE_ID_MAX
     out[55] = '\0';
 }
 
-void rre__payload_release(json_t *payload)
+void rre_payload_release(json_t *payload)
 {
     if (payload == NULL)
         return;
@@ -435,9 +435,4 @@ rre_status rre_event_to_json_envelope(const rre_event *ev, json_t **out)
         return rre__error(RRE_ENOMEM, "rre_event_to_json_envelope: cannot build the object");
     *out = obj;
     return RRE_OK;
-}
-
-void rre_payload_release(json_t *payload)
-{
-    rre__payload_release(payload);
 }

@@ -47,16 +47,6 @@ void rre__trace_format(const struct rre__trace *trace, char out[RRE_TRACE_ID_MAX
  * entropy. Not for cryptography. */
 uint64_t rre__random64(void);
 
-/* Drops a reference to a payload that other threads may hold too. jansson's
- * json_decref() decrements with release order only, so the thread that drops
- * the last reference would free the object without an acquire, unordered
- * with the other holders' reads (a data race in the C11 model, reported by
- * ThreadSanitizer). This decrements with release order and reads the count
- * with acquire order, so when it holds the last reference the other
- * holders' accesses happen before the object is freed.
- * NULL and jansson's static values are left alone. */
-void rre__payload_release(json_t *payload);
-
 /* The program's name (from the process), "" when unknown. Static. */
 const char *rre__program_name(void);
 

@@ -1087,30 +1087,31 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
         return RRE_OK;
     if (n > SIZE_MAX / sizeof(struct rre__pub_req))
         return rre__error(RRE_ENOMEM, "rre_queue_publish_batch: too many events");
-    /* Every event is checked before anything is written. */
-    for (size_t i = 0; i < n; i++) {
-        if (!json_is_object(evs[i].payload))
-            return rre__error(
-                RRE_ENOT_OBJECT,
-                "rre_queue_publish_batch: event %zu: the payload is not a JSON object", i);
-        if (queue_event(evs[i].type, "rre_queue_publish_batch") == NULL)
-            return rre__error(RRE_EUNKNOWN_TYPE,
-                              "rre_queue_publish_batch: event %zu: unknown event type %d", i,
-                              (int)evs[i].type);
-    }
-    if (q->read_only)
-        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
     struct rre__pub_req *reqs = malloc(n * sizeof *reqs);
     if (reqs == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
 
+    /* Every event is checked and prepared before anything is written. */
     atomic_fetch_add(&q->in_publish, 1);
     rre_status st = RRE_OK;
     size_t prepared = 0;
     for (; prepared < n; prepared++) {
         rre_event *ev = &evs[prepared];
-        st = prepare_req(q, queue_event(ev->type, "rre_queue_publish_batch"), ev->payload,
-                         ev->source, ev->timestamp, ev->trace_id, &reqs[prepared]);
+        const rre_event_info *info = queue_event(ev->type, "rre_queue_publish_batch");
+        if (!json_is_object(ev->payload)) {
+            st = rre__error(RRE_ENOT_OBJECT,
+                            "rre_queue_publish_batch: event %zu: the payload is not a JSON object",
+                            prepared);
+            break;
+        }
+        if (info == NULL) {
+            st = rre__error(RRE_EUNKNOWN_TYPE,
+                            "rre_queue_publish_batch: event %zu: unknown event type %d", prepared,
+                            (int)ev->type);
+            break;
+        }
+        st = prepare_req(q, info, ev->payload, ev->source, ev->timestamp, ev->trace_id,
+                         &reqs[prepared]);
         if (st != RRE_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", rre_last_error());
@@ -1121,6 +1122,8 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
         if (prepared > 0)
             reqs[prepared - 1].next = &reqs[prepared];
     }
+    if (st == RRE_OK && q->read_only)
+        st = rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
     if (st == RRE_OK)
         st = submit(q, reqs, n);
     atomic_fetch_sub(&q->in_publish, 1);

@@ -419,7 +419,7 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
     if (!sinks)
         hs = rre__history_push(&r->history, ev, time, trace, &evicted);
     rre__unlock(&r->mu);
-    rre__payload_release(evicted);
+    rre_payload_release(evicted);
 
     fill_result(out, ev, false);
     rre_status result = RRE_OK;
@@ -435,7 +435,7 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
         rre__lock(&r->mu);
         hs = rre__history_push(&r->history, ev, time, trace, &evicted);
         rre__unlock(&r->mu);
-        rre__payload_release(evicted);
+        rre_payload_release(evicted);
     }
     if (hs != RRE_OK)
         rre__log(RRE_LOG_WARN, "router", "%s not recorded in the history: out of memory",

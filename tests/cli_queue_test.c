@@ -461,27 +461,6 @@ static void test_empty_db_path_is_usage_error_not_the_default_database(void **st
     assert_int_not_equal(access(default_db, F_OK), 0);
 }
 
-/* Runs the command line with its standard output on /dev/full, where every
- * write fails; returns the exit status (128 + signal when killed). */
-static int run_with_full_output(char *const argv[])
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int full = open("/dev/full", O_WRONLY);
-        int null = open("/dev/null", O_WRONLY);
-        if (full < 0 || null < 0)
-            _exit(99);
-        dup2(full, 1);
-        dup2(null, 2);
-        execv(RRE_TEST_CLI, argv);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void test_publish_and_stats_with_unwritable_output_exit_one(void **state)
 {
     struct fixture *f = *state;
@@ -490,11 +469,11 @@ static void test_publish_and_stats_with_unwritable_output_exit_one(void **state)
     /* The event is stored, but the caller never learns its id: not a success. */
     char *publish[] = {
         "rre", "--db", f->db, "publish", "HOST_ONLINE", "--payload", "{\"host\":\"a\"}", NULL};
-    assert_int_equal(run_with_full_output(publish), 1);
+    assert_int_equal(tu_run_cli_full_output(publish), 1);
     char *stats[] = {"rre", "--db", f->db, "stats", "--format", "json", NULL};
-    assert_int_equal(run_with_full_output(stats), 1);
+    assert_int_equal(tu_run_cli_full_output(stats), 1);
     char *purge[] = {"rre", "--db", f->db, "purge", NULL};
-    assert_int_equal(run_with_full_output(purge), 1);
+    assert_int_equal(tu_run_cli_full_output(purge), 1);
 }
 
 static void test_purge_duration_must_be_a_plain_decimal_number(void **state)

@@ -354,27 +354,6 @@ static void test_config_key_wrong_arguments_is_usage_error(void **state)
     tu_result_free(&r);
 }
 
-/* Runs the command line with its standard output on /dev/full, where every
- * write fails; returns the exit status (128 + signal when killed). */
-static int run_with_full_output(char *const argv[])
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int full = open("/dev/full", O_WRONLY);
-        int null = open("/dev/null", O_WRONLY);
-        if (full < 0 || null < 0)
-            _exit(99);
-        dup2(full, 1);
-        dup2(null, 2);
-        execv(RRE_TEST_CLI, argv);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void test_output_that_cannot_be_written_exits_one(void **state)
 {
     (void)state;
@@ -389,7 +368,7 @@ static void test_output_that_cannot_be_written_exits_one(void **state)
         {"rre", "validate", "HOST_ONLINE", "--payload", "{}", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int status = run_with_full_output(cases[i]);
+        int status = tu_run_cli_full_output(cases[i]);
         if (status != 1)
             print_message("rre %s: status %d\n", cases[i][1], status);
         assert_int_equal(status, 1);

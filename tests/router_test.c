@@ -1426,12 +1426,12 @@ static void test_payload_release_drops_one_reference_and_frees_with_the_last(voi
     (void)state;
     json_t *p = json_pack("{s:i}", "n", 1);
     json_incref(p);
-    rre__payload_release(p);
+    rre_payload_release(p);
     assert_int_equal(p->refcount, 1);
-    rre__payload_release(p); /* freed: ASan reports a leak otherwise */
-    rre__payload_release(json_true());
+    rre_payload_release(p); /* freed: ASan reports a leak otherwise */
+    rre_payload_release(json_true());
     assert_int_equal(json_true()->refcount, (size_t)-1);
-    rre__payload_release(NULL);
+    rre_payload_release(NULL);
 }
 
 /* ---- flow validation

@@ -171,3 +171,24 @@ char *tu_read_file(const char *path, size_t *len)
         *len = b.len;
     return b.data;
 }
+
+int tu_run_cli_full_output(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int full = open("/dev/full", O_WRONLY);
+        int null = open("/dev/null", O_WRONLY);
+        if (full < 0 || null < 0)
+            _exit(99);
+        dup2(full, 1);
+        dup2(null, 2);
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

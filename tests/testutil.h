@@ -29,6 +29,11 @@ typedef struct tu_result {
 tu_result tu_run_cli(const char *input, ...);
 tu_result tu_run_cliv(const char *input, char *const argv[]);
 void tu_result_free(tu_result *r);
+/* Runs the command line (argv[0] included) with its standard output on
+ * /dev/full, where every write fails, and standard error on /dev/null;
+ * returns the exit status (128 + signal when killed, -1 when it could not
+ * be run). */
+int tu_run_cli_full_output(char *const argv[]);
 
 /* Reads a whole file; returns malloc'ed text or NULL. */
 char *tu_read_file(const char *path, size_t *len);

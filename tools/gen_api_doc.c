@@ -446,6 +446,46 @@ static void comment_text(const struct text *t, size_t i, size_t j, struct list *
     }
 }
 
+/* The closing quote of the string or character literal opening at `p`
+ * (its last character when it is not closed on the line). */
+static const char *literal_end(const char *p)
+{
+    char quote = *p;
+    for (p++; *p != '\0' && *p != quote; p++)
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+    return *p == '\0' ? p - 1 : p;
+}
+
+/* Appends the code of line `s` to `b`, each comment replaced by one space
+ * and a "//" comment dropped; string and character literals are copied
+ * as they are. `comment` says whether a comment is open at the start of the
+ * line; returns whether one is open at its end. */
+static bool line_code(const char *s, bool comment, struct buf *b)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        if (comment) {
+            if (p[0] == '*' && p[1] == '/') {
+                comment = false;
+                p++;
+            }
+        } else if (p[0] == '/' && p[1] == '*') {
+            comment = true;
+            p++;
+            addc(b, ' ');
+        } else if (p[0] == '/' && p[1] == '/') {
+            break;
+        } else if (*p == '"' || *p == '\'') {
+            const char *q = p;
+            p = literal_end(p);
+            add(b, q, (size_t)(p - q + 1));
+        } else {
+            addc(b, *p);
+        }
+    }
+    return comment;
+}
+
 /* The last line of the C declaration starting on line i: the line of its
  * ';' outside braces, parentheses, comments and literals (or of the end of a
  * comment opened after it). Preprocessor lines inside it are passed over. */
@@ -453,30 +493,19 @@ static size_t decl_end(const struct text *t, size_t i)
 {
     int depth = 0;
     bool comment = false, done = false, cont = false;
+    struct buf code = {0};
     for (size_t k = i; k < t->count; k++) {
         const char *s = t->line[k];
         if (!comment && (cont || is_directive(s))) {
             cont = continued(s);
             continue;
         }
-        for (const char *p = s; *p != '\0'; p++) {
-            if (comment) {
-                if (p[0] == '*' && p[1] == '/') {
-                    comment = false;
-                    p++;
-                }
-            } else if (p[0] == '/' && p[1] == '*') {
-                comment = true;
-                p++;
-            } else if (p[0] == '/' && p[1] == '/') {
-                break;
-            } else if (*p == '"' || *p == '\'') {
-                char quote = *p;
-                for (p++; *p != '\0' && *p != quote; p++)
-                    if (*p == '\\' && p[1] != '\0')
-                        p++;
-                if (*p == '\0')
-                    p--;
+        code.len = 0;
+        add(&code, "", 0);
+        comment = line_code(s, comment, &code);
+        for (const char *p = code.data; *p != '\0'; p++) {
+            if (*p == '"' || *p == '\'') {
+                p = literal_end(p);
             } else if (*p == '{' || *p == '(' || *p == '[') {
                 depth++;
             } else if (*p == '}' || *p == ')' || *p == ']') {
@@ -485,8 +514,10 @@ static size_t decl_end(const struct text *t, size_t i)
                 done = true;
             }
         }
-        if (done && !comment)
+        if (done && !comment) {
+            free(code.data);
             return k;
+        }
     }
     die("%s:%zu: declaration without an end", t->path, i + 1);
 }
@@ -528,22 +559,7 @@ static char *code_only(const struct text *t, size_t i, size_t j)
             cont = continued(s);
             continue;
         }
-        for (const char *p = s; *p != '\0'; p++) {
-            if (comment) {
-                if (p[0] == '*' && p[1] == '/') {
-                    comment = false;
-                    p++;
-                }
-            } else if (p[0] == '/' && p[1] == '*') {
-                comment = true;
-                p++;
-                addc(&b, ' ');
-            } else if (p[0] == '/' && p[1] == '/') {
-                break;
-            } else {
-                addc(&b, *p);
-            }
-        }
+        comment = line_code(s, comment, &b);
         addc(&b, ' ');
     }
     add(&b, "", 0);
