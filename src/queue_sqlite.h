@@ -183,6 +183,47 @@ void rre__queue_own_drop_upto(rre_queue *q, int64_t cursor);
 /* The id of the newest event in *out (0 when none). */
 rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out);
 
+/* Held reading, for the bridge (queue_subscriber.c). A durable subscriber
+ * read with rre__subscriber_read() gets its rows like a poll, but nothing is
+ * recorded: the read position moves on in memory only. The handler returns
+ * RRE_OK to go on; any other status stops the read at that row (it is read
+ * again) and is returned. rre__subscriber_commit() records the cursor up to
+ * `upto` (checking the lease and refreshing its heartbeat; no acks rows:
+ * the id is ours alone); rre__subscriber_rewind() moves the read position
+ * back to the recorded cursor. Once read this way, a subscriber cannot be
+ * polled. One thread at a time, as for a poll. */
+typedef rre_status (*rre__row_handler)(const rre_event *ev, double created_at, void *user_data);
+rre_status rre__subscriber_read(rre_subscriber *s, int timeout_ms, size_t max, rre__row_handler fn,
+                                void *user_data, size_t *delivered);
+rre_status rre__subscriber_commit(rre_subscriber *s, int64_t upto);
+void rre__subscriber_rewind(rre_subscriber *s);
+int64_t rre__subscriber_cursor(const rre_subscriber *s);
+
+/* Importing events of other hosts (queue_import.c, used by the bridge). An
+ * importer has its own connection and serves one thread. Each row keeps
+ * the given hostname and source and the payload text as given (the caller
+ * checked it is a JSON object within the limits); the content dedup of the
+ * queue applies (duplicate set, event_id of the earlier row). A batch and
+ * the position `pos` under `pos_name` (NULL: none) are committed in one
+ * transaction. */
+typedef struct rre__importer rre__importer;
+typedef struct rre__import_row {
+    const char *spelling; /* queue spelling of the type */
+    const char *payload_text;
+    size_t payload_len;
+    const char *source;
+    const char *hostname;
+    uint8_t hash[RRE_HASH_SIZE];
+    int64_t event_id; /* set by the append */
+    bool duplicate;   /* set by the append */
+} rre__import_row;
+rre_status rre__importer_open(rre_queue *q, rre__importer **out);
+void rre__importer_close(rre__importer *im);
+rre_status rre__importer_append(rre__importer *im, rre__import_row *rows, size_t n,
+                                const char *pos_name, int64_t pos);
+/* The position recorded under `name`; *found false (and 0) when none. */
+rre_status rre__importer_position(rre__importer *im, const char *name, int64_t *out, bool *found);
+
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);
 void rre__queue_maintenance_stop(rre_queue *q);

@@ -38,6 +38,7 @@ struct row {
     int64_t id;
     enum row_kind kind;
     bool handled;
+    double created_at;
     rre_event ev;
     char *strings; /* source and hostname, one allocation */
     char reason[128];
@@ -57,6 +58,10 @@ struct rre_subscriber {
     char *subscribed_types; /* JSON list of queue spellings */
     unsigned batch;
     int64_t cursor;
+    /* Held reading (rre__subscriber_read): the position read up to, which
+     * runs ahead of the recorded cursor until rre__subscriber_commit(). */
+    bool held;
+    int64_t read_pos;
     int64_t last_heartbeat_ms;
     int64_t heartbeat_interval_ms;
     rre__wake wake;
@@ -559,6 +564,7 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         return;
     }
     double created_at = sqlite3_column_double(st, 5);
+    r->created_at = created_at;
     if (created_at < oldest) {
         r->kind = ROW_SKIP;
         return;
@@ -645,7 +651,7 @@ static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
         sqlite3_stmt *st = s->st_read;
         if (s->durable)
             sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, s->cursor);
+        sqlite3_bind_int64(st, 2, s->held ? s->read_pos : s->cursor);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
         size_t n = 0;
         int rc;
@@ -851,14 +857,41 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
     return st;
 }
 
-rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rre_queue_handler fn,
-                               void *user_data, size_t *delivered)
+/* Hands the rows read to a held reader's handler (rre__subscriber_read):
+ * nothing is recorded, the read position moves past the rows passed. */
+static rre_status deliver_held(rre_subscriber *s, size_t n, rre__row_handler fn, void *user_data,
+                               size_t *delivered)
+{
+    rre_status st = RRE_OK;
+    int64_t pos = s->read_pos;
+    for (size_t i = 0; i < n; i++) {
+        struct row *r = &s->rows[i];
+        if (r->kind == ROW_DELIVER) {
+            st = fn(&r->ev, r->created_at, user_data);
+            if (st != RRE_OK)
+                break;
+            (*delivered)++;
+            s->counters.delivered++;
+        } else if (r->kind == ROW_POISON) {
+            s->counters.poison++;
+        } else {
+            s->counters.filtered++;
+        }
+        pos = r->id;
+    }
+    s->read_pos = pos;
+    free_rows(s, n);
+    return st;
+}
+
+/* The poll loop of both kinds of reading: exactly one of fn and held_fn is
+ * set. */
+static rre_status poll_loop(rre_subscriber *s, int timeout_ms, size_t max, rre_queue_handler fn,
+                            rre__row_handler held_fn, void *user_data, size_t *delivered)
 {
     size_t count = 0;
     if (delivered != NULL)
         *delivered = 0;
-    if (s == NULL)
-        return rre__error(RRE_EINVAL, "rre_subscriber_poll: subscriber is NULL");
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : rre__queue_mono_ms() + timeout_ms;
     int quick = 4; /* follow-up waits of 1, 2, 4, 8 ms after a wake-up found nothing */
     rre_status st = RRE_OK;
@@ -879,7 +912,8 @@ rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rr
         if (st != RRE_OK)
             break;
         if (n > 0) {
-            st = deliver(s, n, fn, user_data, &count);
+            st = held_fn != NULL ? deliver_held(s, n, held_fn, user_data, &count)
+                                 : deliver(s, n, fn, user_data, &count);
             if (st != RRE_OK || count > 0)
                 break;
             continue; /* only filtered rows: read on */
@@ -906,4 +940,78 @@ rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rr
     if (delivered != NULL)
         *delivered = count;
     return st;
+}
+
+rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rre_queue_handler fn,
+                               void *user_data, size_t *delivered)
+{
+    if (s == NULL) {
+        if (delivered != NULL)
+            *delivered = 0;
+        return rre__error(RRE_EINVAL, "rre_subscriber_poll: subscriber is NULL");
+    }
+    if (s->held)
+        return rre__error(RRE_EINVAL, "rre_subscriber_poll: the subscriber is read with "
+                                      "rre__subscriber_read()");
+    return poll_loop(s, timeout_ms, max, fn, NULL, user_data, delivered);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Held reading (the bridge)                                                 */
+/* ------------------------------------------------------------------------ */
+
+rre_status rre__subscriber_read(rre_subscriber *s, int timeout_ms, size_t max, rre__row_handler fn,
+                                void *user_data, size_t *delivered)
+{
+    if (!s->held) {
+        if (!s->ack)
+            return rre__error(RRE_EINVAL, "held reading needs a durable subscriber that records");
+        s->held = true;
+        s->read_pos = s->cursor;
+    }
+    return poll_loop(s, timeout_ms, max, NULL, fn, user_data, delivered);
+}
+
+struct commit_ctx {
+    rre_subscriber *s;
+    int64_t upto;
+};
+
+static int commit_body(sqlite3 *db, void *vctx, rre_status *body_status)
+{
+    struct commit_ctx *c = vctx;
+    double now = rre__queue_now();
+    int rc = heartbeat_in_txn(db, c->s, now, body_status);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = run_sql(db,
+                 "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
+                 " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
+                 " last_event_id = max(last_event_id, excluded.last_event_id),"
+                 " updated_at = excluded.updated_at",
+                 "tid", c->s->id, c->upto, now);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+rre_status rre__subscriber_commit(rre_subscriber *s, int64_t upto)
+{
+    if (upto <= s->cursor)
+        return heartbeat_if_due(s);
+    struct commit_ctx c = {s, upto};
+    rre_status st = rre__queue_write_txn(s->q, s->db, "recording the read position", commit_body, &c);
+    if (st == RRE_OK) {
+        s->cursor = upto;
+        s->last_heartbeat_ms = rre__queue_mono_ms();
+    }
+    return st;
+}
+
+void rre__subscriber_rewind(rre_subscriber *s)
+{
+    s->read_pos = s->cursor;
+}
+
+int64_t rre__subscriber_cursor(const rre_subscriber *s)
+{
+    return s->cursor;
 }

@@ -76,7 +76,7 @@ RRE_API int rre_version_number(void);
     X(ETIMEOUT, 16, "timed out")                                                                   \
     X(ENOTFOUND, 17, "not found")                                                                  \
     X(ECRYPTO, 18, "cryptographic library error")                                                  \
-    X(ENATS, 19, "NATS error") /* reserved for the NATS bridge */                                  \
+    X(ENATS, 19, "NATS error")                                                                      \
     X(EINTERNAL, 20, "internal error")                                                             \
     X(EDUPLICATE, 21, "duplicate event within the dedup window")                                   \
     X(ECATEGORY, 22, "unknown event category")
@@ -560,7 +560,7 @@ RRE_API rre_status rre_extract_evaluation_data(const json_t *payload, rre_evalua
 typedef enum rre_origin {
     RRE_ORIGIN_LOCAL = 0,   /* published in this process */
     RRE_ORIGIN_PROCESS = 1, /* another process, through the durable queue */
-    RRE_ORIGIN_HOST = 2,    /* another host, through the NATS bridge (planned) */
+    RRE_ORIGIN_HOST = 2,    /* another host, through the NATS bridge */
 } rre_origin;
 
 #define RRE_TIMESTAMP_MAX 32 /* "2026-01-02T03:04:05.678901Z" and a NUL */
@@ -584,6 +584,7 @@ typedef struct rre_event {
 #include <rre/queue.h>
 #include <rre/flow.h>
 #include <rre/link.h>
+#include <rre/bridge.h>
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
+#define CLI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 struct cli_globals {
     const char *db_path; /* --db, or NULL for the default location */
 };
@@ -30,6 +32,7 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv);
 int cmd_tail(const struct cli_globals *g, int argc, char **argv);
 int cmd_stats(const struct cli_globals *g, int argc, char **argv);
 int cmd_purge(const struct cli_globals *g, int argc, char **argv);
+int cmd_bridge(const struct cli_globals *g, int argc, char **argv);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,6 +18,7 @@ static const struct cli_command commands[] = {
     {"tail", "print queue events, or follow them as a durable subscriber", cmd_tail},
     {"stats", "queue figures: events, types, subscribers, file size", cmd_stats},
     {"purge", "run retention on the queue now", cmd_purge},
+    {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge},
     {NULL, NULL, NULL},
 };
 

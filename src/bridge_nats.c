@@ -1,0 +1,1676 @@
+/*
+ * bridge_nats.c - the bridge between a host's durable queue and a NATS
+ * JetStream stream (include/rre/bridge.h states what it guarantees;
+ * docs/BRIDGE.md is the user's guide).
+ *
+ * DESIGN: rre_bridge_run() is a state machine on the calling thread:
+ * CONNECTING (connect, make or check the stream, make the consumer, take the
+ * queue subscriber) -> RUNNING (the outbound loop runs on this thread, the
+ * inbound loop on a second one) -> BACKING_OFF on a failure that may pass,
+ * FAILED on one that cannot, STOPPING/STOPPED on rre_bridge_stop(). Once
+ * connected, the NATS library reconnects by itself; the bridge only reacts
+ * to what fails.
+ *
+ * Outbound: rows are read with held reading (the cursor is recorded only up
+ * to what the stream confirmed) and published asynchronously. Each publish
+ * takes a slot of a ring, in row order, before it is sent; the PubAck
+ * handler (a NATS library thread) marks its slot done. The outbound loop
+ * pops done slots from the head and records the cursor up to the first one
+ * still waiting. A failure marks the bridge `out_failed`: no more is sent,
+ * the loop waits until nothing is in flight, records the confirmed prefix,
+ * rewinds the read position to it, backs off, and sends again from there.
+ * `mu` guards the ring, `out_failed`, the state and the fatal error; user
+ * callbacks do not exist here, and no lock is held while calling into NATS
+ * or SQLite, except that the ring slot of a publish is taken under `mu`
+ * before the publish (so its PubAck always finds it).
+ *
+ * Inbound: fetch a batch, check each message, append the good ones and the
+ * stream sequence reached in one transaction, then acknowledge. Messages
+ * are taken in stream-sequence order only (see bridge.h).
+ */
+#include "queue_sqlite.h"
+
+#include <nats/nats.h>
+
+#include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_MAX_AGE_S (7.0 * 24 * 3600)
+#define DEFAULT_IN_FLIGHT 1024
+#define DEFAULT_FETCH_BATCH 256
+#define DEFAULT_PUBLISH_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define FETCH_WAIT_MS 500
+#define ACK_WAIT_S 30
+/* The outbound cursor is recorded at most this often while events flow. */
+#define CURSOR_COMMIT_MS 20
+/* Header names, written exactly so. */
+#define H_MSG_ID "Nats-Msg-Id"
+#define H_SPECVERSION "ce-specversion"
+#define H_ID "ce-id"
+#define H_SOURCE "ce-source"
+#define H_TYPE "ce-type"
+#define H_TIME "ce-time"
+#define H_CONTENT_TYPE "ce-datacontenttype"
+#define H_TRACEPARENT "ce-traceparent"
+#define H_ORIGIN "Rre-Origin-Host"
+#define CE_TYPE_PREFIX "ringrift."
+#define CE_SOURCE_PREFIX "/ringrift/"
+
+enum slot_state { SLOT_PENDING = 0, SLOT_OK, SLOT_FAILED };
+
+struct slot {
+    int64_t id;    /* the queue row */
+    natsMsg *msg;  /* identifies the publish while it is pending */
+    uint8_t state; /* enum slot_state */
+};
+
+struct rre_bridge {
+    /* Immutable after rre_bridge_create(). */
+    rre_queue *q;
+    char **servers;
+    int server_count;
+    char *stream;
+    int replicas;
+    double max_age_s, dedup_window_s;
+    bool replicas_given, max_age_given, dedup_given;
+    char *host;
+    char token[128];
+    char consumer[160];
+    char pos_name[320]; /* the name of the inbound position in the queue */
+    char *user, *password, *creds, *tls_ca, *tls_cert, *tls_key;
+    rre_bridge_start start;
+    double start_time;
+    int max_in_flight, fetch_batch, publish_timeout_ms;
+
+    /* Set while running; NATS objects are thread-safe. */
+    natsConnection *nc;
+    jsCtx *js;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rre_bridge_state state; /* mu */
+    bool ran;               /* mu: rre_bridge_run() was called */
+    bool ready;             /* mu: RUNNING was reached once */
+    bool finished;          /* mu: rre_bridge_run() returned */
+    rre_status fatal;       /* mu */
+    char fatal_msg[512];    /* mu */
+    atomic_bool stop;
+
+    /* The outbound ring; mu. */
+    struct slot *ring;
+    size_t ring_cap, ring_head, ring_len;
+    size_t in_flight;
+    bool out_failed;
+    char out_error[256];
+
+    /* Counters. */
+    atomic_bool connected;
+    _Atomic uint64_t out_published, out_duplicates, out_failures, out_passed;
+    _Atomic int64_t out_cursor;
+    _Atomic uint64_t in_messages, in_imported, in_duplicates, in_own, in_refused, in_redelivered,
+        in_consumer_resets, in_stream_seq, reconnects, backoffs;
+    /* Rate limit of the refused-message log (inbound thread only). */
+    int64_t refuse_log_ms;
+    uint64_t refuse_unlogged;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void lock(rre_bridge *b)
+{
+    rre__queue_lock(&b->mu);
+}
+
+static void unlock(rre_bridge *b)
+{
+    rre__queue_unlock(&b->mu);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+const char *rre_bridge_state_name(rre_bridge_state state)
+{
+    switch (state) {
+    case RRE_BRIDGE_CONNECTING:
+        return "connecting";
+    case RRE_BRIDGE_RUNNING:
+        return "running";
+    case RRE_BRIDGE_BACKING_OFF:
+        return "backing_off";
+    case RRE_BRIDGE_STOPPING:
+        return "stopping";
+    case RRE_BRIDGE_STOPPED:
+        return "stopped";
+    case RRE_BRIDGE_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}
+
+static void set_state(rre_bridge *b, rre_bridge_state s)
+{
+    lock(b);
+    bool changed = b->state != s;
+    /* A stop wins over the states of work in progress. */
+    if (b->state == RRE_BRIDGE_STOPPING && s != RRE_BRIDGE_STOPPED && s != RRE_BRIDGE_FAILED)
+        changed = false;
+    else
+        b->state = s;
+    if (s == RRE_BRIDGE_RUNNING)
+        b->ready = true;
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    if (changed)
+        rre__log(RRE_LOG_INFO, "bridge", "state: %s", rre_bridge_state_name(s));
+}
+
+static bool stopping(rre_bridge *b)
+{
+    return atomic_load(&b->stop);
+}
+
+/* Waits up to ms milliseconds, or less when the bridge is stopped. */
+static void sleep_ms(rre_bridge *b, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    lock(b);
+    while (!stopping(b)) {
+        if (pthread_cond_timedwait(&b->cv, &b->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    unlock(b);
+}
+
+/* The delay before retry number `attempt` (0, 1, ...): doubling from
+ * BACKOFF_MIN_MS up to BACKOFF_MAX_MS, with up to a quarter of jitter. */
+static int64_t backoff_ms(int attempt)
+{
+    int64_t d = BACKOFF_MIN_MS;
+    for (int i = 0; i < attempt && d < BACKOFF_MAX_MS; i++)
+        d *= 2;
+    if (d > BACKOFF_MAX_MS)
+        d = BACKOFF_MAX_MS;
+    unsigned seed = (unsigned)rre__queue_mono_ms() ^ (unsigned)(uintptr_t)&d;
+    return d - d / 4 + (int64_t)(rand_r(&seed) % (int)(d / 2 + 1));
+}
+
+static void back_off(rre_bridge *b, int attempt, const char *why)
+{
+    int64_t ms = backoff_ms(attempt);
+    atomic_fetch_add(&b->backoffs, 1);
+    rre__log(RRE_LOG_WARN, "bridge", "%s; retrying in %.1f s", why, (double)ms / 1000.0);
+    set_state(b, RRE_BRIDGE_BACKING_OFF);
+    sleep_ms(b, ms);
+}
+
+/* An RRE_ENATS error with NATS's own description of what failed. */
+static rre_status nats_error(natsStatus s, jsErrCode jerr, const char *what)
+{
+    const char *detail = nats_GetLastError(NULL);
+    if (jerr != 0)
+        return rre__error(RRE_ENATS, "%s: %s (JetStream error %d)", what,
+                          detail != NULL && detail[0] ? detail : natsStatus_GetText(s), (int)jerr);
+    return rre__error(RRE_ENATS, "%s: %s", what,
+                      detail != NULL && detail[0] ? detail : natsStatus_GetText(s));
+}
+
+/* True when s[0..len) is UTF-8 without NUL characters. */
+static bool valid_utf8(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i], cp;
+        size_t n;
+        if (c < 0x80) {
+            if (c == 0)
+                return false;
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+rre_status rre_bridge_host_token(const char *host, char *buf, size_t cap)
+{
+    if (host == NULL || host[0] == '\0')
+        return rre__error(RRE_EINVAL, "a host name must not be empty");
+    size_t len = strlen(host);
+    if (len + 1 > cap)
+        return rre__error(RRE_ELIMIT, "the host name is too long (%zu bytes)", len);
+    for (size_t i = 0; i < len; i++) {
+        char c = host[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        buf[i] = ok ? c : '_';
+    }
+    buf[len] = '\0';
+    return RRE_OK;
+}
+
+static void host_token(const char *host, char out[128]);
+
+/* ------------------------------------------------------------------------ */
+/* Creating and destroying                                                   */
+/* ------------------------------------------------------------------------ */
+
+void rre_bridge_options_init(rre_bridge_options *opts)
+{
+    if (opts != NULL)
+        memset(opts, 0, sizeof *opts);
+}
+
+static void free_strings(rre_bridge *b)
+{
+    if (b->servers != NULL)
+        for (int i = 0; i < b->server_count; i++)
+            free(b->servers[i]);
+    free(b->servers);
+    free(b->stream);
+    free(b->host);
+    free(b->user);
+    free(b->password);
+    free(b->creds);
+    free(b->tls_ca);
+    free(b->tls_cert);
+    free(b->tls_key);
+}
+
+/* Splits "a,b,c" into b->servers; empty items are refused. */
+static rre_status split_servers(rre_bridge *b, const char *text)
+{
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    b->servers = calloc(n, sizeof *b->servers);
+    if (b->servers == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    const char *start = text;
+    for (size_t i = 0; i < n; i++) {
+        const char *end = strchr(start, ',');
+        size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
+        while (len > 0 && (*start == ' ' || *start == '\t')) {
+            start++;
+            len--;
+        }
+        while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            return rre__error(RRE_EINVAL, "the server list '%s' has an empty entry", text);
+        b->servers[i] = strndup(start, len);
+        if (b->servers[i] == NULL)
+            return rre__error(RRE_ENOMEM, "out of memory");
+        b->server_count = (int)i + 1;
+        start = end != NULL ? end + 1 : start + len;
+    }
+    return RRE_OK;
+}
+
+rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridge_options *opts)
+{
+    if (out == NULL || queue == NULL || opts == NULL)
+        return rre__error(RRE_EINVAL, "rre_bridge_create: out, queue and opts must not be NULL");
+    *out = NULL;
+    if (opts->servers == NULL || opts->servers[0] == '\0')
+        return rre__error(RRE_EINVAL, "the bridge needs at least one NATS server URL");
+    if (opts->replicas < 0 || opts->replicas > 5)
+        return rre__error(RRE_EINVAL, "replicas must be between 1 and 5, not %d", opts->replicas);
+    if (!(opts->max_age_s >= 0) || opts->max_age_s > 1e9)
+        return rre__error(RRE_EINVAL, "the stream's maximum age must be positive and finite");
+    if (!(opts->dedup_window_s >= 0) || opts->dedup_window_s > 1e9)
+        return rre__error(RRE_EINVAL, "the duplicate window must be positive and finite");
+    if (opts->max_in_flight < 0 || opts->max_in_flight > 1000000 || opts->fetch_batch < 0 ||
+        opts->fetch_batch > 100000 || opts->publish_timeout_ms < 0)
+        return rre__error(RRE_EINVAL, "max_in_flight, fetch_batch and publish_timeout_ms must "
+                                      "be positive (or 0 for the default)");
+    if ((opts->tls_cert == NULL) != (opts->tls_key == NULL))
+        return rre__error(RRE_EINVAL, "a client certificate needs its key, and a key its "
+                                      "certificate");
+    if ((opts->user == NULL) != (opts->password == NULL))
+        return rre__error(RRE_EINVAL, "a user needs a password, and a password a user");
+    if (opts->user != NULL && opts->creds_file != NULL)
+        return rre__error(RRE_EINVAL, "give either a user and password or a credentials file");
+    if (opts->start == RRE_BRIDGE_START_TIME && !(opts->start_time > 0))
+        return rre__error(RRE_EINVAL, "a start time must be a positive Unix time");
+    if ((int)opts->start < 0 || opts->start > RRE_BRIDGE_START_TIME)
+        return rre__error(RRE_EINVAL, "unknown start policy %d", (int)opts->start);
+    if (opts->stream != NULL) {
+        if (opts->stream[0] == '\0' || strpbrk(opts->stream, ". *>/\\\t\r\n") != NULL)
+            return rre__error(RRE_EINVAL,
+                              "the stream name '%s' is not valid (no spaces, '.', '*', '>', "
+                              "'/' or '\\')",
+                              opts->stream);
+    }
+    const char *host = opts->host != NULL ? opts->host : rre_queue_hostname(queue);
+    if (host == NULL || host[0] == '\0')
+        return rre__error(RRE_EINVAL, "the host name must not be empty");
+    if (!valid_utf8(host, strlen(host)))
+        return rre__error(RRE_EINVAL, "the host name is not valid UTF-8");
+
+    rre_bridge *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->q = queue;
+    bool oom = false;
+    b->stream = dup_or_null(opts->stream != NULL ? opts->stream : RRE_BRIDGE_DEFAULT_STREAM, &oom);
+    b->host = dup_or_null(host, &oom);
+    b->user = dup_or_null(opts->user, &oom);
+    b->password = dup_or_null(opts->password, &oom);
+    b->creds = dup_or_null(opts->creds_file, &oom);
+    b->tls_ca = dup_or_null(opts->tls_ca, &oom);
+    b->tls_cert = dup_or_null(opts->tls_cert, &oom);
+    b->tls_key = dup_or_null(opts->tls_key, &oom);
+    rre_status st = oom ? rre__error(RRE_ENOMEM, "out of memory") : RRE_OK;
+    if (st == RRE_OK)
+        st = split_servers(b, opts->servers);
+    if (st == RRE_OK)
+        host_token(host, b->token);
+    if (st == RRE_OK) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (EVP_Digest(host, strlen(host), md, &mdlen, EVP_sha256(), NULL) != 1)
+            st = rre__error(RRE_ECRYPTO, "hashing the host name failed");
+        else
+            snprintf(b->consumer, sizeof b->consumer, "rre_%s_%02x%02x%02x%02x", b->token, md[0],
+                     md[1], md[2], md[3]);
+        snprintf(b->pos_name, sizeof b->pos_name, "inbound:%s:%s", b->stream, b->consumer);
+    }
+    if (st != RRE_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", rre_last_error());
+        free_strings(b);
+        pthread_mutex_destroy(&b->mu);
+        pthread_cond_destroy(&b->cv);
+        free(b);
+        return rre__error(st, "%s", msg);
+    }
+    b->replicas = opts->replicas > 0 ? opts->replicas : 1;
+    b->replicas_given = opts->replicas > 0;
+    b->max_age_s = opts->max_age_s > 0 ? opts->max_age_s : DEFAULT_MAX_AGE_S;
+    b->max_age_given = opts->max_age_s > 0;
+    b->dedup_window_s = opts->dedup_window_s > 0    ? opts->dedup_window_s
+                        : queue->dedup_window_s > 0 ? queue->dedup_window_s
+                                                    : 3600.0;
+    b->dedup_given = opts->dedup_window_s > 0;
+    b->start = opts->start;
+    b->start_time = opts->start_time;
+    b->max_in_flight = opts->max_in_flight > 0 ? opts->max_in_flight : DEFAULT_IN_FLIGHT;
+    b->fetch_batch = opts->fetch_batch > 0 ? opts->fetch_batch : DEFAULT_FETCH_BATCH;
+    b->publish_timeout_ms =
+        opts->publish_timeout_ms > 0 ? opts->publish_timeout_ms : DEFAULT_PUBLISH_TIMEOUT_MS;
+    b->state = RRE_BRIDGE_CONNECTING;
+    atomic_init(&b->stop, false);
+    atomic_init(&b->connected, false);
+    *out = b;
+    return RRE_OK;
+}
+
+void rre_bridge_destroy(rre_bridge *b)
+{
+    if (b == NULL)
+        return;
+    free(b->ring);
+    free_strings(b);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+const char *rre_bridge_consumer_name(const rre_bridge *b)
+{
+    return b != NULL ? b->consumer : NULL;
+}
+
+void rre_bridge_stop(rre_bridge *b)
+{
+    if (b == NULL)
+        return;
+    atomic_store(&b->stop, true);
+    lock(b);
+    if (b->state != RRE_BRIDGE_STOPPED && b->state != RRE_BRIDGE_FAILED)
+        b->state = RRE_BRIDGE_STOPPING;
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+}
+
+rre_bridge_state rre_bridge_get_state(const rre_bridge *b)
+{
+    rre_bridge *m = (rre_bridge *)b;
+    lock(m);
+    rre_bridge_state s = m->state;
+    unlock(m);
+    return s;
+}
+
+rre_status rre_bridge_wait_ready(rre_bridge *b, int timeout_ms)
+{
+    if (b == NULL)
+        return rre__error(RRE_EINVAL, "rre_bridge_wait_ready: bridge is NULL");
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : rre__queue_mono_ms() + timeout_ms;
+    lock(b);
+    rre_status st = RRE_OK;
+    while (!b->ready) {
+        if (b->state == RRE_BRIDGE_FAILED) {
+            st = rre__error(b->fatal, "%s", b->fatal_msg);
+            break;
+        }
+        if (b->state == RRE_BRIDGE_STOPPED || b->state == RRE_BRIDGE_STOPPING) {
+            st = rre__error(RRE_ECLOSED, "the bridge stopped before it was ready");
+            break;
+        }
+        int64_t left = deadline - rre__queue_mono_ms();
+        if (left <= 0) {
+            st = rre__error(RRE_ETIMEOUT, "the bridge is not ready yet (state %s)",
+                            rre_bridge_state_name(b->state));
+            break;
+        }
+        if (left > 100)
+            left = 100;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)left * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    unlock(b);
+    return st;
+}
+
+void rre_bridge_get_counters(const rre_bridge *b, rre_bridge_counters *out)
+{
+    if (b == NULL || out == NULL)
+        return;
+    rre_bridge *m = (rre_bridge *)b;
+    memset(out, 0, sizeof *out);
+    out->state = rre_bridge_get_state(b);
+    out->connected = atomic_load(&m->connected);
+    out->out_published = atomic_load(&m->out_published);
+    out->out_duplicates = atomic_load(&m->out_duplicates);
+    out->out_failures = atomic_load(&m->out_failures);
+    out->out_passed = atomic_load(&m->out_passed);
+    out->out_cursor = atomic_load(&m->out_cursor);
+    out->in_messages = atomic_load(&m->in_messages);
+    out->in_imported = atomic_load(&m->in_imported);
+    out->in_duplicates = atomic_load(&m->in_duplicates);
+    out->in_own = atomic_load(&m->in_own);
+    out->in_refused = atomic_load(&m->in_refused);
+    out->in_redelivered = atomic_load(&m->in_redelivered);
+    out->in_consumer_resets = atomic_load(&m->in_consumer_resets);
+    out->in_stream_seq = atomic_load(&m->in_stream_seq);
+    out->reconnects = atomic_load(&m->reconnects);
+    out->backoffs = atomic_load(&m->backoffs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    rre_bridge *b = closure;
+    atomic_store(&b->connected, false);
+    if (!stopping(b))
+        rre__log(RRE_LOG_WARN, "bridge", "disconnected from NATS; reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    rre_bridge *b = closure;
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    atomic_store(&b->connected, true);
+    atomic_fetch_add(&b->reconnects, 1);
+    rre__log(RRE_LOG_INFO, "bridge", "reconnected to %s", url);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    (void)closure;
+    rre__log(RRE_LOG_WARN, "bridge", "NATS reports: %s", natsStatus_GetText(err));
+}
+
+/* Whether a failure to connect is one that retrying cannot fix. */
+static bool connect_failure_is_fatal(natsStatus s)
+{
+    return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED || s == NATS_SSL_ERROR ||
+           s == NATS_SECURE_CONNECTION_WANTED || s == NATS_SECURE_CONNECTION_REQUIRED ||
+           s == NATS_ADDRESS_MISSING || s == NATS_INVALID_ARG;
+}
+
+static rre_status make_options(rre_bridge *b, natsOptions **out)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    char name[300];
+    snprintf(name, sizeof name, "rre bridge %s", b->host);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(o, (const char **)b->servers, b->server_count);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectJitter(o, 250, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(o, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(o, 3);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(o, on_reconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(o, on_async_error, b);
+    if (s == NATS_OK && b->user != NULL)
+        s = natsOptions_SetUserInfo(o, b->user, b->password);
+    if (s == NATS_OK && b->creds != NULL)
+        s = natsOptions_SetUserCredentialsFromFiles(o, b->creds, NULL);
+    if (s == NATS_OK && (b->tls_ca != NULL || b->tls_cert != NULL))
+        s = natsOptions_SetSecure(o, true);
+    if (s == NATS_OK && b->tls_ca != NULL)
+        s = natsOptions_LoadCATrustedCertificates(o, b->tls_ca);
+    if (s == NATS_OK && b->tls_cert != NULL)
+        s = natsOptions_LoadCertificatesChain(o, b->tls_cert, b->tls_key);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return nats_error(s, 0, "setting up the NATS connection");
+    }
+    *out = o;
+    return RRE_OK;
+}
+
+/* Checks an existing stream against the options, or creates it. Sets
+ * *fatal for a conflict retrying cannot fix. */
+static rre_status ensure_stream(rre_bridge *b, bool *fatal)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+    if (s == NATS_OK) {
+        jsStreamConfig *c = si->Config;
+        bool covers = false;
+        for (int i = 0; i < c->SubjectsLen; i++)
+            if (strcmp(c->Subjects[i], RRE_BRIDGE_SUBJECTS) == 0 ||
+                strcmp(c->Subjects[i], ">") == 0)
+                covers = true;
+        char why[400] = "";
+        int64_t age_ns = (int64_t)(b->max_age_s * 1e9);
+        int64_t dup_ns = (int64_t)(b->dedup_window_s * 1e9);
+        if (!covers)
+            snprintf(why, sizeof why, "it does not take the subjects '%s'", RRE_BRIDGE_SUBJECTS);
+        else if (b->replicas_given && c->Replicas != b->replicas)
+            snprintf(why, sizeof why, "it has %lld replicas, not %d", (long long)c->Replicas,
+                     b->replicas);
+        else if (b->max_age_given && llabs(c->MaxAge - age_ns) > 1000000)
+            snprintf(why, sizeof why, "its maximum age is %.0f s, not %.0f s",
+                     (double)c->MaxAge / 1e9, b->max_age_s);
+        else if (b->dedup_given && llabs(c->Duplicates - dup_ns) > 1000000)
+            snprintf(why, sizeof why, "its duplicate window is %.0f s, not %.0f s",
+                     (double)c->Duplicates / 1e9, b->dedup_window_s);
+        jsStreamInfo_Destroy(si);
+        if (why[0] != '\0') {
+            *fatal = true;
+            return rre__error(RRE_ENATS,
+                              "the stream '%s' exists and conflicts with the options: %s "
+                              "(change the stream, or leave the option out to use it as it is)",
+                              b->stream, why);
+        }
+        return RRE_OK;
+    }
+    if (jerr == JSNotEnabledErr) {
+        *fatal = true;
+        return rre__error(RRE_ENATS, "the NATS server does not have JetStream enabled");
+    }
+    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+        return nats_error(s, jerr, "looking up the stream");
+
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[] = {RRE_BRIDGE_SUBJECTS};
+    cfg.Name = b->stream;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.MaxAge = (int64_t)(b->max_age_s * 1e9);
+    cfg.Duplicates = (int64_t)(b->dedup_window_s * 1e9);
+    cfg.Replicas = b->replicas;
+    jerr = 0;
+    s = js_AddStream(&si, b->js, &cfg, NULL, &jerr);
+    if (s == NATS_OK) {
+        jsStreamInfo_Destroy(si);
+        rre__log(RRE_LOG_INFO, "bridge",
+                 "created the stream '%s' (%d replicas, max age %.0f s, duplicate window %.0f s)",
+                 b->stream, b->replicas, b->max_age_s, b->dedup_window_s);
+        return RRE_OK;
+    }
+    if (jerr == JSStreamNameExistErr)
+        return nats_error(s, jerr, "creating the stream (another bridge made it meanwhile)");
+    /* A refusal of the settings (a duplicate window longer than the maximum
+     * age, overlapping subjects, too many replicas for the cluster) is the
+     * server's answer to this configuration, not a passing failure. */
+    if (jerr != 0)
+        *fatal = true;
+    return nats_error(s, jerr, "creating the stream");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outbound                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Marks the slot of `msg` done. The PubAck handler, on a NATS thread. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    rre_bridge *b = closure;
+    lock(b);
+    bool found = false;
+    for (size_t i = 0; i < b->ring_len; i++) {
+        struct slot *sl = &b->ring[(b->ring_head + i) % b->ring_cap];
+        if (sl->state != SLOT_PENDING || sl->msg != msg)
+            continue;
+        found = true;
+        sl->msg = NULL;
+        if (pa != NULL) {
+            sl->state = SLOT_OK;
+            atomic_fetch_add(pa->Duplicate ? &b->out_duplicates : &b->out_published, 1);
+        } else {
+            sl->state = SLOT_FAILED;
+            atomic_fetch_add(&b->out_failures, 1);
+            if (!b->out_failed)
+                snprintf(b->out_error, sizeof b->out_error, "publishing event %lld: %s%s%s",
+                         (long long)sl->id, natsStatus_GetText(pae != NULL ? pae->Err : NATS_ERR),
+                         pae != NULL && pae->ErrText != NULL ? ": " : "",
+                         pae != NULL && pae->ErrText != NULL ? pae->ErrText : "");
+            b->out_failed = true;
+        }
+        b->in_flight--;
+        break;
+    }
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    (void)found;
+    natsMsg_Destroy(msg);
+}
+
+/* Copies an RFC 3339 form of the timestamp `ts` to out: as it is when it is
+ * one, with "Z" added when it lacks a zone, else false. */
+static bool rfc3339(const char *ts, char *out, size_t cap)
+{
+    /* YYYY-MM-DDTHH:MM:SS[.frac][Z|+HH:MM|-HH:MM] */
+    const char *shape = "dddd-dd-ddTdd:dd:dd";
+    size_t i = 0;
+    for (; shape[i]; i++) {
+        char c = ts[i];
+        if (shape[i] == 'd'
+                ? !(c >= '0' && c <= '9')
+                : (shape[i] == 'T' ? (c != 'T' && c != 't' && c != ' ') : c != shape[i]))
+            return false;
+    }
+    if (ts[i] == '.') {
+        i++;
+        size_t digits = 0;
+        while (ts[i] >= '0' && ts[i] <= '9') {
+            i++;
+            digits++;
+        }
+        if (digits == 0)
+            return false;
+    }
+    bool zone = false;
+    if (ts[i] == 'Z' || ts[i] == 'z') {
+        i++;
+        zone = true;
+    } else if (ts[i] == '+' || ts[i] == '-') {
+        const char *z = ts + i + 1;
+        if (!(z[0] >= '0' && z[0] <= '9' && z[1] >= '0' && z[1] <= '9' && z[2] == ':' &&
+              z[3] >= '0' && z[3] <= '9' && z[4] >= '0' && z[4] <= '9'))
+            return false;
+        i += 6;
+        zone = true;
+    }
+    if (ts[i] != '\0' || i + 2 > cap)
+        return false;
+    memcpy(out, ts, i);
+    out[10] = 'T';
+    if (!zone)
+        out[i++] = 'Z';
+    out[i] = '\0';
+    return true;
+}
+
+static void format_time(double t, char *out, size_t cap)
+{
+    if (!(t > 0) || t > 253402300799.0)
+        t = (double)time(NULL);
+    time_t secs = (time_t)t;
+    long micros = (long)((t - (double)secs) * 1e6);
+    if (micros < 0 || micros > 999999)
+        micros = 0;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%06ldZ", micros);
+}
+
+/* Builds the message of one row. */
+static rre_status build_message(rre_bridge *b, const rre_event *ev, double created_at,
+                                natsMsg **out)
+{
+    const rre_event_info *info = rre_event_get(ev->type);
+    char subject[256];
+    snprintf(subject, sizeof subject, "rre.%s.%s.%s", b->token, rre_category_name(info->category),
+             info->name);
+    char *body = NULL;
+    size_t len = 0;
+    rre_status st = rre_canonical_json(ev->payload, &body, &len);
+    if (st != RRE_OK)
+        return st;
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, body, (int)len);
+    free(body);
+    char hex[RRE_HASH_HEX_SIZE];
+    rre_hash_to_hex(ev->hash, hex);
+    char type[160], source[1024], when[64];
+    snprintf(type, sizeof type, CE_TYPE_PREFIX "%s", info->name);
+    snprintf(source, sizeof source, CE_SOURCE_PREFIX "%s/%s", b->host, ev->source);
+    if (!rfc3339(ev->timestamp, when, sizeof when))
+        format_time(created_at, when, sizeof when);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_MSG_ID, hex);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_SPECVERSION, "1.0");
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_ID, hex);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_SOURCE, source);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_TYPE, type);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_TIME, when);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_CONTENT_TYPE, "application/json");
+    if (s == NATS_OK && ev->trace_id[0] != '\0')
+        s = natsMsgHeader_Set(m, H_TRACEPARENT, ev->trace_id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, H_ORIGIN, b->host);
+    if (s != NATS_OK) {
+        natsMsg_Destroy(m);
+        return nats_error(s, 0, "building a message");
+    }
+    *out = m;
+    return RRE_OK;
+}
+
+struct out_ctx {
+    rre_bridge *b;
+    int64_t last_read; /* the last row read (of any host) */
+};
+
+/* The handler of held reading: publishes a row of this host. */
+static rre_status on_row(const rre_event *ev, double created_at, void *user_data)
+{
+    struct out_ctx *c = user_data;
+    rre_bridge *b = c->b;
+    if (strcmp(ev->hostname, b->host) != 0) {
+        atomic_fetch_add(&b->out_passed, 1);
+        c->last_read = ev->event_id;
+        return RRE_OK;
+    }
+    natsMsg *m = NULL;
+    rre_status st = build_message(b, ev, created_at, &m);
+    if (st != RRE_OK) {
+        /* Only an unwritable payload gets here (the reader decoded it). It
+         * cannot be sent, now or later: pass it, loudly. */
+        rre__log(RRE_LOG_ERROR, "bridge", "event %lld cannot be sent and is passed over: %s",
+                 (long long)ev->event_id, rre_last_error());
+        c->last_read = ev->event_id;
+        return RRE_OK;
+    }
+    lock(b);
+    if (b->out_failed) {
+        unlock(b);
+        natsMsg_Destroy(m);
+        return RRE_ENATS;
+    }
+    size_t idx = (b->ring_head + b->ring_len) % b->ring_cap;
+    b->ring[idx] = (struct slot){ev->event_id, m, SLOT_PENDING};
+    b->ring_len++;
+    b->in_flight++;
+    unlock(b);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    char hex[RRE_HASH_HEX_SIZE];
+    rre_hash_to_hex(ev->hash, hex);
+    po.MsgId = hex;
+    po.MaxWait = b->publish_timeout_ms;
+    natsMsg *sent = m;
+    natsStatus s = js_PublishMsgAsync(b->js, &sent, &po);
+    if (s != NATS_OK) {
+        /* Not taken: the PubAck handler never sees it. */
+        lock(b);
+        struct slot *sl = &b->ring[idx];
+        if (sl->state == SLOT_PENDING && sl->msg == m) {
+            sl->state = SLOT_FAILED;
+            sl->msg = NULL;
+            b->in_flight--;
+        }
+        atomic_fetch_add(&b->out_failures, 1);
+        if (!b->out_failed)
+            snprintf(b->out_error, sizeof b->out_error, "publishing event %lld: %s",
+                     (long long)ev->event_id, natsStatus_GetText(s));
+        b->out_failed = true;
+        unlock(b);
+        natsMsg_Destroy(sent);
+        c->last_read = ev->event_id;
+        return RRE_ENATS;
+    }
+    c->last_read = ev->event_id;
+    return RRE_OK;
+}
+
+/* Records a fatal error (the calling thread's last error) and stops. */
+static rre_status fail_fatal(rre_bridge *b, rre_status st)
+{
+    lock(b);
+    if (b->fatal == RRE_OK) {
+        b->fatal = st;
+        snprintf(b->fatal_msg, sizeof b->fatal_msg, "%s", rre_last_error());
+    }
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    atomic_store(&b->stop, true);
+    rre__log(RRE_LOG_ERROR, "bridge", "%s", rre_last_error());
+    return st;
+}
+
+/* Pops the confirmed slots at the head of the ring and returns the id up
+ * to which every row read is confirmed. mu held. */
+static int64_t confirmed_upto(rre_bridge *b, int64_t last_read)
+{
+    while (b->ring_len > 0 && b->ring[b->ring_head].state == SLOT_OK) {
+        b->ring_head = (b->ring_head + 1) % b->ring_cap;
+        b->ring_len--;
+    }
+    if (b->ring_len == 0)
+        return last_read;
+    return b->ring[b->ring_head].id - 1;
+}
+
+/* Gives up on publishes still pending after their time is up, so no
+ * PubAck handler runs for them later. */
+static void reclaim_pending(rre_bridge *b)
+{
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, b->js) != NATS_OK)
+        return;
+    lock(b);
+    for (int i = 0; i < pending.Count; i++) {
+        for (size_t k = 0; k < b->ring_len; k++) {
+            struct slot *sl = &b->ring[(b->ring_head + k) % b->ring_cap];
+            if (sl->state == SLOT_PENDING && sl->msg == pending.Msgs[i]) {
+                sl->state = SLOT_FAILED;
+                sl->msg = NULL;
+                b->in_flight--;
+                break;
+            }
+        }
+    }
+    unlock(b);
+    natsMsgList_Destroy(&pending);
+}
+
+/* Waits until nothing is in flight (bounded: what stays pending past the
+ * publish timeout is reclaimed). */
+static void drain_in_flight(rre_bridge *b)
+{
+    int64_t deadline = rre__queue_mono_ms() + b->publish_timeout_ms + 2000;
+    for (;;) {
+        lock(b);
+        size_t left = b->in_flight;
+        if (left > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+            left = b->in_flight;
+        }
+        unlock(b);
+        if (left == 0)
+            return;
+        if (rre__queue_mono_ms() > deadline) {
+            reclaim_pending(b);
+            deadline = rre__queue_mono_ms() + 1000;
+        }
+    }
+}
+
+/* After a failed publish: wait for what is in flight, record the confirmed
+ * prefix, rewind to it, back off. */
+static rre_status recover_outbound(rre_bridge *b, rre_subscriber *sub, struct out_ctx *c,
+                                   int *attempt)
+{
+    drain_in_flight(b);
+    lock(b);
+    int64_t upto = confirmed_upto(b, c->last_read);
+    char why[256];
+    snprintf(why, sizeof why, "%s", b->out_error);
+    b->ring_len = 0;
+    b->out_failed = false;
+    b->out_error[0] = '\0';
+    unlock(b);
+    rre_status st = rre__subscriber_commit(sub, upto);
+    if (st == RRE_EHELD || st == RRE_ECLOSED)
+        return st;
+    atomic_store(&b->out_cursor, rre__subscriber_cursor(sub));
+    rre__subscriber_rewind(sub);
+    c->last_read = rre__subscriber_cursor(sub);
+    back_off(b, (*attempt)++, why);
+    return RRE_OK;
+}
+
+/* The outbound side, on the thread of rre_bridge_run(). */
+static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
+{
+    struct out_ctx c = {b, rre__subscriber_cursor(sub)};
+    int64_t last_commit_ms = 0;
+    int attempt = 0, db_attempt = 0;
+    atomic_store(&b->out_cursor, c.last_read);
+    while (!stopping(b)) {
+        lock(b);
+        bool failed = b->out_failed;
+        int64_t upto = confirmed_upto(b, c.last_read);
+        size_t room = (size_t)b->max_in_flight - b->ring_len;
+        bool idle = b->ring_len == 0;
+        unlock(b);
+        if (failed) {
+            rre_status st = recover_outbound(b, sub, &c, &attempt);
+            if (st != RRE_OK)
+                return st;
+            continue;
+        }
+        int64_t now = rre__queue_mono_ms();
+        if (upto > rre__subscriber_cursor(sub) &&
+            (idle || now - last_commit_ms >= CURSOR_COMMIT_MS)) {
+            rre_status st = rre__subscriber_commit(sub, upto);
+            if (st == RRE_EHELD || st == RRE_ECLOSED)
+                return st;
+            if (st != RRE_OK) {
+                back_off(b, db_attempt++, rre_last_error());
+                continue;
+            }
+            last_commit_ms = now;
+            atomic_store(&b->out_cursor, upto);
+            attempt = 0;
+            set_state(b, RRE_BRIDGE_RUNNING);
+        }
+        if (room == 0) {
+            lock(b);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += CURSOR_COMMIT_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (b->ring_len == (size_t)b->max_in_flight && !b->out_failed)
+                pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+            unlock(b);
+            continue;
+        }
+        size_t n = 0;
+        rre_status st =
+            rre__subscriber_read(sub, idle ? 250 : CURSOR_COMMIT_MS, room, on_row, &c, &n);
+        if (st == RRE_OK || st == RRE_ENATS) {
+            db_attempt = 0;
+            continue; /* a failed publish is handled at the top */
+        }
+        if (st == RRE_EHELD || st == RRE_ECLOSED)
+            return st;
+        back_off(b, db_attempt++, rre_last_error());
+    }
+    return RRE_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inbound                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct headers {
+    const char *msg_id, *spec, *id, *source, *type, *time, *content_type, *trace, *origin;
+};
+
+static void read_headers(natsMsg *m, struct headers *h)
+{
+    memset(h, 0, sizeof *h);
+    const char **keys = NULL;
+    int count = 0;
+    if (natsMsgHeader_Keys(m, &keys, &count) != NATS_OK)
+        return;
+    static const struct {
+        const char *name;
+        size_t offset;
+    } known[] = {
+        {H_MSG_ID, offsetof(struct headers, msg_id)},
+        {H_SPECVERSION, offsetof(struct headers, spec)},
+        {H_ID, offsetof(struct headers, id)},
+        {H_SOURCE, offsetof(struct headers, source)},
+        {H_TYPE, offsetof(struct headers, type)},
+        {H_TIME, offsetof(struct headers, time)},
+        {H_CONTENT_TYPE, offsetof(struct headers, content_type)},
+        {H_TRACEPARENT, offsetof(struct headers, trace)},
+        {H_ORIGIN, offsetof(struct headers, origin)},
+    };
+    for (int i = 0; i < count; i++) {
+        for (size_t k = 0; k < RRE__ARRAY_LEN(known); k++) {
+            if (strcasecmp(keys[i], known[k].name) != 0)
+                continue;
+            const char **slot = (const char **)((char *)h + known[k].offset);
+            const char *v = NULL;
+            if (*slot == NULL && natsMsgHeader_Get(m, keys[i], &v) == NATS_OK)
+                *slot = v;
+            break;
+        }
+    }
+    free((void *)keys);
+}
+
+static bool is_hash_hex(const char *s)
+{
+    if (s == NULL || strlen(s) != RRE_HASH_HEX_SIZE - 1)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+/* The subject token of `host` as the outbound side writes it. */
+static void host_token(const char *host, char out[128])
+{
+    char cut[64];
+    size_t len = strnlen(host, sizeof cut - 1);
+    memcpy(cut, host, len);
+    cut[len] = '\0';
+    if (rre_bridge_host_token(cut, out, 128) != RRE_OK)
+        out[0] = '\0';
+}
+
+enum verdict { V_GOOD, V_OWN, V_BAD };
+
+/* Checks one message. V_GOOD fills `row` (pointing into the message);
+ * V_BAD writes the reason to why. */
+static enum verdict check_message(rre_bridge *b, natsMsg *m, rre__import_row *row, char *why,
+                                  size_t cap)
+{
+    const char *subject = natsMsg_GetSubject(m);
+    char tok[4][160];
+    int ntok = 0;
+    const char *p = subject;
+    while (ntok < 4) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot != NULL ? (size_t)(dot - p) : strlen(p);
+        if (len >= sizeof tok[0])
+            break;
+        memcpy(tok[ntok], p, len);
+        tok[ntok][len] = '\0';
+        ntok++;
+        if (dot == NULL) {
+            p = NULL;
+            break;
+        }
+        p = dot + 1;
+    }
+    if (ntok != 4 || p != NULL || strcmp(tok[0], "rre") != 0) {
+        snprintf(why, cap, "the subject '%.100s' is not rre.<host>.<category>.<TYPE>", subject);
+        return V_BAD;
+    }
+    struct headers h;
+    read_headers(m, &h);
+    if (h.origin == NULL || h.origin[0] == '\0' || strlen(h.origin) > 255 ||
+        !valid_utf8(h.origin, strlen(h.origin))) {
+        snprintf(why, cap, "no valid " H_ORIGIN " header");
+        return V_BAD;
+    }
+    char expect[128];
+    host_token(h.origin, expect);
+    if (strcmp(expect, tok[1]) != 0) {
+        snprintf(why, cap, "the subject names host '%.64s' but " H_ORIGIN " is '%.64s'", tok[1],
+                 h.origin);
+        return V_BAD;
+    }
+    if (strcmp(h.origin, b->host) == 0)
+        return V_OWN;
+    rre_event_type type;
+    const rre_event_info *info = NULL;
+    if (rre_event_lookup(tok[3], &type) == RRE_OK)
+        info = rre_event_get(type);
+    if (info == NULL || info->alias_of != RRE_EV_NONE || strcmp(info->name, tok[3]) != 0) {
+        snprintf(why, cap, "unknown event type '%.64s' (subjects carry the canonical name)",
+                 tok[3]);
+        return V_BAD;
+    }
+    if (strcmp(rre_category_name(info->category), tok[2]) != 0) {
+        snprintf(why, cap, "%s is in category '%s', not '%.40s'", info->name,
+                 rre_category_name(info->category), tok[2]);
+        return V_BAD;
+    }
+    if (!is_hash_hex(h.msg_id)) {
+        snprintf(why, cap, "no " H_MSG_ID " header of 64 lowercase hex digits");
+        return V_BAD;
+    }
+    if (h.spec == NULL || strcmp(h.spec, "1.0") != 0 || h.id == NULL ||
+        strcmp(h.id, h.msg_id) != 0 || h.type == NULL ||
+        strncmp(h.type, CE_TYPE_PREFIX, strlen(CE_TYPE_PREFIX)) != 0 ||
+        strcmp(h.type + strlen(CE_TYPE_PREFIX), info->name) != 0) {
+        snprintf(why, cap,
+                 "the CloudEvents headers (specversion 1.0, id = " H_MSG_ID
+                 ", type ringrift.<TYPE>) do not match the message");
+        return V_BAD;
+    }
+    size_t plen = strlen(CE_SOURCE_PREFIX), olen = strlen(h.origin);
+    if (h.source == NULL || strncmp(h.source, CE_SOURCE_PREFIX, plen) != 0 ||
+        strncmp(h.source + plen, h.origin, olen) != 0 || h.source[plen + olen] != '/') {
+        snprintf(why, cap, "ce-source is not " CE_SOURCE_PREFIX "<origin host>/<source>");
+        return V_BAD;
+    }
+    const char *source = h.source + plen + olen + 1;
+    if (strlen(source) > 1024 || !valid_utf8(source, strlen(source))) {
+        snprintf(why, cap, "the source is longer than 1024 bytes or not UTF-8");
+        return V_BAD;
+    }
+    const char *body = natsMsg_GetData(m);
+    int blen = natsMsg_GetDataLength(m);
+    if (body == NULL || blen <= 0) {
+        snprintf(why, cap, "the body is empty");
+        return V_BAD;
+    }
+    if ((size_t)blen > RRE_PAYLOAD_MAX_BYTES) {
+        snprintf(why, cap, "the body is %d bytes, over the %u-byte payload limit", blen,
+                 RRE_PAYLOAD_MAX_BYTES);
+        return V_BAD;
+    }
+    json_t *payload = NULL;
+    rre_status st = rre_payload_parse(body, (size_t)blen, &payload);
+    if (st != RRE_OK) {
+        snprintf(why, cap, "the body is not a valid payload: %s: %.100s", rre_strerror(st),
+                 rre_last_error());
+        return V_BAD;
+    }
+    uint8_t hash[RRE_HASH_SIZE];
+    st = rre_content_hash(info->type, payload, hash);
+    json_decref(payload);
+    char hex[RRE_HASH_HEX_SIZE];
+    rre_hash_to_hex(hash, hex);
+    if (st != RRE_OK || strcmp(hex, h.msg_id) != 0) {
+        snprintf(why, cap, H_MSG_ID " %.16s... is not the content hash of the body (%.16s...)",
+                 h.msg_id, hex);
+        return V_BAD;
+    }
+    row->spelling = info->queue_spelling;
+    row->payload_text = body;
+    row->payload_len = (size_t)blen;
+    row->source = source;
+    row->hostname = h.origin;
+    memcpy(row->hash, hash, RRE_HASH_SIZE);
+    return V_GOOD;
+}
+
+static void report_refused(rre_bridge *b, natsMsg *m, uint64_t seq, const char *why)
+{
+    atomic_fetch_add(&b->in_refused, 1);
+    int64_t now = rre__queue_mono_ms();
+    if (now - b->refuse_log_ms < 1000) {
+        b->refuse_unlogged++;
+        return;
+    }
+    rre__log(RRE_LOG_WARN, "bridge",
+             "refused stream message %llu on '%.120s': %s (%llu more refused since the last "
+             "report)",
+             (unsigned long long)seq, natsMsg_GetSubject(m), why,
+             (unsigned long long)b->refuse_unlogged);
+    b->refuse_log_ms = now;
+    b->refuse_unlogged = 0;
+}
+
+struct inbound {
+    rre_bridge *b;
+    rre__importer *im;
+    natsSubscription *sub;
+    uint64_t done;   /* last stream sequence stored or passed (committed) */
+    bool accept_any; /* the next message starts a new consumer: no gap check */
+    rre__import_row *rows;
+    natsMsg **acks, **terms;
+    pthread_t thread;
+};
+
+static void drop_consumer(struct inbound *in)
+{
+    natsSubscription_Destroy(in->sub);
+    in->sub = NULL;
+}
+
+/* Makes the consumer anew, at the first sequence not yet stored (or by the
+ * start policy on a first start), and binds a pull subscription to it. */
+static rre_status setup_consumer(struct inbound *in, bool *fatal)
+{
+    rre_bridge *b = in->b;
+    int64_t pos = 0;
+    bool found = false;
+    rre_status st = rre__importer_position(in->im, b->pos_name, &pos, &found);
+    if (st != RRE_OK)
+        return st;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+    if (s != NATS_OK)
+        return nats_error(s, jerr, "looking up the stream");
+    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = b->consumer;
+    cc.Description = "rre bridge: imports other hosts' events into this host's queue";
+    cc.FilterSubject = RRE_BRIDGE_SUBJECTS;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)ACK_WAIT_S * 1000000000LL;
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = b->fetch_batch * 4 > 1000 ? b->fetch_batch * 4 : 1000;
+    bool record_now = false;
+    if (found && (uint64_t)pos > last) {
+        rre__log(RRE_LOG_WARN, "bridge",
+                 "the stream '%s' ends at sequence %llu, before the %lld this host reached: "
+                 "it was made anew; importing all of it",
+                 b->stream, (unsigned long long)last, (long long)pos);
+        pos = 0;
+        record_now = true;
+    }
+    if (found || record_now) {
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        cc.OptStartSeq = (uint64_t)pos + 1;
+    } else if (b->start == RRE_BRIDGE_START_ALL) {
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        pos = first > 0 ? (int64_t)first - 1 : 0;
+        cc.OptStartSeq = (uint64_t)pos + 1;
+        record_now = true;
+    } else if (b->start == RRE_BRIDGE_START_TIME) {
+        cc.DeliverPolicy = js_DeliverByStartTime;
+        cc.OptStartTime = (int64_t)(b->start_time * 1e9);
+    } else {
+        /* New events only: from the sequence after the stream's last. */
+        pos = (int64_t)last;
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        cc.OptStartSeq = last + 1;
+        record_now = true;
+    }
+    jerr = 0;
+    s = js_DeleteConsumer(b->js, b->stream, b->consumer, NULL, &jerr);
+    if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr)
+        return nats_error(s, jerr, "removing the previous consumer");
+    jsConsumerInfo *ci = NULL;
+    jerr = 0;
+    s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+    if (s != NATS_OK) {
+        if (jerr != 0 && jerr != JSStreamNotFoundErr)
+            *fatal = true;
+        return nats_error(s, jerr, "creating the consumer");
+    }
+    jsConsumerInfo_Destroy(ci);
+    if (record_now) {
+        st = rre__importer_append(in->im, NULL, 0, b->pos_name, pos);
+        if (st != RRE_OK)
+            return st;
+    }
+    in->done = (uint64_t)pos;
+    atomic_store(&b->in_stream_seq, in->done);
+    in->accept_any = true;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = b->stream;
+    so.Consumer = b->consumer;
+    jerr = 0;
+    s = js_PullSubscribe(&in->sub, b->js, RRE_BRIDGE_SUBJECTS, b->consumer, NULL, &so, &jerr);
+    if (s != NATS_OK)
+        return nats_error(s, jerr, "subscribing to the consumer");
+    return RRE_OK;
+}
+
+/* Handles one fetched batch. Returns false when the consumer must be made
+ * again (a gap in the sequence, or a failed commit). */
+static bool handle_batch(struct inbound *in, natsMsgList *list)
+{
+    rre_bridge *b = in->b;
+    size_t nrows = 0, nacks = 0, nterms = 0;
+    uint64_t pos = in->done;
+    bool gap = false;
+    char why[256];
+    for (int i = 0; i < list->Count; i++) {
+        natsMsg *m = list->Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+            /* Not a JetStream delivery: nothing to acknowledge either. */
+            continue;
+        }
+        uint64_t seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+        atomic_fetch_add(&b->in_messages, 1);
+        if (seq <= pos) {
+            atomic_fetch_add(&b->in_redelivered, 1);
+            in->acks[nacks++] = m;
+            continue;
+        }
+        if (!in->accept_any && seq != pos + 1) {
+            gap = true;
+            break;
+        }
+        in->accept_any = false;
+        pos = seq;
+        rre__import_row *row = &in->rows[nrows];
+        memset(row, 0, sizeof *row);
+        switch (check_message(b, m, row, why, sizeof why)) {
+        case V_GOOD:
+            nrows++;
+            in->acks[nacks++] = m;
+            break;
+        case V_OWN:
+            atomic_fetch_add(&b->in_own, 1);
+            in->acks[nacks++] = m;
+            break;
+        case V_BAD:
+            report_refused(b, m, seq, why);
+            in->terms[nterms++] = m;
+            break;
+        }
+    }
+    if (pos > in->done || nrows > 0) {
+        rre_status st = rre__importer_append(in->im, in->rows, nrows, b->pos_name, (int64_t)pos);
+        if (st != RRE_OK) {
+            rre__log(RRE_LOG_WARN, "bridge", "storing %zu events from the stream failed: %s", nrows,
+                     rre_last_error());
+            return false; /* nothing acknowledged; the consumer starts again at done + 1 */
+        }
+        for (size_t i = 0; i < nrows; i++)
+            atomic_fetch_add(in->rows[i].duplicate ? &b->in_duplicates : &b->in_imported, 1);
+        in->done = pos;
+        atomic_store(&b->in_stream_seq, pos);
+    }
+    for (size_t i = 0; i < nacks; i++)
+        natsMsg_Ack(in->acks[i], NULL);
+    for (size_t i = 0; i < nterms; i++)
+        natsMsg_Term(in->terms[i], NULL);
+    if (gap) {
+        atomic_fetch_add(&b->in_consumer_resets, 1);
+        rre__log(RRE_LOG_INFO, "bridge",
+                 "a message before stream sequence %llu is still to come (redelivery); "
+                 "making the consumer again there so nothing overtakes it",
+                 (unsigned long long)(in->done + 1));
+        return false;
+    }
+    return true;
+}
+
+static void *inbound_main(void *arg)
+{
+    struct inbound *in = arg;
+    rre_bridge *b = in->b;
+    int attempt = 0;
+    while (!stopping(b)) {
+        if (in->sub == NULL) {
+            bool fatal = false;
+            rre_status st = setup_consumer(in, &fatal);
+            if (st != RRE_OK) {
+                if (fatal || st == RRE_ECLOSED) {
+                    fail_fatal(b, st);
+                    break;
+                }
+                drop_consumer(in);
+                back_off(b, attempt++, rre_last_error());
+                continue;
+            }
+        }
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus s =
+            natsSubscription_Fetch(&list, in->sub, in->b->fetch_batch, FETCH_WAIT_MS, &jerr);
+        if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
+            natsMsgList_Destroy(&list);
+            continue;
+        }
+        if (s != NATS_OK) {
+            natsMsgList_Destroy(&list);
+            nats_error(s, jerr, "fetching from the stream");
+            drop_consumer(in);
+            back_off(b, attempt++, rre_last_error());
+            continue;
+        }
+        bool ok = handle_batch(in, &list);
+        natsMsgList_Destroy(&list);
+        if (!ok) {
+            drop_consumer(in);
+            continue;
+        }
+        attempt = 0;
+    }
+    drop_consumer(in);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static rre_status connect_nats(rre_bridge *b, natsOptions *no)
+{
+    for (int attempt = 0; !stopping(b); attempt++) {
+        set_state(b, RRE_BRIDGE_CONNECTING);
+        natsConnection *nc = NULL;
+        natsStatus s = natsConnection_Connect(&nc, no);
+        if (s == NATS_OK) {
+            b->nc = nc;
+            atomic_store(&b->connected, true);
+            return RRE_OK;
+        }
+        rre_status st = nats_error(s, 0, "connecting to NATS");
+        if (connect_failure_is_fatal(s))
+            return fail_fatal(b, st);
+        back_off(b, attempt, rre_last_error());
+    }
+    return RRE_ECLOSED;
+}
+
+rre_status rre_bridge_run(rre_bridge *b)
+{
+    if (b == NULL)
+        return rre__error(RRE_EINVAL, "rre_bridge_run: bridge is NULL");
+    lock(b);
+    bool again = b->ran;
+    b->ran = true;
+    unlock(b);
+    if (again)
+        return rre__error(RRE_EINVAL, "rre_bridge_run: a bridge runs once");
+
+    rre_subscriber *sub = NULL;
+    natsOptions *no = NULL;
+    struct inbound in = {.b = b};
+    bool inbound_started = false;
+    rre_status st = RRE_OK;
+
+    b->ring_cap = (size_t)b->max_in_flight;
+    b->ring = calloc(b->ring_cap, sizeof *b->ring);
+    in.rows = calloc((size_t)b->fetch_batch, sizeof *in.rows);
+    in.acks = calloc((size_t)b->fetch_batch, sizeof *in.acks);
+    in.terms = calloc((size_t)b->fetch_batch, sizeof *in.terms);
+    if (b->ring == NULL || in.rows == NULL || in.acks == NULL || in.terms == NULL)
+        st = fail_fatal(b, rre__error(RRE_ENOMEM, "out of memory"));
+
+    if (st == RRE_OK) {
+        rre_subscriber_options so;
+        rre_subscriber_options_init(&so);
+        so.name = RRE_BRIDGE_SUBSCRIBER;
+        so.batch = b->max_in_flight < 512 ? (unsigned)b->max_in_flight : 512;
+        st = rre_subscriber_create(&sub, b->q, &so);
+        if (st == RRE_EHELD)
+            st = rre__error(st, "another bridge runs for this queue: %s", rre_last_error());
+        if (st != RRE_OK)
+            fail_fatal(b, st);
+    }
+    if (st == RRE_OK) {
+        st = rre__importer_open(b->q, &in.im);
+        if (st != RRE_OK)
+            fail_fatal(b, st);
+    }
+    if (st == RRE_OK) {
+        st = make_options(b, &no);
+        if (st != RRE_OK)
+            fail_fatal(b, st);
+    }
+    if (st == RRE_OK)
+        st = connect_nats(b, no);
+    if (st == RRE_OK) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 5000;
+        jo.PublishAsync.MaxPending = b->max_in_flight + 64;
+        jo.PublishAsync.AckHandler = on_pub_ack;
+        jo.PublishAsync.AckHandlerClosure = b;
+        natsStatus s = natsConnection_JetStream(&b->js, b->nc, &jo);
+        if (s != NATS_OK)
+            st = fail_fatal(b, nats_error(s, 0, "opening JetStream"));
+    }
+    /* The stream, then the consumer: retried until they exist, unless the
+     * server's answer says retrying cannot help. */
+    for (int attempt = 0; st == RRE_OK && !stopping(b); attempt++) {
+        bool fatal = false;
+        rre_status step = ensure_stream(b, &fatal);
+        if (step == RRE_OK)
+            step = setup_consumer(&in, &fatal);
+        if (step == RRE_OK)
+            break;
+        if (fatal || step == RRE_ECLOSED) {
+            st = fail_fatal(b, step);
+            break;
+        }
+        drop_consumer(&in);
+        back_off(b, attempt, rre_last_error());
+    }
+    if (st == RRE_OK && !stopping(b)) {
+        if (pthread_create(&in.thread, NULL, inbound_main, &in) != 0)
+            st = fail_fatal(b, rre__error(RRE_EINTERNAL, "cannot start the inbound thread"));
+        else
+            inbound_started = true;
+    }
+    if (st == RRE_OK && !stopping(b)) {
+        rre__log(RRE_LOG_INFO, "bridge", "running: host '%s', stream '%s', consumer '%s'", b->host,
+                 b->stream, b->consumer);
+        set_state(b, RRE_BRIDGE_RUNNING);
+        st = outbound_loop(b, sub);
+        if (st != RRE_OK)
+            fail_fatal(b, st);
+    }
+    atomic_store(&b->stop, true);
+    lock(b);
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    if (inbound_started)
+        pthread_join(in.thread, NULL);
+    drop_consumer(&in);
+    if (b->js != NULL) {
+        reclaim_pending(b);
+        drain_in_flight(b);
+    }
+    if (b->nc != NULL)
+        natsConnection_Close(b->nc);
+    jsCtx_Destroy(b->js);
+    b->js = NULL;
+    natsConnection_Destroy(b->nc);
+    b->nc = NULL;
+    natsOptions_Destroy(no);
+    rre__importer_close(in.im);
+    rre_subscriber_destroy(sub);
+    free(in.rows);
+    free(in.acks);
+    free(in.terms);
+
+    lock(b);
+    rre_status fatal = b->fatal;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", b->fatal_msg);
+    b->state = fatal != RRE_OK ? RRE_BRIDGE_FAILED : RRE_BRIDGE_STOPPED;
+    b->finished = true;
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    atomic_store(&b->connected, false);
+    if (fatal != RRE_OK)
+        return rre__error(fatal, "%s", msg);
+    rre__log(RRE_LOG_INFO, "bridge", "stopped");
+    return RRE_OK;
+}

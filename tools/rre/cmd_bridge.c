@@ -1,0 +1,244 @@
+/*
+ * cmd_bridge.c - `rre bridge`: this host's bridge between its durable queue
+ * and a NATS JetStream stream (docs/BRIDGE.md). Runs until SIGINT or
+ * SIGTERM (exit 0); exit 1 on a fatal error (refused credentials, a stream
+ * whose settings conflict, another bridge on this queue), 2 on wrong usage.
+ * Once its consumer exists it prints a ready line on standard error; the
+ * library's log goes there too, one line per message.
+ */
+#include "cli.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void bridge_help(void)
+{
+    puts("usage: rre [--db PATH] bridge --nats URL[,URL...] [--stream NAME] [--replicas N]\n"
+         "           [--max-age DURATION] [--dedup-window DURATION] [--host NAME]\n"
+         "           [--user U --password P | --creds FILE]\n"
+         "           [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+         "           [--replay-from all|DURATION] [--verbose]\n"
+         "\n"
+         "Carries this host's events to the JetStream stream and the other hosts' events\n"
+         "into this host's queue, until SIGINT or SIGTERM.\n"
+         "\n"
+         "  --nats URL[,URL...]      the NATS servers (nats://host:4222, tls://... for TLS)\n"
+         "  --stream NAME            the stream (default RRE_EVENTS; created when missing)\n"
+         "  --replicas N             stream replicas when creating it (default 1)\n"
+         "  --max-age DURATION       how long the stream keeps events (default 7d)\n"
+         "  --dedup-window DURATION  the stream's duplicate window (default: the queue's, 1h)\n"
+         "  --host NAME              this host's name (default: the system host name); the\n"
+         "                           queue writes it too, so give the same to every process\n"
+         "  --user U --password P    user and password authentication\n"
+         "  --creds FILE             a NATS credentials file\n"
+         "  --tls-ca FILE            CA certificates to verify the server (enables TLS)\n"
+         "  --tls-cert FILE --tls-key FILE   a client certificate\n"
+         "  --replay-from all|DURATION       on this host's first start, import the events the\n"
+         "                           stream holds (all) or received in the last DURATION,\n"
+         "                           instead of only new ones\n"
+         "  --verbose                log state changes and informational messages too\n"
+         "\n"
+         "An existing stream is used as it is; a setting given here that differs from it is\n"
+         "an error. DURATION: a number with an optional unit s, m, h or d.");
+}
+
+static void log_to_stderr(rre_log_level level, const char *component, const char *message,
+                          void *user_data)
+{
+    (void)user_data;
+    fprintf(stderr, "rre bridge: %s: %s: %s\n", rre_log_level_name(level), component, message);
+}
+
+struct ready_watch {
+    rre_bridge *bridge;
+    const char *servers;
+};
+
+static void *watch_ready(void *arg)
+{
+    struct ready_watch *w = arg;
+    if (rre_bridge_wait_ready(w->bridge, -1) == RRE_OK) {
+        fprintf(stderr, "rre bridge: ready: consumer '%s' on %s\n",
+                rre_bridge_consumer_name(w->bridge), w->servers);
+        fflush(stderr);
+    }
+    return NULL;
+}
+
+struct signal_watch {
+    rre_bridge *bridge;
+    sigset_t set;
+};
+
+static void *watch_signals(void *arg)
+{
+    struct signal_watch *w = arg;
+    int sig = 0;
+    sigwait(&w->set, &sig);
+    rre_bridge_stop(w->bridge);
+    return NULL;
+}
+
+/* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE") when its
+ * name is `name`; NULL otherwise. *missing is set when it has no value. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
+{
+    rre_bridge_options o;
+    rre_bridge_options_init(&o);
+    const char *replay = NULL;
+    bool verbose = false;
+    static const char *const names[] = {"--nats",         "--stream", "--replicas", "--max-age",
+                                        "--dedup-window", "--host",   "--user",     "--password",
+                                        "--creds",        "--tls-ca", "--tls-cert", "--tls-key",
+                                        "--replay-from"};
+    const char *values[CLI_ARRAY_LEN(names)] = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            bridge_help();
+            return CLI_OK;
+        }
+        if (strcmp(a, "--verbose") == 0) {
+            verbose = true;
+            continue;
+        }
+        bool matched = false;
+        for (size_t k = 0; k < CLI_ARRAY_LEN(names); k++) {
+            bool missing = false;
+            const char *v = option_value(argc, argv, &i, names[k], &missing);
+            if (missing)
+                return cli_usage_error("bridge: %s needs a value", names[k]);
+            if (v == NULL)
+                continue;
+            if (values[k] != NULL)
+                return cli_usage_error("bridge: %s is given twice", names[k]);
+            if (v[0] == '\0')
+                return cli_usage_error("bridge: %s needs a non-empty value", names[k]);
+            values[k] = v;
+            matched = true;
+            break;
+        }
+        if (!matched)
+            return cli_usage_error("bridge: unexpected argument '%s'", a);
+    }
+    o.servers = values[0];
+    o.stream = values[1];
+    o.host = values[5];
+    o.user = values[6];
+    o.password = values[7];
+    o.creds_file = values[8];
+    o.tls_ca = values[9];
+    o.tls_cert = values[10];
+    o.tls_key = values[11];
+    replay = values[12];
+    if (o.servers == NULL)
+        return cli_usage_error("bridge: --nats URL is required");
+    if (values[2] != NULL) {
+        char *end;
+        long r = strtol(values[2], &end, 10);
+        if (*end != '\0' || r < 1 || r > 5 || values[2][0] == '+' || values[2][0] == ' ')
+            return cli_usage_error("bridge: --replicas takes a number from 1 to 5, not '%s'",
+                                   values[2]);
+        o.replicas = (int)r;
+    }
+    if (values[3] != NULL && (!cli_parse_duration(values[3], &o.max_age_s) || o.max_age_s <= 0))
+        return cli_usage_error("bridge: --max-age takes a positive duration such as 7d, not '%s'",
+                               values[3]);
+    if (values[4] != NULL &&
+        (!cli_parse_duration(values[4], &o.dedup_window_s) || o.dedup_window_s <= 0))
+        return cli_usage_error("bridge: --dedup-window takes a positive duration such as 1h, "
+                               "not '%s'",
+                               values[4]);
+    if ((o.user == NULL) != (o.password == NULL))
+        return cli_usage_error("bridge: --user and --password go together");
+    if (o.user != NULL && o.creds_file != NULL)
+        return cli_usage_error("bridge: give --user/--password or --creds, not both");
+    if ((o.tls_cert == NULL) != (o.tls_key == NULL))
+        return cli_usage_error("bridge: --tls-cert and --tls-key go together");
+    if (replay != NULL) {
+        double ago;
+        if (strcmp(replay, "all") == 0) {
+            o.start = RRE_BRIDGE_START_ALL;
+        } else if (cli_parse_duration(replay, &ago)) {
+            o.start = RRE_BRIDGE_START_TIME;
+            o.start_time = (double)time(NULL) - ago;
+        } else {
+            return cli_usage_error("bridge: --replay-from takes 'all' or a duration such as 2h, "
+                                   "not '%s'",
+                                   replay);
+        }
+    }
+
+    /* SIGINT and SIGTERM are taken by a thread of their own; every thread
+     * started from here on (the queue's, the bridge's, the NATS library's)
+     * inherits the mask. */
+    struct signal_watch sw = {NULL, {{0}}};
+    sigemptyset(&sw.set);
+    sigaddset(&sw.set, SIGINT);
+    sigaddset(&sw.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
+    rre_set_logger(log_to_stderr, NULL, verbose ? RRE_LOG_INFO : RRE_LOG_WARN);
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = g->db_path;
+    qo.hostname = o.host;
+    rre_queue *q = NULL;
+    rre_status st = rre_queue_create(&q, &qo);
+    if (st != RRE_OK)
+        return cli_fail_status("bridge: opening the queue", st);
+    rre_bridge *b = NULL;
+    st = rre_bridge_create(&b, q, &o);
+    if (st != RRE_OK) {
+        rre_queue_destroy(q);
+        return cli_fail_status("bridge", st);
+    }
+
+    sw.bridge = b;
+    pthread_t sig_thread, ready_thread;
+    struct ready_watch rw = {b, o.servers};
+    bool sig_started = pthread_create(&sig_thread, NULL, watch_signals, &sw) == 0;
+    bool ready_started = pthread_create(&ready_thread, NULL, watch_ready, &rw) == 0;
+
+    st = rre_bridge_run(b);
+    char why[512];
+    snprintf(why, sizeof why, "%s", rre_last_error());
+
+    if (ready_started)
+        pthread_join(ready_thread, NULL);
+    if (sig_started) {
+        pthread_kill(sig_thread, SIGTERM); /* ends its sigwait if no signal came */
+        pthread_join(sig_thread, NULL);
+    }
+    rre_bridge_counters c;
+    rre_bridge_get_counters(b, &c);
+    rre_bridge_destroy(b);
+    rre_queue_destroy(q);
+    rre_set_logger(NULL, NULL, RRE_LOG_ERROR);
+    if (st != RRE_OK)
+        return cli_fail("bridge: %s: %s", rre_strerror(st), why);
+    fprintf(stderr,
+            "rre bridge: stopped: %llu published, %llu duplicates, %llu imported, %llu refused\n",
+            (unsigned long long)c.out_published, (unsigned long long)c.out_duplicates,
+            (unsigned long long)c.in_imported, (unsigned long long)c.in_refused);
+    return CLI_OK;
+}
