@@ -109,6 +109,7 @@ struct rre_bridge {
     struct slot *ring;
     size_t ring_cap, ring_head, ring_len;
     size_t in_flight;
+    bool published; /* an async publish was made (the library's pending list exists) */
     bool out_failed;
     char out_error[256];
 
@@ -378,6 +379,10 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
                                       "certificate");
     if ((opts->user == NULL) != (opts->password == NULL))
         return rre__error(RRE_EINVAL, "a user needs a password, and a password a user");
+    if ((opts->user != NULL && strpbrk(opts->user, "\"\\") != NULL) ||
+        (opts->password != NULL && strpbrk(opts->password, "\"\\") != NULL))
+        return rre__error(RRE_EINVAL, "a user or password with '\"' or '\\' cannot be sent: the "
+                                      "NATS client library does not escape them");
     if (opts->user != NULL && opts->creds_file != NULL)
         return rre__error(RRE_EINVAL, "give either a user and password or a credentials file");
     if (opts->start == RRE_BRIDGE_START_TIME && !(opts->start_time > 0))
@@ -901,6 +906,7 @@ static rre_status on_row(const rre_event *ev, double created_at, void *user_data
     b->ring[idx] = (struct slot){ev->event_id, m, SLOT_PENDING};
     b->ring_len++;
     b->in_flight++;
+    b->published = true;
     unlock(b);
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -966,7 +972,11 @@ static int64_t confirmed_upto(rre_bridge *b, int64_t last_read)
 static void reclaim_pending(rre_bridge *b)
 {
     natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, b->js) != NATS_OK)
+    lock(b);
+    bool published = b->published;
+    unlock(b);
+    /* The library's list exists only after a first async publish. */
+    if (!published || js_PublishAsyncGetPendingList(&pending, b->js) != NATS_OK)
         return;
     lock(b);
     for (int i = 0; i < pending.Count; i++) {

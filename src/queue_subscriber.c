@@ -622,7 +622,9 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     ev->source = r->strings;
     ev->hostname = r->strings + ls + 1;
     ev->event_id = r->id;
-    ev->origin = RRE_ORIGIN_PROCESS;
+    /* A row written under another host's name came through the bridge. */
+    ev->origin = host[0] != '\0' && strcmp(host, s->q->hostname) != 0 ? RRE_ORIGIN_HOST
+                                                                       : RRE_ORIGIN_PROCESS;
     const char *ts = json_string_value(json_object_get(payload, "timestamp"));
     if (ts != NULL && strlen(ts) < RRE_TIMESTAMP_MAX)
         snprintf(ev->timestamp, sizeof ev->timestamp, "%s", ts);

@@ -208,8 +208,9 @@ typedef struct rre_subscriber_options {
 RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
 
 /* The handler of rre_subscriber_poll(). `ev` and everything it points to are
- * borrowed until it returns (ev->origin is RRE_ORIGIN_PROCESS, ev->event_id
- * the row). A status other than RRE_OK counts as a handler failure: it is
+ * borrowed until it returns (ev->origin is RRE_ORIGIN_HOST for a row whose
+ * hostname is another host's, imported by the bridge, else
+ * RRE_ORIGIN_PROCESS; ev->event_id is the row). A status other than RRE_OK counts as a handler failure: it is
  * logged and counted, and the event is still acknowledged, so a failing
  * handler never blocks the events after it. Returning RRE_ECLOSED instead
  * stops the poll at this event without acknowledging it: it is delivered
