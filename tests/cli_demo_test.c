@@ -371,6 +371,87 @@ static void test_demo_empty_db_path_is_usage_error_not_the_default_database(void
     free(dir);
 }
 
+/* Across hosts: a private nats-server, a queue and a bridge per simulated
+ * host; the pipeline runs clean, events cross in every direction, and the
+ * run leaves no file and no server behind. */
+static void test_demo_across_hosts_runs_clean_and_carries_events_every_way(void **state)
+{
+    (void)state;
+    char *tmp = tu_mkdtemp();
+    setenv("TMPDIR", tmp, 1);
+    tu_result r =
+        tu_run_cli(NULL, "demo", "--hosts", "3", "--configs", "hex8_2p,square8_4p", "--iterations",
+                   "2", "--pace", "0", "--timeout", "120", "--quiet", NULL);
+    unsetenv("TMPDIR");
+    if (r.status != 0)
+        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", r.out, r.err);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "verdict: OK"));
+    assert_non_null(strstr(r.out, "flow check: clean"));
+    assert_non_null(strstr(r.out, "cross-host latency: p50 "));
+    assert_non_null(strstr(r.out, "a private nats-server"));
+    /* Every direction carried something: each line ends in a count > 0. */
+    const char *dirs = strstr(r.out, "events carried per direction");
+    assert_non_null(dirs);
+    int lines = 0;
+    for (const char *p = strstr(dirs, "\n    ");
+         p != NULL && strstr(p, " -> ") != NULL && strstr(p, " -> ") < strchr(p + 1, '\n');
+         p = strstr(p + 1, "\n    ")) {
+        const char *eol = strchr(p + 1, '\n');
+        const char *num = eol - 1;
+        while (num > p && *num >= '0' && *num <= '9')
+            num--;
+        assert_true(strtol(num + 1, NULL, 10) > 0);
+        lines++;
+    }
+    assert_int_equal(lines, 6);
+    tu_result_free(&r);
+    assert_true(dir_is_empty(tmp));
+    tu_rmtree(tmp);
+    free(tmp);
+}
+
+static void test_demo_across_hosts_without_nats_server_says_what_to_install(void **state)
+{
+    (void)state;
+    char *tmp = tu_mkdtemp();
+    setenv("TMPDIR", tmp, 1);
+    setenv("RRE_NATS_SERVER", "/nonexistent/nats-server", 1);
+    tu_result r = tu_run_cli(NULL, "demo", "--hosts", "2", "--quiet", NULL);
+    unsetenv("RRE_NATS_SERVER");
+    unsetenv("TMPDIR");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "nats-server"));
+    tu_result_free(&r);
+    assert_true(dir_is_empty(tmp));
+    tu_rmtree(tmp);
+    free(tmp);
+}
+
+static void test_demo_hosts_options_are_checked(void **state)
+{
+    (void)state;
+    const char *cases[][4] = {
+        {"--hosts", "1", NULL, NULL},          {"--hosts", "9", NULL, NULL},
+        {"--hosts", "x", NULL, NULL},          {"--nats", "nats://127.0.0.1:1", NULL, NULL},
+        {"--hosts", "2", "--db", "/tmp/x.db"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[] = {"rre",
+                        "demo",
+                        (char *)cases[i][0],
+                        (char *)cases[i][1],
+                        (char *)cases[i][2],
+                        (char *)cases[i][3],
+                        NULL};
+        tu_result r = tu_run_cliv(NULL, argv);
+        if (r.status != 2)
+            fail_msg("demo %s %s: status %d, stderr %s", cases[i][0], cases[i][1], r.status, r.err);
+        assert_non_null(strstr(r.err, "demo: "));
+        tu_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +466,9 @@ int main(void)
         cmocka_unit_test(test_demo_interrupted_stops_coordinators_and_removes_its_files),
         cmocka_unit_test(test_demo_terminated_stops_coordinators_and_removes_its_files),
         cmocka_unit_test(test_demo_coordinators_exit_when_the_driver_is_killed),
+        cmocka_unit_test(test_demo_across_hosts_runs_clean_and_carries_events_every_way),
+        cmocka_unit_test(test_demo_across_hosts_without_nats_server_says_what_to_install),
+        cmocka_unit_test(test_demo_hosts_options_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  *
  *   rre demo [--configs hex8_2p,square8_4p,...] [--iterations N] [--db PATH]
  *            [--timeout SECONDS] [--storm N] [--pace MS] [--quiet]
+ *            [--hosts N [--nats URL]]
  *
  * The driver forks one process per coordinator (demo_roles.c), then follows
  * the queue itself: it shows progress per config, measures the latency from
@@ -15,6 +16,15 @@
  * summary lists events by type, latency p50/p99, duplicates prevented,
  * handler failures, the faults injected and the flow checker's verdict. The
  * exit status is 0 only when everything went as the flows say.
+ *
+ * With --hosts N the coordinators are spread over N simulated hosts, each
+ * with its own queue file and host name and a bridge to one JetStream stream
+ * (demo_hosts.c): training, evaluation, promotion, distribution, export, the
+ * quality monitor and the rollback manager on the first host, a selfplay and
+ * a sync coordinator on each of the others, which share the configs out. The
+ * driver runs the bridges on threads of its own and follows the first host's
+ * queue, which sees every host's events; the summary adds the cross-host
+ * latency and the events carried per direction.
  *
  * SIGINT, SIGTERM and SIGHUP end a run as a timeout does: the coordinators
  * are asked to stop, then killed after a short grace, the summary is printed,
@@ -29,6 +39,7 @@
 #include "demo.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,8 +67,10 @@ struct driver {
     struct config_progress progress[DEMO_MAX_CONFIGS];
     uint64_t by_type[RRE_EVENT_TYPE_COUNT];
     uint64_t events;
-    double *latency_ms;
+    double *latency_ms; /* from another process of the same host */
     size_t latency_count, latency_cap;
+    double *host_latency_ms; /* from another host, through the bridges */
+    size_t host_latency_count, host_latency_cap;
     rre_flow_checker *flow;
     json_t *shutdowns; /* coordinator name -> state_snapshot */
     bool drawn;
@@ -132,17 +145,21 @@ static int driver_handler(const rre_event *ev, void *user_data)
     d->by_type[ev->type]++;
     if (ev->origin != RRE_ORIGIN_LOCAL) {
         double sent = parse_timestamp(ev->timestamp);
+        bool remote = ev->origin == RRE_ORIGIN_HOST;
+        double **list = remote ? &d->host_latency_ms : &d->latency_ms;
+        size_t *count = remote ? &d->host_latency_count : &d->latency_count;
+        size_t *cap = remote ? &d->host_latency_cap : &d->latency_cap;
         if (sent > 0) {
-            if (d->latency_count == d->latency_cap) {
-                size_t cap = d->latency_cap ? d->latency_cap * 2 : 1024;
-                double *grown = realloc(d->latency_ms, cap * sizeof *grown);
+            if (*count == *cap) {
+                size_t grow = *cap ? *cap * 2 : 1024;
+                double *grown = realloc(*list, grow * sizeof *grown);
                 if (grown != NULL) {
-                    d->latency_ms = grown;
-                    d->latency_cap = cap;
+                    *list = grown;
+                    *cap = grow;
                 }
             }
-            if (d->latency_count < d->latency_cap)
-                d->latency_ms[d->latency_count++] = (now - sent) * 1000.0;
+            if (*count < *cap)
+                (*list)[(*count)++] = (now - sent) * 1000.0;
         }
     }
     rre_flow_feed(d->flow, ev);
@@ -289,7 +306,7 @@ static bool parse_count(const char *text, long min, long max, long *out)
 static void demo_help(void)
 {
     printf("usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
-           "                [--storm N] [--pace MS] [--quiet]\n"
+           "                [--storm N] [--pace MS] [--quiet] [--hosts N [--nats URL]]\n"
            "\n"
            "Runs the training pipeline of the event catalog with one process per\n"
            "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
@@ -305,8 +322,43 @@ static void demo_help(void)
            "  --timeout SECONDS  give up after this long (default 120)\n"
            "  --storm N          events the echo loop re-emits (default 50)\n"
            "  --pace MS          time each coordinator spends on a stage (default 40)\n"
-           "  --quiet            print only the summary\n",
-           DEFAULT_CONFIGS, DEFAULT_ITERATIONS);
+           "  --quiet            print only the summary\n"
+           "  --hosts N          spread the coordinators over N simulated hosts, 2..%d (training\n"
+           "                     and the rest on one, selfplay and sync on the others), each\n"
+           "                     with its own queue and a bridge to a NATS JetStream stream\n"
+           "  --nats URL         the NATS server for --hosts (default: a private nats-server\n"
+           "                     on a free loopback port, stopped at the end)\n",
+           DEFAULT_CONFIGS, DEFAULT_ITERATIONS, DEMO_MAX_HOSTS);
+}
+
+/* One coordinator process: its role and the host it runs on. */
+struct coordinator {
+    enum demo_role role;
+    int host;
+};
+
+#define MAX_COORDINATORS (ROLE_COUNT + 2 * DEMO_MAX_HOSTS)
+
+/* Where the coordinators run: all on one host, or selfplay and sync on each
+ * host but the first, and the rest on the first. */
+static size_t place_coordinators(int hosts, struct coordinator *out)
+{
+    size_t n = 0;
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        bool per_node = hosts > 1 && (r == ROLE_SELFPLAY || r == ROLE_SYNC);
+        for (int h = per_node ? 1 : 0; h < (per_node ? hosts : 1); h++)
+            out[n++] = (struct coordinator){(enum demo_role)r, h};
+    }
+    return n;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
 }
 
 /* True when one of `signals` (blocked) is waiting to be taken. */
@@ -354,8 +406,8 @@ static void stop_children(pid_t *pids, size_t n, double grace, const sigset_t *h
 
 int cmd_demo(const struct cli_globals *g, int argc, char **argv)
 {
-    const char *configs = DEFAULT_CONFIGS, *db = g->db_path;
-    long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40;
+    const char *configs = DEFAULT_CONFIGS, *db = g->db_path, *nats_url = NULL;
+    long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40, hosts = 1;
     double timeout = 120;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -386,6 +438,13 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         } else if (strcmp(a, "--pace") == 0) {
             if (!parse_count(v, 0, 10000, &pace))
                 return cli_usage_error("demo: --pace must be 0..10000 ms, not '%s'", v);
+        } else if (strcmp(a, "--hosts") == 0) {
+            if (!parse_count(v, 2, DEMO_MAX_HOSTS, &hosts))
+                return cli_usage_error("demo: --hosts must be 2..%d, not '%s'", DEMO_MAX_HOSTS, v);
+        } else if (strcmp(a, "--nats") == 0) {
+            if (v[0] == '\0')
+                return cli_usage_error("demo: --nats needs a URL");
+            nats_url = v;
         } else if (strcmp(a, "--timeout") == 0) {
             if (!cli_parse_duration(v, &timeout) || !(timeout > 0))
                 return cli_usage_error("demo: --timeout must be a positive number, not '%s'", v);
@@ -394,9 +453,24 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         }
     }
 
+    if (nats_url != NULL && hosts < 2)
+        return cli_usage_error("demo: --nats goes with --hosts N");
+    if (hosts > 1 && db != NULL)
+        return cli_usage_error("demo: --hosts makes a queue per host in a temporary directory; "
+                               "it does not take --db");
+
     struct driver *d = calloc(1, sizeof *d);
-    if (d == NULL)
+    struct demo_hosts *hs = calloc(1, sizeof *hs);
+    struct demo_config *host_cfg = calloc(DEMO_MAX_HOSTS, sizeof *host_cfg);
+    if (d == NULL || hs == NULL || host_cfg == NULL) {
+        free(d);
+        free(hs);
+        free(host_cfg);
         return cli_fail("demo: out of memory");
+    }
+    hs->count = hosts > 1 ? (int)hosts : 0;
+    struct coordinator coords[MAX_COORDINATORS];
+    size_t ncoord = place_coordinators((int)hosts, coords);
     d->quiet = quiet;
     d->tty = isatty(STDOUT_FILENO);
     d->cfg.iterations = (int)iterations;
@@ -404,8 +478,12 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     d->cfg.pace_ms = (int)pace;
     if (!parse_configs(&d->cfg, configs)) {
         free(d);
+        free(hs);
+        free(host_cfg);
         return cli_usage_error("demo: --configs needs config keys such as hex8_2p,square8_4p");
     }
+    for (size_t i = 0; i < d->cfg.config_count; i++)
+        d->cfg.owns[i] = true;
     schedule_faults(&d->cfg);
     for (size_t i = 0; i < DEMO_MAX_CONFIGS; i++)
         d->progress[i].last = RRE_EV_NONE;
@@ -420,16 +498,23 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 
     char tmpdir[256] = "";
-    if (db == NULL) {
+    if (hs->count > 0 || db == NULL) {
         const char *base = getenv("TMPDIR");
         snprintf(tmpdir, sizeof tmpdir, "%s/rre-demo-XXXXXX", base && *base ? base : "/tmp");
         if (mkdtemp(tmpdir) == NULL) {
             int err = errno;
             free(d);
+            free(hs);
+            free(host_cfg);
             pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
             return cli_fail("demo: cannot make a temporary directory: %s", strerror(err));
         }
         snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s/events.db", tmpdir);
+        if (hs->count > 0) {
+            snprintf(hs->root, sizeof hs->root, "%s", tmpdir);
+            snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s/%s/events.db", tmpdir,
+                     demo_host_name(0));
+        }
     } else {
         snprintf(d->cfg.db_path, sizeof d->cfg.db_path, "%s", db);
     }
@@ -441,8 +526,9 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
              run_clock.tv_nsec, (long)d->cfg.driver_pid);
 
     int rc = CLI_FAIL;
-    pid_t pids[ROLE_COUNT] = {0};
+    pid_t pids[MAX_COORDINATORS] = {0};
     rre_queue *queue = NULL;
+    bool queue_is_hosts = false; /* the first host's queue, closed with the hosts */
     rre_router *router = NULL;
     rre_link *link = NULL;
     rre_queue_options qo;
@@ -450,9 +536,33 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     qo.path = d->cfg.db_path;
     qo.default_source = DEMO_DRIVER_NAME;
 
-    /* Create the database and learn where this run starts, then close it:
+    /* The hosts' directories and, without --nats, a private nats-server,
+     * forked before any thread exists. Each coordinator gets the settings of
+     * its host. */
+    if (hs->count > 0 && demo_hosts_prepare(hs, nats_url) != CLI_OK)
+        goto out;
+    for (int h = 0; h < hs->count; h++) {
+        host_cfg[h] = d->cfg;
+        snprintf(host_cfg[h].db_path, sizeof host_cfg[h].db_path, "%s", hs->host[h].db);
+        snprintf(host_cfg[h].hostname, sizeof host_cfg[h].hostname, "%s", hs->host[h].name);
+        for (size_t ci = 0; ci < d->cfg.config_count; ci++)
+            host_cfg[h].owns[ci] = h > 0 && (int)(ci % (size_t)(hs->count - 1)) == h - 1;
+        if (h == 0)
+            snprintf(d->cfg.hostname, sizeof d->cfg.hostname, "%s", hs->host[0].name);
+    }
+
+    /* Create the databases and learn where this run starts, then close them:
      * the coordinators are forked with no connection and no thread open. */
-    rre_status st = rre_queue_create(&queue, &qo);
+    rre_status st = RRE_OK;
+    for (int h = 1; h < hs->count && st == RRE_OK; h++) {
+        rre_queue_options ho = qo;
+        ho.path = hs->host[h].db;
+        st = rre_queue_create(&queue, &ho);
+        rre_queue_destroy(queue);
+        queue = NULL;
+    }
+    if (st == RRE_OK)
+        st = rre_queue_create(&queue, &qo);
     if (st == RRE_OK) {
         json_t *stats = NULL;
         st = rre_queue_stats(queue, &stats);
@@ -468,8 +578,13 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     }
 
     if (!quiet) {
-        printf("rre demo: %zu configs x %d iterations, %d coordinator processes, queue %s\n",
-               d->cfg.config_count, d->cfg.iterations, ROLE_COUNT, d->cfg.db_path);
+        if (hs->count > 0)
+            printf("rre demo: %zu configs x %d iterations, %zu coordinator processes on %d hosts, "
+                   "NATS %s\n",
+                   d->cfg.config_count, d->cfg.iterations, ncoord, hs->count, hs->servers);
+        else
+            printf("rre demo: %zu configs x %d iterations, %zu coordinator processes, queue %s\n",
+                   d->cfg.config_count, d->cfg.iterations, ncoord, d->cfg.db_path);
         for (int f = 0; f < FAULT_COUNT; f++)
             if (d->cfg.fault_iteration[f] > 0)
                 printf("  fault: %-17s at %s iteration %d\n", demo_fault_name((enum demo_fault)f),
@@ -477,7 +592,8 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         fflush(stdout);
     }
 
-    for (int r = 0; r < ROLE_COUNT; r++) {
+    double started = now_seconds();
+    for (size_t i = 0; i < ncoord; i++) {
         pid_t pid = fork();
         if (pid < 0) {
             cli_fail("demo: fork: %s", strerror(errno));
@@ -486,12 +602,16 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         if (pid == 0) {
             signal(SIGINT, SIG_IGN);
             pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-            _exit(demo_run_role((enum demo_role)r, &d->cfg));
+            _exit(
+                demo_run_role(coords[i].role, hs->count > 0 ? &host_cfg[coords[i].host] : &d->cfg));
         }
-        pids[r] = pid;
+        pids[i] = pid;
     }
 
-    double started = now_seconds();
+    /* The bridges carry what each host publishes from the run's start on,
+     * also what the coordinators published before every bridge was ready. */
+    if (hs->count > 0 && demo_hosts_start_bridges(hs, run_clock.tv_sec - 1.0) != CLI_OK)
+        goto out;
     st = rre_flow_checker_create(&d->flow, NULL);
     d->shutdowns = json_object();
     rre_router_options *ro = NULL;
@@ -502,8 +622,12 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     if (st == RRE_OK)
         st = rre_router_create(&router, ro);
     rre_router_options_destroy(ro);
-    if (st == RRE_OK)
+    if (st == RRE_OK && hs->count > 0) {
+        queue = hs->host[0].queue;
+        queue_is_hosts = true;
+    } else if (st == RRE_OK) {
         st = rre_queue_create(&queue, &qo);
+    }
     if (st == RRE_OK)
         st = rre_router_subscribe_all(router, "demo-monitor", driver_handler, d, NULL);
     if (st == RRE_OK) {
@@ -525,13 +649,13 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             break;
         }
         bool child_died = false;
-        for (int r = 0; r < ROLE_COUNT; r++) {
+        for (size_t i = 0; i < ncoord; i++) {
             int status;
-            if (pids[r] > 0 && waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+            if (pids[i] > 0 && waitpid(pids[i], &status, WNOHANG) == pids[i]) {
                 int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 fprintf(stderr, "rre demo: the %s coordinator exited early (status %d)\n",
-                        demo_role_name((enum demo_role)r), code);
-                pids[r] = -code - 1;
+                        demo_role_name(coords[i].role), code);
+                pids[i] = -code - 1;
                 child_died = true;
             }
         }
@@ -560,8 +684,19 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     json_decref(bye);
     if (st != RRE_OK)
         cli_fail_status("demo: publishing the shutdown", st);
-    stop_children(pids, ROLE_COUNT, finished ? 10.0 : 2.0, &stop_signals);
+    stop_children(pids, ncoord, finished ? 10.0 : 2.0, &stop_signals);
     rre_link_sync(link, 5000);
+    /* The other hosts' coordinators report through their bridges. */
+    for (double until = now_seconds() + 10.0; hs->count > 0 && now_seconds() < until;) {
+        pthread_mutex_lock(&d->mu);
+        size_t reported = json_object_size(d->shutdowns);
+        pthread_mutex_unlock(&d->mu);
+        if (reported >= ncoord || signal_pending(&stop_signals))
+            break;
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        rre_link_sync(link, 1000);
+    }
     double elapsed = now_seconds() - started;
 
     rre_link_destroy(link);
@@ -570,11 +705,12 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
 
     /* The summary. */
     bool ok = finished;
-    for (int r = 0; r < ROLE_COUNT; r++) {
-        int code = pids[r] < 0 ? -pids[r] - 1 : -1;
+    for (size_t i = 0; i < ncoord; i++) {
+        int code = pids[i] < 0 ? -pids[i] - 1 : -1;
         if (code != 0) {
-            fprintf(stderr, "rre demo: the %s coordinator %s (status %d)\n",
-                    demo_role_name((enum demo_role)r),
+            fprintf(stderr, "rre demo: the %s coordinator%s%s %s (status %d)\n",
+                    demo_role_name(coords[i].role), hs->count > 0 ? " on " : "",
+                    hs->count > 0 ? hs->host[coords[i].host].name : "",
                     code < 0 ? "did not exit" : "reported failures", code);
             ok = false;
         }
@@ -595,9 +731,9 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         failures += rs->handler_failures;
     }
     free(rs);
-    if (json_object_size(d->shutdowns) != ROLE_COUNT) {
-        fprintf(stderr, "rre demo: %zu of %d coordinators reported at shutdown\n",
-                json_object_size(d->shutdowns), ROLE_COUNT);
+    if (json_object_size(d->shutdowns) != ncoord) {
+        fprintf(stderr, "rre demo: %zu of %zu coordinators reported at shutdown\n",
+                json_object_size(d->shutdowns), ncoord);
         ok = false;
     }
 
@@ -611,6 +747,20 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     printf("  cross-process latency: p50 %.3f ms, p99 %.3f ms (%zu events)\n",
            percentile(d->latency_ms, d->latency_count, 0.50),
            percentile(d->latency_ms, d->latency_count, 0.99), d->latency_count);
+    if (hs->count > 0) {
+        qsort(d->host_latency_ms, d->host_latency_count, sizeof *d->host_latency_ms,
+              compare_double);
+        printf("  cross-host latency: p50 %.3f ms, p99 %.3f ms (%zu events)\n",
+               percentile(d->host_latency_ms, d->host_latency_count, 0.50),
+               percentile(d->host_latency_ms, d->host_latency_count, 0.99), d->host_latency_count);
+        demo_hosts_print_summary(hs, d->cfg.run_id);
+        for (int h = 0; h < hs->count; h++) {
+            rre_bridge_counters bc;
+            rre_bridge_get_counters(hs->host[h].bridge, &bc);
+            if (bc.in_refused > 0)
+                ok = false;
+        }
+    }
     printf("  events received by coordinators: %llu\n", (unsigned long long)received);
     printf("  duplicates prevented: %llu\n", (unsigned long long)duplicates);
     printf("  handler failures: %llu\n", (unsigned long long)failures);
@@ -643,18 +793,27 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     rc = ok ? CLI_OK : CLI_FAIL;
 
 out:
-    for (int r = 0; r < ROLE_COUNT; r++)
-        if (pids[r] > 0)
-            kill(pids[r], SIGKILL);
-    stop_children(pids, ROLE_COUNT, 0, NULL);
+    for (size_t i = 0; i < ncoord; i++)
+        if (pids[i] > 0)
+            kill(pids[i], SIGKILL);
+    stop_children(pids, ncoord, 0, NULL);
     rre_link_destroy(link);
     rre_router_destroy(router);
-    rre_queue_destroy(queue);
+    if (!queue_is_hosts)
+        rre_queue_destroy(queue);
+    demo_hosts_destroy(hs);
     rre_flow_checker_destroy(d->flow);
     json_decref(d->shutdowns);
     free(d->latency_ms);
+    free(d->host_latency_ms);
     pthread_mutex_destroy(&d->mu);
     free(d);
+    free(host_cfg);
+    if (hs->count > 0 && tmpdir[0] != '\0') {
+        nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tmpdir[0] = '\0';
+    }
+    free(hs);
     if (tmpdir[0] != '\0') {
         char path[300];
         const char *suffixes[] = {"", "-wal", "-shm", "-journal"};

@@ -27,7 +27,7 @@ struct role_ctx {
     enum demo_role role;
     const struct demo_config *cfg;
     rre_router *router;
-    char source[64];
+    char source[160];
     atomic_bool stop;
     unsigned publish_errors;
     /* selfplay: the current rate multiplier per config (SELFPLAY_RATE_CHANGED). */
@@ -124,13 +124,21 @@ static bool stage_key_of(const struct role_ctx *ctx, const rre_event *ev, struct
     return true;
 }
 
+/* The node name payloads give for this host. */
+static const char *node_name(const struct role_ctx *ctx)
+{
+    return ctx->cfg->hostname[0] != '\0' ? ctx->cfg->hostname : "gpu-node-1";
+}
+
 static void start_selfplay(struct role_ctx *ctx, int ci, int iteration)
 {
     const char *key = ctx->cfg->configs[ci];
+    if (!ctx->cfg->owns[ci])
+        return; /* another selfplay host runs this config */
     json_int_t games = (json_int_t)(200.0 * ctx->rate[ci]);
     json_t *p = json_pack("{s:s, s:I, s:I, s:s, s:s, s:f, s:f, s:i}", "config_key", key,
                           "games_completed", games, "total_games", games * iteration, "node_id",
-                          "gpu-node-1", "model_id", key, "duration_seconds", 12.5,
+                          node_name(ctx), "model_id", key, "duration_seconds", 12.5,
                           "games_per_second", (double)games / 12.5, "iteration", iteration);
     publish(ctx, RRE_EV_SELFPLAY_COMPLETE, p);
 }
@@ -195,23 +203,23 @@ static void on_quality(struct role_ctx *ctx, const rre_event *ev)
 static void on_sync(struct role_ctx *ctx, const rre_event *ev)
 {
     struct stage_key k;
-    if (ev->type != RRE_EV_SELFPLAY_COMPLETE || !stage_key_of(ctx, ev, &k))
-        return;
+    if (ev->type != RRE_EV_SELFPLAY_COMPLETE || !stage_key_of(ctx, ev, &k) || !ctx->cfg->owns[k.ci])
+        return; /* each selfplay host syncs its own games */
     json_int_t games = json_integer_value(json_object_get(ev->payload, "games_completed"));
     char sync_id[64], db[128];
     snprintf(sync_id, sizeof sync_id, "sync-%s-%d", k.config_key, k.iteration);
     snprintf(db, sizeof db, "/data/games/selfplay_%s.db", k.config_key);
     publish(ctx, RRE_EV_NEW_GAMES_AVAILABLE,
-            json_pack("{s:s, s:I, s:s, s:s, s:i}", "host", "gpu-node-1", "new_games", games,
+            json_pack("{s:s, s:I, s:s, s:s, s:i}", "host", node_name(ctx), "new_games", games,
                       "config_key", k.config_key, "database_path", db, "iteration", k.iteration));
     publish(ctx, RRE_EV_DATA_SYNC_STARTED,
             json_pack("{s:s, s:s, s:s, s:[s,s], s:I, s:s, s:i}", "sync_id", sync_id, "sync_type",
-                      "broadcast", "source", "gpu-node-1", "targets", "trainer-1", "trainer-2",
+                      "broadcast", "source", node_name(ctx), "targets", "trainer-1", "trainer-2",
                       "items_to_sync", games, "config_key", k.config_key, "iteration",
                       k.iteration));
     publish(ctx, RRE_EV_DATA_SYNC_COMPLETED,
             json_pack("{s:s, s:s, s:s, s:[s,s], s:i, s:I, s:f, s:s, s:i}", "sync_id", sync_id,
-                      "sync_type", "broadcast", "source", "gpu-node-1", "targets", "trainer-1",
+                      "sync_type", "broadcast", "source", node_name(ctx), "targets", "trainer-1",
                       "trainer-2", "files_synced", 1, "bytes_transferred", games * 4096,
                       "duration_seconds", 0.8, "config_key", k.config_key, "iteration",
                       k.iteration));
@@ -464,7 +472,11 @@ int demo_run_role(enum demo_role role, const struct demo_config *cfg)
         return 1;
     ctx->role = role;
     ctx->cfg = cfg;
-    snprintf(ctx->source, sizeof ctx->source, "demo-%s", demo_role_name(role));
+    if (cfg->hostname[0] != '\0')
+        snprintf(ctx->source, sizeof ctx->source, "demo-%s@%s", demo_role_name(role),
+                 cfg->hostname);
+    else
+        snprintf(ctx->source, sizeof ctx->source, "demo-%s", demo_role_name(role));
     for (size_t i = 0; i < DEMO_MAX_CONFIGS; i++)
         ctx->rate[i] = 1.0;
 
@@ -475,6 +487,7 @@ int demo_run_role(enum demo_role role, const struct demo_config *cfg)
     rre_queue_options qo;
     rre_queue_options_init(&qo);
     qo.path = cfg->db_path;
+    qo.hostname = cfg->hostname[0] != '\0' ? cfg->hostname : NULL;
     qo.default_source = ctx->source;
     rre_status st = rre_router_options_create(&ro);
     if (st == RRE_OK)
