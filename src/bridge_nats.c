@@ -1053,18 +1053,30 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
     struct out_ctx c = {b, rre__subscriber_cursor(sub)};
     int64_t last_commit_ms = 0;
     int attempt = 0, db_attempt = 0;
+    /* Probing: one message at a time until the stream has confirmed one, at
+     * the start and after every failure. Pipelined messages that meet a
+     * leader election could otherwise be stored out of order: the first
+     * refused ("no responders"), a later one accepted by the new leader. */
+    bool probing = true;
+    uint64_t confirmed_before = 0;
     atomic_store(&b->out_cursor, c.last_read);
     while (!stopping(b)) {
         lock(b);
         bool failed = b->out_failed;
         int64_t upto = confirmed_upto(b, c.last_read);
-        size_t room = (size_t)b->max_in_flight - b->ring_len;
-        bool idle = b->ring_len == 0;
+        size_t ring_len = b->ring_len;
         unlock(b);
+        uint64_t confirmed = atomic_load(&b->out_published) + atomic_load(&b->out_duplicates);
+        if (probing && !failed && confirmed > confirmed_before)
+            probing = false;
+        size_t room = probing ? (ring_len == 0 ? 1 : 0) : (size_t)b->max_in_flight - ring_len;
+        bool idle = ring_len == 0;
         if (failed) {
             rre_status st = recover_outbound(b, sub, &c, &attempt);
             if (st != RRE_OK)
                 return st;
+            probing = true;
+            confirmed_before = atomic_load(&b->out_published) + atomic_load(&b->out_duplicates);
             continue;
         }
         int64_t now = rre__queue_mono_ms();
@@ -1091,7 +1103,9 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            if (b->ring_len == (size_t)b->max_in_flight && !b->out_failed)
+            /* Until an acknowledgement frees a slot (a confirmed head is
+             * popped at the top of the loop). */
+            if (!b->out_failed && b->ring_len > 0 && b->ring[b->ring_head].state == SLOT_PENDING)
                 pthread_cond_timedwait(&b->cv, &b->mu, &ts);
             unlock(b);
             continue;

@@ -18,7 +18,9 @@
  *    leader election, a lost connection) makes the bridge wait for what is
  *    in flight, back off, and publish again from the first unconfirmed row,
  *    in order, with the same message ids (the stream drops the copies it
- *    has).
+ *    has), one message at a time until the stream confirms one (as at the
+ *    start), so that a leader election does not let a later message be
+ *    stored before an earlier one that was refused.
  *  - INBOUND: one durable pull consumer per host on `rre.>`. Every message
  *    is checked (size, UTF-8, a JSON object within the payload limits, a
  *    known type, headers consistent with the subject, a message id equal to
