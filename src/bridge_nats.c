@@ -108,6 +108,7 @@ struct rre_bridge {
     /* The outbound ring; mu. */
     struct slot *ring;
     size_t ring_cap, ring_head, ring_len;
+    size_t ack_hint; /* ring index after the slot the last PubAck matched */
     size_t in_flight;
     bool published; /* an async publish was made (the library's pending list exists) */
     bool out_failed;
@@ -733,12 +734,17 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     (void)js;
     rre_bridge *b = closure;
     lock(b);
-    bool found = false;
-    for (size_t i = 0; i < b->ring_len; i++) {
-        struct slot *sl = &b->ring[(b->ring_head + i) % b->ring_cap];
+    /* Acknowledgements come in publishing order, so the search starts after
+     * the slot the previous one matched. */
+    size_t start = (b->ack_hint + b->ring_cap - b->ring_head) % b->ring_cap;
+    if (start >= b->ring_len)
+        start = 0;
+    for (size_t k = 0; k < b->ring_len; k++) {
+        size_t idx = (b->ring_head + (start + k) % b->ring_len) % b->ring_cap;
+        struct slot *sl = &b->ring[idx];
         if (sl->state != SLOT_PENDING || sl->msg != msg)
             continue;
-        found = true;
+        b->ack_hint = (idx + 1) % b->ring_cap;
         sl->msg = NULL;
         if (pa != NULL) {
             sl->state = SLOT_OK;
@@ -758,7 +764,6 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     }
     pthread_cond_broadcast(&b->cv);
     unlock(b);
-    (void)found;
     natsMsg_Destroy(msg);
 }
 
@@ -1429,8 +1434,9 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
 }
 
 /* Handles one fetched batch. Returns false when the consumer must be made
- * again (a gap in the sequence, or a failed commit). */
-static bool handle_batch(struct inbound *in, natsMsgList *list)
+ * again (a gap in the sequence, or a failed commit); *closed when the queue
+ * was closed. */
+static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
 {
     rre_bridge *b = in->b;
     size_t nrows = 0, nacks = 0, nterms = 0;
@@ -1478,6 +1484,7 @@ static bool handle_batch(struct inbound *in, natsMsgList *list)
     if (pos > in->done || nrows > 0) {
         rre_status st = rre__importer_append(in->im, in->rows, nrows, b->pos_name, (int64_t)pos);
         if (st != RRE_OK) {
+            *closed = st == RRE_ECLOSED;
             rre__log(RRE_LOG_WARN, "bridge", "storing %zu events from the stream failed: %s", nrows,
                      rre_last_error());
             return false; /* nothing acknowledged; the consumer starts again at done + 1 */
@@ -1536,8 +1543,13 @@ static void *inbound_main(void *arg)
             back_off(b, attempt++, rre_last_error());
             continue;
         }
-        bool ok = handle_batch(in, &list);
+        bool closed = false;
+        bool ok = handle_batch(in, &list, &closed);
         natsMsgList_Destroy(&list);
+        if (closed) {
+            fail_fatal(b, rre__error(RRE_ECLOSED, "the queue was closed under the bridge"));
+            break;
+        }
         if (!ok) {
             drop_consumer(in);
             continue;
