@@ -1334,8 +1334,9 @@ struct inbound {
     rre_bridge *b;
     rre__importer *im;
     natsSubscription *sub;
-    uint64_t done;   /* last stream sequence stored or passed (committed) */
-    bool accept_any; /* the next message starts a new consumer: no gap check */
+    uint64_t done;       /* last stream sequence stored or passed (committed) */
+    bool accept_any;     /* the next message starts a new consumer: no gap check */
+    uint64_t reconnects; /* b->reconnects when the consumer was made */
     rre__import_row *rows;
     natsMsg **acks, **terms;
     pthread_t thread;
@@ -1422,6 +1423,7 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     in->done = (uint64_t)pos;
     atomic_store(&b->in_stream_seq, in->done);
     in->accept_any = true;
+    in->reconnects = atomic_load(&b->reconnects);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = b->stream;
@@ -1534,6 +1536,14 @@ static void *inbound_main(void *arg)
             natsSubscription_Fetch(&list, in->sub, in->b->fetch_batch, FETCH_WAIT_MS, &jerr);
         if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
             natsMsgList_Destroy(&list);
+            /* A reconnection may have lost a fetch's messages on their way:
+             * the server redelivers them only after the acknowledgement
+             * wait, and if nothing follows them no gap shows. Make the
+             * consumer again at the first sequence not stored. */
+            if (atomic_load(&b->reconnects) != in->reconnects) {
+                atomic_fetch_add(&b->in_consumer_resets, 1);
+                drop_consumer(in);
+            }
             continue;
         }
         if (s != NATS_OK) {

@@ -34,8 +34,9 @@
  *    what it stored, and messages are acknowledged after the commit. The
  *    bridge handles messages in stream order only: when a sequence is
  *    missing (a message waiting for redelivery after a lost fetch or a
- *    crash), it recreates its consumer at the first sequence not yet stored
- *    rather than let later messages overtake it.
+ *    crash), or after a reconnection once nothing more arrives, it makes its
+ *    consumer again at the first sequence not yet stored rather than let
+ *    later messages overtake it or wait for the redelivery.
  *
  * STATES. A bridge is an explicit state machine (rre_bridge_state): it
  * starts CONNECTING; once the stream and its consumer exist it is RUNNING
