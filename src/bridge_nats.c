@@ -827,21 +827,25 @@ static void format_time(double t, char *out, size_t cap)
     snprintf(out + n, cap - n, ".%06ldZ", micros);
 }
 
-/* Builds the message of one row. */
-static rre_status build_message(rre_bridge *b, const rre_event *ev, double created_at,
-                                natsMsg **out)
+/* Builds the message of one row: the body is the stored text, or for a row
+ * whose text needed repair (Python's NaN) the canonical form of what was
+ * read. */
+static rre_status build_message(rre_bridge *b, const rre__held_row *row, natsMsg **out)
 {
+    const rre_event *ev = row->ev;
     const rre_event_info *info = rre_event_get(ev->type);
     char subject[256];
     snprintf(subject, sizeof subject, "rre.%s.%s.%s", b->token, rre_category_name(info->category),
              info->name);
     char *body = NULL;
-    size_t len = 0;
-    rre_status st = rre_canonical_json(ev->payload, &body, &len);
-    if (st != RRE_OK)
-        return st;
+    size_t len = row->text_len;
+    if (row->text == NULL) {
+        rre_status st = rre_canonical_json(ev->payload, &body, &len);
+        if (st != RRE_OK)
+            return st;
+    }
     natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, body, (int)len);
+    natsStatus s = natsMsg_Create(&m, subject, NULL, body != NULL ? body : row->text, (int)len);
     free(body);
     char hex[RRE_HASH_HEX_SIZE];
     rre_hash_to_hex(ev->hash, hex);
@@ -849,7 +853,7 @@ static rre_status build_message(rre_bridge *b, const rre_event *ev, double creat
     snprintf(type, sizeof type, CE_TYPE_PREFIX "%s", info->name);
     snprintf(source, sizeof source, CE_SOURCE_PREFIX "%s/%s", b->host, ev->source);
     if (!rfc3339(ev->timestamp, when, sizeof when))
-        format_time(created_at, when, sizeof when);
+        format_time(row->created_at, when, sizeof when);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, H_MSG_ID, hex);
     if (s == NATS_OK)
@@ -879,20 +883,32 @@ static rre_status build_message(rre_bridge *b, const rre_event *ev, double creat
 struct out_ctx {
     rre_bridge *b;
     int64_t last_read; /* the last row read (of any host) */
+    bool probing;      /* one publish in flight at most (see outbound_loop) */
 };
 
-/* The handler of held reading: publishes a row of this host. */
-static rre_status on_row(const rre_event *ev, double created_at, void *user_data)
+/* Returned by on_row when a probe is in flight: the row is read again. */
+#define OUT_WAIT RRE_ETIMEOUT
+
+/* The handler of held reading: publishes a row of this host (the reader
+ * passes the other hosts' rows). */
+static rre_status on_row(const rre__held_row *row, void *user_data)
 {
     struct out_ctx *c = user_data;
     rre_bridge *b = c->b;
+    const rre_event *ev = row->ev;
     if (strcmp(ev->hostname, b->host) != 0) {
-        atomic_fetch_add(&b->out_passed, 1);
         c->last_read = ev->event_id;
         return RRE_OK;
     }
+    if (c->probing) {
+        lock(b);
+        size_t pending = b->ring_len;
+        unlock(b);
+        if (pending > 0)
+            return OUT_WAIT;
+    }
     natsMsg *m = NULL;
-    rre_status st = build_message(b, ev, created_at, &m);
+    rre_status st = build_message(b, row, &m);
     if (st != RRE_OK) {
         /* Only an unwritable payload gets here (the reader decoded it). It
          * cannot be sent, now or later: pass it, loudly. */
@@ -1055,7 +1071,10 @@ static rre_status recover_outbound(rre_bridge *b, rre_subscriber *sub, struct ou
 /* The outbound side, on the thread of rre_bridge_run(). */
 static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
 {
-    struct out_ctx c = {b, rre__subscriber_cursor(sub)};
+    struct out_ctx c = {b, rre__subscriber_cursor(sub), true};
+    rre_status hst = rre__subscriber_hold(sub, b->host);
+    if (hst != RRE_OK)
+        return hst;
     int64_t last_commit_ms = 0;
     int attempt = 0, db_attempt = 0;
     /* Probing: one message at a time until the stream has confirmed one, at
@@ -1074,7 +1093,10 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
         uint64_t confirmed = atomic_load(&b->out_published) + atomic_load(&b->out_duplicates);
         if (probing && !failed && confirmed > confirmed_before)
             probing = false;
-        size_t room = probing ? (ring_len == 0 ? 1 : 0) : (size_t)b->max_in_flight - ring_len;
+        c.probing = probing;
+        /* Rows to read: up to the free slots (other hosts' rows use none,
+         * but bound the batch all the same). */
+        size_t room = probing && ring_len > 0 ? 0 : (size_t)b->max_in_flight - ring_len;
         bool idle = ring_len == 0;
         if (failed) {
             rre_status st = recover_outbound(b, sub, &c, &attempt);
@@ -1085,8 +1107,7 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
             continue;
         }
         int64_t now = rre__queue_mono_ms();
-        if (upto > rre__subscriber_cursor(sub) &&
-            (idle || now - last_commit_ms >= CURSOR_COMMIT_MS)) {
+        if (upto > rre__subscriber_cursor(sub) && now - last_commit_ms >= CURSOR_COMMIT_MS) {
             rre_status st = rre__subscriber_commit(sub, upto);
             if (st == RRE_EHELD || st == RRE_ECLOSED)
                 return st;
@@ -1116,9 +1137,17 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
             continue;
         }
         size_t n = 0;
+        bool settled = idle && upto <= rre__subscriber_cursor(sub);
         rre_status st =
-            rre__subscriber_read(sub, idle ? 250 : CURSOR_COMMIT_MS, room, on_row, &c, &n);
-        if (st == RRE_OK || st == RRE_ENATS) {
+            rre__subscriber_read(sub, settled ? 250 : CURSOR_COMMIT_MS, room, on_row, &c, &n);
+        /* Rows passed over (other hosts') count as read. */
+        int64_t pos = rre__subscriber_read_pos(sub);
+        if (pos > c.last_read)
+            c.last_read = pos;
+        rre_subscriber_counters sc;
+        rre_subscriber_get_counters(sub, &sc);
+        atomic_store(&b->out_passed, sc.filtered);
+        if (st == RRE_OK || st == RRE_ENATS || st == OUT_WAIT) {
             db_attempt = 0;
             continue; /* a failed publish is handled at the top */
         }
@@ -1126,6 +1155,13 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
             return st;
         back_off(b, db_attempt++, rre_last_error());
     }
+    /* Stopping: record what the stream has confirmed, so a restart does not
+     * send it again. */
+    lock(b);
+    int64_t upto = confirmed_upto(b, c.last_read);
+    unlock(b);
+    if (upto > rre__subscriber_cursor(sub) && rre__subscriber_commit(sub, upto) == RRE_OK)
+        atomic_store(&b->out_cursor, upto);
     return RRE_OK;
 }
 
@@ -1222,6 +1258,12 @@ static enum verdict check_message(rre_bridge *b, natsMsg *m, rre__import_row *ro
         snprintf(why, cap, "the subject '%.100s' is not rre.<host>.<category>.<TYPE>", subject);
         return V_BAD;
     }
+    /* This host's own messages, the most common kind on a busy host, are
+     * recognised by their subject and one header. */
+    const char *origin = NULL;
+    if (strcmp(tok[1], b->token) == 0 && natsMsgHeader_Get(m, H_ORIGIN, &origin) == NATS_OK &&
+        strcmp(origin, b->host) == 0)
+        return V_OWN;
     struct headers h;
     read_headers(m, &h);
     if (h.origin == NULL || h.origin[0] == '\0' || strlen(h.origin) > 255 ||
@@ -1334,9 +1376,12 @@ struct inbound {
     rre_bridge *b;
     rre__importer *im;
     natsSubscription *sub;
-    uint64_t done;       /* last stream sequence stored or passed (committed) */
-    bool accept_any;     /* the next message starts a new consumer: no gap check */
-    uint64_t reconnects; /* b->reconnects when the consumer was made */
+    uint64_t done;         /* last stream sequence stored or passed (committed) */
+    uint64_t pos;          /* last stream sequence handled: done, or beyond it when the
+                              messages since were only passed (own or refused ones) */
+    int64_t pos_commit_ms; /* when a position alone was last recorded */
+    bool accept_any;       /* the next message starts a new consumer: no gap check */
+    uint64_t reconnects;   /* b->reconnects when the consumer was made */
     rre__import_row *rows;
     natsMsg **acks, **terms;
     pthread_t thread;
@@ -1420,7 +1465,7 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
         if (st != RRE_OK)
             return st;
     }
-    in->done = (uint64_t)pos;
+    in->done = in->pos = (uint64_t)pos;
     atomic_store(&b->in_stream_seq, in->done);
     in->accept_any = true;
     in->reconnects = atomic_load(&b->reconnects);
@@ -1442,7 +1487,7 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
 {
     rre_bridge *b = in->b;
     size_t nrows = 0, nacks = 0, nterms = 0;
-    uint64_t pos = in->done;
+    uint64_t pos = in->pos;
     bool gap = false;
     char why[256];
     for (int i = 0; i < list->Count; i++) {
@@ -1483,7 +1528,12 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
             break;
         }
     }
-    if (pos > in->done || nrows > 0) {
+    /* Messages are stored with the position in one transaction. A batch of
+     * passed messages only (this host's own, refused ones) needs no
+     * transaction of its own: recording its position once a second is
+     * enough, since passing them again after a crash changes nothing. */
+    int64_t now = rre__queue_mono_ms();
+    if (nrows > 0 || (pos > in->done && now - in->pos_commit_ms >= 1000)) {
         rre_status st = rre__importer_append(in->im, in->rows, nrows, b->pos_name, (int64_t)pos);
         if (st != RRE_OK) {
             *closed = st == RRE_ECLOSED;
@@ -1494,8 +1544,10 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
         for (size_t i = 0; i < nrows; i++)
             atomic_fetch_add(in->rows[i].duplicate ? &b->in_duplicates : &b->in_imported, 1);
         in->done = pos;
-        atomic_store(&b->in_stream_seq, pos);
+        in->pos_commit_ms = now;
     }
+    in->pos = pos;
+    atomic_store(&b->in_stream_seq, pos);
     for (size_t i = 0; i < nacks; i++)
         natsMsg_Ack(in->acks[i], NULL);
     for (size_t i = 0; i < nterms; i++)

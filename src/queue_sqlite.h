@@ -185,18 +185,30 @@ rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out);
 
 /* Held reading, for the bridge (queue_subscriber.c). A durable subscriber
  * read with rre__subscriber_read() gets its rows like a poll, but nothing is
- * recorded: the read position moves on in memory only. The handler returns
- * RRE_OK to go on; any other status stops the read at that row (it is read
- * again) and is returned. rre__subscriber_commit() records the cursor up to
- * `upto` (checking the lease and refreshing its heartbeat; no acks rows:
- * the id is ours alone); rre__subscriber_rewind() moves the read position
- * back to the recorded cursor. Once read this way, a subscriber cannot be
- * polled. One thread at a time, as for a poll. */
-typedef rre_status (*rre__row_handler)(const rre_event *ev, double created_at, void *user_data);
+ * recorded: the read position moves on in memory only. The handler gets the
+ * event, its created_at and, when the stored text is JSON as it stands (not
+ * a row with Python's NaN), that text. It returns RRE_OK to go on; any
+ * other status stops the read at that row (it is read again) and is
+ * returned. rre__subscriber_hold() starts held reading, delivering only the
+ * rows whose hostname is `host` (NULL: all; the others are passed without
+ * being decoded). rre__subscriber_commit() records the cursor up to `upto`
+ * (checking the lease and refreshing its heartbeat; no acks rows: the id is
+ * ours alone); rre__subscriber_rewind() moves the read position back to
+ * the recorded cursor. Once read this way, a subscriber cannot be polled.
+ * One thread at a time, as for a poll. */
+typedef struct rre__held_row {
+    const rre_event *ev;
+    double created_at;
+    const char *text; /* NULL when the stored text needed repair */
+    size_t text_len;
+} rre__held_row;
+typedef rre_status (*rre__row_handler)(const rre__held_row *row, void *user_data);
+rre_status rre__subscriber_hold(rre_subscriber *s, const char *host);
 rre_status rre__subscriber_read(rre_subscriber *s, int timeout_ms, size_t max, rre__row_handler fn,
                                 void *user_data, size_t *delivered);
 rre_status rre__subscriber_commit(rre_subscriber *s, int64_t upto);
 void rre__subscriber_rewind(rre_subscriber *s);
+int64_t rre__subscriber_read_pos(const rre_subscriber *s);
 int64_t rre__subscriber_cursor(const rre_subscriber *s);
 
 /* Importing events of other hosts (queue_import.c, used by the bridge). An

@@ -39,6 +39,8 @@ struct row {
     enum row_kind kind;
     bool handled;
     double created_at;
+    char *text; /* held reading: the stored payload text, when it is JSON as stored */
+    size_t text_len;
     rre_event ev;
     char *strings; /* source and hostname, one allocation */
     char reason[128];
@@ -62,6 +64,7 @@ struct rre_subscriber {
      * runs ahead of the recorded cursor until rre__subscriber_commit(). */
     bool held;
     int64_t read_pos;
+    char *held_host; /* held reading: only rows of this host are decoded and delivered */
     int64_t last_heartbeat_ms;
     int64_t heartbeat_interval_ms;
     rre__wake wake;
@@ -452,6 +455,8 @@ static void free_rows(rre_subscriber *s, size_t n)
         s->rows[i].ev.payload = NULL;
         free(s->rows[i].strings);
         s->rows[i].strings = NULL;
+        free(s->rows[i].text);
+        s->rows[i].text = NULL;
     }
 }
 
@@ -473,6 +478,7 @@ void rre_subscriber_destroy(rre_subscriber *s)
     rre__wake_fini(&s->wake);
     free(s->rows);
     free(s->subscribed_types);
+    free(s->held_host);
     free(s->id);
     free(s->name);
     free(s);
@@ -569,6 +575,14 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         r->kind = ROW_SKIP;
         return;
     }
+    if (s->held_host != NULL) {
+        /* Rows of other hosts are passed without being decoded. */
+        const char *h = (const char *)sqlite3_column_text(st, 4);
+        if (h == NULL || strcmp(h, s->held_host) != 0) {
+            r->kind = ROW_SKIP;
+            return;
+        }
+    }
     const char *type_text = (const char *)sqlite3_column_text(st, 1);
     int type_len = sqlite3_column_bytes(st, 1);
     rre_event_type type;
@@ -586,6 +600,17 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
     json_t *payload = NULL;
     rre_status pst = rre_payload_parse(text != NULL ? text : "", text != NULL ? len : 0, &payload);
+    if (pst == RRE_OK && s->held && text != NULL) {
+        r->text = malloc(len + 1);
+        if (r->text == NULL) {
+            json_decref(payload);
+            r->kind = ROW_NOMEM;
+            return;
+        }
+        memcpy(r->text, text, len);
+        r->text[len] = '\0';
+        r->text_len = len;
+    }
     if (pst == RRE_EJSON && text != NULL) {
         size_t fixed_len;
         char *fixed = replace_non_finite(text, len, &fixed_len);
@@ -623,8 +648,8 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     ev->hostname = r->strings + ls + 1;
     ev->event_id = r->id;
     /* A row written under another host's name came through the bridge. */
-    ev->origin = host[0] != '\0' && strcmp(host, s->q->hostname) != 0 ? RRE_ORIGIN_HOST
-                                                                       : RRE_ORIGIN_PROCESS;
+    ev->origin =
+        host[0] != '\0' && strcmp(host, s->q->hostname) != 0 ? RRE_ORIGIN_HOST : RRE_ORIGIN_PROCESS;
     const char *ts = json_string_value(json_object_get(payload, "timestamp"));
     if (ts != NULL && strlen(ts) < RRE_TIMESTAMP_MAX)
         snprintf(ev->timestamp, sizeof ev->timestamp, "%s", ts);
@@ -869,7 +894,8 @@ static rre_status deliver_held(rre_subscriber *s, size_t n, rre__row_handler fn,
     for (size_t i = 0; i < n; i++) {
         struct row *r = &s->rows[i];
         if (r->kind == ROW_DELIVER) {
-            st = fn(&r->ev, r->created_at, user_data);
+            rre__held_row hr = {&r->ev, r->created_at, r->text, r->text_len};
+            st = fn(&hr, user_data);
             if (st != RRE_OK)
                 break;
             (*delivered)++;
@@ -962,16 +988,33 @@ rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max, rr
 /* Held reading (the bridge)                                                 */
 /* ------------------------------------------------------------------------ */
 
+rre_status rre__subscriber_hold(rre_subscriber *s, const char *host)
+{
+    if (!s->ack)
+        return rre__error(RRE_EINVAL, "held reading needs a durable subscriber that records");
+    free(s->held_host);
+    s->held_host = NULL;
+    if (host != NULL && (s->held_host = strdup(host)) == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    s->held = true;
+    s->read_pos = s->cursor;
+    return RRE_OK;
+}
+
 rre_status rre__subscriber_read(rre_subscriber *s, int timeout_ms, size_t max, rre__row_handler fn,
                                 void *user_data, size_t *delivered)
 {
     if (!s->held) {
-        if (!s->ack)
-            return rre__error(RRE_EINVAL, "held reading needs a durable subscriber that records");
-        s->held = true;
-        s->read_pos = s->cursor;
+        rre_status st = rre__subscriber_hold(s, NULL);
+        if (st != RRE_OK)
+            return st;
     }
     return poll_loop(s, timeout_ms, max, NULL, fn, user_data, delivered);
+}
+
+int64_t rre__subscriber_read_pos(const rre_subscriber *s)
+{
+    return s->held ? s->read_pos : s->cursor;
 }
 
 struct commit_ctx {
@@ -1000,7 +1043,8 @@ rre_status rre__subscriber_commit(rre_subscriber *s, int64_t upto)
     if (upto <= s->cursor)
         return heartbeat_if_due(s);
     struct commit_ctx c = {s, upto};
-    rre_status st = rre__queue_write_txn(s->q, s->db, "recording the read position", commit_body, &c);
+    rre_status st =
+        rre__queue_write_txn(s->q, s->db, "recording the read position", commit_body, &c);
     if (st == RRE_OK) {
         s->cursor = upto;
         s->last_heartbeat_ms = rre__queue_mono_ms();
