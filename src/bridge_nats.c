@@ -1383,7 +1383,7 @@ struct inbound {
     bool accept_any;       /* the next message starts a new consumer: no gap check */
     uint64_t reconnects;   /* b->reconnects when the consumer was made */
     rre__import_row *rows;
-    natsMsg **acks, **terms;
+    natsMsg **terms;
     pthread_t thread;
 };
 
@@ -1416,7 +1416,9 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     cc.Durable = b->consumer;
     cc.Description = "rre bridge: imports other hosts' events into this host's queue";
     cc.FilterSubject = RRE_BRIDGE_SUBJECTS;
-    cc.AckPolicy = js_AckExplicit;
+    /* Messages are handled in stream order and acknowledged after their
+     * commit, so one acknowledgement per batch, for the last, does. */
+    cc.AckPolicy = js_AckAll;
     cc.AckWait = (int64_t)ACK_WAIT_S * 1000000000LL;
     cc.MaxDeliver = -1;
     cc.MaxAckPending = b->fetch_batch * 4 > 1000 ? b->fetch_batch * 4 : 1000;
@@ -1480,13 +1482,23 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     return RRE_OK;
 }
 
+static void ack_upto(natsMsg **last, uint64_t *last_seq, natsMsg *m, uint64_t seq)
+{
+    if (seq >= *last_seq) {
+        *last = m;
+        *last_seq = seq;
+    }
+}
+
 /* Handles one fetched batch. Returns false when the consumer must be made
  * again (a gap in the sequence, or a failed commit); *closed when the queue
  * was closed. */
 static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
 {
     rre_bridge *b = in->b;
-    size_t nrows = 0, nacks = 0, nterms = 0;
+    size_t nrows = 0, nterms = 0;
+    natsMsg *ack_last = NULL; /* the message with the highest sequence to acknowledge */
+    uint64_t ack_last_seq = 0;
     uint64_t pos = in->pos;
     bool gap = false;
     char why[256];
@@ -1502,7 +1514,7 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
         atomic_fetch_add(&b->in_messages, 1);
         if (seq <= pos) {
             atomic_fetch_add(&b->in_redelivered, 1);
-            in->acks[nacks++] = m;
+            ack_upto(&ack_last, &ack_last_seq, m, seq);
             continue;
         }
         if (!in->accept_any && seq != pos + 1) {
@@ -1516,11 +1528,11 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
         switch (check_message(b, m, row, why, sizeof why)) {
         case V_GOOD:
             nrows++;
-            in->acks[nacks++] = m;
+            ack_upto(&ack_last, &ack_last_seq, m, seq);
             break;
         case V_OWN:
             atomic_fetch_add(&b->in_own, 1);
-            in->acks[nacks++] = m;
+            ack_upto(&ack_last, &ack_last_seq, m, seq);
             break;
         case V_BAD:
             report_refused(b, m, seq, why);
@@ -1548,10 +1560,10 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
     }
     in->pos = pos;
     atomic_store(&b->in_stream_seq, pos);
-    for (size_t i = 0; i < nacks; i++)
-        natsMsg_Ack(in->acks[i], NULL);
     for (size_t i = 0; i < nterms; i++)
         natsMsg_Term(in->terms[i], NULL);
+    if (ack_last != NULL)
+        natsMsg_Ack(ack_last, NULL); /* AckAll: and every message before it */
     if (gap) {
         atomic_fetch_add(&b->in_consumer_resets, 1);
         rre__log(RRE_LOG_INFO, "bridge",
@@ -1665,9 +1677,8 @@ rre_status rre_bridge_run(rre_bridge *b)
     b->ring_cap = (size_t)b->max_in_flight;
     b->ring = calloc(b->ring_cap, sizeof *b->ring);
     in.rows = calloc((size_t)b->fetch_batch, sizeof *in.rows);
-    in.acks = calloc((size_t)b->fetch_batch, sizeof *in.acks);
     in.terms = calloc((size_t)b->fetch_batch, sizeof *in.terms);
-    if (b->ring == NULL || in.rows == NULL || in.acks == NULL || in.terms == NULL)
+    if (b->ring == NULL || in.rows == NULL || in.terms == NULL)
         st = fail_fatal(b, rre__error(RRE_ENOMEM, "out of memory"));
 
     if (st == RRE_OK) {
@@ -1755,7 +1766,6 @@ rre_status rre_bridge_run(rre_bridge *b)
     rre__importer_close(in.im);
     rre_subscriber_destroy(sub);
     free(in.rows);
-    free(in.acks);
     free(in.terms);
 
     lock(b);
