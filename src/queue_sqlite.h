@@ -187,7 +187,10 @@ rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out);
  * read with rre__subscriber_read() gets its rows like a poll, but nothing is
  * recorded: the read position moves on in memory only. The handler gets the
  * event, its created_at and, when the stored text is JSON as it stands (not
- * a row with Python's NaN), that text. It returns RRE_OK to go on; any
+ * a row with Python's NaN), that text; for a row whose content hash is
+ * stored (one this library wrote or imported) the text is not parsed at all:
+ * ev->payload is NULL, and the hash, timestamp and trace id come from the
+ * stored hash and a scan of the text. It returns RRE_OK to go on; any
  * other status stops the read at that row (it is read again) and is
  * returned. rre__subscriber_hold() starts held reading, delivering only the
  * rows whose hostname is `host` (NULL: all; the others are passed without

@@ -559,6 +559,111 @@ static void format_created_at(double created_at, char out[RRE_TIMESTAMP_MAX])
     snprintf(out + n, RRE_TIMESTAMP_MAX - n, ".%06dZ", (int)micros);
 }
 
+/* Finds the top-level string members "timestamp" and "trace_id" of the JSON
+ * object text p[0..len) without parsing the rest: the text is known to be
+ * valid JSON. A value with escapes, or too long, is not taken. */
+static void scan_envelope(const char *p, size_t len, char ts[RRE_TIMESTAMP_MAX],
+                          char tr[RRE_TRACE_ID_MAX])
+{
+    const char *end = p + len, *key = NULL;
+    size_t key_len = 0;
+    int depth = 0;
+    bool expect_key = false;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            const char *start = ++p;
+            bool escaped = false;
+            while (p < end && *p != '"') {
+                if (*p == '\\') {
+                    escaped = true;
+                    p++;
+                }
+                p++;
+            }
+            size_t n = (size_t)(p - start);
+            p++;
+            if (depth != 1)
+                continue;
+            if (expect_key) {
+                key = start;
+                key_len = n;
+                expect_key = false;
+            } else if (key != NULL && !escaped) {
+                if (key_len == 9 && memcmp(key, "timestamp", 9) == 0 && n < RRE_TIMESTAMP_MAX) {
+                    memcpy(ts, start, n);
+                    ts[n] = '\0';
+                } else if (key_len == 8 && memcmp(key, "trace_id", 8) == 0 &&
+                           n < RRE_TRACE_ID_MAX) {
+                    memcpy(tr, start, n);
+                    tr[n] = '\0';
+                }
+                key = NULL;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+            if (depth == 1)
+                expect_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            expect_key = true;
+            key = NULL;
+        }
+        p++;
+    }
+}
+
+/* Copies source and hostname of the current row into r->strings and points
+ * the event at them. False when out of memory. */
+static bool row_strings(sqlite3_stmt *st, struct row *r)
+{
+    const char *src = (const char *)sqlite3_column_text(st, 3);
+    const char *host = (const char *)sqlite3_column_text(st, 4);
+    src = src != NULL ? src : "";
+    host = host != NULL ? host : "";
+    size_t ls = strlen(src), lh = strlen(host);
+    r->strings = malloc(ls + lh + 2);
+    if (r->strings == NULL)
+        return false;
+    memcpy(r->strings, src, ls + 1);
+    memcpy(r->strings + ls + 1, host, lh + 1);
+    r->ev.source = r->strings;
+    r->ev.hostname = r->strings + ls + 1;
+    return true;
+}
+
+/* Held reading of a row whose content hash is stored (one this library
+ * wrote or imported): the text is kept as it is, not parsed; the envelope
+ * fields are found by a scan. False when out of memory. */
+static bool decode_held_known(rre_subscriber *s, sqlite3_stmt *st, struct row *r,
+                              rre_event_type type, const char *text, size_t len)
+{
+    r->text = malloc(len + 1);
+    if (r->text == NULL || !row_strings(st, r)) {
+        free(r->text);
+        r->text = NULL;
+        return false;
+    }
+    memcpy(r->text, text, len);
+    r->text[len] = '\0';
+    r->text_len = len;
+    rre_event *ev = &r->ev;
+    ev->type = type;
+    ev->payload = NULL;
+    ev->event_id = r->id;
+    ev->origin = strcmp(ev->hostname, s->q->hostname) != 0 && ev->hostname[0] != '\0'
+                     ? RRE_ORIGIN_HOST
+                     : RRE_ORIGIN_PROCESS;
+    memcpy(ev->hash, sqlite3_column_blob(st, 7), RRE_HASH_SIZE);
+    scan_envelope(text, len, ev->timestamp, ev->trace_id);
+    if (ev->timestamp[0] == '\0')
+        format_created_at(r->created_at, ev->timestamp);
+    return true;
+}
+
 /* Decodes the current row of st_read into r. */
 static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, double oldest)
 {
@@ -598,6 +703,12 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     }
     const char *text = (const char *)sqlite3_column_text(st, 2);
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    if (s->held && text != NULL && sqlite3_column_type(st, 7) == SQLITE_BLOB &&
+        sqlite3_column_bytes(st, 7) == RRE_HASH_SIZE) {
+        if (!decode_held_known(s, st, r, type, text, len))
+            r->kind = ROW_NOMEM;
+        return;
+    }
     json_t *payload = NULL;
     rre_status pst = rre_payload_parse(text != NULL ? text : "", text != NULL ? len : 0, &payload);
     if (pst == RRE_OK && s->held && text != NULL) {
@@ -628,24 +739,17 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         snprintf(r->reason, sizeof r->reason, "%s: %.100s", rre_strerror(pst), rre_last_error());
         return;
     }
-    const char *src = (const char *)sqlite3_column_text(st, 3);
-    const char *host = (const char *)sqlite3_column_text(st, 4);
-    src = src != NULL ? src : "";
-    host = host != NULL ? host : "";
-    size_t ls = strlen(src), lh = strlen(host);
-    r->strings = malloc(ls + lh + 2);
-    if (r->strings == NULL) {
+    if (!row_strings(st, r)) {
         json_decref(payload);
+        free(r->text);
+        r->text = NULL;
         r->kind = ROW_NOMEM;
         return;
     }
-    memcpy(r->strings, src, ls + 1);
-    memcpy(r->strings + ls + 1, host, lh + 1);
+    const char *host = r->ev.hostname;
     rre_event *ev = &r->ev;
     ev->type = type;
     ev->payload = payload;
-    ev->source = r->strings;
-    ev->hostname = r->strings + ls + 1;
     ev->event_id = r->id;
     /* A row written under another host's name came through the bridge. */
     ev->origin =
@@ -996,6 +1100,18 @@ rre_status rre__subscriber_hold(rre_subscriber *s, const char *host)
     s->held_host = NULL;
     if (host != NULL && (s->held_host = strdup(host)) == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
+    /* The held reader also reads the stored content hash of each row. */
+    sqlite3_stmt *held = NULL;
+    rre_status st = rre__queue_prepare(
+        s->db,
+        "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
+        " d.hash FROM events e LEFT JOIN rre_dedup d ON d.event_id = e.event_id"
+        " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
+        &held);
+    if (st != RRE_OK)
+        return st;
+    sqlite3_finalize(s->st_read);
+    s->st_read = held;
     s->held = true;
     s->read_pos = s->cursor;
     return RRE_OK;

@@ -96,6 +96,68 @@ static void test_three_hosts_receive_every_event_once_in_origin_order_without_ec
         bh_stop(h[i]);
 }
 
+/* The header named `name` of m, or NULL. */
+static const char *header(natsMsg *m, const char *name)
+{
+    const char *v = NULL;
+    return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
+}
+
+static void test_outbound_message_has_the_subject_headers_and_body_of_the_stored_row(void **state)
+{
+    (void)state;
+    char stream[64];
+    stream_name(stream, sizeof stream, "format");
+    bh_host *a = bh_start(g_dir, "gpu-07.cluster", tu_nats_url(g_nats), stream, NULL);
+    json_t *payload = json_pack("{s:s,s:s,s:f}", "config_key", "hex8_2p", "model_path",
+                                "/models/m.pth", "final_loss", 0.0423);
+    const char *trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    rre_queue_publish_result res;
+    assert_int_equal(rre_queue_publish(a->queue, RRE_EV_TRAINING_COMPLETED, payload, "trainer",
+                                       "2026-03-04T05:06:07.123456", trace, &res),
+                     RRE_OK);
+    json_decref(payload);
+    while (bh_stream_messages(tu_nats_url(g_nats), stream) < 1)
+        usleep(10000);
+    natsConnection *nc = tu_nats_connect(g_nats);
+    assert_non_null(nc);
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetMsg(&m, js, stream, 1, NULL, NULL), NATS_OK);
+    assert_string_equal(natsMsg_GetSubject(m),
+                        "rre.gpu-07_cluster.training_pipeline.TRAINING_COMPLETED");
+    char hex[RRE_HASH_HEX_SIZE];
+    rre_hash_to_hex(res.hash, hex);
+    assert_string_equal(header(m, "Nats-Msg-Id"), hex);
+    assert_string_equal(header(m, "ce-id"), hex);
+    assert_string_equal(header(m, "ce-specversion"), "1.0");
+    assert_string_equal(header(m, "ce-source"), "/ringrift/gpu-07.cluster/trainer");
+    assert_string_equal(header(m, "ce-type"), "ringrift.TRAINING_COMPLETED");
+    assert_string_equal(header(m, "ce-time"), "2026-03-04T05:06:07.123456Z"); /* zone added */
+    assert_string_equal(header(m, "ce-datacontenttype"), "application/json");
+    assert_string_equal(header(m, "ce-traceparent"), trace);
+    assert_string_equal(header(m, "Rre-Origin-Host"), "gpu-07.cluster");
+    /* The body is the row's payload text, byte for byte. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(a->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT payload FROM events WHERE event_id = ?", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(st, 1, res.event_id);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *stored = (const char *)sqlite3_column_text(st, 0);
+    assert_int_equal(natsMsg_GetDataLength(m), (int)strlen(stored));
+    assert_memory_equal(natsMsg_GetData(m), stored, strlen(stored));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    natsMsg_Destroy(m);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    bh_stop(a);
+}
+
 static void test_same_content_on_two_hosts_is_stored_once_on_every_host(void **state)
 {
     (void)state;
@@ -397,6 +459,9 @@ int main(void)
         cmocka_unit_test(test_bad_options_are_refused_by_name),
         cmocka_unit_test_setup_teardown(
             test_three_hosts_receive_every_event_once_in_origin_order_without_echo, server_setup,
+            server_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_outbound_message_has_the_subject_headers_and_body_of_the_stored_row, server_setup,
             server_teardown),
         cmocka_unit_test_setup_teardown(test_same_content_on_two_hosts_is_stored_once_on_every_host,
                                         server_setup, server_teardown),
