@@ -235,6 +235,12 @@ static void back_off(rre_bridge *b, int attempt, const char *why)
 static rre_status nats_error(natsStatus s, jsErrCode jerr, const char *what)
 {
     const char *detail = nats_GetLastError(NULL);
+    /* The library's message starts with its source location: not for users. */
+    if (detail != NULL && detail[0] == '(') {
+        const char *end = strstr(detail, "): ");
+        if (end != NULL && end - detail < 64)
+            detail += end - detail + 3;
+    }
     if (jerr != 0)
         return rre__error(RRE_ENATS, "%s: %s (JetStream error %d)", what,
                           detail != NULL && detail[0] ? detail : natsStatus_GetText(s), (int)jerr);
@@ -287,9 +293,9 @@ rre_status rre_bridge_host_token(const char *host, char *buf, size_t cap)
 {
     if (host == NULL || host[0] == '\0')
         return rre__error(RRE_EINVAL, "a host name must not be empty");
-    size_t len = strlen(host);
+    size_t len = strnlen(host, RRE_BRIDGE_TOKEN_MAX);
     if (len + 1 > cap)
-        return rre__error(RRE_ELIMIT, "the host name is too long (%zu bytes)", len);
+        return rre__error(RRE_ELIMIT, "the host token needs %zu bytes", len + 1);
     for (size_t i = 0; i < len; i++) {
         char c = host[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -358,19 +364,34 @@ static rre_status split_servers(rre_bridge *b, const char *text)
     return RRE_OK;
 }
 
-rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridge_options *opts)
+/* An empty entry in a comma-separated server list. */
+static bool empty_server(const char *list)
 {
-    if (out == NULL || queue == NULL || opts == NULL)
-        return rre__error(RRE_EINVAL, "rre_bridge_create: out, queue and opts must not be NULL");
-    *out = NULL;
+    for (const char *p = list;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        size_t blanks = strspn(p, " \t");
+        if (blanks >= len)
+            return true;
+        if (end == NULL)
+            return false;
+        p = end + 1;
+    }
+}
+
+rre_status rre_bridge_options_check(const rre_bridge_options *opts)
+{
+    if (opts == NULL)
+        return rre__error(RRE_EINVAL, "rre_bridge_options_check: opts is NULL");
     if (opts->servers == NULL || opts->servers[0] == '\0')
         return rre__error(RRE_EINVAL, "the bridge needs at least one NATS server URL");
     if (opts->replicas < 0 || opts->replicas > 5)
         return rre__error(RRE_EINVAL, "replicas must be between 1 and 5, not %d", opts->replicas);
     if (!(opts->max_age_s >= 0) || opts->max_age_s > 1e9)
-        return rre__error(RRE_EINVAL, "the stream's maximum age must be positive and finite");
+        return rre__error(RRE_EINVAL, "the stream's maximum age must be positive and at most "
+                                      "1e9 s (about 31 years)");
     if (!(opts->dedup_window_s >= 0) || opts->dedup_window_s > 1e9)
-        return rre__error(RRE_EINVAL, "the duplicate window must be positive and finite");
+        return rre__error(RRE_EINVAL, "the duplicate window must be positive and at most 1e9 s");
     if (opts->max_in_flight < 0 || opts->max_in_flight > 1000000 || opts->fetch_batch < 0 ||
         opts->fetch_batch > 100000 || opts->publish_timeout_ms < 0)
         return rre__error(RRE_EINVAL, "max_in_flight, fetch_batch and publish_timeout_ms must "
@@ -397,11 +418,31 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
                               "'/' or '\\')",
                               opts->stream);
     }
+    if (empty_server(opts->servers))
+        return rre__error(RRE_EINVAL, "the server list '%s' has an empty entry", opts->servers);
+    if (opts->host != NULL) {
+        if (opts->host[0] == '\0')
+            return rre__error(RRE_EINVAL, "the host name must not be empty");
+        if (strlen(opts->host) > RRE_HOSTNAME_MAX)
+            return rre__error(RRE_EINVAL, "the host name is longer than %d bytes",
+                              RRE_HOSTNAME_MAX);
+        if (!valid_utf8(opts->host, strlen(opts->host)))
+            return rre__error(RRE_EINVAL, "the host name is not valid UTF-8");
+    }
+    return RRE_OK;
+}
+
+rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridge_options *opts)
+{
+    if (out == NULL || queue == NULL || opts == NULL)
+        return rre__error(RRE_EINVAL, "rre_bridge_create: out, queue and opts must not be NULL");
+    *out = NULL;
+    rre_status checked = rre_bridge_options_check(opts);
+    if (checked != RRE_OK)
+        return checked;
     const char *host = opts->host != NULL ? opts->host : rre_queue_hostname(queue);
-    if (host == NULL || host[0] == '\0')
-        return rre__error(RRE_EINVAL, "the host name must not be empty");
-    if (!valid_utf8(host, strlen(host)))
-        return rre__error(RRE_EINVAL, "the host name is not valid UTF-8");
+    if (host == NULL || host[0] == '\0' || !valid_utf8(host, strlen(host)))
+        return rre__error(RRE_EINVAL, "the queue's host name is empty or not valid UTF-8");
 
     rre_bridge *b = calloc(1, sizeof *b);
     if (b == NULL)
@@ -594,11 +635,15 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 }
 
 /* Whether a failure to connect is one that retrying cannot fix. */
-static bool connect_failure_is_fatal(natsStatus s)
+static bool connect_failure_is_fatal(const rre_bridge *b, natsStatus s)
 {
+    /* With TLS 1.3 a server that wants a client certificate checks it after
+     * the handshake and closes the connection: the client sees the protocol
+     * cut short. Retrying cannot fix that either. */
+    bool tls = b->tls_ca != NULL || b->tls_cert != NULL;
     return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED || s == NATS_SSL_ERROR ||
            s == NATS_SECURE_CONNECTION_WANTED || s == NATS_SECURE_CONNECTION_REQUIRED ||
-           s == NATS_ADDRESS_MISSING || s == NATS_INVALID_ARG;
+           s == NATS_ADDRESS_MISSING || s == NATS_INVALID_ARG || (tls && s == NATS_PROTOCOL_ERROR);
 }
 
 static rre_status make_options(rre_bridge *b, natsOptions **out)
@@ -1196,7 +1241,10 @@ static void read_headers(natsMsg *m, struct headers *h)
     };
     for (int i = 0; i < count; i++) {
         for (size_t k = 0; k < RRE__ARRAY_LEN(known); k++) {
-            if (strcasecmp(keys[i], known[k].name) != 0)
+            /* Nats-Msg-Id counts only as written: the server reads it so,
+             * and under another spelling it deduplicated nothing. */
+            if (k == 0 ? strcmp(keys[i], known[k].name) != 0
+                       : strcasecmp(keys[i], known[k].name) != 0)
                 continue;
             const char **slot = (const char **)((char *)h + known[k].offset);
             const char *v = NULL;
@@ -1218,14 +1266,10 @@ static bool is_hash_hex(const char *s)
     return true;
 }
 
-/* The subject token of `host` as the outbound side writes it. */
+/* The subject token of `host`. */
 static void host_token(const char *host, char out[128])
 {
-    char cut[64];
-    size_t len = strnlen(host, sizeof cut - 1);
-    memcpy(cut, host, len);
-    cut[len] = '\0';
-    if (rre_bridge_host_token(cut, out, 128) != RRE_OK)
+    if (rre_bridge_host_token(host, out, 128) != RRE_OK)
         out[0] = '\0';
 }
 
@@ -1382,6 +1426,7 @@ struct inbound {
     int64_t pos_commit_ms; /* when a position alone was last recorded */
     bool accept_any;       /* the next message starts a new consumer: no gap check */
     uint64_t reconnects;   /* b->reconnects when the consumer was made */
+    int64_t checked_ms;    /* when the consumer was last seen to exist */
     rre__import_row *rows;
     natsMsg **terms;
     pthread_t thread;
@@ -1406,6 +1451,14 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        /* Deleted while the bridge ran: make it again, as at the start. */
+        st = ensure_stream(b, fatal);
+        if (st != RRE_OK)
+            return st;
+        jerr = 0;
+        s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+    }
     if (s != NATS_OK)
         return nats_error(s, jerr, "looking up the stream");
     uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
@@ -1471,6 +1524,7 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     atomic_store(&b->in_stream_seq, in->done);
     in->accept_any = true;
     in->reconnects = atomic_load(&b->reconnects);
+    in->checked_ms = rre__queue_mono_ms();
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = b->stream;
@@ -1575,6 +1629,21 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
     return true;
 }
 
+/* While idle, every few seconds: whether the consumer (or its stream) no
+ * longer exists on the server. */
+static bool consumer_gone(struct inbound *in)
+{
+    int64_t now = rre__queue_mono_ms();
+    if (now - in->checked_ms < 5000)
+        return false;
+    in->checked_ms = now;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, in->b->js, in->b->stream, in->b->consumer, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    return s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr;
+}
+
 static void *inbound_main(void *arg)
 {
     struct inbound *in = arg;
@@ -1593,6 +1662,8 @@ static void *inbound_main(void *arg)
                 back_off(b, attempt++, rre_last_error());
                 continue;
             }
+            if (rre_bridge_get_state(b) == RRE_BRIDGE_BACKING_OFF)
+                set_state(b, RRE_BRIDGE_RUNNING);
         }
         natsMsgList list = {0};
         jsErrCode jerr = 0;
@@ -1607,6 +1678,12 @@ static void *inbound_main(void *arg)
             if (atomic_load(&b->reconnects) != in->reconnects) {
                 atomic_fetch_add(&b->in_consumer_resets, 1);
                 drop_consumer(in);
+            } else if (consumer_gone(in)) {
+                /* A fetch on a consumer deleted on the server only times out. */
+                rre__log(RRE_LOG_WARN, "bridge", "the consumer '%s' was deleted; making it again",
+                         b->consumer);
+                atomic_fetch_add(&b->in_consumer_resets, 1);
+                drop_consumer(in);
             }
             continue;
         }
@@ -1617,6 +1694,8 @@ static void *inbound_main(void *arg)
             back_off(b, attempt++, rre_last_error());
             continue;
         }
+        if (rre_bridge_get_state(b) == RRE_BRIDGE_BACKING_OFF)
+            set_state(b, RRE_BRIDGE_RUNNING);
         bool closed = false;
         bool ok = handle_batch(in, &list, &closed);
         natsMsgList_Destroy(&list);
@@ -1650,7 +1729,13 @@ static rre_status connect_nats(rre_bridge *b, natsOptions *no)
             return RRE_OK;
         }
         rre_status st = nats_error(s, 0, "connecting to NATS");
-        if (connect_failure_is_fatal(s))
+        if (s == NATS_PROTOCOL_ERROR && connect_failure_is_fatal(b, s))
+            st = rre__error(RRE_ENATS,
+                            "connecting to NATS: the server closed the connection after the TLS "
+                            "handshake: it may require a client certificate (--tls-cert and "
+                            "--tls-key) or refuse the one given (%s)",
+                            rre_last_error());
+        if (connect_failure_is_fatal(b, s))
             return fail_fatal(b, st);
         back_off(b, attempt, rre_last_error());
     }

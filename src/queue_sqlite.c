@@ -559,6 +559,10 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
     if (opts == NULL)
         opts = &defaults;
 
+    /* A name the queue would have to cut would no longer be the host's:
+     * rows written under it would not match it (the bridge's own rows). */
+    if (opts->hostname != NULL && strlen(opts->hostname) > RRE_HOSTNAME_MAX)
+        return rre__error(RRE_EINVAL, "the host name is longer than %d bytes", RRE_HOSTNAME_MAX);
     rre_queue *q = calloc(1, sizeof *q);
     if (q == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
@@ -575,7 +579,7 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
         st = rre_queue_default_path(pathbuf, sizeof pathbuf);
         q->path = st == RRE_OK ? strdup(pathbuf) : NULL;
     }
-    char host[256] = "";
+    char host[RRE_HOSTNAME_MAX + 1] = "";
     if (opts->hostname != NULL)
         snprintf(host, sizeof host, "%s", opts->hostname);
     else if (gethostname(host, sizeof host - 1) != 0)

@@ -428,6 +428,12 @@ static void test_bad_options_are_refused_by_name(void **state)
     assert_int_equal(rre_bridge_create(&b, q, &o), RRE_EINVAL);
     o.host = "\xff\xfe";
     assert_int_equal(rre_bridge_create(&b, q, &o), RRE_EINVAL);
+    char too_long[RRE_HOSTNAME_MAX + 2];
+    memset(too_long, 'h', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = '\0';
+    o.host = too_long;
+    assert_int_equal(rre_bridge_create(&b, q, &o), RRE_EINVAL);
+    assert_int_equal(rre_bridge_options_check(&o), RRE_EINVAL);
     assert_null(b);
     o.host = "gpu-07.cluster.example";
     assert_int_equal(rre_bridge_create(&b, q, &o), RRE_OK);
@@ -450,6 +456,12 @@ static void test_host_token_keeps_letters_digits_dash_and_underscore(void **stat
     assert_string_equal(buf, "h__te___");
     assert_int_equal(rre_bridge_host_token("", buf, sizeof buf), RRE_EINVAL);
     assert_int_equal(rre_bridge_host_token("abcdef", buf, 4), RRE_ELIMIT);
+    /* A long name gives its first RRE_BRIDGE_TOKEN_MAX bytes. */
+    char longname[101], token[128];
+    memset(longname, 'h', 100);
+    longname[100] = '\0';
+    assert_int_equal(rre_bridge_host_token(longname, token, sizeof token), RRE_OK);
+    assert_int_equal(strlen(token), RRE_BRIDGE_TOKEN_MAX);
 }
 
 int main(void)

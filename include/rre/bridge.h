@@ -114,10 +114,16 @@ typedef struct rre_bridge_options {
 /* Fills `opts` with the defaults. */
 RRE_API void rre_bridge_options_init(rre_bridge_options *opts);
 
+/* Checks options without a queue: RRE_EINVAL naming the bad one (no
+ * servers or an empty entry in the list, a negative or too large setting, a
+ * stream name with '.', '*', '>', '/', '\' or blanks, a client certificate
+ * without its key, a user without a password or with '"' or '\', both a
+ * user and a credentials file, an empty, too long or non-UTF-8 host). */
+RRE_API rre_status rre_bridge_options_check(const rre_bridge_options *opts);
+
 /* Makes a bridge for `queue` (borrowed: it must outlive the bridge). Checks
- * and copies the options (RRE_EINVAL naming the bad one: no servers, a
- * negative or too large setting, a client certificate without its key, an
- * empty host); does not connect. */
+ * the options as rre_bridge_options_check() does and copies them; does not
+ * connect. */
 RRE_API rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue,
                                      const rre_bridge_options *opts);
 
@@ -170,9 +176,13 @@ RRE_API void rre_bridge_get_counters(const rre_bridge *b, rre_bridge_counters *o
  * the digits tell apart hosts whose tokens are equal). */
 RRE_API const char *rre_bridge_consumer_name(const rre_bridge *b);
 
-/* The host token of a host name, as it appears in subjects: every byte
- * outside [A-Za-z0-9_-] becomes '_'. Writes at most cap bytes with the NUL;
- * RRE_ELIMIT when it does not fit, RRE_EINVAL for an empty name. */
+/* The longest host token, in bytes (without the NUL). */
+#define RRE_BRIDGE_TOKEN_MAX 63
+
+/* The host token of a host name, as it appears in subjects: its first
+ * RRE_BRIDGE_TOKEN_MAX bytes, every byte outside [A-Za-z0-9_-] made '_'.
+ * Writes the token and a NUL; RRE_ELIMIT when cap is too small for them,
+ * RRE_EINVAL for an empty name. */
 RRE_API rre_status rre_bridge_host_token(const char *host, char *buf, size_t cap);
 
 /* Frees a bridge that is not running (rre_bridge_run() returned, or was

@@ -78,6 +78,9 @@
 #ifndef RRE_QUEUE_H
 #define RRE_QUEUE_H
 
+/* The longest host name a queue (and a bridge) takes, in bytes. */
+#define RRE_HOSTNAME_MAX 255
+
 /* The name of the database file inside the coordination directory. */
 #define RRE_QUEUE_FILE_NAME "events.db"
 /* The subscriber name Python's router uses; refused for C subscribers. */
@@ -95,7 +98,8 @@ typedef enum rre_queue_sync {
  * and NULL fields mean "the default". Strings are copied. */
 typedef struct rre_queue_options {
     const char *path;            /* database file; NULL: the default location */
-    const char *hostname;        /* written to `hostname`; NULL: gethostname() */
+    const char *hostname;        /* written to `hostname` (at most RRE_HOSTNAME_MAX bytes,
+                                    else RRE_EINVAL); NULL: gethostname() */
     const char *default_source;  /* source of publishes that give none; NULL: "" */
     rre_queue_sync sync;         /* default NORMAL */
     int busy_timeout_ms;         /* 0: 60000 */

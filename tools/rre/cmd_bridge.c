@@ -197,6 +197,9 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
     sigaddset(&sw.set, SIGINT);
     sigaddset(&sw.set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
+    /* What the library refuses is wrong usage too, and nothing is opened. */
+    if (rre_bridge_options_check(&o) != RRE_OK)
+        return cli_usage_error("bridge: %s", rre_last_error());
     rre_set_logger(log_to_stderr, NULL, verbose ? RRE_LOG_INFO : RRE_LOG_WARN);
     rre_queue_options qo;
     rre_queue_options_init(&qo);
@@ -233,7 +236,8 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
     rre_bridge_get_counters(b, &c);
     rre_bridge_destroy(b);
     rre_queue_destroy(q);
-    rre_set_logger(NULL, NULL, RRE_LOG_ERROR);
+    /* The logger stays set: the library keeps a replaced sink for ever
+     * (a thread may still be using it), which leak checkers would report. */
     if (st != RRE_OK)
         return cli_fail("bridge: %s: %s", rre_strerror(st), why);
     fprintf(stderr,
