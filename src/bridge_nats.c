@@ -43,7 +43,9 @@
 #include <time.h>
 
 #define DEFAULT_MAX_AGE_S (7.0 * 24 * 3600)
-#define DEFAULT_IN_FLIGHT 1024
+#define DEFAULT_IN_FLIGHT 256
+/* The longest source an inbound message may carry, in bytes. */
+#define SOURCE_MAX 4096
 #define DEFAULT_FETCH_BATCH 256
 #define DEFAULT_PUBLISH_TIMEOUT_MS 5000
 #define BACKOFF_MIN_MS 100
@@ -894,9 +896,16 @@ static rre_status build_message(rre_bridge *b, const rre__held_row *row, natsMsg
     free(body);
     char hex[RRE_HASH_HEX_SIZE];
     rre_hash_to_hex(ev->hash, hex);
-    char type[160], source[1024], when[64];
+    char type[160], stack_source[512], when[64];
     snprintf(type, sizeof type, CE_TYPE_PREFIX "%s", info->name);
-    snprintf(source, sizeof source, CE_SOURCE_PREFIX "%s/%s", b->host, ev->source);
+    /* The source whole, however long: cut, it could end inside a character. */
+    size_t source_len = strlen(CE_SOURCE_PREFIX) + strlen(b->host) + 1 + strlen(ev->source) + 1;
+    char *source = source_len <= sizeof stack_source ? stack_source : malloc(source_len);
+    if (source == NULL) {
+        natsMsg_Destroy(m);
+        return rre__error(RRE_ENOMEM, "out of memory");
+    }
+    snprintf(source, source_len, CE_SOURCE_PREFIX "%s/%s", b->host, ev->source);
     if (!rfc3339(ev->timestamp, when, sizeof when))
         format_time(row->created_at, when, sizeof when);
     if (s == NATS_OK)
@@ -917,6 +926,8 @@ static rre_status build_message(rre_bridge *b, const rre__held_row *row, natsMsg
         s = natsMsgHeader_Set(m, H_TRACEPARENT, ev->trace_id);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, H_ORIGIN, b->host);
+    if (source != stack_source)
+        free(source);
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         return nats_error(s, 0, "building a message");
@@ -1358,8 +1369,8 @@ static enum verdict check_message(rre_bridge *b, natsMsg *m, rre__import_row *ro
         return V_BAD;
     }
     const char *source = h.source + plen + olen + 1;
-    if (strlen(source) > 1024 || !valid_utf8(source, strlen(source))) {
-        snprintf(why, cap, "the source is longer than 1024 bytes or not UTF-8");
+    if (strlen(source) > SOURCE_MAX || !valid_utf8(source, strlen(source))) {
+        snprintf(why, cap, "the source is longer than %d bytes or not UTF-8", SOURCE_MAX);
         return V_BAD;
     }
     const char *body = natsMsg_GetData(m);

@@ -196,7 +196,7 @@ typedef struct wire {
     char *body; /* owned */
     size_t len;
     const char *name[HM_COUNT]; /* NULL: the header is left out */
-    char value[HM_COUNT][1200];
+    char value[HM_COUNT][4400];
 } wire;
 
 static unsigned g_made_up_ids;
@@ -666,11 +666,11 @@ static void send_hostile_messages(bh_host *b, js_client *c)
     expect_refused(b, c, &w, "a source that is not UTF-8 in ce-source");
     wire_free(&w);
     {
-        char longsrc[1100];
-        memset(longsrc, 's', 1030);
-        longsrc[1030] = '\0';
+        char longsrc[4200];
+        memset(longsrc, 's', 4100);
+        longsrc[4100] = '\0';
         wire_init(&w, SENDER, "ELO_UPDATED", "{\"model_id\":\"i14\"}", longsrc);
-        expect_refused(b, c, &w, "a source of 1030 bytes in ce-source");
+        expect_refused(b, c, &w, "a source of 4100 bytes in ce-source");
         wire_free(&w);
     }
     wire_init(&w, SENDER, "ELO_UPDATED", "{\"model_id\":\"i15\"}", "evaluator");

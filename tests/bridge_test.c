@@ -153,6 +153,18 @@ static void test_outbound_message_has_the_subject_headers_and_body_of_the_stored
     sqlite3_finalize(st);
     sqlite3_close(db);
     natsMsg_Destroy(m);
+    /* A long source is carried whole, not cut. */
+    char longsrc[2001];
+    memset(longsrc, 's', 2000);
+    longsrc[2000] = '\0';
+    bh_publish_text(a, "ELO_UPDATED", "{\"long_source\":1}", longsrc);
+    while (bh_stream_messages(tu_nats_url(g_nats), stream) < 2)
+        usleep(10000);
+    assert_int_equal(js_GetMsg(&m, js, stream, 2, NULL, NULL), NATS_OK);
+    const char *src = header(m, "ce-source");
+    assert_non_null(src);
+    assert_int_equal(strlen(src), strlen("/ringrift/gpu-07.cluster/") + 2000);
+    natsMsg_Destroy(m);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     bh_stop(a);

@@ -106,7 +106,7 @@ typedef struct rre_bridge_options {
     const char *tls_cert, *tls_key; /* a client certificate and its key (PEM) */
     rre_bridge_start start;         /* first start only; later starts resume */
     double start_time;              /* Unix seconds, for RRE_BRIDGE_START_TIME */
-    int max_in_flight;              /* publishes awaiting confirmation; 0: 1024 */
+    int max_in_flight;              /* publishes awaiting confirmation; 0: 256 */
     int fetch_batch;                /* messages per fetch and per import transaction; 0: 256 */
     int publish_timeout_ms;         /* wait for one confirmation; 0: 5000 */
 } rre_bridge_options;
