@@ -827,6 +827,19 @@ struct ack_ctx {
     bool *poison_new; /* per row: the poison record is new (log it) */
 };
 
+/* Moves the subscriber's recorded cursor forward to `cursor` (never back),
+ * inside a write transaction. */
+static int record_cursor(sqlite3 *db, rre_subscriber *s, int64_t cursor, double now)
+{
+    int rc = run_sql(db,
+                     "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
+                     " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
+                     " last_event_id = max(last_event_id, excluded.last_event_id),"
+                     " updated_at = excluded.updated_at",
+                     "tid", s->id, cursor, now);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     struct ack_ctx *c = vctx;
@@ -873,13 +886,7 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
     sqlite3_finalize(poison);
     if (rc != SQLITE_OK)
         return rc;
-    rc = run_sql(db,
-                 "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
-                 " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
-                 " last_event_id = max(last_event_id, excluded.last_event_id),"
-                 " updated_at = excluded.updated_at",
-                 "tid", s->id, c->cursor, now);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return record_cursor(db, s, c->cursor, now);
 }
 
 /* Whether a transient reader should report a poison row (not yet recorded
@@ -1145,13 +1152,7 @@ static int commit_body(sqlite3 *db, void *vctx, rre_status *body_status)
     int rc = heartbeat_in_txn(db, c->s, now, body_status);
     if (rc != SQLITE_OK)
         return rc;
-    rc = run_sql(db,
-                 "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
-                 " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
-                 " last_event_id = max(last_event_id, excluded.last_event_id),"
-                 " updated_at = excluded.updated_at",
-                 "tid", c->s->id, c->upto, now);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return record_cursor(db, c->s, c->upto, now);
 }
 
 rre_status rre__subscriber_commit(rre_subscriber *s, int64_t upto)
