@@ -106,13 +106,17 @@ struct rre_bridge {
     rre_status fatal;       /* mu */
     char fatal_msg[512];    /* mu */
     atomic_bool stop;
+    /* The connection of this session was lost (set by the NATS library's
+     * closed callback, or by rre_bridge_run() ending a session). */
+    atomic_bool session_over;
 
     /* The outbound ring; mu. */
     struct slot *ring;
     size_t ring_cap, ring_head, ring_len;
     size_t ack_hint; /* ring index after the slot the last PubAck matched */
     size_t in_flight;
-    bool published; /* an async publish was made (the library's pending list exists) */
+    bool published; /* an async publish was made on this session's context (the
+                       library's pending list exists only then) */
     bool out_failed;
     char out_error[256];
 
@@ -204,7 +208,7 @@ static void sleep_ms(rre_bridge *b, int64_t ms)
         ts.tv_nsec -= 1000000000L;
     }
     lock(b);
-    while (!stopping(b)) {
+    while (!stopping(b) && !atomic_load(&b->session_over)) {
         if (pthread_cond_timedwait(&b->cv, &b->mu, &ts) == ETIMEDOUT)
             break;
     }
@@ -501,6 +505,7 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
         opts->publish_timeout_ms > 0 ? opts->publish_timeout_ms : DEFAULT_PUBLISH_TIMEOUT_MS;
     b->state = RRE_BRIDGE_CONNECTING;
     atomic_init(&b->stop, false);
+    atomic_init(&b->session_over, false);
     atomic_init(&b->connected, false);
     *out = b;
     return RRE_OK;
@@ -609,23 +614,17 @@ void rre_bridge_get_counters(const rre_bridge *b, rre_bridge_counters *out)
 /* Connecting                                                                */
 /* ------------------------------------------------------------------------ */
 
-static void on_disconnected(natsConnection *nc, void *closure)
+/* The connection is gone (the library does not reconnect it: see
+ * make_options()). Ends the session; rre_bridge_run() connects anew. */
+static void on_closed(natsConnection *nc, void *closure)
 {
     (void)nc;
     rre_bridge *b = closure;
     atomic_store(&b->connected, false);
-    if (!stopping(b))
-        rre__log(RRE_LOG_WARN, "bridge", "disconnected from NATS; reconnecting");
-}
-
-static void on_reconnected(natsConnection *nc, void *closure)
-{
-    rre_bridge *b = closure;
-    char url[256] = "";
-    natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    atomic_store(&b->connected, true);
-    atomic_fetch_add(&b->reconnects, 1);
-    rre__log(RRE_LOG_INFO, "bridge", "reconnected to %s", url);
+    atomic_store(&b->session_over, true);
+    lock(b);
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -660,22 +659,19 @@ static rre_status make_options(rre_bridge *b, natsOptions **out)
         s = natsOptions_SetName(o, name);
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(o, 2000);
+    /* No reconnection by the library: after one it sends what it had
+     * buffered, which may come after a lost earlier message whose resend
+     * then lands behind it. A lost connection ends the session instead; its
+     * buffers go with it, so the stream holds a prefix of what was sent, and
+     * the bridge connects anew and resends from the first unconfirmed row. */
     if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectJitter(o, 250, 1000);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+        s = natsOptions_SetAllowReconnect(o, false);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(o, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetMaxPingsOut(o, 3);
     if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(o, on_reconnected, b);
+        s = natsOptions_SetClosedCB(o, on_closed, b);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(o, on_async_error, b);
     if (s == NATS_OK && b->user != NULL)
@@ -1120,7 +1116,8 @@ static rre_status recover_outbound(rre_bridge *b, rre_subscriber *sub, struct ou
     atomic_store(&b->out_cursor, rre__subscriber_cursor(sub));
     rre__subscriber_rewind(sub);
     c->last_read = rre__subscriber_cursor(sub);
-    back_off(b, (*attempt)++, why);
+    if (attempt != NULL)
+        back_off(b, (*attempt)++, why);
     return RRE_OK;
 }
 
@@ -1140,7 +1137,7 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
     bool probing = true;
     uint64_t confirmed_before = 0;
     atomic_store(&b->out_cursor, c.last_read);
-    while (!stopping(b)) {
+    while (!stopping(b) && !atomic_load(&b->session_over)) {
         lock(b);
         bool failed = b->out_failed;
         int64_t upto = confirmed_upto(b, c.last_read);
@@ -1155,6 +1152,8 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
         size_t room = probing && ring_len > 0 ? 0 : (size_t)b->max_in_flight - ring_len;
         bool idle = ring_len == 0;
         if (failed) {
+            if (atomic_load(&b->session_over))
+                break; /* the end of the session does the recovery */
             rre_status st = recover_outbound(b, sub, &c, &attempt);
             if (st != RRE_OK)
                 return st;
@@ -1211,14 +1210,12 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
             return st;
         back_off(b, db_attempt++, rre_last_error());
     }
-    /* Stopping: record what the stream has confirmed, so a restart does not
-     * send it again. */
-    lock(b);
-    int64_t upto = confirmed_upto(b, c.last_read);
-    unlock(b);
-    if (upto > rre__subscriber_cursor(sub) && rre__subscriber_commit(sub, upto) == RRE_OK)
-        atomic_store(&b->out_cursor, upto);
-    return RRE_OK;
+    /* The end of the session (a stop, or a lost connection): what is in
+     * flight is in doubt. Record what the stream confirmed and read again
+     * from there in the next session (the stream drops the copies). */
+    reclaim_pending(b);
+    rre_status st = recover_outbound(b, sub, &c, NULL);
+    return st == RRE_EHELD || st == RRE_ECLOSED ? st : RRE_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1660,7 +1657,7 @@ static void *inbound_main(void *arg)
     struct inbound *in = arg;
     rre_bridge *b = in->b;
     int attempt = 0;
-    while (!stopping(b)) {
+    while (!stopping(b) && !atomic_load(&b->session_over)) {
         if (in->sub == NULL) {
             bool fatal = false;
             rre_status st = setup_consumer(in, &fatal);
@@ -1753,6 +1750,91 @@ static rre_status connect_nats(rre_bridge *b, natsOptions *no)
     return RRE_ECLOSED;
 }
 
+/* Ends a session: the inbound thread, the consumer subscription, the
+ * publishes in doubt, the connection. */
+static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
+{
+    atomic_store(&b->session_over, true);
+    lock(b);
+    pthread_cond_broadcast(&b->cv);
+    unlock(b);
+    if (inbound_started)
+        pthread_join(in->thread, NULL);
+    drop_consumer(in);
+    if (b->js != NULL) {
+        reclaim_pending(b);
+        drain_in_flight(b);
+    }
+    if (b->nc != NULL)
+        natsConnection_Close(b->nc);
+    jsCtx_Destroy(b->js);
+    b->js = NULL;
+    natsConnection_Destroy(b->nc);
+    b->nc = NULL;
+    atomic_store(&b->connected, false);
+}
+
+/* One session: connect, make sure of the stream and the consumer, carry
+ * events both ways until the connection is lost or the bridge stops.
+ * Returns RRE_OK in both cases, or a fatal status (recorded). */
+static rre_status run_session(rre_bridge *b, natsOptions *no, rre_subscriber *sub,
+                              struct inbound *in)
+{
+    bool inbound_started = false;
+    rre_status st = connect_nats(b, no);
+    if (st == RRE_ECLOSED) {
+        end_session(b, in, false);
+        return RRE_OK; /* stopped while connecting */
+    }
+    if (st == RRE_OK) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 5000;
+        jo.PublishAsync.MaxPending = b->max_in_flight + 64;
+        jo.PublishAsync.AckHandler = on_pub_ack;
+        jo.PublishAsync.AckHandlerClosure = b;
+        natsStatus s = natsConnection_JetStream(&b->js, b->nc, &jo);
+        if (s != NATS_OK)
+            st = fail_fatal(b, nats_error(s, 0, "opening JetStream"));
+        lock(b);
+        b->published = false; /* of this context (see reclaim_pending()) */
+        unlock(b);
+    }
+    /* The stream, then the consumer: retried until they exist, unless the
+     * server's answer says retrying cannot help. */
+    for (int attempt = 0; st == RRE_OK && !stopping(b) && !atomic_load(&b->session_over);
+         attempt++) {
+        bool fatal = false;
+        rre_status step = ensure_stream(b, &fatal);
+        if (step == RRE_OK)
+            step = setup_consumer(in, &fatal);
+        if (step == RRE_OK)
+            break;
+        if (fatal || step == RRE_ECLOSED) {
+            st = fail_fatal(b, step);
+            break;
+        }
+        drop_consumer(in);
+        back_off(b, attempt, rre_last_error());
+    }
+    if (st == RRE_OK && !stopping(b) && !atomic_load(&b->session_over)) {
+        if (pthread_create(&in->thread, NULL, inbound_main, in) != 0)
+            st = fail_fatal(b, rre__error(RRE_EINTERNAL, "cannot start the inbound thread"));
+        else
+            inbound_started = true;
+    }
+    if (st == RRE_OK && !stopping(b) && !atomic_load(&b->session_over)) {
+        rre__log(RRE_LOG_INFO, "bridge", "running: host '%s', stream '%s', consumer '%s'", b->host,
+                 b->stream, b->consumer);
+        set_state(b, RRE_BRIDGE_RUNNING);
+        st = outbound_loop(b, sub);
+        if (st != RRE_OK)
+            fail_fatal(b, st);
+    }
+    end_session(b, in, inbound_started);
+    return st;
+}
+
 rre_status rre_bridge_run(rre_bridge *b)
 {
     if (b == NULL)
@@ -1767,7 +1849,6 @@ rre_status rre_bridge_run(rre_bridge *b)
     rre_subscriber *sub = NULL;
     natsOptions *no = NULL;
     struct inbound in = {.b = b};
-    bool inbound_started = false;
     rre_status st = RRE_OK;
 
     b->ring_cap = (size_t)b->max_in_flight;
@@ -1798,66 +1879,24 @@ rre_status rre_bridge_run(rre_bridge *b)
         if (st != RRE_OK)
             fail_fatal(b, st);
     }
-    if (st == RRE_OK)
-        st = connect_nats(b, no);
-    if (st == RRE_OK) {
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        jo.Wait = 5000;
-        jo.PublishAsync.MaxPending = b->max_in_flight + 64;
-        jo.PublishAsync.AckHandler = on_pub_ack;
-        jo.PublishAsync.AckHandlerClosure = b;
-        natsStatus s = natsConnection_JetStream(&b->js, b->nc, &jo);
-        if (s != NATS_OK)
-            st = fail_fatal(b, nats_error(s, 0, "opening JetStream"));
-    }
-    /* The stream, then the consumer: retried until they exist, unless the
-     * server's answer says retrying cannot help. */
-    for (int attempt = 0; st == RRE_OK && !stopping(b); attempt++) {
-        bool fatal = false;
-        rre_status step = ensure_stream(b, &fatal);
-        if (step == RRE_OK)
-            step = setup_consumer(&in, &fatal);
-        if (step == RRE_OK)
+    /* Sessions: one connection each. A lost connection ends a session;
+     * the next one connects anew after a short, growing pause. */
+    for (int lost = 0; st == RRE_OK && !stopping(b);) {
+        atomic_store(&b->session_over, false);
+        int64_t started = rre__queue_mono_ms();
+        st = run_session(b, no, sub, &in);
+        if (st != RRE_OK || stopping(b))
             break;
-        if (fatal || step == RRE_ECLOSED) {
-            st = fail_fatal(b, step);
-            break;
-        }
-        drop_consumer(&in);
-        back_off(b, attempt, rre_last_error());
-    }
-    if (st == RRE_OK && !stopping(b)) {
-        if (pthread_create(&in.thread, NULL, inbound_main, &in) != 0)
-            st = fail_fatal(b, rre__error(RRE_EINTERNAL, "cannot start the inbound thread"));
-        else
-            inbound_started = true;
-    }
-    if (st == RRE_OK && !stopping(b)) {
-        rre__log(RRE_LOG_INFO, "bridge", "running: host '%s', stream '%s', consumer '%s'", b->host,
-                 b->stream, b->consumer);
-        set_state(b, RRE_BRIDGE_RUNNING);
-        st = outbound_loop(b, sub);
-        if (st != RRE_OK)
-            fail_fatal(b, st);
+        if (rre__queue_mono_ms() - started > 10000)
+            lost = 0; /* it ran well: start the pauses small again */
+        atomic_store(&b->session_over, false);
+        atomic_fetch_add(&b->reconnects, 1);
+        back_off(b, lost++, "the connection to NATS was lost");
     }
     atomic_store(&b->stop, true);
     lock(b);
     pthread_cond_broadcast(&b->cv);
     unlock(b);
-    if (inbound_started)
-        pthread_join(in.thread, NULL);
-    drop_consumer(&in);
-    if (b->js != NULL) {
-        reclaim_pending(b);
-        drain_in_flight(b);
-    }
-    if (b->nc != NULL)
-        natsConnection_Close(b->nc);
-    jsCtx_Destroy(b->js);
-    b->js = NULL;
-    natsConnection_Destroy(b->nc);
-    b->nc = NULL;
     natsOptions_Destroy(no);
     rre__importer_close(in.im);
     rre_subscriber_destroy(sub);

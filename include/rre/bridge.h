@@ -38,6 +38,13 @@
  *    consumer again at the first sequence not yet stored rather than let
  *    later messages overtake it or wait for the redelivery.
  *
+ * SESSIONS. A bridge works in sessions of one NATS connection each. A lost
+ * connection ends the session (what it had buffered is dropped with it, so
+ * the stream holds a prefix of what was sent); the next session connects
+ * anew, makes the consumer again and resends from the first unconfirmed
+ * row. The client library's own reconnection is not used: after one it
+ * sends what it had buffered, which can land behind a lost earlier message.
+ *
  * STATES. A bridge is an explicit state machine (rre_bridge_state): it
  * starts CONNECTING; once the stream and its consumer exist it is RUNNING
  * (rre_bridge_wait_ready() returns); a failure that may pass (no server
