@@ -131,16 +131,7 @@ static int tls_server_setup(void **state)
     g_dir = tu_mkdtemp();
     if (g_dir == NULL)
         return setup_failed();
-    char certs[600], d[600];
-    snprintf(certs, sizeof certs, "%s/certs", g_dir);
-    snprintf(d, sizeof d, "%s/nats", g_dir);
-    if (!tu_nats_make_certs(certs))
-        return setup_failed();
-    tu_nats_options o = {0};
-    o.tls = true;
-    o.tls_dir = certs;
-    o.tls_verify = true;
-    g_nats = tu_nats_start(d, &o);
+    g_nats = tu_nats_start_tls(g_dir);
     return g_nats != NULL ? 0 : setup_failed();
 }
 

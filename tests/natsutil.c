@@ -1471,3 +1471,17 @@ bool tu_nats_make_certs(const char *dir)
     free(ca_key);
     return ok;
 }
+
+tu_nats *tu_nats_start_tls(const char *root)
+{
+    char certs[600], dir[600];
+    snprintf(certs, sizeof certs, "%s/certs", root);
+    snprintf(dir, sizeof dir, "%s/nats", root);
+    if (!tu_nats_make_certs(certs))
+        return NULL;
+    tu_nats_options o = {0};
+    o.tls = true;
+    o.tls_dir = certs;
+    o.tls_verify = true;
+    return tu_nats_start(dir, &o);
+}

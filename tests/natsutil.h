@@ -58,6 +58,11 @@ const char *tu_nats_server_path(void);
  * could not be started within the timeout. opts may be NULL. */
 tu_nats *tu_nats_start(const char *dir, const tu_nats_options *opts);
 
+/* Makes certificates under ROOT/certs (tu_nats_make_certs()) and starts a
+ * server under ROOT/nats that serves TLS with them and requires a client
+ * certificate signed by their CA. NULL (said on stderr) on failure. */
+tu_nats *tu_nats_start_tls(const char *root);
+
 /* The client URL, "nats://127.0.0.1:PORT" ("tls://..." with TLS). */
 const char *tu_nats_url(const tu_nats *n);
 /* The client port, the monitoring (HTTP) port, and the cluster port (0
