@@ -109,6 +109,7 @@ struct rre_bridge {
     /* The connection of this session was lost (set by the NATS library's
      * closed callback, or by rre_bridge_run() ending a session). */
     atomic_bool session_over;
+    bool closed_seen; /* mu: the closed callback of this session's connection ran */
 
     /* The outbound ring; mu. */
     struct slot *ring;
@@ -622,7 +623,10 @@ static void on_closed(natsConnection *nc, void *closure)
     rre_bridge *b = closure;
     atomic_store(&b->connected, false);
     atomic_store(&b->session_over, true);
+    /* The last touch of the bridge: end_session() waits for it before the
+     * connection (and maybe the bridge) goes away. */
     lock(b);
+    b->closed_seen = true;
     pthread_cond_broadcast(&b->cv);
     unlock(b);
 }
@@ -1442,6 +1446,10 @@ struct inbound {
 
 static void drop_consumer(struct inbound *in)
 {
+    /* Unsubscribe first, so that no late fetch response is delivered to a
+     * subscription being destroyed. */
+    if (in->sub != NULL)
+        natsSubscription_Unsubscribe(in->sub);
     natsSubscription_Destroy(in->sub);
     in->sub = NULL;
 }
@@ -1729,6 +1737,9 @@ static rre_status connect_nats(rre_bridge *b, natsOptions *no)
 {
     for (int attempt = 0; !stopping(b); attempt++) {
         set_state(b, RRE_BRIDGE_CONNECTING);
+        lock(b);
+        b->closed_seen = false;
+        unlock(b);
         natsConnection *nc = NULL;
         natsStatus s = natsConnection_Connect(&nc, no);
         if (s == NATS_OK) {
@@ -1765,8 +1776,24 @@ static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
         reclaim_pending(b);
         drain_in_flight(b);
     }
-    if (b->nc != NULL)
+    if (b->nc != NULL) {
         natsConnection_Close(b->nc);
+        /* The closed callback runs on a thread of the library, later: wait
+         * for it (bounded), so that it never runs on a freed bridge. */
+        int64_t deadline = rre__queue_mono_ms() + 10000;
+        lock(b);
+        while (!b->closed_seen && rre__queue_mono_ms() < deadline) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+        unlock(b);
+    }
     jsCtx_Destroy(b->js);
     b->js = NULL;
     natsConnection_Destroy(b->nc);
