@@ -1080,9 +1080,12 @@ test_bridge_killed_at_random_moments_loses_nothing_and_stores_nothing_twice(void
     /* The test's own processes of hosts A and B: they publish while the
      * bridges come and go. */
     rre_queue *qa = open_queue(a->db, "A"), *qb = open_queue(b->db, "B");
+    /* One after the other: A makes the stream, B finds it. (Two bridges
+     * that make a new stream at the same moment are not what this test is
+     * about.) */
     cli_spawn(a);
-    cli_spawn(b);
     cli_wait_ready(a);
+    cli_spawn(b);
     cli_wait_ready(b);
     /* Both consumers exist and their positions are recorded: from here on
      * every event of the other host is theirs to import. */
@@ -1212,9 +1215,9 @@ test_server_restart_mid_stream_loses_nothing_and_the_bridge_recovers_by_itself(v
     /* A bridge whose events were all carried may still be in one of its
      * pauses before it connects again: give it the longest one. */
     rre_bridge_counters ca = counters_of(a), cb = counters_of(b);
-    for (int tries = 0; tries < 300 && (ca.state != RRE_BRIDGE_RUNNING ||
-                                        cb.state != RRE_BRIDGE_RUNNING || !ca.connected ||
-                                        !cb.connected);
+    for (int tries = 0;
+         tries < 300 && (ca.state != RRE_BRIDGE_RUNNING || cb.state != RRE_BRIDGE_RUNNING ||
+                         !ca.connected || !cb.connected);
          tries++) {
         sleep_ms(50);
         ca = counters_of(a);
