@@ -214,11 +214,11 @@ RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
 /* The handler of rre_subscriber_poll(). `ev` and everything it points to are
  * borrowed until it returns (ev->origin is RRE_ORIGIN_HOST for a row whose
  * hostname is another host's, imported by the bridge, else
- * RRE_ORIGIN_PROCESS; ev->event_id is the row). A status other than RRE_OK counts as a handler failure: it is
- * logged and counted, and the event is still acknowledged, so a failing
- * handler never blocks the events after it. Returning RRE_ECLOSED instead
- * stops the poll at this event without acknowledging it: it is delivered
- * again next time. */
+ * RRE_ORIGIN_PROCESS; ev->event_id is the row). A status other than
+ * RRE_OK counts as a handler failure: it is logged and counted, and the
+ * event is still acknowledged, so a failing handler never blocks the events
+ * after it. Returning RRE_ECLOSED instead stops the poll at this event
+ * without acknowledging it: it is delivered again next time. */
 typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
 
 /* Creates a subscriber on its own connection. For a durable name it takes

@@ -76,7 +76,7 @@ RRE_API int rre_version_number(void);
     X(ETIMEOUT, 16, "timed out")                                                                   \
     X(ENOTFOUND, 17, "not found")                                                                  \
     X(ECRYPTO, 18, "cryptographic library error")                                                  \
-    X(ENATS, 19, "NATS error")                                                                      \
+    X(ENATS, 19, "NATS error")                                                                     \
     X(EINTERNAL, 20, "internal error")                                                             \
     X(EDUPLICATE, 21, "duplicate event within the dedup window")                                   \
     X(ECATEGORY, 22, "unknown event category")
