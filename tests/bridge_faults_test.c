@@ -1422,10 +1422,12 @@ static void test_cluster_stream_leader_killed_mid_stream_loses_nothing(void **st
     print_message("killed the stream leader (node %d) with %d rows of A on B; node %d leads "
                   "after %lld ms\n",
                   leader, on_b, next, (long long)(now_ms() - killed));
-    /* The old leader comes back while events still flow, and catches up as
-     * a follower. */
+    /* The old leader comes back while events still flow and rejoins as a
+     * follower. The test does not wait for its /healthz: nats-server 2.9.10
+     * can report one of its consumers "not current" for a minute or more
+     * after such a restart, which says nothing about the bridge. */
     sleep_ms(rnd(1000));
-    if (!tu_nats_spawn(node) || !tu_nats_wait_ready(node, 60000)) {
+    if (!tu_nats_spawn(node)) {
         diagnose();
         fail_msg("node %d did not start again", leader);
     }
