@@ -761,8 +761,14 @@ static rre_status ensure_stream(rre_bridge *b, bool *fatal)
                  b->stream, b->replicas, b->max_age_s, b->dedup_window_s);
         return RRE_OK;
     }
-    if (jerr == JSStreamNameExistErr)
+    /* Another bridge made it meanwhile: nats-server 2.9 answers the loser
+     * with "name in use" or "subjects overlap". Retrying finds it. */
+    jsStreamInfo *again = NULL;
+    if (jerr == JSStreamNameExistErr ||
+        js_GetStreamInfo(&again, b->js, b->stream, NULL, NULL) == NATS_OK) {
+        jsStreamInfo_Destroy(again);
         return nats_error(s, jerr, "creating the stream (another bridge made it meanwhile)");
+    }
     /* A refusal of the settings (a duplicate window longer than the maximum
      * age, overlapping subjects, too many replicas for the cluster) is the
      * server's answer to this configuration, not a passing failure. */
@@ -1526,7 +1532,9 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     jerr = 0;
     s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
     if (s != NATS_OK) {
-        if (jerr != 0 && jerr != JSStreamNotFoundErr)
+        /* 10013 (name in use): the delete has not taken effect yet, as
+         * during a leader change; it passes. */
+        if (jerr != 0 && jerr != JSStreamNotFoundErr && jerr != 10013)
             *fatal = true;
         return nats_error(s, jerr, "creating the consumer");
     }
