@@ -611,21 +611,7 @@ static sqlite3 *open_db(const char *path)
 /* Rows of origin `hostname` in the queue file (all rows for NULL). */
 static int rows_of(const char *path, const char *hostname)
 {
-    sqlite3 *db = open_db(path);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        hostname != NULL
-                                            ? "SELECT count(*) FROM events WHERE hostname = ?"
-                                            : "SELECT count(*) FROM events",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    if (hostname != NULL)
-        sqlite3_bind_text(st, 1, hostname, -1, SQLITE_STATIC);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return bh_count_rows_at(path, hostname);
 }
 
 /* Waits until the file holds at least n rows of origin `hostname`. */

@@ -153,18 +153,23 @@ void bh_publish_text(bh_host *h, const char *type, const char *payload_json, con
         fail_msg("publish on %s: %s", h->name, rre_last_error());
 }
 
-static sqlite3 *open_db(bh_host *h)
+static sqlite3 *open_path(const char *path)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(h->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        fail_msg("open %s: %s", h->path, sqlite3_errmsg(db));
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        fail_msg("open %s: %s", path, sqlite3_errmsg(db));
     sqlite3_busy_timeout(db, 10000);
     return db;
 }
 
 int bh_count_rows(bh_host *h, const char *hostname)
 {
-    sqlite3 *db = open_db(h);
+    return bh_count_rows_at(h->path, hostname);
+}
+
+int bh_count_rows_at(const char *path, const char *hostname)
+{
+    sqlite3 *db = open_path(path);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db,
                                         hostname != NULL
@@ -215,7 +220,7 @@ void bh_wait_rows(bh_host *h, const char *hostname, int n, int timeout_ms)
 
 void bh_assert_origin_sequence(bh_host *h, const char *hostname, const char *tag, int n)
 {
-    sqlite3 *db = open_db(h);
+    sqlite3 *db = open_path(h->path);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT json_extract(payload, '$.seq') FROM events"
@@ -251,7 +256,7 @@ int bh_count_payload(bh_host *h, const char *payload_json)
 {
     json_t *want = json_loads(payload_json, 0, NULL);
     assert_non_null(want);
-    sqlite3 *db = open_db(h);
+    sqlite3 *db = open_path(h->path);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT payload FROM events", -1, &st, NULL),
                      SQLITE_OK);
@@ -288,7 +293,7 @@ void bh_wait_payload(bh_host *h, const char *payload_json, int timeout_ms)
 void bh_assert_payload_order(bh_host *h, const char *hostname, const char *first_key,
                              const char *second_key)
 {
-    sqlite3 *db = open_db(h);
+    sqlite3 *db = open_path(h->path);
     sqlite3_stmt *st;
     char sql[512];
     snprintf(sql, sizeof sql,

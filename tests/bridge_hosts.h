@@ -51,6 +51,8 @@ void bh_publish_text(bh_host *h, const char *type, const char *payload_json, con
 
 /* Rows of the host's queue, all or those whose hostname is `hostname`. */
 int bh_count_rows(bh_host *h, const char *hostname);
+/* The same for the queue file at `path`. */
+int bh_count_rows_at(const char *path, const char *hostname);
 /* Waits until at least n rows of `hostname` are in the host's queue; fails
  * the test, with the bridge's counters, after timeout_ms. */
 void bh_wait_rows(bh_host *h, const char *hostname, int n, int timeout_ms);
