@@ -316,7 +316,7 @@ static void check_stop_by_signal(int sig)
     int status = wait_for(pid, 20000);
     if (status == -1)
         kill(pid, SIGKILL);
-    int left = coordinators_left(children, 5000);
+    int left = coordinators_left(children, 30000);
     assert_int_not_equal(status, -1);
     assert_true(WIFEXITED(status));           /* it handled the signal, */
     assert_int_equal(WEXITSTATUS(status), 1); /* reported a failure, */
@@ -348,9 +348,12 @@ static void test_demo_coordinators_exit_when_the_driver_is_killed(void **state)
     pid_t children[DEMO_COORDINATORS];
     pid_t pid = start_slow_demo(tmp, children);
     assert_int_equal(kill(pid, SIGKILL), 0);
-    int status = wait_for(pid, 5000);
+    /* Bounds, not expectations: a killed process still waits for the disk
+     * writes it is in the middle of, which can take seconds on a machine
+     * that other tests keep writing to. */
+    int status = wait_for(pid, 60000);
     assert_int_not_equal(status, -1);
-    assert_int_equal(coordinators_left(children, 5000), 0);
+    assert_int_equal(coordinators_left(children, 30000), 0);
     tu_rmtree(tmp);
     free(tmp);
 }
