@@ -6,6 +6,7 @@
 
 #include <rre/rre.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,36 @@ static void test_release_from_many_threads_frees_once_after_every_read(void **st
     }
 }
 
+
+static void test_json_text_round_trips_a_payload_in_key_order(void **state)
+{
+    (void)state;
+    const char *in = "{\"b\":1,\"a\":[true,null,\"\u00e9\"],\"c\":{\"x\":2.5}}";
+    json_t *p = NULL;
+    assert_int_equal(rre_payload_parse(in, strlen(in), &p), RRE_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(rre_json_text(p, &text, &len), RRE_OK);
+    assert_string_equal(text, "{\"b\":1,\"a\":[true,null,\"\xc3\xa9\"],\"c\":{\"x\":2.5}}");
+    assert_int_equal(len, strlen(text));
+    rre_free(text);
+    json_decref(p);
+}
+
+static void test_json_text_refuses_non_finite_numbers_and_null(void **state)
+{
+    (void)state;
+    json_t *p = json_pack("{s:[f]}", "x", NAN);
+    char *text = (char *)"untouched";
+    assert_int_equal(rre_json_text(p, &text, NULL), RRE_EINVAL);
+    assert_null(text);
+    assert_non_null(strstr(rre_last_error(), "finite"));
+    json_decref(p);
+    assert_int_equal(rre_json_text(NULL, &text, NULL), RRE_EINVAL);
+    assert_int_equal(rre_json_text(json_true(), NULL, NULL), RRE_EINVAL);
+    rre_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +536,8 @@ int main(void)
         cmocka_unit_test(test_normalize_is_top_level_only),
         cmocka_unit_test(test_normalize_moves_values_of_any_type),
         cmocka_unit_test(test_normalize_ignores_non_objects),
+        cmocka_unit_test(test_json_text_round_trips_a_payload_in_key_order),
+        cmocka_unit_test(test_json_text_refuses_non_finite_numbers_and_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

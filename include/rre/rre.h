@@ -336,6 +336,21 @@ RRE_API rre_status rre_payload_check(const json_t *payload);
  * non-object does nothing and returns 0. */
 RRE_API size_t rre_payload_normalize(json_t *payload);
 
+/* Writes any JSON value (a payload, or what rre_router_stats_json() and the
+ * other *_json functions return) as compact JSON text: no whitespace, keys
+ * in the object's order, non-ASCII characters as raw UTF-8. *out is
+ * NUL-terminated and owned by the caller (rre_free()); *len (`len` may be
+ * NULL) is its length without the NUL. NULL value or out: RRE_EINVAL; a
+ * non-finite real (which JSON cannot hold): RRE_EINVAL. For bindings in
+ * other languages, which pass payloads across as text. */
+RRE_API rre_status rre_json_text(const json_t *value, char **out, size_t *len);
+
+/* Frees memory the library allocated for the caller (the text of
+ * rre_json_text(), rre_canonical_json(), rre_catalog_markdown()): the same
+ * as free(), for callers that cannot reach the C library's free(). NULL does
+ * nothing. */
+RRE_API void rre_free(void *p);
+
 /* Drops a reference to a payload that other threads may still hold, such as
  * one just published with RRE_PUBLISH_ASYNC (the router's workers keep their
  * own references). Equivalent to json_decref(), but when this call drops
