@@ -10,7 +10,6 @@
  */
 #include "internal.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,28 +178,6 @@ size_t rre_payload_normalize(json_t *payload)
     return renamed;
 }
 
-static int has_non_finite(const json_t *v, int depth)
-{
-    if (depth > 1000)
-        return 0;
-    if (json_is_real(v))
-        return !isfinite(json_real_value(v));
-    if (json_is_array(v)) {
-        size_t i;
-        const json_t *e;
-        json_array_foreach (v, i, e)
-            if (has_non_finite(e, depth + 1))
-                return 1;
-    } else if (json_is_object(v)) {
-        const char *k;
-        const json_t *e;
-        json_object_foreach ((json_t *)v, k, e)
-            if (has_non_finite(e, depth + 1))
-                return 1;
-    }
-    return 0;
-}
-
 rre_status rre_json_text(const json_t *value, char **out, size_t *len)
 {
     if (out == NULL)
@@ -208,9 +185,6 @@ rre_status rre_json_text(const json_t *value, char **out, size_t *len)
     *out = NULL;
     if (value == NULL)
         return rre__error(RRE_EINVAL, "rre_json_text: value is NULL");
-    if (has_non_finite(value, 0))
-        return rre__error(RRE_EINVAL, "a number that is not finite (NaN or infinity) cannot be "
-                                      "written as JSON");
     char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
     if (text == NULL)
         return rre__error(RRE_ENOMEM, "out of memory while writing JSON text");

@@ -6,7 +6,6 @@
 
 #include <rre/rre.h>
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,7 +467,6 @@ static void test_release_from_many_threads_frees_once_after_every_read(void **st
     }
 }
 
-
 static void test_json_text_round_trips_a_payload_in_key_order(void **state)
 {
     (void)state;
@@ -484,16 +482,12 @@ static void test_json_text_round_trips_a_payload_in_key_order(void **state)
     json_decref(p);
 }
 
-static void test_json_text_refuses_non_finite_numbers_and_null(void **state)
+static void test_json_text_refuses_null_arguments(void **state)
 {
     (void)state;
-    json_t *p = json_pack("{s:[f]}", "x", NAN);
     char *text = (char *)"untouched";
-    assert_int_equal(rre_json_text(p, &text, NULL), RRE_EINVAL);
-    assert_null(text);
-    assert_non_null(strstr(rre_last_error(), "finite"));
-    json_decref(p);
     assert_int_equal(rre_json_text(NULL, &text, NULL), RRE_EINVAL);
+    assert_null(text);
     assert_int_equal(rre_json_text(json_true(), NULL, NULL), RRE_EINVAL);
     rre_free(NULL);
 }
@@ -537,7 +531,7 @@ int main(void)
         cmocka_unit_test(test_normalize_moves_values_of_any_type),
         cmocka_unit_test(test_normalize_ignores_non_objects),
         cmocka_unit_test(test_json_text_round_trips_a_payload_in_key_order),
-        cmocka_unit_test(test_json_text_refuses_non_finite_numbers_and_null),
+        cmocka_unit_test(test_json_text_refuses_null_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

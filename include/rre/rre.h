@@ -340,8 +340,8 @@ RRE_API size_t rre_payload_normalize(json_t *payload);
  * other *_json functions return) as compact JSON text: no whitespace, keys
  * in the object's order, non-ASCII characters as raw UTF-8. *out is
  * NUL-terminated and owned by the caller (rre_free()); *len (`len` may be
- * NULL) is its length without the NUL. NULL value or out: RRE_EINVAL; a
- * non-finite real (which JSON cannot hold): RRE_EINVAL. For bindings in
+ * NULL) is its length without the NUL. NULL value or out: RRE_EINVAL
+ * (jansson holds no NaN or infinity, so every value can be written). For bindings in
  * other languages, which pass payloads across as text. */
 RRE_API rre_status rre_json_text(const json_t *value, char **out, size_t *len);
 
