@@ -1,0 +1,527 @@
+"""The unified event router, with the API the catalog's Python examples use.
+
+    from rre.event_router import publish, subscribe, get_router
+    from rre.data_events import DataEventType
+
+    async def on_training(event):
+        print(event.payload["config_key"])
+
+    subscribe(DataEventType.TRAINING_COMPLETED, on_training)
+    await publish(DataEventType.TRAINING_COMPLETED, {...}, source="trainer")
+
+The router is librre's: validation, the content hash, the dedup window and
+the history are the C library's. `get_router()` links it to the host's
+durable queue (the default location, or RRE_DB / the path given to
+`get_router(db_path=...)`), so a subscriber also receives what other
+processes of the host and, through the bridge, other hosts publish.
+
+Handlers may be plain functions or `async def` functions:
+- a plain function runs on the thread that delivers the event (the
+  publishing thread for local events, the queue reader's thread for events
+  from other processes); an exception is logged and reported as
+  HANDLER_FAILED, and the other handlers run regardless;
+- a coroutine function runs on the event loop that was running when it
+  subscribed (or, failing that, the loop running when the event is
+  published). `await publish(...)` awaits the coroutines its own delivery
+  started; events from other threads are handed over to the loop
+  thread-safely. A coroutine that raises is reported as HANDLER_FAILED.
+"""
+
+import asyncio
+import ctypes
+import inspect
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from . import _lib, catalog
+from ._lib import dec, enc, lib
+from .data_events import DataEventType
+from .errors import InvalidPayloadError
+from .stage_events import StageEvent
+
+log = logging.getLogger("rre")
+
+ORIGINS = {0: "local", 1: "process", 2: "host"}
+_VALIDATION = {"off": 0, "warn": 1, "strict": 2}
+
+
+@dataclass
+class RouterEvent:
+    """An event as handlers see it. `event_type` is the canonical NAME."""
+
+    event_type: str
+    payload: Dict[str, Any]
+    source: str = ""
+    timestamp: str = ""
+    trace_id: str = ""
+    content_hash: str = ""
+    event_id: int = 0
+    origin: str = "local"
+    hostname: str = ""
+    duplicate: bool = False
+    delivered: int = 0
+    problems: list = field(default_factory=list)
+
+    @property
+    def data_event_type(self):
+        return DataEventType[self.event_type]
+
+
+def _event_from_c(ev):
+    return RouterEvent(
+        event_type=catalog.TYPES[ev.type].name,
+        payload=_lib.from_json_t(ev.payload) or {},
+        source=dec(ev.source) or "",
+        timestamp=dec(ev.timestamp),
+        trace_id=dec(ev.trace_id),
+        content_hash=_lib.hexhash(ev.hash),
+        event_id=ev.event_id,
+        origin=ORIGINS.get(ev.origin, "local"),
+        hostname=dec(ev.hostname) or "",
+    )
+
+
+def _problems(res):
+    out = []
+    buf = ctypes.create_string_buffer(256)
+    for k in range(res.problems.count):
+        lib.rre_problem_format(ctypes.byref(res.problems.items[k]), buf, len(buf))
+        out.append(dec(buf.value))
+    return out
+
+
+class _Subscription:
+    __slots__ = ("router", "handler", "loop", "is_coro", "name", "cfn", "sid", "__weakref__")
+
+
+_local = threading.local()
+
+
+class Router:
+    """librre's router; optionally linked to a durable queue.
+
+    Router(db_path=None, link=True, validation="warn", dedup=True,
+           dedup_window=3600.0, history_size=1000, source=None,
+           subscriber_name=None, hostname=None)
+
+    With link=True the router appends every local event to the queue and
+    delivers what other processes append (a durable subscriber when
+    `subscriber_name` is given: it resumes where it stopped). Use it in a
+    `with` block or call close()."""
+
+    def __init__(self, db_path=None, link=True, validation="warn", dedup=True,
+                 dedup_window=3600.0, history_size=1000, source=None,
+                 subscriber_name=None, hostname=None, queue=None):
+        self._r = None
+        self._link = None
+        self._queue = None
+        self._own_queue = False
+        self._lock = threading.RLock()
+        self._subs = {}
+        self._closed = False
+        if validation not in _VALIDATION:
+            raise ValueError("validation is 'off', 'warn' or 'strict', not %r" % (validation,))
+        opts = ctypes.c_void_p()
+        _lib.check(lib.rre_router_options_create(ctypes.byref(opts)))
+        try:
+            _lib.check(lib.rre_router_options_set_validation(opts, _VALIDATION[validation]))
+            _lib.check(lib.rre_router_options_set_dedup(opts, bool(dedup)))
+            _lib.check(lib.rre_router_options_set_dedup_window(opts, float(dedup_window)))
+            _lib.check(lib.rre_router_options_set_history_size(opts, int(history_size)))
+            if source:
+                _lib.check(lib.rre_router_options_set_source(opts, enc(source)))
+            r = ctypes.c_void_p()
+            _lib.check(lib.rre_router_create(ctypes.byref(r), opts))
+            self._r = r
+        finally:
+            lib.rre_router_options_destroy(opts)
+        _ROUTERS.add(self)
+        if link:
+            from .queue import Queue
+
+            try:
+                if queue is None:
+                    queue = Queue(db_path, hostname=hostname)
+                    self._own_queue = True
+                self._queue = queue
+                lo = _lib.LinkOptions()
+                lo.subscriber_name = enc(subscriber_name)
+                ln = ctypes.c_void_p()
+                _lib.check(lib.rre_link_create(ctypes.byref(ln), self._r, queue._handle(),
+                                               ctypes.byref(lo)))
+                self._link = ln
+            except BaseException:
+                self.close()
+                raise
+
+    # -- life cycle ---------------------------------------------------------
+
+    def _handle(self):
+        if self._r is None:
+            raise _closed_error()
+        return self._r
+
+    def close(self):
+        """Stops the link and the router and frees them (idempotent)."""
+        with self._lock:
+            if self._r is None:
+                return
+            r, ln = self._r, self._link
+            self._link = None
+            self._closed = True
+        if ln is not None:
+            lib.rre_link_destroy(ln)
+        lib.rre_router_close(r)
+        lib.rre_router_destroy(r)
+        with self._lock:
+            self._r = None
+            self._subs.clear()
+        if self._queue is not None and self._own_queue:
+            self._queue.close()
+        self._queue = None
+        _ROUTERS.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def queue(self):
+        return self._queue
+
+    def sync(self, timeout=5.0):
+        """Waits until the queue reader has delivered every event other
+        processes committed before this call (RRE_ETIMEOUT after `timeout`)."""
+        if self._link is None:
+            return
+        _lib.check(lib.rre_link_sync(self._link, int(timeout * 1000)))
+
+    # -- subscribing --------------------------------------------------------
+
+    def subscribe(self, event_type, handler, name=None):
+        """Calls `handler(event)` for every event of `event_type` (an enum
+        member or any spelling; None or "*" for every event). Returns an id
+        for unsubscribe()."""
+        if not callable(handler):
+            raise TypeError("the handler must be callable")
+        sub = _Subscription()
+        sub.router = weakref.ref(self)
+        sub.handler = handler
+        sub.is_coro = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None))
+        try:
+            sub.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            sub.loop = None
+        sub.name = name or getattr(handler, "__qualname__", None) or repr(handler)
+        sub.name = sub.name[:120]
+        sub.cfn = _lib.HANDLER_FN(lambda ev, _ud, s=sub: _deliver(s, ev))
+        sid = ctypes.c_uint64()
+        with self._lock:
+            r = self._handle()
+            if event_type is None or event_type == "*":
+                st = lib.rre_router_subscribe_all(r, enc(sub.name), sub.cfn, None,
+                                                  ctypes.byref(sid))
+            else:
+                code = catalog.code_of(event_type)
+                st = lib.rre_router_subscribe(r, code, enc(sub.name), sub.cfn, None,
+                                              ctypes.byref(sid))
+            _lib.check(st)
+            sub.sid = sid.value
+            key = (None if event_type in (None, "*") else catalog.code_of(event_type), handler)
+            self._subs.setdefault(key, []).append(sub)
+        return sub.sid
+
+    def unsubscribe(self, event_type, handler=None):
+        """Removes `handler` from `event_type` (or, with one argument, the
+        subscription id subscribe() returned). Returns whether one was
+        removed."""
+        with self._lock:
+            if handler is None and isinstance(event_type, int):
+                for key, subs in list(self._subs.items()):
+                    for s in subs:
+                        if s.sid == event_type:
+                            subs.remove(s)
+                            return self._drop(s, key, subs)
+                return False
+            key = (None if event_type in (None, "*") else catalog.code_of(event_type), handler)
+            subs = self._subs.get(key)
+            if not subs:
+                return False
+            s = subs.pop()
+            return self._drop(s, key, subs)
+
+    def _drop(self, s, key, subs):
+        if not subs:
+            self._subs.pop(key, None)
+        if self._r is not None:
+            lib.rre_router_unsubscribe(self._r, s.sid)
+        return True
+
+    # -- publishing ---------------------------------------------------------
+
+    def publish_sync(self, event_type, payload=None, source=None, timestamp=None,
+                     trace_id=None, local_only=False, dedup=True):
+        """Publishes an event and delivers it to the handlers of this
+        process (plain ones before returning; coroutines are scheduled on
+        their loop). Returns the RouterEvent; a duplicate within the window
+        comes back with duplicate=True and was delivered to no one. Strict
+        validation refuses an invalid payload with InvalidPayloadError."""
+        ev, coros = self._publish(event_type, payload, source, timestamp, trace_id,
+                                  local_only, dedup)
+        for coro, sub in coros:
+            _schedule(sub, coro, None)
+        return ev
+
+    async def publish(self, event_type, payload=None, source=None, timestamp=None,
+                      trace_id=None, local_only=False, dedup=True):
+        """The coroutine form: also awaits the coroutine handlers that this
+        publish started on the running loop."""
+        ev, coros = self._publish(event_type, payload, source, timestamp, trace_id,
+                                  local_only, dedup)
+        loop = asyncio.get_running_loop()
+        waits = []
+        for coro, sub in coros:
+            if sub.loop is None or sub.loop is loop:
+                waits.append(_guarded(sub, coro))
+            else:
+                _schedule(sub, coro, loop)
+        if waits:
+            await asyncio.gather(*waits)
+        return ev
+
+    def _publish(self, event_type, payload, source, timestamp, trace_id, local_only, dedup):
+        spelling = catalog.spelling_of(event_type)
+        pj = _lib.to_json_t({} if payload is None else payload)
+        opts = _lib.PublishOptions()
+        opts.flags = (0x4 if local_only else 0) | (0 if dedup else 0x2)
+        opts.source = enc(source)
+        opts.timestamp = enc(timestamp)
+        opts.trace_id = enc(trace_id)
+        res = _lib.PublishResult()
+        started = []
+        outer = getattr(_local, "started", None)
+        _local.started = started
+        try:
+            st = lib.rre_router_publish(self._handle(), enc(spelling), pj, ctypes.byref(opts),
+                                        ctypes.byref(res))
+        finally:
+            _local.started = outer
+            lib.rre_payload_release(pj)
+        if st == 7:
+            err = _lib.errors.from_status(st, _lib.last_error())
+            err.problems = _problems(res)
+            raise err
+        if st != 0 and res.sink_status == 0:
+            _lib.check(st)
+        if st != 0:
+            log.warning("rre: the event was delivered, but the queue refused it: %s",
+                        _lib.last_error())
+        ev = RouterEvent(
+            event_type=catalog.TYPES[res.type].name,
+            payload=dict(payload or {}),
+            source=source or "",
+            timestamp=dec(res.timestamp),
+            trace_id=dec(res.trace_id),
+            content_hash=_lib.hexhash(res.hash),
+            event_id=res.event_id,
+            origin="local",
+            duplicate=bool(res.duplicate),
+            delivered=res.delivered,
+            problems=_problems(res),
+        )
+        return ev, started
+
+    # -- looking at it ------------------------------------------------------
+
+    def get_stats(self):
+        """The router's statistics: events_published, duplicates_prevented,
+        events_routed_by_type (keyed by canonical NAME), handler_failures..."""
+        out = ctypes.c_void_p()
+        _lib.check(lib.rre_router_stats_json(self._handle(), ctypes.byref(out)))
+        stats = _lib.take_json(out)
+        stats["events_routed_by_type"] = stats.get("routed_by_type", {})
+        stats["total_events_routed"] = stats.get("events_published", 0) + stats.get(
+            "events_injected", 0)
+        return stats
+
+    def validate_event_flow(self):
+        """{"healthy": bool, "issues": [{"kind", "message"}]}"""
+        out = ctypes.c_void_p()
+        _lib.check(lib.rre_router_validate_flow_json(self._handle(), ctypes.byref(out)))
+        return _lib.take_json(out)
+
+    def get_history(self, event_type=None, limit=0):
+        """The last events published or received (oldest first)."""
+        code = -1 if event_type is None else catalog.code_of(event_type)
+        out = ctypes.c_void_p()
+        _lib.check(lib.rre_router_history(self._handle(), code, int(limit), ctypes.byref(out)))
+        lst = ctypes.cast(out, ctypes.POINTER(_EventList)).contents
+        try:
+            return [_event_from_c(lst.events[k]) for k in range(lst.count)]
+        finally:
+            lib.rre_event_list_free(out)
+
+
+class _EventList(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_size_t), ("events", ctypes.POINTER(_lib.Event))]
+
+
+lib.rre_event_list_free.restype = None
+lib.rre_event_list_free.argtypes = [ctypes.c_void_p]
+
+_ROUTERS = weakref.WeakSet()
+
+
+def _closed_error():
+    return _lib.errors.ClosedError("RRE_ECLOSED", "the router is closed")
+
+
+def _deliver(sub, evp):
+    """Called by the library (any thread) for one event and one handler."""
+    try:
+        ev = _event_from_c(evp.contents)
+        result = sub.handler(ev)
+        if inspect.isawaitable(result):
+            started = getattr(_local, "started", None)
+            if started is not None:
+                started.append((result, sub))
+            else:
+                _schedule(sub, result, None)
+        return 0
+    except Exception:
+        log.exception("rre: handler %s failed on %s", sub.name,
+                      catalog.TYPES[evp.contents.type].name)
+        return 1
+    except BaseException:  # SystemExit, KeyboardInterrupt in a C thread: report, go on
+        return 1
+
+
+async def _guarded(sub, coro):
+    try:
+        await coro
+    except Exception as e:
+        _report_async_failure(sub, coro, e)
+
+
+def _schedule(sub, coro, fallback_loop):
+    loop = sub.loop or fallback_loop
+    if loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+    if loop is None or loop.is_closed():
+        log.warning("rre: coroutine handler %s has no running event loop; the event is "
+                    "dropped for it", sub.name)
+        coro.close()
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop.create_task(_guarded(sub, coro))
+    else:
+        try:
+            asyncio.run_coroutine_threadsafe(_guarded(sub, coro), loop)
+        except RuntimeError:  # the loop closed meanwhile
+            coro.close()
+
+
+def _report_async_failure(sub, coro, exc):
+    log.error("rre: coroutine handler %s failed: %r", sub.name, exc)
+    router = sub.router()
+    if router is None or router._r is None:
+        return
+    try:
+        router.publish_sync(
+            DataEventType.HANDLER_FAILED,
+            {"handler_name": sub.name, "error": repr(exc)[:500],
+             "event_type": getattr(coro, "__qualname__", "")},
+            local_only=False,
+        )
+    except Exception:
+        log.exception("rre: could not report a handler failure")
+
+
+# -- the module-level API of the original -------------------------------------
+
+_router = None
+_router_lock = threading.Lock()
+
+
+def get_router(db_path=None, **kwargs):
+    """The process's router, linked to the host's durable queue (made on
+    first use; later calls return the same one and ignore arguments)."""
+    global _router
+    with _router_lock:
+        if _router is None or _router._r is None:
+            if db_path is None:
+                db_path = os.environ.get("RRE_DB") or None
+            _router = Router(db_path=db_path, **kwargs)
+        return _router
+
+
+def reset_router():
+    """Closes the process's router; the next get_router() makes a new one."""
+    global _router
+    with _router_lock:
+        r, _router = _router, None
+    if r is not None:
+        r.close()
+
+
+async def publish(event_type, payload=None, source=None, **kwargs):
+    return await get_router().publish(event_type, payload, source=source, **kwargs)
+
+
+def publish_sync(event_type, payload=None, source=None, **kwargs):
+    return get_router().publish_sync(event_type, payload, source=source, **kwargs)
+
+
+def subscribe(event_type, handler, name=None):
+    return get_router().subscribe(event_type, handler, name=name)
+
+
+def unsubscribe(event_type, handler=None):
+    return get_router().unsubscribe(event_type, handler)
+
+
+def validate_event_flow():
+    return get_router().validate_event_flow()
+
+
+def get_event_stats():
+    return get_router().get_stats()
+
+
+def _shutdown():
+    for r in list(_ROUTERS):
+        try:
+            r.close()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(_shutdown)
+
+__all__ = [
+    "Router", "RouterEvent", "DataEventType", "StageEvent", "InvalidPayloadError",
+    "get_router", "reset_router", "publish", "publish_sync", "subscribe", "unsubscribe",
+    "validate_event_flow", "get_event_stats",
+]
