@@ -343,7 +343,7 @@ def to_json_t(payload):
     try:
         text = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_default,
                           separators=(",", ":"))
-    except ValueError as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise errors.InvalidArgumentError(
             "RRE_EINVAL", "the payload cannot be written as JSON: %s" % e
         ) from None

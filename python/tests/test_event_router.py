@@ -1,0 +1,235 @@
+import asyncio
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+import rre
+from rre import event_router
+from rre.data_events import DataEventType
+from rre.errors import ClosedError, InvalidPayloadError, UnknownTypeError
+from rre.event_router import Router, RouterEvent
+from rre.stage_events import StageEvent
+
+from conftest import payload_training
+
+
+def wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def test_plain_handler_receives_the_event_with_its_envelope(db):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe(DataEventType.TRAINING_COMPLETED, got.append)
+        ev = r.publish_sync("training_completed", payload_training(), source="trainer")
+    assert isinstance(ev, RouterEvent) and not ev.duplicate and ev.delivered == 1
+    assert ev.event_type == "TRAINING_COMPLETED" and ev.event_id > 0
+    (seen,) = got
+    assert seen.payload == payload_training()
+    assert seen.source == "trainer" and seen.origin == "local"
+    assert seen.content_hash == ev.content_hash == rre.content_hash(
+        "TRAINING_COMPLETED", payload_training())
+    assert seen.trace_id.startswith("00-") and seen.timestamp.endswith("Z")
+
+
+def test_any_spelling_and_stage_events_reach_the_same_subscribers(db):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        r.publish_sync(StageEvent.TRAINING_COMPLETE, payload_training(job_id="a"))
+        r.publish_sync("Training_Completed", payload_training(job_id="b"))
+    assert [e.payload["job_id"] for e in got] == ["a", "b"]
+
+
+def test_a_duplicate_is_returned_marked_and_delivered_to_no_one(db):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        first = r.publish_sync("TRAINING_COMPLETED", payload_training())
+        second = r.publish_sync("TRAINING_COMPLETED", payload_training())
+        stats = r.get_stats()
+    assert not first.duplicate and second.duplicate and len(got) == 1
+    assert stats["duplicates_prevented"] == 1
+    assert stats["events_routed_by_type"] == {"TRAINING_COMPLETED": 1}
+
+
+def test_async_handlers_run_on_the_loop_and_publish_awaits_them(db):
+    order = []
+
+    async def slow(ev):
+        await asyncio.sleep(0.05)
+        order.append(("async", ev.payload["job_id"]))
+
+    async def main():
+        with Router(db_path=db) as r:
+            r.subscribe("TRAINING_COMPLETED", slow)
+            r.subscribe("TRAINING_COMPLETED", lambda ev: order.append(("sync", ev.payload["job_id"])))
+            await r.publish("TRAINING_COMPLETED", payload_training(job_id="x"))
+            order.append(("returned", None))
+
+    asyncio.run(main())
+    assert order == [("sync", "x"), ("async", "x"), ("returned", None)]
+
+
+def test_a_failing_handler_is_reported_and_others_still_run(db):
+    got, reports = [], []
+
+    def bad(ev):
+        raise RuntimeError("boom")
+
+    with Router(db_path=db) as r:
+        r.subscribe("HANDLER_FAILED", reports.append)
+        r.subscribe("TRAINING_COMPLETED", bad)
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        ev = r.publish_sync("TRAINING_COMPLETED", payload_training())
+        assert wait_until(lambda: len(reports) == 1)
+        assert r.get_stats()["handler_failures"] == 1
+    assert len(got) == 1 and ev.delivered == 2
+    assert reports[0].payload["event_type"] == "TRAINING_COMPLETED"
+
+
+def test_a_failing_coroutine_handler_is_reported_as_handler_failed(db):
+    reports = []
+
+    async def bad(ev):
+        raise ValueError("nope")
+
+    async def main():
+        with Router(db_path=db) as r:
+            r.subscribe("HANDLER_FAILED", reports.append)
+            r.subscribe("TRAINING_COMPLETED", bad)
+            await r.publish("TRAINING_COMPLETED", payload_training())
+            assert wait_until(lambda: len(reports) == 1)
+
+    asyncio.run(main())
+    assert "nope" in reports[0].payload["error"]
+
+
+def test_strict_validation_raises_with_the_problems(db):
+    with Router(db_path=db, validation="strict") as r:
+        with pytest.raises(InvalidPayloadError) as e:
+            r.publish_sync("TRAINING_COMPLETED", payload_training(epochs="x"))
+        assert e.value.status == "RRE_EINVALID_PAYLOAD"
+        assert e.value.problems == ["field 'epochs': expected int, found string"]
+        with pytest.raises(UnknownTypeError):
+            r.publish_sync("NOT_A_TYPE", {})
+
+
+def test_warn_validation_lets_the_event_through_with_its_problems(db):
+    with Router(db_path=db) as r:
+        ev = r.publish_sync("TRAINING_COMPLETED", {"config_key": "hex8_2p"})
+    assert not ev.duplicate and ev.problems
+
+
+def test_unsubscribe_by_handler_and_by_id(db):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        sid = r.subscribe("TRAINING_STARTED", got.append)
+        assert r.unsubscribe("TRAINING_COMPLETED", got.append)
+        assert not r.unsubscribe("TRAINING_COMPLETED", got.append)
+        assert r.unsubscribe(sid)
+        r.publish_sync("TRAINING_COMPLETED", payload_training())
+        r.publish_sync("TRAINING_STARTED", {"config_key": "hex8_2p"})
+    assert got == []
+
+
+def test_history_and_flow_validation(db):
+    with Router(db_path=db) as r:
+        r.publish_sync("TRAINING_COMPLETED", payload_training(job_id="j1"))
+        hist = r.get_history()
+        flow = r.validate_event_flow()
+    assert [e.event_type for e in hist] == ["TRAINING_COMPLETED"]
+    assert flow["healthy"] is False and flow["issues"][0]["kind"] == "lifecycle"
+
+
+def test_a_closed_router_raises_and_close_is_idempotent(db):
+    r = Router(db_path=db)
+    r.close()
+    r.close()
+    with pytest.raises(ClosedError):
+        r.publish_sync("TRAINING_COMPLETED", payload_training())
+    with pytest.raises(ClosedError):
+        r.subscribe("TRAINING_COMPLETED", print)
+    with pytest.raises(TypeError):
+        Router(db_path=db, link=False).subscribe("TRAINING_COMPLETED", 42)
+
+
+def test_module_level_api_uses_one_router_linked_to_rre_db(db, monkeypatch):
+    monkeypatch.setenv("RRE_DB", db)
+    got = []
+    event_router.subscribe(DataEventType.MODEL_PROMOTED, got.append)
+    ev = asyncio.run(event_router.publish(DataEventType.MODEL_PROMOTED,
+                                          {"config_key": "hex8_2p", "model_path": "/m",
+                                           "new_elo": 1700.0}, source="promoter"))
+    assert event_router.get_router().queue.path == db
+    assert got and ev.event_id > 0
+    assert event_router.get_event_stats()["events_published"] == 1
+    assert event_router.validate_event_flow()["healthy"] in (True, False)
+    event_router.reset_router()
+    assert event_router.get_router() is not None
+
+
+def test_an_event_published_by_the_c_tool_reaches_a_python_handler(db, rre_cli):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        out = subprocess.run([rre_cli, "--db", db, "publish", "TRAINING_COMPLETED",
+                              "--payload", json.dumps(payload_training()), "--source", "c-tool"],
+                             capture_output=True, text=True, check=True)
+        r.sync(10)
+        assert wait_until(lambda: len(got) == 1)
+    assert got[0].origin == "process" and got[0].source == "c-tool"
+    assert got[0].event_id == json.loads(out.stdout)["event_id"]
+
+
+def test_a_c_process_reads_what_python_publishes(db, rre_cli):
+    with Router(db_path=db) as r:
+        r.publish_sync("TRAINING_COMPLETED", payload_training(), source="py")
+    out = subprocess.run([rre_cli, "--db", db, "tail", "--format", "json"],
+                         capture_output=True, text=True, check=True)
+    (line,) = out.stdout.splitlines()
+    row = json.loads(line)
+    assert row["type"] == "TRAINING_COMPLETED" and row["payload"]["epochs"] == 50
+    assert row["source"] == "py"
+
+
+def test_coroutine_handlers_get_events_from_other_threads_on_their_loop(db, rre_cli):
+    got = []
+
+    async def handler(ev):
+        got.append((ev.payload["job_id"], threading.current_thread() is threading.main_thread()))
+
+    async def main():
+        with Router(db_path=db) as r:
+            r.subscribe("TRAINING_COMPLETED", handler)
+            subprocess.run([rre_cli, "--db", db, "publish", "TRAINING_COMPLETED",
+                            "--payload", json.dumps(payload_training(job_id="other"))],
+                           capture_output=True, check=True)
+            for _ in range(500):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert got == [("other", True)]
+
+
+def test_a_handler_may_block_and_publish_again_without_deadlock(db):
+    got = []
+    with Router(db_path=db) as r:
+        def chain(ev):
+            r.publish_sync("TRAINING_STARTED", {"config_key": "hex8_2p", "job_id": "n"})
+
+        r.subscribe("TRAINING_COMPLETED", chain)
+        r.subscribe("TRAINING_STARTED", got.append)
+        r.publish_sync("TRAINING_COMPLETED", payload_training())
+    assert len(got) == 1
