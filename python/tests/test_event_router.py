@@ -1,5 +1,7 @@
 import asyncio
 import json
+import os
+import sys
 import subprocess
 import threading
 import time
@@ -233,3 +235,29 @@ def test_a_handler_may_block_and_publish_again_without_deadlock(db):
         r.subscribe("TRAINING_STARTED", got.append)
         r.publish_sync("TRAINING_COMPLETED", payload_training())
     assert len(got) == 1
+
+
+def test_interpreter_exit_with_a_handler_running_on_the_reader_thread(db, rre_cli, tmp_path):
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import sys, time, threading\n"
+        "sys.path.insert(0, %r)\n"
+        "from rre.event_router import get_router\n"
+        "started = threading.Event()\n"
+        "def slow(ev):\n"
+        "    started.set()\n"
+        "    time.sleep(0.2)\n"
+        "get_router(db_path=%r).subscribe('TRAINING_STARTED', slow)\n"
+        "print('ready', flush=True)\n"
+        "started.wait(20)\n"
+        "print('exiting', flush=True)\n" % (os.path.dirname(os.path.dirname(__file__)), db))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    for i in range(5):
+        subprocess.run([rre_cli, "--db", db, "publish", "TRAINING_STARTED", "--payload",
+                        json.dumps({"config_key": "hex8_2p", "job_id": "j%d" % i})],
+                       capture_output=True, check=True)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert "exiting" in out and "Fatal Python error" not in err
