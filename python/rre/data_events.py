@@ -6,7 +6,9 @@ member name is the canonical NAME, `.value` the legacy lowercase value.
 Types that share a value with another type (aliases) are Enum aliases of
 it, as in the original."""
 
+import dataclasses
 import enum
+from typing import Any, Dict, Optional
 
 from . import catalog
 
@@ -31,4 +33,69 @@ def types_in_category(category):
             if t.category == category and t.alias_of is None]
 
 
-__all__ = ["DataEventType", "CATEGORIES", "category_of", "types_in_category"]
+@dataclasses.dataclass
+class DataEvent:
+    """An event of the original's data bus: what EventBus.publish() takes."""
+
+    event_type: Any
+    payload: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    timestamp: Optional[str] = None
+    source: str = ""
+
+
+class EventBus:
+    """The original's data event bus, as a thin view of the process's
+    router (get_router()): publishing here is publishing there, so every
+    subscriber of the router, the durable queue and the bridge see it."""
+
+    def __init__(self, router=None):
+        self._router = router
+
+    @property
+    def router(self):
+        if self._router is not None:
+            return self._router
+        from .event_router import get_router
+
+        return get_router()
+
+    async def publish(self, event, source=None):
+        """Publishes a DataEvent; returns the routed RouterEvent."""
+        return await self.router.publish(event.event_type, event.payload,
+                                         source=source or event.source or None,
+                                         timestamp=event.timestamp)
+
+    def publish_sync(self, event, source=None):
+        return self.router.publish_sync(event.event_type, event.payload,
+                                        source=source or event.source or None,
+                                        timestamp=event.timestamp)
+
+    def subscribe(self, event_type, handler):
+        return self.router.subscribe(event_type, handler)
+
+    def unsubscribe(self, event_type, handler=None):
+        return self.router.unsubscribe(event_type, handler)
+
+
+_bus = None
+
+
+def get_event_bus():
+    """The process's EventBus (a view of get_router())."""
+    global _bus
+    if _bus is None:
+        _bus = EventBus()
+    return _bus
+
+
+def reset_event_bus():
+    """Forgets the bus and resets the process's router."""
+    global _bus
+    _bus = None
+    from .event_router import reset_router
+
+    reset_router()
+
+
+__all__ = ["DataEventType", "CATEGORIES", "category_of", "types_in_category", "DataEvent",
+           "EventBus", "get_event_bus", "reset_event_bus"]

@@ -29,6 +29,7 @@ Handlers may be plain functions or `async def` functions:
 
 import asyncio
 import ctypes
+import enum
 import inspect
 import logging
 import os
@@ -46,6 +47,14 @@ from .stage_events import StageEvent
 log = logging.getLogger("rre")
 
 ORIGINS = {0: "local", 1: "process", 2: "host"}
+
+
+class EventSource(str, enum.Enum):
+    """Where a routed event came from (RouterEvent.origin holds the value)."""
+
+    LOCAL = "local"  # published in this process
+    PROCESS = "process"  # another process of this host, through the durable queue
+    HOST = "host"  # another host, through the NATS bridge
 _VALIDATION = {"off": 0, "warn": 1, "strict": 2}
 
 
@@ -521,7 +530,7 @@ import atexit  # noqa: E402
 atexit.register(_shutdown)
 
 __all__ = [
-    "Router", "RouterEvent", "DataEventType", "StageEvent", "InvalidPayloadError",
+    "Router", "RouterEvent", "EventSource", "DataEventType", "StageEvent", "InvalidPayloadError",
     "get_router", "reset_router", "publish", "publish_sync", "subscribe", "unsubscribe",
     "validate_event_flow", "get_event_stats",
 ]

@@ -2,7 +2,9 @@
 as in the library (StageEvent.TRAINING_COMPLETE.value is
 "training_complete", and publishing it publishes TRAINING_COMPLETED)."""
 
+import dataclasses
 import enum
+from typing import Any, Dict, Optional
 
 from . import catalog
 
@@ -27,4 +29,89 @@ def data_event_of(stage_event):
 
 StageEvent.data_event = property(lambda self: data_event_of(self))
 
-__all__ = ["StageEvent", "data_event_of"]
+@dataclasses.dataclass
+class StageCompletionResult:
+    """What a pipeline stage reports on the original's stage bus.
+    StageEventBus.emit() publishes it as the stage event's data event with
+    the fields that are set (None fields are left out), `metadata` merged
+    in, and the config key made from board_type and num_players."""
+
+    event: StageEvent
+    success: bool = True
+    iteration: Optional[int] = None
+    timestamp: Optional[str] = None
+    board_type: Optional[str] = None
+    num_players: Optional[int] = None
+    games_generated: Optional[int] = None
+    model_path: Optional[str] = None
+    train_loss: Optional[float] = None
+    val_loss: Optional[float] = None
+    win_rate: Optional[float] = None
+    elo_delta: Optional[float] = None
+    error: Optional[str] = None
+    metadata: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_payload(self):
+        payload = dict(self.metadata)
+        for f in dataclasses.fields(self):
+            if f.name in ("event", "metadata", "timestamp"):
+                continue
+            value = getattr(self, f.name)
+            if value is not None:
+                payload[f.name] = value
+        if "config_key" not in payload and self.board_type and self.num_players:
+            from .event_utils import make_config_key
+
+            payload["config_key"] = make_config_key(self.board_type, self.num_players)
+        return payload
+
+
+class StageEventBus:
+    """The original's stage event bus, as a thin view of the process's
+    router: stage events are published as the data events they resolve to,
+    and a subscription to a stage event receives its data event."""
+
+    def __init__(self, router=None):
+        self._router = router
+
+    @property
+    def router(self):
+        if self._router is not None:
+            return self._router
+        from .event_router import get_router
+
+        return get_router()
+
+    async def emit(self, result, source=None):
+        """Publishes a StageCompletionResult; returns the RouterEvent."""
+        return await self.router.publish(result.event, result.to_payload(), source=source,
+                                         timestamp=result.timestamp)
+
+    def subscribe(self, stage_event, handler):
+        return self.router.subscribe(stage_event, handler)
+
+    def unsubscribe(self, stage_event, handler=None):
+        return self.router.unsubscribe(stage_event, handler)
+
+
+_bus = None
+
+
+def get_event_bus():
+    """The process's StageEventBus (a view of get_router())."""
+    global _bus
+    if _bus is None:
+        _bus = StageEventBus()
+    return _bus
+
+
+def reset_event_bus():
+    global _bus
+    _bus = None
+    from .event_router import reset_router
+
+    reset_router()
+
+
+__all__ = ["StageEvent", "data_event_of", "StageCompletionResult", "StageEventBus",
+           "get_event_bus", "reset_event_bus"]
