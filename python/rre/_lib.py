@@ -326,23 +326,51 @@ def _default(o):
     raise TypeError("payload values must be JSON types; %s is not" % type(o).__name__)
 
 
+def _bad_key(value, depth=0):
+    """The first key that is not a str in nested dicts (Python's json module
+    would silently write 1, 2.5, True or None keys as strings), or None."""
+    if depth > 64:
+        return None  # the library refuses the nesting anyway
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str and not isinstance(k, str):
+                return k
+            if type(v) in _CONTAINERS:
+                bad = _bad_key(v, depth + 1)
+                if bad is not None:
+                    return bad
+    else:
+        for v in value:
+            if type(v) in _CONTAINERS:
+                bad = _bad_key(v, depth + 1)
+                if bad is not None:
+                    return bad
+    return None
+
+
+_CONTAINERS = (dict, list, tuple)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_default,
+                            separators=(",", ":"))
+
+
 def to_json_t(payload):
     """A Python mapping as a new jansson object (the caller releases it)."""
-    if not isinstance(payload, dict):
-        if hasattr(payload, "keys") and hasattr(payload, "__getitem__"):
+    if type(payload) is not dict:
+        if isinstance(payload, dict):
+            pass
+        elif hasattr(payload, "keys") and hasattr(payload, "__getitem__"):
             payload = dict(payload)
         else:
             raise errors.NotObjectError(
                 "RRE_ENOT_OBJECT", "the payload must be a dict, not %s" % type(payload).__name__
             )
-    for key in payload:
-        if not isinstance(key, str):
-            raise errors.InvalidArgumentError(
-                "RRE_EINVAL", "payload keys must be str; %r is a %s" % (key, type(key).__name__)
-            )
+    bad = _bad_key(payload)
+    if bad is not None:
+        raise errors.InvalidArgumentError(
+            "RRE_EINVAL", "payload keys must be str; %r is a %s" % (bad, type(bad).__name__)
+        )
     try:
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_default,
-                          separators=(",", ":"))
+        text = _ENCODER.encode(payload)
     except (ValueError, TypeError, RecursionError) as e:
         raise errors.InvalidArgumentError(
             "RRE_EINVAL", "the payload cannot be written as JSON: %s" % e

@@ -80,10 +80,14 @@ class RouterEvent:
         return DataEventType[self.event_type]
 
 
-def _event_from_c(ev):
+_NAMES = tuple(t.name for t in catalog.TYPES)
+_SPELLINGS = {}
+
+
+def _event_from_c(ev, payload=None):
     return RouterEvent(
-        event_type=catalog.TYPES[ev.type].name,
-        payload=_lib.from_json_t(ev.payload) or {},
+        event_type=_NAMES[ev.type],
+        payload=payload if payload is not None else (_lib.from_json_t(ev.payload) or {}),
         source=dec(ev.source) or "",
         timestamp=dec(ev.timestamp),
         trace_id=dec(ev.trace_id),
@@ -312,22 +316,46 @@ class Router:
         return ev
 
     def _publish(self, event_type, payload, source, timestamp, trace_id, local_only, dedup):
-        spelling = catalog.spelling_of(event_type)
-        pj = _lib.to_json_t({} if payload is None else payload)
-        opts = _lib.PublishOptions()
-        opts.flags = (0x4 if local_only else 0) | (0 if dedup else 0x2)
-        opts.source = enc(source)
-        opts.timestamp = enc(timestamp)
-        opts.trace_id = enc(trace_id)
-        res = _lib.PublishResult()
+        spelling = _SPELLINGS.get(event_type)
+        if spelling is None:
+            spelling = enc(catalog.spelling_of(event_type))
+            if len(_SPELLINGS) < 4096:
+                _SPELLINGS[event_type] = spelling
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, dict) and hasattr(payload, "keys"):
+            payload = dict(payload)
+        pj = _lib.to_json_t(payload)
+        depth = getattr(_local, "depth", 0)
+        pool = getattr(_local, "pool", None)
+        if pool is None:
+            pool = _local.pool = []
+        if depth == len(pool):
+            pool.append((_lib.PublishOptions(), _lib.PublishResult()))
+        opts, res = pool[depth]
+        if source is None and timestamp is None and trace_id is None and dedup \
+                and not local_only:
+            optsp = None
+        else:
+            opts.flags = (0x4 if local_only else 0) | (0 if dedup else 0x2)
+            opts.source = enc(source)
+            opts.timestamp = enc(timestamp)
+            opts.trace_id = enc(trace_id)
+            optsp = ctypes.byref(opts)
+        r = self._r
+        if r is None:
+            lib.rre_payload_release(pj)
+            raise _closed_error()
         started = []
-        outer = getattr(_local, "started", None)
-        _local.started = started
+        delivered = []
+        outer = getattr(_local, "ctx", None)
+        _local.ctx = (started, payload, delivered)
+        _local.depth = depth + 1
         try:
-            st = lib.rre_router_publish(self._handle(), enc(spelling), pj, ctypes.byref(opts),
-                                        ctypes.byref(res))
+            st = lib.rre_router_publish(r, spelling, pj, optsp, ctypes.byref(res))
         finally:
-            _local.started = outer
+            _local.ctx = outer
+            _local.depth = depth
             lib.rre_payload_release(pj)
         if st == 7:
             err = _lib.errors.from_status(st, _lib.last_error())
@@ -338,18 +366,26 @@ class Router:
         if st != 0:
             log.warning("rre: the event was delivered, but the queue refused it: %s",
                         _lib.last_error())
+        if delivered and not res.duplicate:
+            # The event the handlers got (they may keep it): returned as is,
+            # with what only the publish knows.
+            ev = delivered[0]
+            ev.delivered = res.delivered
+            if res.problems.count:
+                ev.problems = _problems(res)
+            return ev, started
         ev = RouterEvent(
-            event_type=catalog.TYPES[res.type].name,
-            payload=dict(payload or {}),
+            event_type=_NAMES[res.type],
+            payload=payload,
             source=source or "",
-            timestamp=dec(res.timestamp),
-            trace_id=dec(res.trace_id),
-            content_hash=_lib.hexhash(res.hash),
+            timestamp=res.timestamp.decode(),
+            trace_id=res.trace_id.decode(),
+            content_hash=bytes(res.hash).hex(),
             event_id=res.event_id,
             origin="local",
-            duplicate=bool(res.duplicate),
+            duplicate=res.duplicate,
             delivered=res.delivered,
-            problems=_problems(res),
+            problems=_problems(res) if res.problems.count else [],
         )
         return ev, started
 
@@ -401,10 +437,22 @@ def _closed_error():
 def _deliver(sub, evp):
     """Called by the library (any thread) for one event and one handler."""
     try:
-        ev = _event_from_c(evp.contents)
+        cev = evp.contents
+        ctx = getattr(_local, "ctx", None)
+        # An event this thread is publishing right now (delivered before the
+        # publish returns): its payload is the caller's dict, as published;
+        # no need to write it out and read it back.
+        if ctx is not None and cev.origin == 0:
+            if ctx[2]:
+                ev = ctx[2][0]
+            else:
+                ev = _event_from_c(cev, ctx[1])
+                ctx[2].append(ev)
+        else:
+            ev = _event_from_c(cev)
         result = sub.handler(ev)
         if inspect.isawaitable(result):
-            started = getattr(_local, "started", None)
+            started = ctx[0] if ctx is not None else None
             if started is not None:
                 started.append((result, sub))
             else:
