@@ -81,6 +81,8 @@ def test_bad_payloads_raise_clear_errors():
         rre.content_hash("TRAINING_COMPLETED", [1, 2])
     with pytest.raises(rre.errors.InvalidArgumentError, match="keys must be str"):
         rre.content_hash("TRAINING_COMPLETED", {1: "x"})
+    with pytest.raises(rre.errors.InvalidArgumentError, match="keys must be str"):
+        rre.content_hash("TRAINING_COMPLETED", {"a": [{"b": {2.5: "x"}}]})
     with pytest.raises(rre.errors.InvalidArgumentError, match="cannot be written as JSON"):
         rre.content_hash("TRAINING_COMPLETED", {"x": float("nan")})
     with pytest.raises(rre.errors.InvalidArgumentError, match="must be JSON types"):

@@ -261,3 +261,13 @@ def test_interpreter_exit_with_a_handler_running_on_the_reader_thread(db, rre_cl
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
     assert "exiting" in out and "Fatal Python error" not in err
+
+
+def test_local_handlers_share_the_published_event_and_payload(db):
+    got = []
+    with Router(db_path=db) as r:
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        r.subscribe("TRAINING_COMPLETED", got.append)
+        payload = payload_training()
+        ev = r.publish_sync("TRAINING_COMPLETED", payload)
+    assert got[0] is got[1] is ev and ev.payload is payload and ev.delivered == 2
