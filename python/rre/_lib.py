@@ -268,6 +268,7 @@ _PROTOS = {
         c_int,
         [c_void_p, c_int, c_void_p, c_char_p, c_char_p, c_char_p, POINTER(QueuePublishResult)],
     ),
+    "rre_queue_publish_batch": (c_int, [c_void_p, POINTER(Event), c_size_t, POINTER(c_bool)]),
     "rre_subscriber_options_init": (None, [POINTER(SubscriberOptions)]),
     "rre_subscriber_create": (c_int, [POINTER(c_void_p), c_void_p, POINTER(SubscriberOptions)]),
     "rre_subscriber_poll": (

@@ -53,6 +53,37 @@ class Queue:
             lib.rre_payload_release(pj)
         return res.event_id, bool(res.duplicate)
 
+    def publish_batch(self, events, source=None):
+        """Appends several events in one transaction (all or none): `events`
+        is an iterable of (event_type, payload) pairs. Returns a list of
+        (event_id, duplicate), in order. Many times faster than one publish
+        per event when events are at hand."""
+        items = list(events)
+        n = len(items)
+        if n == 0:
+            return []
+        arr = (_lib.Event * n)()
+        dups = (ctypes.c_bool * n)()
+        src = enc(source)
+        owned = []
+        try:
+            for i, item in enumerate(items):
+                try:
+                    event_type, payload = item
+                except (TypeError, ValueError):
+                    raise TypeError("publish_batch takes (event_type, payload) pairs; item %d "
+                                    "is %r" % (i, item)) from None
+                arr[i].type = catalog.code_of(event_type)
+                pj = _lib.to_json_t(payload)
+                owned.append(pj)
+                arr[i].payload = pj
+                arr[i].source = src
+            _lib.check(lib.rre_queue_publish_batch(self._handle(), arr, n, dups))
+            return [(arr[i].event_id, bool(dups[i])) for i in range(n)]
+        finally:
+            for pj in owned:
+                lib.rre_payload_release(pj)
+
     def subscriber(self, name=None, types=None, since_id=0):
         """A reader of the queue: durable when named (it resumes after a
         restart where it stopped), else transient."""

@@ -271,3 +271,23 @@ def test_local_handlers_share_the_published_event_and_payload(db):
         payload = payload_training()
         ev = r.publish_sync("TRAINING_COMPLETED", payload)
     assert got[0] is got[1] is ev and ev.payload is payload and ev.delivered == 2
+
+
+def test_queue_batch_publish_is_all_or_nothing_and_reports_duplicates(db):
+    import rre
+
+    with rre.Queue(db) as q:
+        got = q.publish_batch([("TRAINING_STARTED", {"config_key": "hex8_2p", "n": i})
+                               for i in range(3)] + [("TRAINING_STARTED",
+                                                      {"config_key": "hex8_2p", "n": 0})],
+                              source="batch")
+        assert [d for _, d in got] == [False, False, False, True]
+        assert [i for i, _ in got[:3]] == sorted(i for i, _ in got[:3])
+        with pytest.raises(UnknownTypeError):
+            q.publish_batch([("TRAINING_STARTED", {"n": 9}), ("NOPE", {})])
+        with pytest.raises(TypeError):
+            q.publish_batch([("TRAINING_STARTED",)])
+        assert q.publish_batch([]) == []
+        events = rre.Subscriber(q, since_id=0).poll(timeout=1.0)
+    assert [e.payload.get("n") for e in events] == [0, 1, 2]
+    assert {e.source for e in events} == {"batch"}
