@@ -31,6 +31,19 @@ void rre__log(rre_log_level level, const char *component, const char *fmt, ...) 
 bool rre__log_enabled(rre_log_level level);
 
 /* Aborts with a message: for broken invariants and failed lock operations. */
+/* Whether s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
+ * values past U+10FFFF). */
+bool rre__utf8_valid(const char *s, size_t len);
+/* A copy of the NUL-terminated `s` with every byte that is not part of a
+ * well-formed UTF-8 sequence replaced by U+FFFD; NULL when out of memory.
+ * Release it with free(). */
+char *rre__utf8_repair(const char *s);
+
+/* A JSON string of a text column that another writer may have filled:
+ * NULL gives "", bytes that are not UTF-8 become U+FFFD. NULL only when out
+ * of memory. */
+json_t *rre__json_text_column(const char *s);
+
 _Noreturn void rre__panic(const char *fmt, ...) RRE__PRINTF(1, 2);
 
 #endif /* RRE_INTERNAL_H */

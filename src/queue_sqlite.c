@@ -563,6 +563,12 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
      * rows written under it would not match it (the bridge's own rows). */
     if (opts->hostname != NULL && strlen(opts->hostname) > RRE_HOSTNAME_MAX)
         return rre__error(RRE_EINVAL, "the host name is longer than %d bytes", RRE_HOSTNAME_MAX);
+    /* Nothing that is not UTF-8 is ever written to a column. */
+    if (opts->hostname != NULL && !rre__utf8_valid(opts->hostname, strlen(opts->hostname)))
+        return rre__error(RRE_EINVAL, "the host name is not valid UTF-8");
+    if (opts->default_source != NULL &&
+        !rre__utf8_valid(opts->default_source, strlen(opts->default_source)))
+        return rre__error(RRE_EINVAL, "the default source is not valid UTF-8");
     rre_queue *q = calloc(1, sizeof *q);
     if (q == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
@@ -967,6 +973,8 @@ static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const js
     memset(req, 0, sizeof *req);
     req->spelling = info->queue_spelling;
     req->source = source != NULL ? source : q->default_source;
+    if (!rre__utf8_valid(req->source, strlen(req->source)))
+        return rre__error(RRE_EINVAL, "the source is not valid UTF-8; nothing was stored");
     rre_status st = rre_content_hash(info->type, payload, req->hash);
     if (st != RRE_OK)
         return st;

@@ -90,10 +90,14 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         const char *spelling = (const char *)sqlite3_column_text(st, 0);
         rre_event_type t;
         const char *key = spelling != NULL ? spelling : "";
+        char *fixed = NULL;
         if (rre_event_lookup(key, &t) == RRE_OK)
             key = rre_event_name(t);
+        else if (!rre__utf8_valid(key, strlen(key)) && (fixed = rre__utf8_repair(key)) != NULL)
+            key = fixed;
         json_int_t prev = json_integer_value(json_object_get(by_type, key));
         json_object_set_new(by_type, key, json_integer(prev + sqlite3_column_int64(st, 1)));
+        free(fixed);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -114,7 +118,8 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
     while ((rc == SQLITE_OK || rc == SQLITE_ROW) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *s = json_object();
         int64_t cursor = sqlite3_column_int64(st, 1);
-        json_object_set_new(s, "id", json_string((const char *)sqlite3_column_text(st, 0)));
+        json_object_set_new(s, "id",
+                            rre__json_text_column((const char *)sqlite3_column_text(st, 0)));
         json_object_set_new(s, "kind", json_string("stable"));
         json_object_set_new(s, "cursor", json_integer(cursor));
         json_object_set_new(s, "behind", json_integer(count_after(db, cursor)));
@@ -122,7 +127,7 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
             const char *host = (const char *)sqlite3_column_text(st, 3);
             long pid = (long)sqlite3_column_int64(st, 4);
-            json_object_set_new(s, "holder_host", json_string(host != NULL ? host : ""));
+            json_object_set_new(s, "holder_host", rre__json_text_column(host));
             json_object_set_new(s, "holder_pid", json_integer(pid));
             json_object_set_new(s, "alive",
                                 json_boolean(lease_alive(q, host != NULL ? host : "", pid,
@@ -154,13 +159,14 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_t *s = json_object();
         int64_t last_ack = sqlite3_column_int64(st, 4);
         double seen = sqlite3_column_double(st, 3);
-        json_object_set_new(s, "id", json_string((const char *)sqlite3_column_text(st, 0)));
+        json_object_set_new(s, "id",
+                            rre__json_text_column((const char *)sqlite3_column_text(st, 0)));
         json_object_set_new(s, "kind", json_string("python"));
         json_object_set_new(s, "cursor", json_integer(last_ack));
         json_object_set_new(s, "behind", json_integer(count_after(db, last_ack)));
         json_object_set_new(s, "last_seen", json_real(seen));
         json_object_set_new(s, "holder_host",
-                            json_string((const char *)sqlite3_column_text(st, 1)));
+                            rre__json_text_column((const char *)sqlite3_column_text(st, 1)));
         json_object_set_new(s, "holder_pid", json_integer(sqlite3_column_int64(st, 2)));
         json_object_set_new(s, "alive", json_boolean(now - seen <= q->subscriber_timeout_s));
         json_array_append_new(subs, s);

@@ -346,6 +346,8 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     if (opts->name != NULL) {
         if (opts->name[0] == '\0')
             return rre__error(RRE_EINVAL, "a durable subscriber name must not be empty");
+        if (!rre__utf8_valid(opts->name, strlen(opts->name)))
+            return rre__error(RRE_EINVAL, "the subscriber name is not valid UTF-8");
         if (strcmp(opts->name, RRE_QUEUE_RESERVED_NAME) == 0)
             return rre__error(RRE_EINVAL,
                               "the subscriber name '%s' is reserved: '<host>:stable:%s' is the "
@@ -624,15 +626,33 @@ static bool row_strings(sqlite3_stmt *st, struct row *r)
     const char *host = (const char *)sqlite3_column_text(st, 4);
     src = src != NULL ? src : "";
     host = host != NULL ? host : "";
+    /* Another writer may have stored bytes that are not UTF-8 (this library
+     * never does): such a row is delivered with each bad byte replaced by
+     * U+FFFD, so no output format and no reader has to refuse it. */
+    char *fixed_src = NULL, *fixed_host = NULL;
+    if (!rre__utf8_valid(src, strlen(src))) {
+        if ((fixed_src = rre__utf8_repair(src)) == NULL)
+            return false;
+        src = fixed_src;
+    }
+    if (!rre__utf8_valid(host, strlen(host))) {
+        if ((fixed_host = rre__utf8_repair(host)) == NULL) {
+            free(fixed_src);
+            return false;
+        }
+        host = fixed_host;
+    }
     size_t ls = strlen(src), lh = strlen(host);
     r->strings = malloc(ls + lh + 2);
-    if (r->strings == NULL)
-        return false;
-    memcpy(r->strings, src, ls + 1);
-    memcpy(r->strings + ls + 1, host, lh + 1);
-    r->ev.source = r->strings;
-    r->ev.hostname = r->strings + ls + 1;
-    return true;
+    if (r->strings != NULL) {
+        memcpy(r->strings, src, ls + 1);
+        memcpy(r->strings + ls + 1, host, lh + 1);
+        r->ev.source = r->strings;
+        r->ev.hostname = r->strings + ls + 1;
+    }
+    free(fixed_src);
+    free(fixed_host);
+    return r->strings != NULL;
 }
 
 /* Held reading of a row whose content hash is stored (one this library

@@ -154,6 +154,8 @@ rre_status rre_router_options_set_source(rre_router_options *opts, const char *s
         source = "";
     if (strlen(source) >= sizeof opts->source)
         return rre__error(RRE_EINVAL, "source longer than %d bytes", RRE_ROUTER_NAME_MAX - 1);
+    if (!rre__utf8_valid(source, strlen(source)))
+        return rre__error(RRE_EINVAL, "the source is not valid UTF-8");
     strcpy(opts->source, source);
     return RRE_OK;
 }
@@ -604,6 +606,8 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
     if (st != RRE_OK)
         return st;
     rre__trace_format(&trace, ev.trace_id);
+    if (opts->source != NULL && !rre__utf8_valid(opts->source, strlen(opts->source)))
+        return rre__error(RRE_EINVAL, "the source is not valid UTF-8");
     ev.source = opts->source != NULL ? opts->source : default_source(r, payload);
     ev.hostname = r->hostname;
 

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Top-level fields the envelope may put in any payload. */
@@ -109,6 +110,62 @@ static size_t utf8_sequence(const unsigned char *s, size_t len, unsigned *cp)
         return 0;
     *cp = c;
     return n;
+}
+
+bool rre__utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    unsigned cp;
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_sequence(u + i, len - i, &cp);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+char *rre__utf8_repair(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = strlen(s);
+    /* Each bad byte becomes U+FFFD (3 bytes). */
+    char *out = malloc(len * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0, i = 0;
+    unsigned cp;
+    while (i < len) {
+        size_t n = u[i] < 0x80 ? 1 : utf8_sequence(u + i, len - i, &cp);
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+            continue;
+        }
+        memcpy(out + o, u + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+json_t *rre__json_text_column(const char *s)
+{
+    if (s == NULL)
+        return json_string("");
+    if (rre__utf8_valid(s, strlen(s)))
+        return json_string(s);
+    char *fixed = rre__utf8_repair(s);
+    json_t *v = fixed != NULL ? json_string(fixed) : NULL;
+    free(fixed);
+    return v;
 }
 
 /* The text that stands for the input at s[0..len) in a field name: `piece`

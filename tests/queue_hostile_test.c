@@ -1,0 +1,256 @@
+/*
+ * queue_hostile_test.c - the rules about text that is not UTF-8: the
+ * library never stores it in any column (publishes, host names, sources and
+ * subscriber names that are not UTF-8 are refused and nothing is stored),
+ * and rows another writer filled with it are delivered anyway, the bad
+ * bytes replaced by U+FFFD, by every reader and output format, and counted
+ * by the statistics; delivery goes on after them.
+ */
+#include "testutil.h"
+
+#include <rre/rre.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BAD "\xff\xfe"
+#define REPLACED "\xef\xbf\xbd\xef\xbf\xbd" /* two U+FFFD */
+
+struct fixture {
+    char *dir;
+    char path[512];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    snprintf(f->path, sizeof f->path, "%s/events.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static rre_queue *open_queue(struct fixture *f)
+{
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.hostname = "c-host";
+    o.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    rre_status st = rre_queue_create(&q, &o);
+    if (st != RRE_OK)
+        fail_msg("open: %s: %s", rre_strerror(st), rre_last_error());
+    return q;
+}
+
+static long long count_rows(struct fixture *f, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A row as another writer might store it, with raw bytes in the text
+ * columns. */
+static void raw_insert(struct fixture *f, const char *type, const char *source, const char *host)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO events (event_type, payload, source, hostname,"
+                                        " created_at) VALUES (?, '{\"y\": 1}', ?, ?,"
+                                        " strftime('%s','now'))",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, host, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_a_source_that_is_not_utf8_is_refused_and_nothing_stored(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    json_t *p = json_pack("{s:i}", "y", 1);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, BAD, NULL, NULL, NULL),
+                     RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "UTF-8"));
+    rre_event ev = {.type = RRE_EV_ELO_UPDATED, .payload = p, .source = "ok"};
+    rre_event evs[2] = {ev, ev};
+    evs[1].source = BAD;
+    assert_int_equal(rre_queue_publish_batch(q, evs, 2, NULL), RRE_EINVAL);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM events"), 0);
+    json_decref(p);
+    rre_queue_destroy(q);
+}
+
+static void test_a_router_source_that_is_not_utf8_is_refused(void **state)
+{
+    (void)state;
+    rre_router_options *o = NULL;
+    assert_int_equal(rre_router_options_create(&o), RRE_OK);
+    assert_int_equal(rre_router_options_set_source(o, BAD), RRE_EINVAL);
+    rre_router *r = NULL;
+    assert_int_equal(rre_router_create(&r, o), RRE_OK);
+    rre_router_options_destroy(o);
+    json_t *p = json_pack("{s:i}", "y", 1);
+    rre_publish_options po = {.source = "a" BAD};
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", p, &po, NULL), RRE_EINVAL);
+    po.source = "fine";
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", p, &po, NULL), RRE_OK);
+    json_decref(p);
+    rre_router_destroy(r);
+}
+
+static void test_host_names_default_sources_and_subscriber_names_must_be_utf8(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.hostname = "host" BAD;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_EINVAL);
+    assert_null(q);
+    o.hostname = "c-host";
+    o.default_source = BAD;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_EINVAL);
+    q = open_queue(f);
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    so.name = "reader" BAD;
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, q, &so), RRE_EINVAL);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM rre_cursors"), 0);
+    rre_queue_destroy(q);
+}
+
+struct seen {
+    int n;
+    char source[4][64];
+    char host[4][64];
+};
+
+static rre_status keep(const rre_event *ev, void *ud)
+{
+    struct seen *s = ud;
+    if (s->n < 4) {
+        snprintf(s->source[s->n], 64, "%s", ev->source);
+        snprintf(s->host[s->n], 64, "%s", ev->hostname);
+    }
+    s->n++;
+    return RRE_OK;
+}
+
+static void test_rows_of_other_writers_with_bad_bytes_are_delivered_repaired(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f); /* makes the schema */
+    raw_insert(f, "elo_updated", BAD, "py-host");
+    raw_insert(f, "elo_updated", "ok", "h" BAD);
+    json_t *p = json_pack("{s:i}", "y", 3);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "after", NULL, NULL, NULL),
+                     RRE_OK);
+    json_decref(p);
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    so.name = "reader";
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, q, &so), RRE_OK);
+    struct seen seen = {0};
+    size_t n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, keep, &seen, &n), RRE_OK);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.source[0], REPLACED);
+    assert_string_equal(seen.host[1], "h" REPLACED);
+    assert_string_equal(seen.source[2], "after");
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+}
+
+static void test_every_tail_format_goes_past_rows_with_bad_bytes(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(open_queue(f));
+    raw_insert(f, "elo_updated", BAD, "py-host");
+    raw_insert(f, "elo_updated", "ok", "py-host");
+    const char *formats[] = {"json", "text", "cloudevents"};
+    for (size_t i = 0; i < 3; i++) {
+        tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--format", formats[i], NULL);
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, REPLACED));
+        assert_non_null(strstr(r.out, "ok"));
+        tu_result_free(&r);
+    }
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--subscriber", "x", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"event_id\":2"));
+    tu_result_free(&r);
+}
+
+static void test_stats_show_subscribers_and_types_with_bad_bytes(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    raw_insert(f, "odd" BAD, "s", "h");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO subscribers VALUES (CAST(X'FFFE41' AS TEXT), 'p',"
+                                  " CAST(X'C3' AS TEXT), 1, '[]', 0, 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    json_t *stats = NULL;
+    assert_int_equal(rre_queue_stats(q, &stats), RRE_OK);
+    json_t *subs = json_object_get(stats, "subscribers");
+    assert_int_equal(json_array_size(subs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(subs, 0), "id")),
+                        REPLACED "A");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(subs, 0), "holder_host")),
+                        "\xef\xbf\xbd");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(stats, "by_type"), "odd" REPLACED)), 1);
+    json_decref(stats);
+    rre_queue_destroy(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_a_source_that_is_not_utf8_is_refused_and_nothing_stored, setup, teardown),
+        cmocka_unit_test(test_a_router_source_that_is_not_utf8_is_refused),
+        cmocka_unit_test_setup_teardown(
+            test_host_names_default_sources_and_subscriber_names_must_be_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rows_of_other_writers_with_bad_bytes_are_delivered_repaired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_tail_format_goes_past_rows_with_bad_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stats_show_subscribers_and_types_with_bad_bytes, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
