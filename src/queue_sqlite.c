@@ -947,6 +947,17 @@ static rre_status payload_text(const json_t *payload, const char *timestamp, con
         free(text);
         text = grown;
     }
+    /* Readers refuse a stored text over the payload limit: refuse it here,
+     * where the publisher hears of it, rather than store what no one can
+     * read. */
+    size_t stored = strlen(text);
+    if (stored > RRE_PAYLOAD_MAX_BYTES) {
+        free(text);
+        return rre__error(RRE_ELIMIT,
+                          "the payload as stored (with its timestamp and trace_id) is %zu bytes; "
+                          "the limit is %u bytes; nothing was stored",
+                          stored, RRE_PAYLOAD_MAX_BYTES);
+    }
     *out = text;
     return RRE_OK;
 }

@@ -545,8 +545,13 @@ static char *replace_non_finite(const char *text, size_t len, size_t *out_len)
     return out;
 }
 
+/* 10000-01-01T00:00:00Z: created_at must be below it. */
+#define CREATED_AT_MAX 253402300800.0
+
 static void format_created_at(double created_at, char out[RRE_TIMESTAMP_MAX])
 {
+    if (!(created_at >= 0 && created_at < CREATED_AT_MAX))
+        created_at = 0; /* rows are checked before; never convert out of range */
     time_t secs = (time_t)created_at;
     long micros = (long)((created_at - (double)secs) * 1e6 + 0.5);
     if (micros >= 1000000) {
@@ -694,8 +699,27 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         r->kind = ROW_ACKED;
         return;
     }
+    /* created_at as another writer may have stored it: numeric text is read
+     * as its number; anything else that is not a real time (a word, a blob,
+     * NULL, NaN, infinities, years past 9999 or before 1970) sets the row
+     * aside as a poison row, reported, instead of printing an impossible
+     * date or passing it as expired without a word. */
+    int ctype = sqlite3_column_type(st, 5);
     double created_at = sqlite3_column_double(st, 5);
+    if (ctype == SQLITE_TEXT) {
+        const char *t = (const char *)sqlite3_column_text(st, 5);
+        char *end = NULL;
+        created_at = t != NULL ? strtod(t, &end) : 0;
+        if (t == NULL || end == t || *end != '\0')
+            ctype = SQLITE_NULL;
+    }
     r->created_at = created_at;
+    if ((ctype != SQLITE_INTEGER && ctype != SQLITE_FLOAT && ctype != SQLITE_TEXT) ||
+        !(created_at >= 0 && created_at < CREATED_AT_MAX)) {
+        r->kind = ROW_POISON;
+        snprintf(r->reason, sizeof r->reason, "created_at is not a time in seconds since 1970");
+        return;
+    }
     if (created_at < oldest) {
         r->kind = ROW_SKIP;
         return;

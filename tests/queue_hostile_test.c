@@ -200,7 +200,9 @@ static void test_every_tail_format_goes_past_rows_with_bad_bytes(void **state)
     for (size_t i = 0; i < 3; i++) {
         tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--format", formats[i], NULL);
         assert_int_equal(r.status, 0);
-        assert_non_null(strstr(r.out, REPLACED));
+        /* cloudevents percent-encodes the source (U+FFFD is EF BF BD) */
+        assert_non_null(
+            strstr(r.out, i == 2 ? "/ringrift/py-host/%EF%BF%BD%EF%BF%BD\"" : REPLACED));
         assert_non_null(strstr(r.out, "ok"));
         tu_result_free(&r);
     }
@@ -237,6 +239,77 @@ static void test_stats_show_subscribers_and_types_with_bad_bytes(void **state)
     rre_queue_destroy(q);
 }
 
+static void test_cloudevents_sources_are_percent_encoded_uri_references(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(open_queue(f));
+    raw_insert(f, "elo_updated", "trainer one", "z\xc3\xbcrich-node");
+    raw_insert(f, "elo_updated", "50% done/x", "h");
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--format", "cloudevents", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"source\":\"/ringrift/z%C3%BCrich-node/trainer%20one\""));
+    assert_non_null(strstr(r.out, "\"source\":\"/ringrift/h/50%25%20done%2Fx\""));
+    tu_result_free(&r);
+}
+
+static void test_a_payload_over_the_limit_once_stored_is_refused_at_publish(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    /* Under the limit as given; over it with the timestamp and trace id the
+     * queue adds, which every reader would refuse. */
+    size_t n = RRE_PAYLOAD_MAX_BYTES - 20;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    json_t *p = json_pack("{s:s}", "y", big);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "s", "2026-01-02T03:04:05Z",
+                                       "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01",
+                                       NULL),
+                     RRE_ELIMIT);
+    assert_non_null(strstr(rre_last_error(), "nothing was stored"));
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM events"), 0);
+    json_decref(p);
+    free(big);
+    rre_queue_destroy(q);
+}
+
+static void test_rows_whose_created_at_is_not_a_time_are_set_aside_as_poison(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    const char *values[] = {"1e300",
+                            "9e999",
+                            "'not a time'",
+                            "X'00'",
+                            "-5",
+                            "CAST(strftime('%s','now') AS TEXT)",
+                            "strftime('%s','now')"};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO events (event_type, payload, source, hostname, created_at)"
+                 " VALUES ('elo_updated', '{\"i\": %zu}', 's', 'h', %s)",
+                 i, values[i]);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+    sqlite3_close(db);
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    so.name = "reader";
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, q, &so), RRE_OK);
+    struct seen seen = {0};
+    size_t n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, keep, &seen, &n), RRE_OK);
+    assert_int_equal(seen.n, 2); /* the numeric text and the number */
+    rre_subscriber_destroy(s);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM rre_poison"), 5);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +324,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_show_subscribers_and_types_with_bad_bytes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_cloudevents_sources_are_percent_encoded_uri_references,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_payload_over_the_limit_once_stored_is_refused_at_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rows_whose_created_at_is_not_a_time_are_set_aside_as_poison, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

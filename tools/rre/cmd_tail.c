@@ -61,6 +61,44 @@ struct tail_state {
     bool output_failed;
 };
 
+/* Appends `text` to `out` as one URI path segment: every byte but the
+ * unreserved characters (RFC 3986: ALPHA DIGIT - . _ ~) percent-encoded, so
+ * a source such as "trainer one", "50% done" or "zürich-node" still makes a
+ * valid URI reference. */
+static size_t put_segment(char *out, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* The CloudEvents source of an event: /ringrift/<host>[/<source>], each
+ * part one percent-encoded path segment; NULL when out of memory. */
+static char *ce_source(const char *host, const char *source)
+{
+    char *out = malloc(16 + 3 * (strlen(host) + strlen(source)));
+    if (out == NULL)
+        return NULL;
+    size_t o = (size_t)sprintf(out, "/ringrift/");
+    o += put_segment(out + o, host);
+    if (source[0] != '\0') {
+        out[o++] = '/';
+        put_segment(out + o, source);
+    }
+    return out;
+}
+
 static json_t *event_json(const rre_event *ev, enum format format)
 {
     const rre_event_info *info = rre_event_get(ev->type);
@@ -68,16 +106,16 @@ static json_t *event_json(const rre_event *ev, enum format format)
     rre_hash_to_hex(ev->hash, hex);
     json_t *o;
     if (format == FMT_CLOUDEVENTS) {
-        char id[32], source[512], type[128];
+        char id[32], type[128];
         snprintf(id, sizeof id, "%lld", (long long)ev->event_id);
-        if (ev->source[0] != '\0')
-            snprintf(source, sizeof source, "/ringrift/%s/%s", ev->hostname, ev->source);
-        else
-            snprintf(source, sizeof source, "/ringrift/%s", ev->hostname);
+        char *source = ce_source(ev->hostname, ev->source);
+        if (source == NULL)
+            return NULL;
         snprintf(type, sizeof type, "ringrift.%s", info->name);
         o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O}", "specversion", "1.0", "id", id, "source",
                       source, "type", type, "time", ev->timestamp, "datacontenttype",
                       "application/json", "data", ev->payload);
+        free(source);
         if (o != NULL && ev->trace_id[0] != '\0')
             json_object_set_new(o, "traceparent", json_string(ev->trace_id));
         return o;
