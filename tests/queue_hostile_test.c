@@ -310,6 +310,37 @@ static void test_rows_whose_created_at_is_not_a_time_are_set_aside_as_poison(voi
     rre_queue_destroy(q);
 }
 
+static void test_text_outputs_never_pass_control_characters_through(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(open_queue(f));
+    raw_insert(f, "elo_updated", "\x1b[2Jsrc", "h\x07\xc2\x9b");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO subscribers VALUES ('sub' || char(27) || 'x', 'p',"
+                                  " 'h' || char(13), 1, '[]', 0, 0);"
+                                  "UPDATE events SET payload = '{\"y\": \"a' || char(155) ||"
+                                  " 'b\\nc\"}'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--format", "text", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\\x1b[2Jsrc@h\\x07\\u009b "));
+    assert_non_null(strstr(r.out, "\"y\":\"a\\u009bb\\nc\""));
+    tu_result s = tu_run_cli(NULL, "--db", f->path, "stats", NULL);
+    assert_int_equal(s.status, 0);
+    assert_non_null(strstr(s.out, "sub\\x1bx"));
+    assert_non_null(strstr(s.out, "on h\\x0d)"));
+    for (const char *p = r.out; *p; p++)
+        assert_true(*p == '\n' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
+    for (const char *p = s.out; *p; p++)
+        assert_true(*p == '\n' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
+    tu_result_free(&r);
+    tu_result_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +361,8 @@ int main(void)
             test_a_payload_over_the_limit_once_stored_is_refused_at_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_rows_whose_created_at_is_not_a_time_are_set_aside_as_poison, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_outputs_never_pass_control_characters_through,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,3 +208,31 @@ void cli_print_problems(const rre_problems *problems, const char *error_prefix)
     if (total > shown)
         fprintf(stderr, "... and %zu more problems\n", total - shown);
 }
+
+char *cli_safe_text(const char *s, bool escape_backslash)
+{
+    if (s == NULL)
+        s = "";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = strlen(s);
+    char *out = malloc(len * 6 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = u[i];
+        if (c < 0x20 || c == 0x7f) {
+            o += (size_t)sprintf(out + o, "\\x%02x", c);
+        } else if (c == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f) {
+            o += (size_t)sprintf(out + o, "\\u%04x", u[i + 1]); /* a C1 control */
+            i++;
+        } else if (c == '\\' && escape_backslash) {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

@@ -74,6 +74,12 @@ int cli_require_queue_file(const struct cli_globals *g, const char *cmd);
  * terminal that hung up: nothing written there will be read. */
 bool cli_stdout_gone(void);
 
+/* A copy of `s` (NULL: "") fit for a terminal: C0 controls, DEL and C1
+ * controls (U+0080..U+009F) written as \xNN and \u00NN, and backslashes
+ * doubled when `escape_backslash` (not for JSON text, whose escapes must
+ * stay as they are). NULL when out of memory; release with free(). */
+char *cli_safe_text(const char *s, bool escape_backslash);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);

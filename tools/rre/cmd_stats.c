@@ -18,9 +18,20 @@ static void stats_help(void)
          "is, dedup entries, poison rows, file size (database and WAL).");
 }
 
+/* Prints `text` made safe for a terminal (see cli_safe_text), left-aligned
+ * in `width` columns (0: as it is). */
+static void print_safe(int width, const char *text)
+{
+    char *safe = cli_safe_text(text, true);
+    printf("%-*s", width, safe != NULL ? safe : "?");
+    free(safe);
+}
+
 static void print_text(const json_t *s)
 {
-    printf("database: %s\n", json_string_value(json_object_get(s, "path")));
+    printf("database: ");
+    print_safe(0, json_string_value(json_object_get(s, "path")));
+    printf("\n");
     printf("file size: %lld bytes\n",
            (long long)json_integer_value(json_object_get(s, "file_bytes")));
     printf("events: %lld (ids %lld..%lld)\n",
@@ -34,21 +45,29 @@ static void print_text(const json_t *s)
     json_t *v;
     printf("by type:\n");
     json_object_foreach((json_t *)json_object_get(s, "by_type"), name, v)
-        printf("  %-40s %lld\n", name, (long long)json_integer_value(v));
+    {
+        printf("  ");
+        print_safe(40, name);
+        printf(" %lld\n", (long long)json_integer_value(v));
+    }
     printf("subscribers:\n");
     size_t i;
     json_array_foreach(json_object_get(s, "subscribers"), i, v)
     {
         const char *host = json_string_value(json_object_get(v, "holder_host"));
-        printf("  %-40s %-6s cursor %lld, behind %lld, %s",
-               json_string_value(json_object_get(v, "id")),
-               json_string_value(json_object_get(v, "kind")),
+        printf("  ");
+        print_safe(40, json_string_value(json_object_get(v, "id")));
+        printf(" %-6s cursor %lld, behind %lld, %s", json_string_value(json_object_get(v, "kind")),
                (long long)json_integer_value(json_object_get(v, "cursor")),
                (long long)json_integer_value(json_object_get(v, "behind")),
                json_is_true(json_object_get(v, "alive")) ? "alive" : "not running");
-        if (host != NULL)
-            printf(" (pid %lld on %s)",
-                   (long long)json_integer_value(json_object_get(v, "holder_pid")), host);
+        if (host != NULL) {
+            printf(" (pid %lld on",
+                   (long long)json_integer_value(json_object_get(v, "holder_pid")));
+            printf(" ");
+            print_safe(0, host);
+            printf(")");
+        }
         printf("\n");
     }
 }

@@ -145,11 +145,19 @@ static rre_status print_event(const rre_event *ev, void *user_data)
     struct tail_state *t = user_data;
     int rc;
     if (t->format == FMT_TEXT) {
+        /* Nothing another writer put in a row reaches the terminal as a
+         * control character. */
         char *payload = json_text(ev->payload);
+        char *safe_payload = cli_safe_text(payload != NULL ? payload : "{}", false);
+        char *source = cli_safe_text(ev->source[0] ? ev->source : "-", true);
+        char *host = cli_safe_text(ev->hostname, true);
         rc = printf("%lld %s %s %s@%s %s\n", (long long)ev->event_id, ev->timestamp,
-                    rre_event_name(ev->type), ev->source[0] ? ev->source : "-", ev->hostname,
-                    payload != NULL ? payload : "{}");
+                    rre_event_name(ev->type), source != NULL ? source : "?",
+                    host != NULL ? host : "?", safe_payload != NULL ? safe_payload : "{}");
         free(payload);
+        free(safe_payload);
+        free(source);
+        free(host);
     } else {
         json_t *o = event_json(ev, t->format);
         char *text = json_text(o);
