@@ -341,6 +341,24 @@ static void test_text_outputs_never_pass_control_characters_through(void **state
     tu_result_free(&s);
 }
 
+static void test_the_cli_reports_a_skipped_poison_row_once(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(open_queue(f));
+    raw_insert(f, "no_such_type", "s", "h");
+    raw_insert(f, "elo_updated", "s", "h");
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--subscriber", "x", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "rre: warning: queue: event 1 of"));
+    assert_non_null(strstr(r.err, "unknown event type 'no_such_type'"));
+    assert_non_null(strstr(r.out, "\"event_id\":2"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->path, "tail", "--subscriber", "y", NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.err, "no_such_type")); /* said once */
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +381,8 @@ int main(void)
             test_rows_whose_created_at_is_not_a_time_are_set_aside_as_poison, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_outputs_never_pass_control_characters_through,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_cli_reports_a_skipped_poison_row_once, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct cli_command commands[] = {
@@ -47,6 +48,16 @@ static int finish_output(int rc)
     return rc == CLI_OK ? CLI_FAIL : rc;
 }
 
+static void log_to_stderr(rre_log_level level, const char *component, const char *message,
+                          void *user_data)
+{
+    (void)user_data;
+    char *safe = cli_safe_text(message, false);
+    fprintf(stderr, "rre: %s: %s: %s\n", level >= RRE_LOG_ERROR ? "error" : "warning", component,
+            safe != NULL ? safe : message);
+    free(safe);
+}
+
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
@@ -79,6 +90,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return CLI_USAGE;
     }
+    /* What the library reports (a poison row skipped, a setting ignored) is
+     * said on standard error. The bridge installs its own logger (the
+     * library keeps a replaced one for good, so only one is installed). */
+    if (strcmp(argv[i], "bridge") != 0)
+        rre_set_logger(log_to_stderr, NULL, RRE_LOG_WARN);
     for (const struct cli_command *c = commands; c->name != NULL; c++)
         if (strcmp(argv[i], c->name) == 0)
             return finish_output(c->run(&g, argc - i, argv + i));
