@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define BAD "\xff\xfe"
 #define REPLACED "\xef\xbf\xbd\xef\xbf\xbd" /* two U+FFFD */
@@ -359,6 +362,62 @@ static void test_the_cli_reports_a_skipped_poison_row_once(void **state)
     tu_result_free(&r);
 }
 
+/* Runs `rre --db PATH ARGS` as a user who cannot write PATH's directory
+ * (nobody, when this test runs as root), capturing standard output into
+ * *out. Returns the exit status, or -1 when it cannot be arranged. */
+static int run_as_reader(const char *dir, const char *path, const char *args, char **out)
+{
+    char outfile[600], cmd[2048];
+    snprintf(outfile, sizeof outfile, "%s.out", dir);
+    const char *as = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+    snprintf(cmd, sizeof cmd, "%s'%s' --db '%s' %s > '%s' 2>&1", as, RRE_TEST_CLI, path, args,
+             outfile);
+    int rc = system(cmd);
+    *out = tu_read_file(outfile, NULL);
+    unlink(outfile);
+    return rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc);
+}
+
+static void test_looking_commands_work_on_a_queue_they_cannot_write(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    json_t *p = json_pack("{s:i}", "y", 1);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "s", NULL, NULL, NULL), RRE_OK);
+    json_decref(p);
+    rre_queue_destroy(q);
+    /* Only the file, checkpointed, in a directory no one but root writes. */
+    char ro[600], ro_db[700];
+    snprintf(ro, sizeof ro, "%s/ro", f->dir);
+    snprintf(ro_db, sizeof ro_db, "%s/events.db", ro);
+    assert_int_equal(mkdir(ro, 0755), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    size_t len = 0;
+    char *bytes = tu_read_file(f->path, &len);
+    FILE *fp = fopen(ro_db, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(bytes, 1, len, fp), len);
+    fclose(fp);
+    free(bytes);
+    assert_int_equal(chmod(ro_db, 0444), 0);
+    assert_int_equal(chmod(ro, 0555), 0);
+    assert_int_equal(chmod(f->dir, 0755), 0);
+    char *out = NULL;
+    int rc = run_as_reader(f->dir, ro_db, "stats", &out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "events: 1"));
+    free(out);
+    rc = run_as_reader(f->dir, ro_db, "tail --format text", &out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "ELO_UPDATED s@c-host"));
+    free(out);
+    chmod(ro, 0755);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +442,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_cli_reports_a_skipped_poison_row_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_looking_commands_work_on_a_queue_they_cannot_write,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

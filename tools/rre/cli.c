@@ -180,6 +180,22 @@ int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenanc
     return CLI_OK;
 }
 
+int cli_open_queue_read_only(const struct cli_globals *g, const char *cmd, rre_queue **out)
+{
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = g->db_path;
+    o.maintenance_interval_ms = -1;
+    o.read_only = true;
+    rre_status st = rre_queue_create(out, &o);
+    if (st != RRE_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "%s: opening the queue", cmd);
+        return cli_fail_status(what, st);
+    }
+    return CLI_OK;
+}
+
 int cli_require_queue_file(const struct cli_globals *g, const char *cmd)
 {
     char path[4096];

@@ -64,6 +64,10 @@ void cli_print_problems(const rre_problems *problems, const char *error_prefix);
  * CLI_FAIL. */
 int cli_open_queue(const struct cli_globals *g, const char *cmd, bool maintenance, rre_queue **out);
 
+/* The same, read-only (no maintenance, nothing written): for commands that
+ * only look, so they work on a file they cannot write. */
+int cli_open_queue_read_only(const struct cli_globals *g, const char *cmd, rre_queue **out);
+
 /* For the commands that only look at or tidy an existing queue (stats,
  * purge): CLI_OK when the database file exists, else prints "no queue
  * database at PATH" and returns CLI_FAIL, so a mistyped --db creates

@@ -92,7 +92,7 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
     }
     rre_queue *q = NULL;
     if (cli_require_queue_file(g, "stats") != CLI_OK ||
-        cli_open_queue(g, "stats", false, &q) != CLI_OK)
+        cli_open_queue_read_only(g, "stats", &q) != CLI_OK)
         return CLI_FAIL;
     json_t *s = NULL;
     rre_status st = rre_queue_stats(q, &s);

@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum format { FMT_JSON, FMT_TEXT, FMT_CLOUDEVENTS };
 
@@ -266,6 +267,17 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     rre_queue_options_init(&qo);
     qo.path = g->db_path;
     qo.maintenance_interval_ms = follow ? 0 : -1; /* a follower may as well do retention */
+    /* A reader without a name writes nothing: an existing file is opened
+     * read-only, so it works on a file it cannot write. */
+    struct stat sb;
+    char defpath[4096];
+    const char *path = qo.path;
+    if (path == NULL && rre_queue_default_path(defpath, sizeof defpath) == RRE_OK)
+        path = defpath;
+    if (so.name == NULL && path != NULL && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        qo.read_only = true;
+        qo.maintenance_interval_ms = -1;
+    }
     rre_queue *q = NULL;
     rre_status st = rre_queue_create(&q, &qo);
     if (st != RRE_OK)
