@@ -323,6 +323,38 @@ rre_status rre__queue_check_private_dir(const char *dir)
                           "the queue in a directory another user controls (set "
                           "RINGRIFT_COORDINATION_DIR to choose another)",
                           dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+    if (sb.st_mode & (S_IWGRP | S_IWOTH))
+        return rre__error(RRE_EIO,
+                          "'%s' can be written by %s (mode %03o): another user could replace the "
+                          "queue's files; make it private (chmod go-w '%s') or set "
+                          "RINGRIFT_COORDINATION_DIR to choose another directory",
+                          dir, (sb.st_mode & S_IWOTH) ? "every user" : "its group",
+                          (unsigned)(sb.st_mode & 0777), dir);
+    return RRE_OK;
+}
+
+rre_status rre__queue_check_private_files(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char name[4200];
+        snprintf(name, sizeof name, "%s%s", path, suffixes[i]);
+        struct stat sb;
+        if (lstat(name, &sb) != 0)
+            continue; /* not there yet: made by this process, with its owner */
+        if (S_ISLNK(sb.st_mode))
+            return rre__error(RRE_EIO,
+                              "'%s' is a symbolic link: the queue's files in the shared location "
+                              "under /tmp must be this user's own (remove it, or set "
+                              "RINGRIFT_COORDINATION_DIR to choose another directory)",
+                              name);
+        if (sb.st_uid != geteuid())
+            return rre__error(RRE_EIO,
+                              "'%s' belongs to uid %lu, not to this user (uid %lu): refusing a "
+                              "queue file another user controls (remove it, or set "
+                              "RINGRIFT_COORDINATION_DIR to choose another directory)",
+                              name, (unsigned long)sb.st_uid, (unsigned long)geteuid());
+    }
     return RRE_OK;
 }
 
@@ -639,12 +671,16 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
         st = make_dirs(q->dir);
         if (st == RRE_OK && under_tmp)
             st = rre__queue_check_private_dir(q->dir);
+        if (st == RRE_OK && under_tmp)
+            st = rre__queue_check_private_files(q->path);
         if (st == RRE_OK)
             st = create_file(q->path);
     } else if (access(q->path, F_OK) != 0) {
         st = rre__error(RRE_EIO, "cannot open '%s': %s", q->path, strerror(errno));
     } else if (under_tmp) {
         st = rre__queue_check_private_dir(q->dir);
+        if (st == RRE_OK)
+            st = rre__queue_check_private_files(q->path);
     }
     sqlite3 *db = NULL;
     if (st == RRE_OK)

@@ -159,6 +159,9 @@ void rre__queue_checkpoint_catch_up(rre_queue *q);
  * user; checked for the default location under /tmp, which another user
  * could have created first. */
 rre_status rre__queue_check_private_dir(const char *dir);
+/* The database file at `path` and its -wal and -shm, where they exist, must
+ * be regular files of this user (the same location rules). */
+rre_status rre__queue_check_private_files(const char *path);
 
 /* Own-event tracking for a linked router (queue_own.c, used by link.c):
  * while tracking is on, every id this handle inserts is recorded with the

@@ -302,8 +302,35 @@ static void test_tmp_location_must_be_a_directory_of_this_user(void **state)
     close(fd);
     assert_int_equal(rre__queue_check_private_dir(file), RRE_EIO);
     assert_int_equal(rre__queue_check_private_dir(f->path), RRE_EIO); /* missing */
+    /* Others or the group can write it: refused, saying how to fix it. */
+    char shared[600];
+    snprintf(shared, sizeof shared, "%s/shared", f->dir);
+    assert_int_equal(mkdir(shared, 0700), 0);
+    assert_int_equal(chmod(shared, 01777), 0);
+    assert_int_equal(rre__queue_check_private_dir(shared), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "can be written by every user"));
+    assert_non_null(strstr(rre_last_error(), "chmod go-w"));
+    assert_int_equal(chmod(shared, 0770), 0);
+    assert_int_equal(rre__queue_check_private_dir(shared), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "by its group"));
+    /* The files: this user's own, or missing. */
+    char db[700], wal[700];
+    snprintf(db, sizeof db, "%s/events.db", own);
+    snprintf(wal, sizeof wal, "%s/events.db-wal", own);
+    assert_int_equal(rre__queue_check_private_files(db), RRE_OK);
+    assert_int_equal(symlink(file, wal), 0);
+    assert_int_equal(rre__queue_check_private_files(db), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "events.db-wal' is a symbolic link"));
+    unlink(wal);
     if (geteuid() != 0)
-        skip(); /* giving a directory to another user needs root */
+        skip(); /* giving a file or a directory to another user needs root */
+    fd = open(db, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(rre__queue_check_private_files(db), RRE_OK);
+    assert_int_equal(chown(db, 4242, 4242), 0);
+    assert_int_equal(rre__queue_check_private_files(db), RRE_EIO);
+    assert_non_null(strstr(rre_last_error(), "events.db' belongs to uid 4242"));
     assert_int_equal(mkdir(other, 0700), 0);
     assert_int_equal(chown(other, 4242, 4242), 0);
     assert_int_equal(rre__queue_check_private_dir(other), RRE_EIO);
