@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void vreport(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void vreport(const char *fmt, va_list ap)
 {
     fputs("rre: ", stderr);
     vfprintf(stderr, fmt, ap);

@@ -84,6 +84,14 @@ bool cli_stdout_gone(void);
  * stay as they are). NULL when out of memory; release with free(). */
 char *cli_safe_text(const char *s, bool escape_backslash);
 
+/* The formats of `rre tail`. */
+enum cli_tail_format { CLI_TAIL_JSON, CLI_TAIL_TEXT, CLI_TAIL_CLOUDEVENTS };
+
+/* One line of `rre tail` output for `ev` (no newline), malloc'd; NULL when
+ * out of memory. Always valid UTF-8; the text format holds no control
+ * character; the others are one JSON object. */
+char *cli_tail_line(const rre_event *ev, enum cli_tail_format format);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);
