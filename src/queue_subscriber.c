@@ -13,6 +13,7 @@
  * which also checks that the lease is still ours and refreshes its
  * heartbeat.
  */
+#include "envelope.h"
 #include "queue_sqlite.h"
 
 #include <errno.h>
@@ -566,6 +567,28 @@ static void format_created_at(double created_at, char out[RRE_TIMESTAMP_MAX])
     snprintf(out + n, RRE_TIMESTAMP_MAX - n, ".%06dZ", (int)micros);
 }
 
+/* Sets the envelope time and trace of a delivered event from the payload's
+ * "timestamp" and "trace_id" (NULL when absent). A timestamp is taken only
+ * when it is an ISO 8601 date-time, and given in the one RFC 3339 form
+ * ("2026-01-02T03:04:05.000000Z"); otherwise the row's created_at stands
+ * in. A trace id is taken only when it is a W3C traceparent (lower-cased);
+ * otherwise there is none. So what readers, `rre tail` and the bridge pass
+ * on is always well-formed, whatever a writer stored. */
+static void set_envelope(rre_event *ev, const char *ts, const char *tr, double created_at)
+{
+    int64_t us;
+    if (ts != NULL && rre__timestamp_parse(ts, &us) && us >= 0 &&
+        us < (int64_t)CREATED_AT_MAX * 1000000)
+        rre__timestamp_format(us, ev->timestamp);
+    else
+        format_created_at(created_at, ev->timestamp);
+    struct rre__trace trace;
+    if (tr != NULL && strlen(tr) == RRE_TRACE_ID_MAX - 1 && rre__trace_parse(tr, &trace))
+        rre__trace_format(&trace, ev->trace_id);
+    else
+        ev->trace_id[0] = '\0';
+}
+
 /* Finds the top-level string members "timestamp" and "trace_id" of the JSON
  * object text p[0..len) without parsing the rest: the text is known to be
  * valid JSON. A value with escapes, or too long, is not taken. */
@@ -683,9 +706,9 @@ static bool decode_held_known(rre_subscriber *s, sqlite3_stmt *st, struct row *r
                      ? RRE_ORIGIN_HOST
                      : RRE_ORIGIN_PROCESS;
     memcpy(ev->hash, sqlite3_column_blob(st, 7), RRE_HASH_SIZE);
-    scan_envelope(text, len, ev->timestamp, ev->trace_id);
-    if (ev->timestamp[0] == '\0')
-        format_created_at(r->created_at, ev->timestamp);
+    char ts[RRE_TIMESTAMP_MAX] = "", tr[RRE_TRACE_ID_MAX] = "";
+    scan_envelope(text, len, ts, tr);
+    set_envelope(ev, ts[0] != '\0' ? ts : NULL, tr[0] != '\0' ? tr : NULL, r->created_at);
     return true;
 }
 
@@ -798,14 +821,8 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     /* A row written under another host's name came through the bridge. */
     ev->origin =
         host[0] != '\0' && strcmp(host, s->q->hostname) != 0 ? RRE_ORIGIN_HOST : RRE_ORIGIN_PROCESS;
-    const char *ts = json_string_value(json_object_get(payload, "timestamp"));
-    if (ts != NULL && strlen(ts) < RRE_TIMESTAMP_MAX)
-        snprintf(ev->timestamp, sizeof ev->timestamp, "%s", ts);
-    else
-        format_created_at(created_at, ev->timestamp);
-    const char *tr = json_string_value(json_object_get(payload, "trace_id"));
-    if (tr != NULL && strlen(tr) < RRE_TRACE_ID_MAX)
-        snprintf(ev->trace_id, sizeof ev->trace_id, "%s", tr);
+    set_envelope(ev, json_string_value(json_object_get(payload, "timestamp")),
+                 json_string_value(json_object_get(payload, "trace_id")), created_at);
     if (rre_content_hash(type, payload, ev->hash) != RRE_OK)
         memset(ev->hash, 0, sizeof ev->hash);
 }

@@ -256,7 +256,8 @@ static void test_python_rows_in_every_spelling_and_format_are_delivered(void **s
     assert_int_equal(g.type[4], RRE_EV_ELO_UPDATED);
     assert_int_equal(json_integer_value(json_object_get(g.payload[0], "epochs")), 20);
     assert_true(json_real_value(json_object_get(g.payload[0], "final_loss")) == 0.0423);
-    assert_string_equal(g.timestamp[0], "2026-01-02T03:04:05.123456");
+    /* The Python side's naive ISO time, read as UTC in the one RFC 3339 form. */
+    assert_string_equal(g.timestamp[0], "2026-01-02T03:04:05.123456Z");
     assert_string_equal(g.source[0], "trainer");
     assert_string_equal(g.hostname[0], "py-host");
     assert_string_equal(json_string_value(json_object_get(g.payload[1], "model_path")),

@@ -418,6 +418,55 @@ static void test_looking_commands_work_on_a_queue_they_cannot_write(void **state
     chmod(ro, 0755);
 }
 
+static void raw_insert_payload(struct fixture *f, const char *payload)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO events (event_type, payload, source, hostname,"
+                                        " created_at) VALUES ('elo_updated', ?, 's', 'h',"
+                                        " 1767323045.5)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, payload, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_envelope_times_and_traces_are_well_formed_whatever_was_stored(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_destroy(open_queue(f));
+    raw_insert_payload(f, "{\"timestamp\": \"not a time\", \"trace_id\": \"zz\"}");
+    raw_insert_payload(f, "{\"timestamp\": \"2026-01-02 03:04:05+01:00\", \"trace_id\":"
+                          " \"00-0123456789ABCDEF0123456789ABCDEF-0123456789ABCDEF-01\"}");
+    raw_insert_payload(f, "{\"timestamp\": \"99999-01-01T00:00:00Z\", \"trace_id\":"
+                          " \"0123456789abcdef0123456789abcdef\"}");
+    /* The rows are dated 2026-01-02: keep them within the retention. */
+    setenv("RINGRIFT_CROSS_PROCESS_RETENTION_HOURS", "1000000", 1);
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "tail", "--format", "cloudevents", NULL);
+    unsetenv("RINGRIFT_CROSS_PROCESS_RETENTION_HOURS");
+    assert_int_equal(r.status, 0);
+    char *line2 = strchr(r.out, '\n');
+    assert_non_null(line2);
+    char *line3 = strchr(++line2, '\n');
+    assert_non_null(line3);
+    line3++;
+    /* not a time: the row's created_at; no trace */
+    assert_non_null(strstr(r.out, "\"time\":\"2026-01-02T03:04:05.500000Z\""));
+    assert_true(strstr(r.out, "traceparent") == NULL || strstr(r.out, "traceparent") > line2);
+    /* a time with an offset, in UTC; the traceparent lower-cased */
+    assert_non_null(strstr(line2, "\"time\":\"2026-01-02T02:04:05.000000Z\""));
+    assert_non_null(strstr(
+        line2, "\"traceparent\":\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\""));
+    /* out of range, and a bare trace id: not taken */
+    assert_non_null(strstr(line3, "\"time\":\"2026-01-02T03:04:05.500000Z\""));
+    assert_null(strstr(line3, "traceparent"));
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +493,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_looking_commands_work_on_a_queue_they_cannot_write,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_envelope_times_and_traces_are_well_formed_whatever_was_stored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
