@@ -902,16 +902,26 @@ static rre_status build_message(rre_bridge *b, const rre__held_row *row, natsMsg
     free(body);
     char hex[RRE_HASH_HEX_SIZE];
     rre_hash_to_hex(ev->hash, hex);
-    char type[160], stack_source[512], when[64];
+    char type[160], when[64];
     snprintf(type, sizeof type, CE_TYPE_PREFIX "%s", info->name);
-    /* The source whole, however long: cut, it could end inside a character. */
-    size_t source_len = strlen(CE_SOURCE_PREFIX) + strlen(b->host) + 1 + strlen(ev->source) + 1;
-    char *source = source_len <= sizeof stack_source ? stack_source : malloc(source_len);
+    /* /ringrift/<host>/<source>, each part one percent-encoded path segment
+     * (a valid URI reference whatever the names hold), whole however long. */
+    char *host_seg = rre__uri_segment_encode(b->host);
+    char *source_seg = rre__uri_segment_encode(ev->source);
+    char *source = NULL;
+    if (host_seg != NULL && source_seg != NULL) {
+        size_t source_len =
+            strlen(CE_SOURCE_PREFIX) + strlen(host_seg) + 1 + strlen(source_seg) + 1;
+        source = malloc(source_len);
+        if (source != NULL)
+            snprintf(source, source_len, CE_SOURCE_PREFIX "%s/%s", host_seg, source_seg);
+    }
+    free(host_seg);
+    free(source_seg);
     if (source == NULL) {
         natsMsg_Destroy(m);
         return rre__error(RRE_ENOMEM, "out of memory");
     }
-    snprintf(source, source_len, CE_SOURCE_PREFIX "%s/%s", b->host, ev->source);
     if (!rfc3339(ev->timestamp, when, sizeof when))
         format_time(row->created_at, when, sizeof when);
     if (s == NATS_OK)
@@ -932,8 +942,7 @@ static rre_status build_message(rre_bridge *b, const rre__held_row *row, natsMsg
         s = natsMsgHeader_Set(m, H_TRACEPARENT, ev->trace_id);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, H_ORIGIN, b->host);
-    if (source != stack_source)
-        free(source);
+    free(source);
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         return nats_error(s, 0, "building a message");
@@ -1369,17 +1378,32 @@ static enum verdict check_message(rre_bridge *b, natsMsg *m, rre__import_row *ro
                  ", type ringrift.<TYPE>) do not match the message");
         return V_BAD;
     }
-    size_t plen = strlen(CE_SOURCE_PREFIX), olen = strlen(h.origin);
-    if (h.source == NULL || strncmp(h.source, CE_SOURCE_PREFIX, plen) != 0 ||
-        strncmp(h.source + plen, h.origin, olen) != 0 || h.source[plen + olen] != '/') {
-        snprintf(why, cap, "ce-source is not " CE_SOURCE_PREFIX "<origin host>/<source>");
+    /* ce-source: /ringrift/<host>/<source>, each part percent-encoded. */
+    size_t plen = strlen(CE_SOURCE_PREFIX);
+    const char *slash = h.source != NULL && strncmp(h.source, CE_SOURCE_PREFIX, plen) == 0
+                            ? strchr(h.source + plen, '/')
+                            : NULL;
+    char *src_host =
+        slash != NULL
+            ? rre__uri_segment_decode(h.source + plen, (size_t)(slash - h.source) - plen, NULL)
+            : NULL;
+    bool host_ok = src_host != NULL && strcmp(src_host, h.origin) == 0;
+    free(src_host);
+    if (!host_ok) {
+        snprintf(why, cap,
+                 "ce-source is not " CE_SOURCE_PREFIX "<origin host>/<source> (percent-encoded)");
         return V_BAD;
     }
-    const char *source = h.source + plen + olen + 1;
-    if (strlen(source) > SOURCE_MAX || !valid_utf8(source, strlen(source))) {
-        snprintf(why, cap, "the source is longer than %d bytes or not UTF-8", SOURCE_MAX);
+    size_t source_len = 0;
+    char *source = rre__uri_segment_decode(slash + 1, strlen(slash + 1), &source_len);
+    if (source == NULL || source_len != strlen(source) || source_len > SOURCE_MAX ||
+        !valid_utf8(source, source_len)) {
+        free(source);
+        snprintf(why, cap, "the source is longer than %d bytes, not UTF-8 or badly encoded",
+                 SOURCE_MAX);
         return V_BAD;
     }
+    row->owned = source; /* freed by the caller, whatever the verdict */
     const char *body = natsMsg_GetData(m);
     int blen = natsMsg_GetDataLength(m);
     if (body == NULL || blen <= 0) {
@@ -1609,10 +1633,12 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
             ack_upto(&ack_last, &ack_last_seq, m, seq);
             break;
         case V_OWN:
+            free(row->owned);
             atomic_fetch_add(&b->in_own, 1);
             ack_upto(&ack_last, &ack_last_seq, m, seq);
             break;
         case V_BAD:
+            free(row->owned);
             report_refused(b, m, seq, why);
             in->terms[nterms++] = m;
             break;
@@ -1625,6 +1651,10 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
     int64_t now = rre__queue_mono_ms();
     if (nrows > 0 || (pos > in->done && now - in->pos_commit_ms >= 1000)) {
         rre_status st = rre__importer_append(in->im, in->rows, nrows, b->pos_name, (int64_t)pos);
+        for (size_t i = 0; i < nrows; i++) {
+            free(in->rows[i].owned);
+            in->rows[i].owned = NULL;
+        }
         if (st != RRE_OK) {
             *closed = st == RRE_ECLOSED;
             rre__log(RRE_LOG_WARN, "bridge", "storing %zu events from the stream failed: %s", nrows,

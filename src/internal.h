@@ -44,6 +44,14 @@ char *rre__utf8_repair(const char *s);
  * of memory. */
 json_t *rre__json_text_column(const char *s);
 
+/* `text` as one URI path segment: every byte but the unreserved characters
+ * (ALPHA DIGIT - . _ ~) percent-encoded. NULL when out of memory; free(). */
+char *rre__uri_segment_encode(const char *text);
+/* The bytes a percent-encoded text[0..len) stands for, NUL-terminated
+ * (*out_len, which may be NULL, without the NUL); NULL when a '%' is not
+ * followed by two hex digits, or out of memory. free(). */
+char *rre__uri_segment_decode(const char *text, size_t len, size_t *out_len);
+
 _Noreturn void rre__panic(const char *fmt, ...) RRE__PRINTF(1, 2);
 
 #endif /* RRE_INTERNAL_H */

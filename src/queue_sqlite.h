@@ -231,6 +231,7 @@ typedef struct rre__import_row {
     size_t payload_len;
     const char *source;
     const char *hostname;
+    char *owned; /* the caller's storage behind a field, if any (not touched here) */
     uint8_t hash[RRE_HASH_SIZE];
     int64_t event_id; /* set by the append */
     bool duplicate;   /* set by the append */

@@ -653,6 +653,14 @@ static void send_hostile_messages(bh_host *b, js_client *c)
     snprintf(w.value[HM_SOURCE], sizeof w.value[0], "ringrift/" SENDER "/evaluator");
     expect_refused(b, c, &w, "ce-source without the /ringrift/ prefix");
     wire_free(&w);
+    wire_init(&w, SENDER, "ELO_UPDATED", "{\"model_id\":\"i12b\"}", "evaluator");
+    snprintf(w.value[HM_SOURCE], sizeof w.value[0], "/ringrift/" SENDER "/eval%%zzuator");
+    expect_refused(b, c, &w, "ce-source with a '%' that is not followed by two hex digits");
+    wire_free(&w);
+    wire_init(&w, SENDER, "ELO_UPDATED", "{\"model_id\":\"i12c\"}", "evaluator");
+    snprintf(w.value[HM_SOURCE], sizeof w.value[0], "/ringrift/" SENDER "/eval%%C3%%28uator");
+    expect_refused(b, c, &w, "ce-source whose percent-encoded source is not UTF-8");
+    wire_free(&w);
     wire_init(&w, SENDER, "ELO_UPDATED", "{\"model_id\":\"i13\"}", "eval\xc3\x28uator");
     expect_refused(b, c, &w, "a source that is not UTF-8 in ce-source");
     wire_free(&w);
@@ -715,13 +723,21 @@ test_hostile_messages_on_the_stream_are_refused_and_later_good_ones_delivered(vo
     memcpy(w.name, mixed, sizeof mixed);
     expect_imported(b, &c, &w, "a good message with mixed-case header names");
     wire_free(&w);
+    /* ce-source percent-encoded, as the bridge writes it: decoded on import. */
+    wire_init(&w, NO_BRIDGE, "ELO_UPDATED", "{\"config_key\":\"hex8_3p\"}", "evaluator");
+    snprintf(w.value[HM_SOURCE], sizeof w.value[0], "/ringrift/%s/trainer%%20one%%2Fz%%C3%%BCrich",
+             NO_BRIDGE);
+    expect_imported(b, &c, &w, "a good message with a percent-encoded source");
+    wire_free(&w);
 
     char *rows = queue_rows(b);
     const char *want = "elo_updated|" NO_BRIDGE "|evaluator|" GOOD_BODY "\n"
                        "MODEL_PROMOTED|" NO_BRIDGE "|promoter|"
                        "{\"config_key\":\"sq8_4p\",\"model_id\":\"m2\"}\n"
                        "TRAINING_COMPLETED|" NO_BRIDGE "|trainer|"
-                       "{\"config_key\":\"hex8_2p\",\"epochs\":3}\n";
+                       "{\"config_key\":\"hex8_2p\",\"epochs\":3}\n"
+                       "elo_updated|" NO_BRIDGE "|trainer one/z\xc3\xbcrich|"
+                       "{\"config_key\":\"hex8_3p\"}\n";
     if (strcmp(rows, want) != 0)
         fail_msg("the queue of %s holds:\n%swhere this was expected:\n%s", b->name, rows, want);
     free(rows);
@@ -761,7 +777,7 @@ test_hostile_messages_on_the_stream_are_refused_and_later_good_ones_delivered(vo
     assert_int_equal(after.in_refused - before.in_refused, PAIRS);
     assert_int_equal(after.in_imported - before.in_imported, PAIRS);
     bh_assert_origin_sequence(b, NO_BRIDGE, "mixed", PAIRS);
-    assert_int_equal(bh_count_rows(b, NULL), 3 + PAIRS);
+    assert_int_equal(bh_count_rows(b, NULL), 4 + PAIRS);
 
     /* The bridge still runs both ways: an event of its own goes out (and
      * comes back, to be dropped), the imported rows are passed over, not
@@ -770,7 +786,7 @@ test_hostile_messages_on_the_stream_are_refused_and_later_good_ones_delivered(vo
     int64_t deadline = now_ms() + 20000;
     for (;;) {
         rre_bridge_get_counters(b->bridge, &after);
-        if (after.out_published == 1 && after.in_own == 1 && after.out_passed == 3 + PAIRS)
+        if (after.out_published == 1 && after.in_own == 1 && after.out_passed == 4 + PAIRS)
             break;
         if (now_ms() > deadline) {
             char text[512];
@@ -782,7 +798,7 @@ test_hostile_messages_on_the_stream_are_refused_and_later_good_ones_delivered(vo
         usleep(10000);
     }
     assert_int_equal(after.state, RRE_BRIDGE_RUNNING);
-    assert_int_equal(bh_count_rows(b, NULL), 3 + PAIRS + 1);
+    assert_int_equal(bh_count_rows(b, NULL), 4 + PAIRS + 1);
     wait_consumer_settled(b);
 
     /* Refusals are logged (at most about one line a second). */

@@ -165,6 +165,15 @@ static void test_outbound_message_has_the_subject_headers_and_body_of_the_stored
     assert_non_null(src);
     assert_int_equal(strlen(src), strlen("/ringrift/gpu-07.cluster/") + 2000);
     natsMsg_Destroy(m);
+    /* Host and source are percent-encoded path segments: a valid URI
+     * reference whatever they hold. */
+    bh_publish_text(a, "ELO_UPDATED", "{\"odd_source\":1}", "trainer one/50% z\xc3\xbcrich");
+    while (bh_stream_messages(tu_nats_url(g_nats), stream) < 3)
+        usleep(10000);
+    assert_int_equal(js_GetMsg(&m, js, stream, 3, NULL, NULL), NATS_OK);
+    assert_string_equal(header(m, "ce-source"),
+                        "/ringrift/gpu-07.cluster/trainer%20one%2F50%25%20z%C3%BCrich");
+    natsMsg_Destroy(m);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     bh_stop(a);
