@@ -79,6 +79,22 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
+    st = NULL;
+    /* The oldest time a row gives (rows whose created_at is not a time are
+     * poison rows, left out). */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT min(created_at) FROM events WHERE typeof(created_at) IN"
+                                " ('integer', 'real') AND created_at >= 0",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_object_set_new(o, "oldest_created_at",
+                            sqlite3_column_type(st, 0) == SQLITE_NULL
+                                ? json_null()
+                                : json_real(sqlite3_column_double(st, 0)));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return rre__queue_sqlite_error(db, rc, "counting events");
 
@@ -202,6 +218,7 @@ rre_status rre_queue_stats(rre_queue *q, json_t **out)
     json_object_set_new(o, "path", json_string(q->path));
     json_object_set_new(o, "file_bytes",
                         json_integer(file_size(q->path, "") + file_size(q->path, "-wal")));
+    json_object_set_new(o, "wal_bytes", json_integer(file_size(q->path, "-wal")));
     rre__queue_lock(&q->admin_mu);
     rre_status st = RRE_OK;
     for (int attempt = 0;; attempt++) {

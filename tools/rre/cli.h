@@ -92,6 +92,10 @@ enum cli_tail_format { CLI_TAIL_JSON, CLI_TAIL_TEXT, CLI_TAIL_CLOUDEVENTS };
  * character; the others are one JSON object. */
 char *cli_tail_line(const rre_event *ev, enum cli_tail_format format);
 
+/* Writes the figures of rre_queue_stats() `s` in the Prometheus text
+ * exposition format to `out`. CLI_OK, or CLI_FAIL when writing failed. */
+int cli_stats_prometheus(FILE *out, const json_t *s);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);

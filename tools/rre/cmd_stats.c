@@ -12,7 +12,7 @@
 
 static void stats_help(void)
 {
-    puts("usage: rre [--db PATH] stats [--format text|json]\n"
+    puts("usage: rre [--db PATH] stats [--format text|json|prometheus]\n"
          "\n"
          "Queue figures: events, events by type, subscribers and how far behind each\n"
          "is, dedup entries, poison rows, file size (database and WAL).");
@@ -82,10 +82,12 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
             return CLI_OK;
         } else if (strcmp(a, "--format") == 0) {
             if (i + 1 >= argc)
-                return cli_usage_error("stats: --format needs text or json");
+                return cli_usage_error("stats: --format needs text, json or prometheus");
             format = argv[++i];
-            if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
-                return cli_usage_error("stats: unknown format '%s' (text or json)", format);
+            if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0 &&
+                strcmp(format, "prometheus") != 0)
+                return cli_usage_error("stats: unknown format '%s' (text, json or prometheus)",
+                                       format);
         } else {
             return cli_usage_error("stats: unexpected argument '%s'", a);
         }
@@ -99,7 +101,10 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
     rre_queue_destroy(q);
     if (st != RRE_OK)
         return cli_fail_status("stats", st);
-    if (strcmp(format, "json") == 0) {
+    int rc = CLI_OK;
+    if (strcmp(format, "prometheus") == 0) {
+        rc = cli_stats_prometheus(stdout, s);
+    } else if (strcmp(format, "json") == 0) {
         char *text = json_dumps(s, JSON_COMPACT);
         if (text != NULL)
             printf("%s\n", text);
@@ -108,5 +113,5 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
         print_text(s);
     }
     json_decref(s);
-    return CLI_OK;
+    return rc;
 }
