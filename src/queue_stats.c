@@ -27,6 +27,26 @@ static int64_t count_after(sqlite3 *db, int64_t id)
     return n;
 }
 
+/* Seconds the oldest event after `id` has waited (its created_at to now),
+ * 0 when none waits: how far behind a subscriber at `id` is in time. */
+static double seconds_after(sqlite3 *db, int64_t id, double now)
+{
+    sqlite3_stmt *st = NULL;
+    double behind = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT created_at FROM events WHERE event_id > ? AND typeof(created_at)"
+                           " IN ('integer', 'real') ORDER BY event_id LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            double t = sqlite3_column_double(st, 0);
+            behind = t >= 0 && t < now ? now - t : 0;
+        }
+    }
+    sqlite3_finalize(st);
+    return behind;
+}
+
 static int64_t file_size(const char *path, const char *suffix)
 {
     char buf[4200];
@@ -139,6 +159,7 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_object_set_new(s, "kind", json_string("stable"));
         json_object_set_new(s, "cursor", json_integer(cursor));
         json_object_set_new(s, "behind", json_integer(count_after(db, cursor)));
+        json_object_set_new(s, "behind_seconds", json_real(seconds_after(db, cursor, now)));
         json_object_set_new(s, "last_seen", json_real(sqlite3_column_double(st, 2)));
         if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
             const char *host = (const char *)sqlite3_column_text(st, 3);
@@ -180,6 +201,7 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
         json_object_set_new(s, "kind", json_string("python"));
         json_object_set_new(s, "cursor", json_integer(last_ack));
         json_object_set_new(s, "behind", json_integer(count_after(db, last_ack)));
+        json_object_set_new(s, "behind_seconds", json_real(seconds_after(db, last_ack, now)));
         json_object_set_new(s, "last_seen", json_real(seen));
         json_object_set_new(s, "holder_host",
                             rre__json_text_column((const char *)sqlite3_column_text(st, 1)));

@@ -110,6 +110,7 @@ static void test_stats_in_prometheus_format_pass_promtool_and_hold_the_figures(v
         r.out,
         "rre_subscriber_position{subscriber=\"py \\\"quoted\\\" \\\\ name\",kind=\"python\"} 0\n"));
     assert_non_null(strstr(r.out, "rre_queue_poison_rows 0\n"));
+    assert_non_null(strstr(r.out, "rre_subscriber_lag_seconds{subscriber=\"py \\\"quoted"));
     assert_non_null(strstr(r.out, "rre_queue_file_size_bytes{file=\"wal\"}"));
     assert_non_null(strstr(r.out, "rre_queue_oldest_event_age_seconds "));
     tu_result_free(&r);

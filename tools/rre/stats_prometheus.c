@@ -90,6 +90,8 @@ int cli_stats_prometheus(FILE *out, const json_t *s)
         const char *metric, *help;
     } sub_metrics[] = {
         {"rre_subscriber_lag_events", "Events after the subscriber's position."},
+        {"rre_subscriber_lag_seconds",
+         "How long the oldest event after the subscriber's position has waited."},
         {"rre_subscriber_position", "Id of the last event the subscriber has passed."},
         {"rre_subscriber_last_seen_age_seconds", "Seconds since the subscriber was last seen."},
         {"rre_subscriber_up", "1 when the subscriber's process is alive, else 0."},
@@ -104,8 +106,10 @@ int cli_stats_prometheus(FILE *out, const json_t *s)
             if (m == 0)
                 value = (double)json_integer_value(json_object_get(v, "behind"));
             else if (m == 1)
+                value = json_number_value(json_object_get(v, "behind_seconds"));
+            else if (m == 2)
                 value = (double)json_integer_value(json_object_get(v, "cursor"));
-            else if (m == 2) {
+            else if (m == 3) {
                 double seen = json_number_value(json_object_get(v, "last_seen"));
                 value = seen > 0 && now > seen ? now - seen : 0;
             } else
