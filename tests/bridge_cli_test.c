@@ -13,7 +13,10 @@
  */
 #include "bridge_hosts.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -414,6 +417,8 @@ static void test_bridge_usage_errors_exit_2_naming_the_problem(void **state)
         {{"bridge", "--host", "h1", "--stream", "S", NULL}, "--nats URL is required"},
         {{"bridge", "--nats", NULL}, "--nats needs a value"},
         {{"bridge", "--nats", NOWHERE, "--replicas", "0", NULL}, "--replicas"},
+        {{"bridge", "--nats", NOWHERE, "--metrics-listen", "nowhere", NULL}, "--metrics-listen"},
+        {{"bridge", "--nats", NOWHERE, "--metrics-listen", "1.2.3.4:0", NULL}, "--metrics-listen"},
         {{"bridge", "--nats", NOWHERE, "--replicas", "x", NULL}, "--replicas"},
         {{"bridge", "--nats", NOWHERE, "--replicas=6", NULL}, "--replicas"},
         {{"bridge", "--nats", NOWHERE, "--replicas", "2x", NULL}, "--replicas"},
@@ -579,6 +584,119 @@ static void test_bridge_command_prints_ready_and_exits_0_on_sigterm(void **state
     assert_int_equal(count_rows(db, "cli-peer"), 1);
     assert_int_equal(bh_count_rows(peer, host), 1);
     bh_stop(peer);
+}
+
+/* A TCP port on the loopback that nothing listens on now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* GET http://127.0.0.1:port<path>: the whole response (status line,
+ * headers, body), or NULL when nothing answers. */
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 4096 > cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return keep(buf);
+}
+
+static void test_bridge_serves_prometheus_metrics_that_promtool_accepts(void **state)
+{
+    (void)state;
+    char db[700], port_text[32];
+    snprintf(db, sizeof db, "%s/metrics.db", g_dir);
+    int port = free_port();
+    snprintf(port_text, sizeof port_text, "127.0.0.1:%d", port);
+    /* The system's host name, as `rre publish` writes it. */
+    const char *args[] = {"--db",
+                          db,
+                          "bridge",
+                          "--nats",
+                          tu_nats_url(g_nats),
+                          "--stream",
+                          "CLI_METRICS",
+                          "--metrics-listen",
+                          port_text,
+                          NULL};
+    proc p = start_bridge(args);
+    wait_ready_line(&p);
+    const char *pub[] = {"--db", db, "publish", "ELO_UPDATED", "--payload", "{\"m\":1}", NULL};
+    run r = run_rre(20000, pub);
+    assert_int_equal(r.status, 0);
+    /* The event goes out: the counter says so within a few seconds. */
+    char *resp = NULL;
+    int64_t deadline = now_ms() + 20000;
+    for (;;) {
+        resp = http_get(port, "/metrics");
+        if (resp != NULL &&
+            strstr(resp, "\nrre_bridge_messages_out_total{result=\"published\"} 1\n") != NULL)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("no published message in the metrics within 20 s:\n%s", resp);
+        usleep(50000);
+    }
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    assert_non_null(strstr(resp, "Content-Type: text/plain; version=0.0.4"));
+    assert_non_null(strstr(resp, "\nrre_bridge_connected 1\n"));
+    assert_non_null(strstr(resp, "\nrre_bridge_state{state=\"running\"} 1\n"));
+    assert_non_null(strstr(resp, "\nrre_queue_stored_events{type=\"ELO_UPDATED\""));
+    /* Prometheus's own checker accepts the body. */
+    char body_path[800], out_path[800], cmd[1800];
+    snprintf(body_path, sizeof body_path, "%s/scrape.prom", g_dir);
+    snprintf(out_path, sizeof out_path, "%s/promtool.out", g_dir);
+    FILE *fp = fopen(body_path, "w");
+    assert_non_null(fp);
+    fputs(strstr(resp, "\r\n\r\n") + 4, fp);
+    fclose(fp);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s' 2>&1", body_path, out_path);
+    int rc = system(cmd);
+    if (rc != 0)
+        fail_msg("promtool check metrics failed (%d):\n%s", rc, read_text(out_path));
+    /* Other paths and methods are refused. */
+    resp = http_get(port, "/");
+    assert_non_null(resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 404"));
+    /* A second bridge cannot take the same port: it says so and exits 1. */
+    char db2[700];
+    snprintf(db2, sizeof db2, "%s/metrics2.db", g_dir);
+    const char *args2[] = {"--db",    db2,        "bridge",   "--nats",      tu_nats_url(g_nats),
+                           "--host",  "metrics2", "--stream", "CLI_METRICS", "--metrics-listen",
+                           port_text, NULL};
+    r = run_rre(20000, args2);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "--metrics-listen: cannot listen"));
+    expect_clean_stop(&p);
 }
 
 /* No server answers: the command keeps trying (not fatal), and a SIGTERM
@@ -761,6 +879,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_bridge_option_values_the_library_refuses_exit_2_and_create_nothing, dir_setup,
             teardown),
+        cmocka_unit_test_setup_teardown(test_bridge_serves_prometheus_metrics_that_promtool_accepts,
+                                        server_setup, teardown),
         cmocka_unit_test_setup_teardown(test_bridge_command_prints_ready_and_exits_0_on_sigterm,
                                         server_setup, teardown),
         cmocka_unit_test_setup_teardown(

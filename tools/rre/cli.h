@@ -96,6 +96,17 @@ char *cli_tail_line(const rre_event *ev, enum cli_tail_format format);
  * exposition format to `out`. CLI_OK, or CLI_FAIL when writing failed. */
 int cli_stats_prometheus(FILE *out, const json_t *s);
 
+/* A /metrics endpoint (libmicrohttpd, a thread of its own): `fn` writes
+ * the exposition for each scrape. cli_metrics_start() returns NULL with the
+ * reason in `why` when `listen` ("ADDR:PORT", "[ADDR6]:PORT", ":PORT") is
+ * malformed or cannot be bound. */
+typedef void (*cli_metrics_fn)(FILE *out, void *user_data);
+struct cli_metrics_server;
+bool cli_metrics_listen_valid(const char *listen);
+struct cli_metrics_server *cli_metrics_start(const char *listen, cli_metrics_fn fn, void *user_data,
+                                             char *why, size_t why_cap);
+void cli_metrics_stop(struct cli_metrics_server *srv);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);

@@ -20,7 +20,7 @@ static void bridge_help(void)
          "           [--max-age DURATION] [--dedup-window DURATION] [--host NAME]\n"
          "           [--user U --password P | --creds FILE]\n"
          "           [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
-         "           [--replay-from all|DURATION] [--verbose]\n"
+         "           [--replay-from all|DURATION] [--metrics-listen ADDR:PORT] [--verbose]\n"
          "\n"
          "Carries this host's events to the JetStream stream and the other hosts' events\n"
          "into this host's queue, until SIGINT or SIGTERM.\n"
@@ -39,6 +39,8 @@ static void bridge_help(void)
          "  --replay-from all|DURATION       on this host's first start, import the events the\n"
          "                           stream holds (all) or received in the last DURATION,\n"
          "                           instead of only new ones\n"
+         "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+         "                           (the bridge's counters and the queue's figures)\n"
          "  --verbose                log state changes and informational messages too\n"
          "\n"
          "An existing stream is used as it is; a setting given here that differs from it is\n"
@@ -50,6 +52,75 @@ static void log_to_stderr(rre_log_level level, const char *component, const char
 {
     (void)user_data;
     fprintf(stderr, "rre bridge: %s: %s: %s\n", rre_log_level_name(level), component, message);
+}
+
+struct metrics_ctx {
+    rre_bridge *bridge;
+    rre_queue *queue;
+};
+
+static void counter(FILE *out, const char *name, const char *help, uint64_t v)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+            (unsigned long long)v);
+}
+
+/* One scrape: the bridge's counters and state, then the queue's figures. */
+static void write_metrics(FILE *out, void *user_data)
+{
+    struct metrics_ctx *m = user_data;
+    rre_bridge_counters c;
+    rre_bridge_get_counters(m->bridge, &c);
+    fputs("# HELP rre_bridge_messages_out_total Rows of this host the stream confirmed, by "
+          "result.\n# TYPE rre_bridge_messages_out_total counter\n",
+          out);
+    fprintf(out, "rre_bridge_messages_out_total{result=\"published\"} %llu\n",
+            (unsigned long long)c.out_published);
+    fprintf(out, "rre_bridge_messages_out_total{result=\"duplicate\"} %llu\n",
+            (unsigned long long)c.out_duplicates);
+    counter(out, "rre_bridge_publish_failures_total",
+            "Publishes that failed or timed out (then retried).", c.out_failures);
+    counter(out, "rre_bridge_rows_passed_total", "Rows of other hosts passed over (loop guard).",
+            c.out_passed);
+    counter(out, "rre_bridge_messages_in_total", "Messages received from the stream.",
+            c.in_messages);
+    fputs("# HELP rre_bridge_messages_in_handled_total Messages from the stream, by what became "
+          "of them.\n# TYPE rre_bridge_messages_in_handled_total counter\n",
+          out);
+    const struct {
+        const char *result;
+        uint64_t v;
+    } in[] = {{"imported", c.in_imported},
+              {"duplicate", c.in_duplicates},
+              {"own", c.in_own},
+              {"refused", c.in_refused},
+              {"redelivered", c.in_redelivered}};
+    for (size_t i = 0; i < CLI_ARRAY_LEN(in); i++)
+        fprintf(out, "rre_bridge_messages_in_handled_total{result=\"%s\"} %llu\n", in[i].result,
+                (unsigned long long)in[i].v);
+    counter(out, "rre_bridge_consumer_resets_total",
+            "Times the consumer was made again to keep stream order.", c.in_consumer_resets);
+    counter(out, "rre_bridge_reconnects_total", "NATS reconnections.", c.reconnects);
+    counter(out, "rre_bridge_backoffs_total", "Times the bridge backed off after a failure.",
+            c.backoffs);
+    fprintf(out,
+            "# HELP rre_bridge_connected 1 when the NATS connection is up.\n"
+            "# TYPE rre_bridge_connected gauge\nrre_bridge_connected %d\n",
+            c.connected ? 1 : 0);
+    fputs("# HELP rre_bridge_state The bridge's state (1 for the current one).\n"
+          "# TYPE rre_bridge_state gauge\n",
+          out);
+    for (int s = RRE_BRIDGE_CONNECTING; s <= RRE_BRIDGE_FAILED; s++)
+        fprintf(out, "rre_bridge_state{state=\"%s\"} %d\n",
+                rre_bridge_state_name((rre_bridge_state)s), c.state == (rre_bridge_state)s);
+    fprintf(out,
+            "# HELP rre_bridge_stream_sequence The last stream sequence stored or passed.\n"
+            "# TYPE rre_bridge_stream_sequence gauge\nrre_bridge_stream_sequence %llu\n",
+            (unsigned long long)c.in_stream_seq);
+    json_t *s = NULL;
+    if (rre_queue_stats(m->queue, &s) == RRE_OK)
+        cli_stats_prometheus(out, s);
+    json_decref(s);
 }
 
 struct ready_watch {
@@ -107,10 +178,10 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
     rre_bridge_options_init(&o);
     const char *replay = NULL;
     bool verbose = false;
-    static const char *const names[] = {"--nats",         "--stream", "--replicas", "--max-age",
-                                        "--dedup-window", "--host",   "--user",     "--password",
-                                        "--creds",        "--tls-ca", "--tls-cert", "--tls-key",
-                                        "--replay-from"};
+    static const char *const names[] = {
+        "--nats",     "--stream",  "--replicas",    "--max-age",       "--dedup-window",
+        "--host",     "--user",    "--password",    "--creds",         "--tls-ca",
+        "--tls-cert", "--tls-key", "--replay-from", "--metrics-listen"};
     const char *values[CLI_ARRAY_LEN(names)] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -151,6 +222,11 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
     o.tls_cert = values[10];
     o.tls_key = values[11];
     replay = values[12];
+    const char *metrics_listen = values[13];
+    if (metrics_listen != NULL && !cli_metrics_listen_valid(metrics_listen))
+        return cli_usage_error("bridge: --metrics-listen takes ADDR:PORT (such as "
+                               "127.0.0.1:9464 or :9464), not '%s'",
+                               metrics_listen);
     if (o.servers == NULL)
         return cli_usage_error("bridge: --nats URL is required");
     if (values[2] != NULL) {
@@ -216,6 +292,18 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
         return cli_fail_status("bridge", st);
     }
 
+    struct metrics_ctx mctx = {b, q};
+    struct cli_metrics_server *metrics = NULL;
+    if (metrics_listen != NULL) {
+        char why[256];
+        metrics = cli_metrics_start(metrics_listen, write_metrics, &mctx, why, sizeof why);
+        if (metrics == NULL) {
+            rre_bridge_destroy(b);
+            rre_queue_destroy(q);
+            return cli_fail("bridge: --metrics-listen: %s", why);
+        }
+    }
+
     sw.bridge = b;
     pthread_t sig_thread, ready_thread;
     struct ready_watch rw = {b, o.servers};
@@ -232,6 +320,7 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
         pthread_kill(sig_thread, SIGTERM); /* ends its sigwait if no signal came */
         pthread_join(sig_thread, NULL);
     }
+    cli_metrics_stop(metrics);
     rre_bridge_counters c;
     rre_bridge_get_counters(b, &c);
     rre_bridge_destroy(b);
