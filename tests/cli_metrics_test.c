@@ -125,12 +125,36 @@ static void test_stats_refuses_an_unknown_format(void **state)
     tu_result_free(&r);
 }
 
+static void test_serve_metrics_usage_errors_and_a_missing_queue(void **state)
+{
+    struct fixture *f = *state;
+    tu_result r = tu_run_cli(NULL, "--db", f->path, "serve-metrics", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--metrics-listen ADDR:PORT is required"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->path, "serve-metrics", "--metrics-listen", "9465", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "takes ADDR:PORT"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->path, "serve-metrics", "--metrics-listen", ":1",
+                   "--metrics-listen", ":2", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    /* No queue file there: nothing is created, the reason is said. */
+    r = tu_run_cli(NULL, "--db", f->path, "serve-metrics", "--metrics-listen", "127.0.0.1:1", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no queue database"));
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_stats_in_prometheus_format_pass_promtool_and_hold_the_figures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_refuses_an_unknown_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_metrics_usage_errors_and_a_missing_queue, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@ static const struct cli_command commands[] = {
     {"stats", "queue figures: events, types, subscribers, file size", cmd_stats},
     {"purge", "run retention on the queue now", cmd_purge},
     {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge},
+    {"serve-metrics", "serve the queue's figures to Prometheus over HTTP", cmd_serve_metrics},
     {NULL, NULL, NULL},
 };
 
@@ -27,7 +28,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: rre [--db PATH] COMMAND [ARGS...]\n\ncommands:\n");
     for (const struct cli_command *c = commands; c->name != NULL; c++)
-        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+        fprintf(f, "  %-14s %s\n", c->name, c->summary);
     fprintf(f, "\nrre --help, rre --version; rre COMMAND --help for a command's options.\n"
                "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
 }
