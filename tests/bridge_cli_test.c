@@ -348,19 +348,38 @@ static void wait_ready_line(proc *p)
     }
 }
 
+/* The stacks of every thread of `pid` (gdb, when installed), kept until the
+ * teardown: what a process that does not exit is doing. */
+static char *thread_stacks(pid_t pid)
+{
+    char path[800], cmd[2000];
+    snprintf(path, sizeof path, "%s/stacks-%ld.txt", g_dir, (long)pid);
+    snprintf(cmd, sizeof cmd,
+             "command -v gdb >/dev/null 2>&1 && gdb -p %ld -batch -ex 'thread apply all bt' "
+             ">'%s' 2>&1 || echo '(gdb is not installed)' >'%s'",
+             (long)pid, path, path);
+    if (system(cmd) != 0)
+        return keep(strdup("(could not run gdb)"));
+    return read_text(path);
+}
+
 /* Sends `sig` to the bridge process and returns its exit status; fails
- * the test when it does not exit within 20 s. Returns its standard error
- * in *err (kept until the teardown). */
+ * the test when it does not exit within 60 s (a bound, not an expectation:
+ * it exits within a second or two, but closing the queue waits for the
+ * disk, which other tests may keep busy), with the stacks of its threads.
+ * Returns its standard error in *err (kept until the teardown). */
 static int stop_bridge(proc *p, int sig, char **err)
 {
     assert_int_equal(kill(p->pid, sig), 0);
-    int status = wait_proc(p, 20000);
+    int status = wait_proc(p, 60000);
     *err = read_text(p->err_path);
     if (status < 0) {
+        char *stacks = thread_stacks(p->pid);
         kill(p->pid, SIGKILL);
         waitpid(p->pid, NULL, 0);
         g_child = 0;
-        fail_msg("the bridge did not exit within 20 s of signal %d:\n%s", sig, *err);
+        fail_msg("the bridge did not exit within 60 s of signal %d:\n%s\nits threads:\n%s", sig,
+                 *err, stacks);
     }
     g_child = 0;
     return status;
