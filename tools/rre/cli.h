@@ -34,6 +34,7 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv);
 int cmd_purge(const struct cli_globals *g, int argc, char **argv);
 int cmd_bridge(const struct cli_globals *g, int argc, char **argv);
 int cmd_serve_metrics(const struct cli_globals *g, int argc, char **argv);
+int cmd_top(const struct cli_globals *g, int argc, char **argv);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -21,6 +21,7 @@ static const struct cli_command commands[] = {
     {"purge", "run retention on the queue now", cmd_purge},
     {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge},
     {"serve-metrics", "serve the queue's figures to Prometheus over HTTP", cmd_serve_metrics},
+    {"top", "a live view of the queue: rates, busiest types, subscribers' lag", cmd_top},
     {NULL, NULL, NULL},
 };
 
