@@ -427,10 +427,90 @@ static void test_validate_payload_larger_than_the_limit_says_so(void **state)
     tu_result_free(&r);
 }
 
+static void test_db_option_works_after_the_command_in_both_forms(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600], eq[700];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    snprintf(eq, sizeof eq, "--db=%s", db);
+    tu_result r =
+        tu_run_cli(NULL, "publish", "ELO_UPDATED", "--db", db, "--payload", "{\"a\":1}", NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "tail", "--format", "text", eq, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ELO_UPDATED"));
+    tu_result_free(&r);
+    /* Given twice, wherever: wrong usage. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--db", db, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--db is given twice"));
+    tu_result_free(&r);
+    /* After "--" it is not an option. */
+    r = tu_run_cli(NULL, "--db", db, "stats", "--", "--db", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unexpected argument"));
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_rre_db_names_the_queue_when_no_db_option_is_given(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600], other[600];
+    snprintf(db, sizeof db, "%s/env.db", dir);
+    snprintf(other, sizeof other, "%s/other.db", dir);
+    setenv("RRE_DB", db, 1);
+    tu_result r = tu_run_cli(NULL, "publish", "ELO_UPDATED", "--payload", "{\"env\":1}", NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "stats", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "env.db"));
+    tu_result_free(&r);
+    /* --db wins over it. */
+    r = tu_run_cli(NULL, "publish", "ELO_UPDATED", "--db", other, "--payload", "{\"o\":1}", NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+    unsetenv("RRE_DB");
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format", "json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":1,"));
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_help_command_and_short_version(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "help", "tail", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: rre [--db PATH] tail"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "commands:"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "help", "tial", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown command 'tial'"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "-V", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "rre "));
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_lists_commands_and_exits_zero),
+        cmocka_unit_test(test_db_option_works_after_the_command_in_both_forms),
+        cmocka_unit_test(test_rre_db_names_the_queue_when_no_db_option_is_given),
+        cmocka_unit_test(test_help_command_and_short_version),
         cmocka_unit_test(test_version_prints_library_version),
         cmocka_unit_test(test_no_command_is_usage_error),
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),

@@ -13,7 +13,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 #define CLI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 struct cli_globals {
-    const char *db_path; /* --db, or NULL for the default location */
+    const char *db_path; /* --db (anywhere), else RRE_DB, else NULL: the default location */
+    bool db_from_env;    /* db_path came from RRE_DB */
 };
 
 struct cli_command {

@@ -406,7 +406,10 @@ static void stop_children(pid_t *pids, size_t n, double grace, const sigset_t *h
 
 int cmd_demo(const struct cli_globals *g, int argc, char **argv)
 {
-    const char *configs = DEFAULT_CONFIGS, *db = g->db_path, *nats_url = NULL;
+    /* The demo writes its own events: only a --db given to it says where;
+     * RRE_DB (meant for the shared queue) does not. */
+    const char *configs = DEFAULT_CONFIGS, *db = g->db_from_env ? NULL : g->db_path,
+               *nats_url = NULL;
     long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40, hosts = 1;
     double timeout = 120;
     bool quiet = false;

@@ -224,6 +224,10 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
             return cli_usage_error("flow check: unexpected argument '%s'", a);
         }
     }
+    /* --db anywhere on the line (the tool takes it as the global option) is
+     * the same choice as --db here; RRE_DB is only a default. */
+    if (db == NULL && g->db_path != NULL && !g->db_from_env)
+        db = g->db_path;
     if (file != NULL && db != NULL)
         return cli_usage_error("flow check: --db and --file are exclusive");
     rre_flow_checker *c = NULL;

@@ -30,7 +30,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: rre [--db PATH] COMMAND [ARGS...]\n\ncommands:\n");
     for (const struct cli_command *c = commands; c->name != NULL; c++)
         fprintf(f, "  %-14s %s\n", c->name, c->summary);
-    fprintf(f, "\nrre --help, rre --version; rre COMMAND --help for a command's options.\n"
+    fprintf(f, "\n--db PATH may come anywhere (rre tail --db X); without it, RRE_DB names the\n"
+               "queue, else the default location. rre -h/--help, rre -V/--version;\n"
+               "rre help COMMAND or rre COMMAND --help for a command's options.\n"
                "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
 }
 
@@ -60,33 +62,75 @@ static void log_to_stderr(rre_log_level level, const char *component, const char
     free(safe);
 }
 
+/* Takes --db PATH / --db=PATH out of argv wherever it is (before a "--"),
+ * so `rre tail --db X` means what `rre --db X tail` does. Returns CLI_OK,
+ * or the status of a usage error (no PATH, an empty one, given twice). */
+static int take_db_option(int *argc, char **argv, struct cli_globals *g)
+{
+    int out = 1;
+    bool rest = false;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (!rest && strcmp(a, "--") == 0)
+            rest = true;
+        if (rest || (strcmp(a, "--db") != 0 && strncmp(a, "--db=", 5) != 0)) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        /* An empty PATH would mean the default location: a script's unset
+         * variable must not send it to the shared database. */
+        const char *path = NULL;
+        if (a[4] == '=')
+            path = a + 5;
+        else if (i + 1 < *argc)
+            path = argv[++i];
+        if (path == NULL || path[0] == '\0')
+            return cli_usage_error("--db needs a PATH");
+        if (g->db_path != NULL)
+            return cli_usage_error("--db is given twice");
+        g->db_path = path;
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return CLI_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
+    int rc = take_db_option(&argc, argv, &g);
+    if (rc != CLI_OK)
+        return rc;
+    if (g.db_path == NULL && getenv("RRE_DB") != NULL && getenv("RRE_DB")[0] != '\0') {
+        g.db_path = getenv("RRE_DB");
+        g.db_from_env = true;
+    }
     int i = 1;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return finish_output(CLI_OK);
-        } else if (strcmp(argv[i], "--version") == 0) {
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
             printf("rre %s\n", rre_version());
             return finish_output(CLI_OK);
-        } else if (strcmp(argv[i], "--db") == 0 || strncmp(argv[i], "--db=", 5) == 0) {
-            /* An empty PATH would mean the default location: a script's
-             * unset variable must not send it to the shared database. */
-            const char *path = NULL;
-            if (argv[i][4] == '=')
-                path = argv[i] + 5;
-            else if (i + 1 < argc)
-                path = argv[++i];
-            if (path == NULL || path[0] == '\0')
-                return cli_usage_error("--db needs a PATH");
-            g.db_path = path;
         } else if (argv[i][0] == '-') {
             return cli_usage_error("unknown option '%s'", argv[i]);
         } else {
             break;
         }
+    }
+    /* rre help [COMMAND]: the command's own --help. */
+    if (i < argc && strcmp(argv[i], "help") == 0) {
+        if (i + 1 >= argc) {
+            usage(stdout);
+            return finish_output(CLI_OK);
+        }
+        for (const struct cli_command *c = commands; c->name != NULL; c++)
+            if (strcmp(argv[i + 1], c->name) == 0) {
+                char *help_argv[] = {argv[i + 1], "--help", NULL};
+                return finish_output(c->run(&g, 2, help_argv));
+            }
+        return cli_usage_error("help: unknown command '%s' (see rre --help)", argv[i + 1]);
     }
     if (i >= argc) {
         usage(stderr);
