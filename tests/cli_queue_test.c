@@ -415,7 +415,7 @@ static void test_stats_and_purge(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "events")), 0);
     json_decref(o);
     tu_result_free(&r);
-    r = tu_run_cli(NULL, "--db", f->db, "purge", "--older-than", "0s", NULL);
+    r = tu_run_cli(NULL, "--db", f->db, "purge", "--older-than", "0.001s", NULL);
     assert_int_equal(r.status, 0);
     o = line_json(r.out, 0);
     assert_int_equal(json_integer_value(json_object_get(o, "events")), 2);

@@ -504,6 +504,72 @@ static void test_help_command_and_short_version(void **state)
     tu_result_free(&r);
 }
 
+static void test_options_take_equals_short_forms_and_tail_starting_points(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    for (int i = 1; i <= 3; i++) {
+        char payload[32];
+        snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        tu_result r =
+            tu_run_cli(NULL, "--db", db, "publish", "ELO_UPDATED", "--payload", payload, NULL);
+        assert_int_equal(r.status, 0);
+        tu_result_free(&r);
+    }
+    /* --name=value everywhere, -n for --limit */
+    tu_result r = tu_run_cli(NULL, "--db", db, "tail", "--format=text", "-n", "1", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "{\"n\":1,"));
+    assert_null(strstr(r.out, "{\"n\":2,"));
+    tu_result_free(&r);
+    /* the last 2, and the end (nothing until new events come) */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--last=2", "--format", "text", NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out, "{\"n\":1,"));
+    assert_non_null(strstr(r.out, "{\"n\":2,"));
+    assert_non_null(strstr(r.out, "{\"n\":3,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--from-end", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--from-end", "--subscriber", "x", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--last", "1", "--since", "1", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    /* purge --older-than 0 would delete everything: refused, nothing deleted */
+    r = tu_run_cli(NULL, "--db", db, "purge", "--older-than=0", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "would delete every event"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format=json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":3,"));
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_a_misspelt_type_gets_a_suggestion(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "validate", "TRAINING_COMPLETD", "--payload", "{}", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unknown event type 'TRAINING_COMPLETD' (did you mean "
+                                  "TRAINING_COMPLETED?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "model_promotd", NULL);
+    assert_non_null(strstr(r.err, "did you mean MODEL_PROMOTED?"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "XYZZY", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unknown event type 'XYZZY' (rre catalog lists them)"));
+    tu_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +577,8 @@ int main(void)
         cmocka_unit_test(test_db_option_works_after_the_command_in_both_forms),
         cmocka_unit_test(test_rre_db_names_the_queue_when_no_db_option_is_given),
         cmocka_unit_test(test_help_command_and_short_version),
+        cmocka_unit_test(test_options_take_equals_short_forms_and_tail_starting_points),
+        cmocka_unit_test(test_a_misspelt_type_gets_a_suggestion),
         cmocka_unit_test(test_version_prints_library_version),
         cmocka_unit_test(test_no_command_is_usage_error),
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),

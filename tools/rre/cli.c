@@ -252,3 +252,78 @@ char *cli_safe_text(const char *s, bool escape_backslash)
     out[o] = '\0';
     return out;
 }
+
+/* Edit distance between a and b, letters compared without regard to case;
+ * stops counting past `cap`. */
+static size_t distance(const char *a, const char *b, size_t cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return cap + 1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0], best = row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            int ca = a[i - 1], cb = b[j - 1];
+            if (ca >= 'a' && ca <= 'z')
+                ca -= 32;
+            if (cb >= 'a' && cb <= 'z')
+                cb -= 32;
+            size_t v = diag + (ca != cb);
+            if (row[j - 1] + 1 < v)
+                v = row[j - 1] + 1;
+            if (up + 1 < v)
+                v = up + 1;
+            row[j] = v;
+            diag = up;
+            if (v < best)
+                best = v;
+        }
+        if (best > cap)
+            return cap + 1;
+    }
+    return row[lb];
+}
+
+const char *cli_suggest_type(const char *spelling)
+{
+    if (spelling == NULL || spelling[0] == '\0')
+        return NULL;
+    size_t len = strlen(spelling);
+    size_t cap = len < 8 ? 1 : len < 16 ? 2 : 3;
+    const char *best = NULL;
+    size_t best_d = cap + 1;
+    for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++) {
+        const rre_event_info *info = rre_event_get((rre_event_type)t);
+        if (info == NULL || info->alias_of != RRE_EV_NONE)
+            continue;
+        const char *names[] = {info->name, info->value};
+        for (size_t k = 0; k < 2; k++) {
+            size_t d = distance(spelling, names[k], best_d);
+            if (d < best_d) {
+                best_d = d;
+                best = info->name;
+            }
+        }
+    }
+    return best;
+}
+
+int cli_fail_type(const char *cmd, const char *spelling, rre_status st)
+{
+    if (st != RRE_EUNKNOWN_TYPE)
+        return cli_fail_status(cmd, st);
+    const char *guess = cli_suggest_type(spelling);
+    char *safe = cli_safe_text(spelling, true);
+    if (guess != NULL)
+        cli_fail("%s: unknown event type '%s' (did you mean %s?)", cmd, safe != NULL ? safe : "?",
+                 guess);
+    else
+        cli_fail("%s: unknown event type '%s' (rre catalog lists them)", cmd,
+                 safe != NULL ? safe : "?");
+    free(safe);
+    return CLI_FAIL;
+}

@@ -110,6 +110,14 @@ struct cli_metrics_server *cli_metrics_start(const char *listen, cli_metrics_fn 
                                              char *why, size_t why_cap);
 void cli_metrics_stop(struct cli_metrics_server *srv);
 
+/* The canonical NAME closest to a misspelt type (a few letters off, any
+ * case), or NULL. */
+const char *cli_suggest_type(const char *spelling);
+
+/* Reports a failed type lookup: for an unknown type "unknown event type
+ * 'X' (did you mean NAME?)" when one is close. Returns CLI_FAIL. */
+int cli_fail_type(const char *cmd, const char *spelling, rre_status st);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);

@@ -51,7 +51,7 @@ static int show_one(const char *spelling, const char *format)
     rre_event_type type;
     rre_status st = rre_event_lookup(spelling, &type);
     if (st != RRE_OK)
-        return cli_fail_status("catalog", st);
+        return cli_fail_type("catalog", spelling, st);
     if (strcmp(format, "text") == 0) {
         print_type_text(rre_event_get(type));
         return CLI_OK;

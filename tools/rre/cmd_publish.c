@@ -88,7 +88,7 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
     rre_event_type type;
     rre_status st = rre_event_lookup(type_name, &type);
     if (st != RRE_OK)
-        return cli_fail_status("publish", st);
+        return cli_fail_type("publish", type_name, st);
 
     json_t *payload = NULL;
     int rc = cli_read_payload("publish", payload_arg, &payload);

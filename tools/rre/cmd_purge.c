@@ -39,6 +39,10 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("purge: '%s' is not a duration (a number with an optional "
                                        "unit s, m, h or d)",
                                        argv[i]);
+            if (older <= 0)
+                return cli_usage_error("purge: --older-than %s would delete every event; give a "
+                                       "positive duration such as 24h",
+                                       argv[i]);
         } else {
             return cli_usage_error("purge: unexpected argument '%s'", a);
         }

@@ -44,13 +44,16 @@ static void on_signal(int sig)
 static void tail_help(void)
 {
     puts("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
-         "                [--since ID] [--limit N] [--follow] [--no-ack]\n"
+         "                [--since ID | --last N | --from-end] [--limit N] [--follow]\n"
+         "                [--no-ack]\n"
          "                [--format json|text|cloudevents]\n"
          "\n"
          "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
          "subscriber that acknowledges what it printed and resumes there next time\n"
-         "(--no-ack: read without acknowledging). --limit N stops after N events (0: no\n"
-         "limit). --follow waits for new events until interrupted, or until the reader\n"
+         "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
+         "event, after --since ID, at the last N events (--last N) or at the end\n"
+         "(--from-end, for --follow). --limit N (-n N) stops after N events (0: no\n"
+         "limit). --follow (-f) waits for new events until interrupted, or until the reader\n"
          "of its output goes away. Exit status: 0 success, 1 failure, 2 wrong usage.");
 }
 
@@ -93,8 +96,8 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     rre_event_type types[MAX_FILTERS];
     rre_category cats[MAX_FILTERS];
     size_t ntypes = 0, ncats = 0;
-    long long limit = 0;
-    bool follow = false;
+    long long limit = 0, last = -1;
+    bool follow = false, from_end = false, since_given = false;
     struct tail_state t = {CLI_TAIL_JSON, 0, false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -106,9 +109,12 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             follow = true;
         } else if (strcmp(a, "--no-ack") == 0) {
             so.no_ack = true;
+        } else if (strcmp(a, "--from-end") == 0) {
+            from_end = true;
         } else if (val == NULL && (strcmp(a, "--subscriber") == 0 || strcmp(a, "--type") == 0 ||
                                    strcmp(a, "--category") == 0 || strcmp(a, "--since") == 0 ||
-                                   strcmp(a, "--limit") == 0 || strcmp(a, "--format") == 0)) {
+                                   strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
+                                   strcmp(a, "--last") == 0 || strcmp(a, "--format") == 0)) {
             return cli_usage_error("tail: %s needs a value", a);
         } else if (strcmp(a, "--subscriber") == 0) {
             if (val[0] == '\0')
@@ -120,7 +126,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("tail: at most %d --type options", MAX_FILTERS);
             rre_status st = rre_event_lookup(val, &types[ntypes]);
             if (st != RRE_OK)
-                return cli_fail_status("tail: --type", st);
+                return cli_fail_type("tail: --type", val, st);
             ntypes++;
         } else if (strcmp(a, "--category") == 0) {
             i++;
@@ -130,15 +136,18 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             if (st != RRE_OK)
                 return cli_fail_status("tail: --category", st);
             ncats++;
-        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--limit") == 0) {
+        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
+                   strcmp(a, "--last") == 0) {
             i++;
             char *end;
             errno = 0;
             long long v = strtoll(val, &end, 10);
             if (errno != 0 || end == val || *end != '\0' || v < 0)
                 return cli_usage_error("tail: %s needs a non-negative integer, not '%s'", a, val);
-            if (a[2] == 's')
-                so.since_id = v;
+            if (strcmp(a, "--since") == 0)
+                since_given = true, so.since_id = v;
+            else if (strcmp(a, "--last") == 0)
+                last = v;
             else
                 limit = v;
         } else if (strcmp(a, "--format") == 0) {
@@ -158,6 +167,10 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     }
     if (so.no_ack && so.name == NULL)
         so.no_ack = false; /* a reader without a name never acknowledges anyway */
+    if ((from_end || last >= 0) && (so.name != NULL || since_given || (from_end && last >= 0)))
+        return cli_usage_error("tail: --from-end and --last N choose where a reader without "
+                               "--subscriber starts; not with --subscriber, --since or each "
+                               "other");
     so.types = types;
     so.type_count = ntypes;
     so.categories = cats;
@@ -183,6 +196,19 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     if (st != RRE_OK)
         return cli_fail_status("tail: opening the queue", st);
     rre_subscriber *s = NULL;
+    if (from_end || last >= 0) {
+        /* Where the newest event is now: the reader starts after it, or
+         * `last` events before it (ids are in commit order). */
+        json_t *stats = NULL;
+        st = rre_queue_stats(q, &stats);
+        if (st != RRE_OK) {
+            rre_queue_destroy(q);
+            return cli_fail_status("tail", st);
+        }
+        long long newest = json_integer_value(json_object_get(stats, "last_event_id"));
+        json_decref(stats);
+        so.since_id = last >= 0 && last < newest ? newest - last : (last >= 0 ? 0 : newest);
+    }
     st = rre_subscriber_create(&s, q, &so);
     if (st != RRE_OK) {
         rre_queue_destroy(q);

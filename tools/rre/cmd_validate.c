@@ -56,7 +56,7 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv)
     rre_event_type type;
     rre_status st = rre_event_lookup(type_name, &type);
     if (st != RRE_OK)
-        return cli_fail_status("validate", st);
+        return cli_fail_type("validate", type_name, st);
 
     json_t *payload = NULL;
     int rc = cli_read_payload("validate", payload_arg, &payload);

@@ -80,7 +80,7 @@ static int take_db_option(int *argc, char **argv, struct cli_globals *g)
         /* An empty PATH would mean the default location: a script's unset
          * variable must not send it to the shared database. */
         const char *path = NULL;
-        if (a[4] == '=')
+        if (a[4] == '=') /* not split: "--db=" with nothing after it */
             path = a + 5;
         else if (i + 1 < *argc)
             path = argv[++i];
@@ -95,9 +95,44 @@ static int take_db_option(int *argc, char **argv, struct cli_globals *g)
     return CLI_OK;
 }
 
+/* Every command takes --name=value as --name value: the arguments are
+ * split here once (up to a "--"), into a new argv. NULL when out of memory. */
+static char **split_equals(int *argc, char **argv)
+{
+    char **out = calloc((size_t)*argc * 2 + 1, sizeof *out);
+    if (out == NULL)
+        return NULL;
+    int n = 0;
+    bool rest = false;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        const char *eq = strchr(a, '=');
+        if (!rest && strcmp(a, "--") == 0)
+            rest = true;
+        if (i > 0 && !rest && strncmp(a, "--", 2) == 0 && eq != NULL && eq > a + 2) {
+            out[n] = strndup(a, (size_t)(eq - a));
+            if (out[n] == NULL)
+                return NULL;
+            n++;
+            out[n++] = (char *)eq + 1;
+        } else {
+            out[n++] = argv[i];
+        }
+    }
+    out[n] = NULL;
+    *argc = n;
+    return out;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
+    /* Kept for the life of the process (the split names are never freed). */
+    argv = split_equals(&argc, argv);
+    if (argv == NULL) {
+        fprintf(stderr, "rre: out of memory\n");
+        return CLI_FAIL;
+    }
     int rc = take_db_option(&argc, argv, &g);
     if (rc != CLI_OK)
         return rc;
