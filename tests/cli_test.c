@@ -570,6 +570,49 @@ static void test_a_misspelt_type_gets_a_suggestion(void **state)
     tu_result_free(&r);
 }
 
+static void test_publish_lines_stores_many_events_at_once_or_none(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    tu_result r = tu_run_cli("{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":1}}\n"
+                             "\n"
+                             "{\"type\":\"training_started\",\"payload\":{\"config_key\":"
+                             "\"hex8_2p\"},\"source\":\"s2\"}\r\n"
+                             "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":1}}\n",
+                             "--db", db, "publish", "--lines", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "{\"event_id\":1,\"duplicate\":false,"));
+    assert_non_null(strstr(r.out, "{\"event_id\":2,\"duplicate\":false,"));
+    assert_non_null(strstr(r.out, "{\"event_id\":1,\"duplicate\":true,"));
+    tu_result_free(&r);
+    /* A bad line (named), or --strict with problems: nothing is stored. */
+    const char *bad[] = {"{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\nnot json\n",
+                         "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n"
+                         "{\"type\":\"ELO_UPDATED\"}\n",
+                         "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n"
+                         "{\"type\":\"NOPE\",\"payload\":{}}\n"};
+    for (size_t i = 0; i < 3; i++) {
+        r = tu_run_cli(bad[i], "--db", db, "publish", "--lines", NULL);
+        assert_int_equal(r.status, 1);
+        assert_non_null(strstr(r.err, "line 2"));
+        tu_result_free(&r);
+    }
+    r = tu_run_cli("{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n", "--db", db, "publish",
+                   "--lines", "--strict", NULL);
+    assert_int_equal(r.status, 1);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format", "json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":2,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "publish", "--lines", "ELO_UPDATED", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_help_command_and_short_version),
         cmocka_unit_test(test_options_take_equals_short_forms_and_tail_starting_points),
         cmocka_unit_test(test_a_misspelt_type_gets_a_suggestion),
+        cmocka_unit_test(test_publish_lines_stores_many_events_at_once_or_none),
         cmocka_unit_test(test_version_prints_library_version),
         cmocka_unit_test(test_no_command_is_usage_error),
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),

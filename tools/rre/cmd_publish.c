@@ -14,6 +14,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -22,6 +23,7 @@
 static void publish_help(void)
 {
     puts("usage: rre [--db PATH] publish TYPE [--payload JSON|-] [--source NAME] [--strict]\n"
+         "       rre [--db PATH] publish --lines [--source NAME] [--strict] < EVENTS.jsonl\n"
          "\n"
          "Appends an event to the durable queue shared with the other processes of this\n"
          "host. TYPE is any spelling of an event type. Without --payload, or with\n"
@@ -29,6 +31,12 @@ static void publish_help(void)
          "printed on stderr; --strict rejects the event instead. --source defaults to \"rre\".\n"
          "Prints {\"event_id\":N,\"duplicate\":false,\"hash\":\"...\"}; a duplicate within the\n"
          "dedup window prints \"duplicate\":true and adds no row.\n"
+         "\n"
+         "--lines reads many events from standard input, one JSON object per line:\n"
+         "{\"type\": TYPE, \"payload\": {...}} (and \"source\" to override --source).\n"
+         "Every line is checked first; a bad line (or, with --strict, a payload with\n"
+         "problems) publishes nothing and names the line. The events are then stored\n"
+         "in one transaction, and one result line is printed per event, in order.\n"
          "Exit status: 0 published or duplicate, 1 failure, 2 wrong usage.");
 }
 
@@ -55,10 +63,121 @@ static void new_traceparent(char out[RRE_TRACE_ID_MAX])
     snprintf(out, RRE_TRACE_ID_MAX, "00-%.32s-%.16s-01", hex, hex + 32);
 }
 
+#define LINES_MAX_BYTES (256u * 1024u * 1024u) /* standard input for --lines */
+
+/* `rre publish --lines`: every line checked, then all stored at once. */
+static int publish_lines(const struct cli_globals *g, const char *default_source, bool strict)
+{
+    size_t len = 0;
+    char *text = cli_read_stdin(LINES_MAX_BYTES, &len);
+    if (text == NULL)
+        return cli_fail("publish: reading standard input: %s", strerror(errno));
+    size_t cap = 64, n = 0;
+    rre_event *evs = calloc(cap, sizeof *evs);
+    json_t **lines = calloc(cap, sizeof *lines);
+    int rc = evs != NULL && lines != NULL ? CLI_OK : cli_fail("publish: out of memory");
+    char ts[RRE_TIMESTAMP_MAX];
+    now_iso(ts);
+    size_t lineno = 0;
+    for (char *p = text, *end = text + len; rc == CLI_OK && p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        char *line = p;
+        p += l + 1;
+        lineno++;
+        while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+            l--;
+        if (l == 0)
+            continue; /* blank lines are allowed */
+        json_t *o = NULL;
+        rre_status st = rre_payload_parse(line, l, &o);
+        const char *tname = json_string_value(json_object_get(o, "type"));
+        json_t *payload = json_object_get(o, "payload");
+        const char *src = json_string_value(json_object_get(o, "source"));
+        rre_event_type type = RRE_EV_NONE;
+        if (st != RRE_OK) {
+            rc = cli_fail("publish: line %zu: %s: %s", lineno, rre_strerror(st), rre_last_error());
+        } else if (tname == NULL || !json_is_object(payload)) {
+            rc = cli_fail("publish: line %zu: expected {\"type\": TYPE, \"payload\": {...}}",
+                          lineno);
+        } else if ((st = rre_event_lookup(tname, &type)) != RRE_OK) {
+            char what[64];
+            snprintf(what, sizeof what, "publish: line %zu", lineno);
+            rc = cli_fail_type(what, tname, st);
+        } else {
+            rre_payload_normalize(payload);
+            rre_problems problems;
+            st = rre_validate(type, payload, RRE_VALIDATE_NOTES, &problems);
+            if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD) {
+                rc = cli_fail_status("publish", st);
+            } else if (problems.errors + problems.notes > 0) {
+                fprintf(stderr, "line %zu (%s):\n", lineno, rre_event_name(type));
+                cli_print_problems(&problems, strict ? "" : "warning: ");
+                if (strict)
+                    rc = cli_fail("publish: line %zu does not match the schema of %s (--strict): "
+                                  "nothing was published",
+                                  lineno, rre_event_name(type));
+            }
+        }
+        if (rc != CLI_OK) {
+            json_decref(o);
+            break;
+        }
+        if (n == cap) {
+            cap *= 2;
+            rre_event *ne = realloc(evs, cap * sizeof *evs);
+            json_t **nlines = ne != NULL ? realloc(lines, cap * sizeof *lines) : NULL;
+            if (ne != NULL)
+                evs = ne;
+            if (nlines == NULL) {
+                json_decref(o);
+                rc = cli_fail("publish: out of memory");
+                break;
+            }
+            lines = nlines;
+        }
+        lines[n] = o;
+        memset(&evs[n], 0, sizeof evs[n]);
+        evs[n].type = type;
+        evs[n].payload = payload;
+        evs[n].source = src != NULL ? src : default_source;
+        snprintf(evs[n].timestamp, sizeof evs[n].timestamp, "%s", ts);
+        new_traceparent(evs[n].trace_id);
+        n++;
+    }
+    rre_queue *q = NULL;
+    bool *dups = rc == CLI_OK && n > 0 ? calloc(n, sizeof *dups) : NULL;
+    if (rc == CLI_OK && n > 0 && dups == NULL)
+        rc = cli_fail("publish: out of memory");
+    if (rc == CLI_OK && n > 0 && cli_open_queue(g, "publish", false, &q) != CLI_OK)
+        rc = CLI_FAIL;
+    if (rc == CLI_OK && n > 0) {
+        rre_status st = rre_queue_publish_batch(q, evs, n, dups);
+        if (st != RRE_OK) {
+            rc = cli_fail_status("publish", st);
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                char hex[RRE_HASH_HEX_SIZE];
+                rre_hash_to_hex(evs[i].hash, hex);
+                printf("{\"event_id\":%lld,\"duplicate\":%s,\"hash\":\"%s\"}\n",
+                       (long long)evs[i].event_id, dups[i] ? "true" : "false", hex);
+            }
+        }
+    }
+    rre_queue_destroy(q);
+    for (size_t i = 0; i < n; i++)
+        json_decref(lines[i]);
+    free(dups);
+    free(lines);
+    free(evs);
+    free(text);
+    return rc;
+}
+
 int cmd_publish(const struct cli_globals *g, int argc, char **argv)
 {
     const char *type_name = NULL, *payload_arg = NULL, *source = "rre";
-    bool strict = false;
+    bool strict = false, many = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -74,6 +193,8 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
             source = argv[++i];
         } else if (strcmp(a, "--strict") == 0) {
             strict = true;
+        } else if (strcmp(a, "--lines") == 0) {
+            many = true;
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_error("publish: unknown option '%s'", a);
         } else if (type_name == NULL) {
@@ -81,6 +202,12 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
         } else {
             return cli_usage_error("publish: unexpected argument '%s'", a);
         }
+    }
+    if (many) {
+        if (type_name != NULL || payload_arg != NULL)
+            return cli_usage_error("publish: --lines reads types and payloads from standard "
+                                   "input; give no TYPE or --payload with it");
+        return publish_lines(g, source, strict);
     }
     if (type_name == NULL)
         return cli_usage_error("publish: missing TYPE (see rre publish --help)");
