@@ -167,11 +167,20 @@ class Router:
                 _lib.check(lib.rre_link_create(ctypes.byref(ln), self._r, queue._handle(),
                                                ctypes.byref(lo)))
                 self._link = ln
+                queue._dependents.add(self)
             except BaseException:
                 self.close()
                 raise
 
     # -- life cycle ---------------------------------------------------------
+
+    def _queue_closing(self):
+        """The queue is closing under this router: the link goes (its reader
+        thread stops); the router goes on in-process."""
+        with self._lock:
+            ln, self._link = self._link, None
+        if ln is not None:
+            lib.rre_link_destroy(ln)
 
     def _handle(self):
         if self._r is None:

@@ -3,6 +3,7 @@ processes of the original) and its durable subscribers."""
 
 import ctypes
 import threading
+import weakref
 
 from . import _lib, catalog
 from ._lib import dec, enc, lib
@@ -27,6 +28,8 @@ class Queue:
         _lib.check(lib.rre_queue_create(ctypes.byref(q), ctypes.byref(o)))
         self._q = q
         self._lock = threading.Lock()
+        # Subscribers and links that use this queue: closed before it is.
+        self._dependents = weakref.WeakSet()
 
     def _handle(self):
         if self._q is None:
@@ -95,10 +98,16 @@ class Queue:
         return _lib.take_json(out)
 
     def close(self):
-        if self._q is not None:
-            q, self._q = self._q, None
-            lib.rre_queue_close(q)
-            lib.rre_queue_destroy(q)
+        """Closes the queue, and first what uses it: its subscribers (a
+        poll in progress returns) and the links of routers to it (the
+        routers go on in-process). Idempotent."""
+        if self._q is None:
+            return
+        for d in list(self._dependents):
+            d._queue_closing()
+        q, self._q = self._q, None
+        lib.rre_queue_close(q)
+        lib.rre_queue_destroy(q)
 
     def __enter__(self):
         return self
@@ -131,9 +140,11 @@ class Subscriber:
             o.types = ctypes.cast(self._types, ctypes.POINTER(ctypes.c_int))
             o.type_count = len(codes)
         o.since_id = int(since_id)
+        self._lock = threading.Lock()  # held by poll; close waits for it
         s = ctypes.c_void_p()
         _lib.check(lib.rre_subscriber_create(ctypes.byref(s), queue._handle(), ctypes.byref(o)))
         self._s = s
+        queue._dependents.add(self)
 
     @property
     def id(self):
@@ -160,8 +171,9 @@ class Subscriber:
 
         fn = _lib.QUEUE_HANDLER_FN(on_event)
         n = ctypes.c_size_t()
-        st = lib.rre_subscriber_poll(self._handle(), int(timeout * 1000), int(max_events), fn,
-                                     None, ctypes.byref(n))
+        with self._lock:
+            st = lib.rre_subscriber_poll(self._handle(), int(timeout * 1000), int(max_events),
+                                         fn, None, ctypes.byref(n))
         if st == 16:  # timed out: nothing new
             return got
         _lib.check(st)
@@ -176,10 +188,20 @@ class Subscriber:
             yield from events
 
     def close(self):
-        if self._s is not None:
-            s, self._s = self._s, None
-            lib.rre_subscriber_close(s)
+        """Stops the subscriber: a poll in progress on another thread
+        returns (ClosedError), then it is freed. Idempotent."""
+        s = self._s
+        if s is None:
+            return
+        lib.rre_subscriber_close(s)  # wakes a poll in progress
+        with self._lock:
+            if self._s is None:
+                return
+            self._s = None
             lib.rre_subscriber_destroy(s)
+
+    def _queue_closing(self):
+        self.close()
 
     def __enter__(self):
         return self

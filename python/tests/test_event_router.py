@@ -291,3 +291,39 @@ def test_queue_batch_publish_is_all_or_nothing_and_reports_duplicates(db):
         events = rre.Subscriber(q, since_id=0).poll(timeout=1.0)
     assert [e.payload.get("n") for e in events] == [0, 1, 2]
     assert {e.source for e in events} == {"batch"}
+
+
+def test_closing_a_queue_first_closes_what_uses_it(db):
+    import rre
+
+    q = rre.Queue(db)
+    s = q.subscriber("a")
+    r = Router(queue=q)
+    got = []
+
+    def poll_forever():
+        try:
+            got.append(q2_sub.poll(30))
+        except rre.errors.ClosedError:
+            got.append("closed")
+
+    q2 = rre.Queue(db)
+    q2_sub = q2.subscriber("b")
+    t = threading.Thread(target=poll_forever)
+    t.start()
+    time.sleep(0.2)
+    q2.close()  # wakes the poll in the other thread, then frees
+    t.join(10)
+    assert got == ["closed"]
+    q.close()
+    with pytest.raises(ClosedError):
+        s.poll(0)
+    with pytest.raises(ClosedError):
+        q.publish("ELO_UPDATED", {"x": 1})
+    # The router goes on in-process without its link.
+    seen = []
+    r.subscribe("ELO_UPDATED", seen.append)
+    ev = r.publish_sync("ELO_UPDATED", {"x": 1})
+    assert seen == [ev] and ev.event_id == 0
+    r.close()
+    q.close()
