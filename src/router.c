@@ -29,6 +29,7 @@ struct rre_router_options {
     rre_clock_fn clock;
     void *clock_data;
     char source[RRE_ROUTER_NAME_MAX];
+    char hostname[RRE_HOSTNAME_MAX + 1];
 };
 
 static const struct rre_router_options default_options = {
@@ -43,6 +44,7 @@ static const struct rre_router_options default_options = {
     .clock = NULL,
     .clock_data = NULL,
     .source = "",
+    .hostname = "",
 };
 
 rre_status rre_router_options_create(rre_router_options **out)
@@ -157,6 +159,19 @@ rre_status rre_router_options_set_source(rre_router_options *opts, const char *s
     if (!rre__utf8_valid(source, strlen(source)))
         return rre__error(RRE_EINVAL, "the source is not valid UTF-8");
     strcpy(opts->source, source);
+    return RRE_OK;
+}
+
+rre_status rre_router_options_set_hostname(rre_router_options *opts, const char *hostname)
+{
+    CHECK_OPTS(opts);
+    if (hostname == NULL)
+        hostname = "";
+    if (strlen(hostname) > RRE_HOSTNAME_MAX)
+        return rre__error(RRE_EINVAL, "the host name is longer than %d bytes", RRE_HOSTNAME_MAX);
+    if (!rre__utf8_valid(hostname, strlen(hostname)))
+        return rre__error(RRE_EINVAL, "the host name is not valid UTF-8");
+    strcpy(opts->hostname, hostname);
     return RRE_OK;
 }
 
@@ -284,7 +299,9 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
     r->clock_data = opts->clock_data;
     snprintf(r->source, sizeof r->source, "%s",
              opts->source[0] != '\0' ? opts->source : rre__program_name());
-    if (gethostname(r->hostname, sizeof r->hostname) != 0)
+    if (opts->hostname[0] != '\0')
+        snprintf(r->hostname, sizeof r->hostname, "%s", opts->hostname);
+    else if (gethostname(r->hostname, sizeof r->hostname) != 0)
         r->hostname[0] = '\0';
     r->hostname[sizeof r->hostname - 1] = '\0';
 

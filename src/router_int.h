@@ -145,7 +145,7 @@ struct rre_router {
     rre_clock_fn clock;
     void *clock_data;
     char source[RRE_ROUTER_NAME_MAX];
-    char hostname[RRE_ROUTER_NAME_MAX];
+    char hostname[RRE_HOSTNAME_MAX + 1];
 
     pthread_mutex_t mu;
     /* Guarded by mu. */

@@ -1537,6 +1537,30 @@ static void test_options_reject_out_of_range_values(void **state)
     recorder_free(&rec);
 }
 
+static void test_local_events_carry_the_host_name_given_to_the_router(void **state)
+{
+    (void)state;
+    rre_router_options *o = options();
+    char longname[RRE_HOSTNAME_MAX + 2];
+    memset(longname, 'h', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(rre_router_options_set_hostname(o, longname), RRE_EINVAL);
+    assert_int_equal(rre_router_options_set_hostname(o, "bad\xff"), RRE_EINVAL);
+    longname[RRE_HOSTNAME_MAX] = '\0'; /* the longest a queue writes */
+    assert_int_equal(rre_router_options_set_hostname(o, longname), RRE_OK);
+    rre_router *r = router_with(o);
+    struct recorder rec;
+    recorder_init(&rec);
+    assert_int_equal(rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "rec", record, &rec, NULL),
+                     RRE_OK);
+    json_t *p = training_completed(1);
+    assert_int_equal(rre_router_publish(r, "TRAINING_COMPLETED", p, NULL, NULL), RRE_OK);
+    json_decref(p);
+    assert_string_equal(rec.last->hostname, longname);
+    recorder_free(&rec);
+    rre_router_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1573,6 +1597,7 @@ int main(void)
         cmocka_unit_test(test_validate_flow_is_healthy_for_a_complete_lifecycle),
         cmocka_unit_test(test_validate_flow_reports_a_duplicate_storm_and_failing_handlers),
         cmocka_unit_test(test_options_reject_out_of_range_values),
+        cmocka_unit_test(test_local_events_carry_the_host_name_given_to_the_router),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,13 @@ RRE_API rre_status rre_router_options_set_clock(rre_router_options *opts, rre_cl
  * RRE_ROUTER_NAME_MAX - 1 bytes. NULL or "" means the program's name. */
 RRE_API rre_status rre_router_options_set_source(rre_router_options *opts, const char *source);
 
+/* The host name local events carry (ev->hostname): NULL or "" means the
+ * system's. Give the name the router's queue writes (rre_queue_hostname())
+ * when it was opened with another, so an event reads the same in process
+ * and in the queue. At most RRE_HOSTNAME_MAX bytes of UTF-8, else
+ * RRE_EINVAL. */
+RRE_API rre_status rre_router_options_set_hostname(rre_router_options *opts, const char *hostname);
+
 /* ------------------------------------------------------------------------ */
 /* Life cycle                                                                */
 /* ------------------------------------------------------------------------ */

@@ -244,6 +244,7 @@ _PROTOS = {
     "rre_router_options_set_history_size": (c_int, [c_void_p, c_size_t]),
     "rre_router_options_set_handler_timeout": (c_int, [c_void_p, c_double]),
     "rre_router_options_set_source": (c_int, [c_void_p, c_char_p]),
+    "rre_router_options_set_hostname": (c_int, [c_void_p, c_char_p]),
     "rre_router_create": (c_int, [POINTER(c_void_p), c_void_p]),
     "rre_router_close": (c_int, [c_void_p]),
     "rre_router_destroy": (None, [c_void_p]),

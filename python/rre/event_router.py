@@ -138,6 +138,15 @@ class Router:
         self._closed = False
         if validation not in _VALIDATION:
             raise ValueError("validation is 'off', 'warn' or 'strict', not %r" % (validation,))
+        if link:
+            from .queue import Queue
+
+            if queue is None:
+                queue = Queue(db_path, hostname=hostname)
+                self._own_queue = True
+            self._queue = queue
+            # Local events carry the name the queue writes.
+            hostname = queue.hostname
         opts = ctypes.c_void_p()
         _lib.check(lib.rre_router_options_create(ctypes.byref(opts)))
         try:
@@ -147,20 +156,20 @@ class Router:
             _lib.check(lib.rre_router_options_set_history_size(opts, int(history_size)))
             if source:
                 _lib.check(lib.rre_router_options_set_source(opts, enc(source)))
+            if hostname:
+                _lib.check(lib.rre_router_options_set_hostname(opts, enc(hostname)))
             r = ctypes.c_void_p()
             _lib.check(lib.rre_router_create(ctypes.byref(r), opts))
             self._r = r
+        except BaseException:
+            if self._own_queue:
+                self._queue.close()
+            raise
         finally:
             lib.rre_router_options_destroy(opts)
         _ROUTERS.add(self)
         if link:
-            from .queue import Queue
-
             try:
-                if queue is None:
-                    queue = Queue(db_path, hostname=hostname)
-                    self._own_queue = True
-                self._queue = queue
                 lo = _lib.LinkOptions()
                 lo.subscriber_name = enc(subscriber_name)
                 ln = ctypes.c_void_p()

@@ -327,3 +327,12 @@ def test_closing_a_queue_first_closes_what_uses_it(db):
     assert seen == [ev] and ev.event_id == 0
     r.close()
     q.close()
+
+
+def test_local_events_carry_the_host_name_the_queue_writes(db):
+    got = []
+    with Router(db_path=db, hostname="gpu-07.cluster") as r:
+        r.subscribe("ELO_UPDATED", got.append)
+        r.publish_sync("ELO_UPDATED", {"x": 1})
+        assert r.queue.hostname == "gpu-07.cluster"
+    assert got[0].hostname == "gpu-07.cluster"
