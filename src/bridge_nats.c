@@ -28,6 +28,7 @@
  * stream sequence reached in one transaction, then acknowledge. Messages
  * are taken in stream-sequence order only (see bridge.h).
  */
+#include "envelope.h"
 #include "queue_sqlite.h"
 
 #include <nats/nats.h>
@@ -127,6 +128,9 @@ struct rre_bridge {
     _Atomic int64_t out_cursor;
     _Atomic uint64_t in_messages, in_imported, in_duplicates, in_own, in_refused, in_redelivered,
         in_consumer_resets, in_stream_seq, reconnects, backoffs;
+    /* Cross-host latency: events per bucket (not cumulative), count, sum. */
+    _Atomic uint64_t lat_bucket[RRE_BRIDGE_LATENCY_BUCKETS], lat_count;
+    _Atomic int64_t lat_sum_us;
     /* Rate limit of the refused-message log (inbound thread only). */
     int64_t refuse_log_ms;
     uint64_t refuse_unlogged;
@@ -1470,9 +1474,51 @@ struct inbound {
     uint64_t reconnects;   /* b->reconnects when the consumer was made */
     int64_t checked_ms;    /* when the consumer was last seen to exist */
     rre__import_row *rows;
+    int64_t *origin_us; /* per row: the event's own time (ce-time), or -1 */
     natsMsg **terms;
     pthread_t thread;
 };
+
+static const double latency_bounds[RRE_BRIDGE_LATENCY_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60};
+
+const double *rre_bridge_latency_bounds(void)
+{
+    return latency_bounds;
+}
+
+void rre_bridge_get_latency(const rre_bridge *b, rre_bridge_latency *out)
+{
+    memset(out, 0, sizeof *out);
+    if (b == NULL)
+        return;
+    rre_bridge *m = (rre_bridge *)b;
+    uint64_t running = 0;
+    for (int i = 0; i < RRE_BRIDGE_LATENCY_BUCKETS; i++) {
+        running += atomic_load(&m->lat_bucket[i]);
+        out->buckets[i] = running;
+    }
+    out->count = atomic_load(&m->lat_count);
+    if (out->count < running) /* read while an event was being added */
+        out->count = running;
+    out->sum_seconds = (double)atomic_load(&m->lat_sum_us) / 1e6;
+}
+
+/* Adds the latency of an event imported now whose own time was `origin_us`. */
+static void record_latency(rre_bridge *b, int64_t origin_us, int64_t now_us)
+{
+    int64_t us = now_us - origin_us;
+    if (us < 0)
+        us = 0;
+    double s = (double)us / 1e6;
+    for (int i = 0; i < RRE_BRIDGE_LATENCY_BUCKETS; i++)
+        if (s <= latency_bounds[i]) {
+            atomic_fetch_add(&b->lat_bucket[i], 1);
+            break;
+        }
+    atomic_fetch_add(&b->lat_sum_us, us);
+    atomic_fetch_add(&b->lat_count, 1);
+}
 
 static void drop_consumer(struct inbound *in)
 {
@@ -1627,7 +1673,16 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
         pos = seq;
         rre__import_row *row = &in->rows[nrows];
         memset(row, 0, sizeof *row);
-        switch (check_message(b, m, row, why, sizeof why)) {
+        enum verdict v = check_message(b, m, row, why, sizeof why);
+        if (v == V_GOOD) {
+            const char *t = NULL;
+            int64_t us = -1;
+            if (natsMsgHeader_Get(m, H_TIME, &t) != NATS_OK || t == NULL ||
+                !rre__timestamp_parse(t, &us))
+                us = -1;
+            in->origin_us[nrows] = us;
+        }
+        switch (v) {
         case V_GOOD:
             nrows++;
             ack_upto(&ack_last, &ack_last_seq, m, seq);
@@ -1661,8 +1716,14 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
                      rre_last_error());
             return false; /* nothing acknowledged; the consumer starts again at done + 1 */
         }
-        for (size_t i = 0; i < nrows; i++)
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        for (size_t i = 0; i < nrows; i++) {
             atomic_fetch_add(in->rows[i].duplicate ? &b->in_duplicates : &b->in_imported, 1);
+            if (!in->rows[i].duplicate && in->origin_us[i] >= 0)
+                record_latency(b, in->origin_us[i], now_us);
+        }
         in->done = pos;
         in->pos_commit_ms = now;
     }
@@ -1919,8 +1980,9 @@ rre_status rre_bridge_run(rre_bridge *b)
     b->ring_cap = (size_t)b->max_in_flight;
     b->ring = calloc(b->ring_cap, sizeof *b->ring);
     in.rows = calloc((size_t)b->fetch_batch, sizeof *in.rows);
+    in.origin_us = calloc((size_t)b->fetch_batch, sizeof *in.origin_us);
     in.terms = calloc((size_t)b->fetch_batch, sizeof *in.terms);
-    if (b->ring == NULL || in.rows == NULL || in.terms == NULL)
+    if (b->ring == NULL || in.rows == NULL || in.origin_us == NULL || in.terms == NULL)
         st = fail_fatal(b, rre__error(RRE_ENOMEM, "out of memory"));
 
     if (st == RRE_OK) {
@@ -1966,6 +2028,7 @@ rre_status rre_bridge_run(rre_bridge *b)
     rre__importer_close(in.im);
     rre_subscriber_destroy(sub);
     free(in.rows);
+    free(in.origin_us);
     free(in.terms);
 
     lock(b);

@@ -685,6 +685,24 @@ static void test_bridge_serves_prometheus_metrics_that_promtool_accepts(void **s
             fail_msg("no published message in the metrics within 20 s:\n%s", resp);
         usleep(50000);
     }
+    /* An event of another host comes in: the latency histogram counts it. */
+    bh_host *peer = bh_start(g_dir, "metrics-peer", tu_nats_url(g_nats), "CLI_METRICS", NULL);
+    bh_publish_text(peer, "ELO_UPDATED", "{\"from\":\"peer\"}", "peer-src");
+    deadline = now_ms() + 20000;
+    for (;;) {
+        resp = http_get(port, "/metrics");
+        if (resp != NULL &&
+            strstr(resp, "\nrre_bridge_cross_host_latency_seconds_count 1\n") != NULL)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("the imported event is not in the latency histogram within 20 s:\n%s", resp);
+        usleep(50000);
+    }
+    bh_stop(peer);
+    assert_non_null(
+        strstr(resp, "\nrre_bridge_cross_host_latency_seconds_bucket{le=\"+Inf\"} 1\n"));
+    assert_non_null(
+        strstr(resp, "\nrre_bridge_messages_in_handled_total{result=\"imported\"} 1\n"));
     assert_non_null(strstr(resp, "HTTP/1.1 200"));
     assert_non_null(strstr(resp, "Content-Type: text/plain; version=0.0.4"));
     assert_non_null(strstr(resp, "\nrre_bridge_connected 1\n"));

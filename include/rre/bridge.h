@@ -178,6 +178,24 @@ typedef struct rre_bridge_counters {
 /* A snapshot of the counters. Any thread. */
 RRE_API void rre_bridge_get_counters(const rre_bridge *b, rre_bridge_counters *out);
 
+/* Cross-host latency of the events this bridge imported: from the event's
+ * own time (its ce-time, the origin's publish time) to its commit in this
+ * host's queue, in buckets with these upper bounds in seconds (the last
+ * bucket, +Inf, is `count`). Clocks of two hosts differ: a negative
+ * difference counts as 0. Events whose time cannot be read are not
+ * counted. */
+#define RRE_BRIDGE_LATENCY_BUCKETS 12
+RRE_API const double *rre_bridge_latency_bounds(void); /* RRE_BRIDGE_LATENCY_BUCKETS values */
+
+typedef struct rre_bridge_latency {
+    uint64_t buckets[RRE_BRIDGE_LATENCY_BUCKETS]; /* cumulative: events at or under each bound */
+    uint64_t count;                               /* every event measured */
+    double sum_seconds;                           /* their latencies added up */
+} rre_bridge_latency;
+
+/* A snapshot of the latency histogram. Any thread. */
+RRE_API void rre_bridge_get_latency(const rre_bridge *b, rre_bridge_latency *out);
+
 /* The name of this host's durable consumer on the stream ("rre_<host
  * token>_<8 hex digits>": the token is the host reduced to [A-Za-z0-9_-],
  * the digits tell apart hosts whose tokens are equal). */

@@ -117,6 +117,21 @@ static void write_metrics(FILE *out, void *user_data)
             "# HELP rre_bridge_stream_sequence The last stream sequence stored or passed.\n"
             "# TYPE rre_bridge_stream_sequence gauge\nrre_bridge_stream_sequence %llu\n",
             (unsigned long long)c.in_stream_seq);
+    rre_bridge_latency lat;
+    rre_bridge_get_latency(m->bridge, &lat);
+    const double *bounds = rre_bridge_latency_bounds();
+    fputs("# HELP rre_bridge_cross_host_latency_seconds From an imported event's own time on "
+          "its host to its commit here (clocks of two hosts differ).\n"
+          "# TYPE rre_bridge_cross_host_latency_seconds histogram\n",
+          out);
+    for (int i = 0; i < RRE_BRIDGE_LATENCY_BUCKETS; i++)
+        fprintf(out, "rre_bridge_cross_host_latency_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+                (unsigned long long)lat.buckets[i]);
+    fprintf(out,
+            "rre_bridge_cross_host_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+            "rre_bridge_cross_host_latency_seconds_sum %.6f\n"
+            "rre_bridge_cross_host_latency_seconds_count %llu\n",
+            (unsigned long long)lat.count, lat.sum_seconds, (unsigned long long)lat.count);
     json_t *s = NULL;
     if (rre_queue_stats(m->queue, &s) == RRE_OK)
         cli_stats_prometheus(out, s);
