@@ -97,8 +97,9 @@ static int take_db_option(int *argc, char **argv, struct cli_globals *g)
 
 /* Every command takes --name=value as --name value: the arguments are
  * split here once (up to a "--"), into a new argv. NULL when out of memory. */
-static char **split_equals(int *argc, char **argv)
+static char **split_equals(int *argc, char **argv, char **names)
 {
+    size_t named = 0;
     char **out = calloc((size_t)*argc * 2 + 1, sizeof *out);
     if (out == NULL)
         return NULL;
@@ -111,8 +112,11 @@ static char **split_equals(int *argc, char **argv)
             rest = true;
         if (i > 0 && !rest && strncmp(a, "--", 2) == 0 && eq != NULL && eq > a + 2) {
             out[n] = strndup(a, (size_t)(eq - a));
-            if (out[n] == NULL)
+            if (out[n] == NULL) {
+                free(out);
                 return NULL;
+            }
+            names[named++] = out[n];
             n++;
             out[n++] = (char *)eq + 1;
         } else {
@@ -124,11 +128,24 @@ static char **split_equals(int *argc, char **argv)
     return out;
 }
 
+/* The split arguments, freed at exit (after main has returned). */
+static char **split_argv;
+static char **split_names; /* the names strndup'ed by split_equals, NULL-terminated */
+
+static void free_split(void)
+{
+    for (char **p = split_names; p != NULL && *p != NULL; p++)
+        free(*p);
+    free(split_names);
+    free(split_argv);
+}
+
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
-    /* Kept for the life of the process (the split names are never freed). */
-    argv = split_equals(&argc, argv);
+    split_names = calloc((size_t)argc + 1, sizeof *split_names);
+    argv = split_argv = split_names != NULL ? split_equals(&argc, argv, split_names) : NULL;
+    atexit(free_split);
     if (argv == NULL) {
         fprintf(stderr, "rre: out of memory\n");
         return CLI_FAIL;
