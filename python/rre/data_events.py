@@ -11,6 +11,7 @@ import enum
 from typing import Any, Dict, Optional
 
 from . import catalog
+from ._view import RouterView
 
 DataEventType = enum.Enum(
     "DataEventType",
@@ -43,21 +44,10 @@ class DataEvent:
     source: str = ""
 
 
-class EventBus:
+class EventBus(RouterView):
     """The original's data event bus, as a thin view of the process's
     router (get_router()): publishing here is publishing there, so every
     subscriber of the router, the durable queue and the bridge see it."""
-
-    def __init__(self, router=None):
-        self._router = router
-
-    @property
-    def router(self):
-        if self._router is not None:
-            return self._router
-        from .event_router import get_router
-
-        return get_router()
 
     async def publish(self, event, source=None):
         """Publishes a DataEvent; returns the routed RouterEvent."""
@@ -70,11 +60,6 @@ class EventBus:
                                         source=source or event.source or None,
                                         timestamp=event.timestamp)
 
-    def subscribe(self, event_type, handler):
-        return self.router.subscribe(event_type, handler)
-
-    def unsubscribe(self, event_type, handler=None):
-        return self.router.unsubscribe(event_type, handler)
 
 
 _bus = None

@@ -7,6 +7,7 @@ import enum
 from typing import Any, Dict, Optional
 
 from . import catalog
+from ._view import RouterView
 
 StageEvent = enum.Enum(
     "StageEvent",
@@ -66,32 +67,17 @@ class StageCompletionResult:
         return payload
 
 
-class StageEventBus:
+class StageEventBus(RouterView):
     """The original's stage event bus, as a thin view of the process's
     router: stage events are published as the data events they resolve to,
     and a subscription to a stage event receives its data event."""
 
-    def __init__(self, router=None):
-        self._router = router
-
-    @property
-    def router(self):
-        if self._router is not None:
-            return self._router
-        from .event_router import get_router
-
-        return get_router()
 
     async def emit(self, result, source=None):
         """Publishes a StageCompletionResult; returns the RouterEvent."""
         return await self.router.publish(result.event, result.to_payload(), source=source,
                                          timestamp=result.timestamp)
 
-    def subscribe(self, stage_event, handler):
-        return self.router.subscribe(stage_event, handler)
-
-    def unsubscribe(self, stage_event, handler=None):
-        return self.router.unsubscribe(stage_event, handler)
 
 
 _bus = None
