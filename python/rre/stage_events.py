@@ -72,7 +72,6 @@ class StageEventBus(RouterView):
     router: stage events are published as the data events they resolve to,
     and a subscription to a stage event receives its data event."""
 
-
     async def emit(self, result, source=None):
         """Publishes a StageCompletionResult; returns the RouterEvent."""
         return await self.router.publish(result.event, result.to_payload(), source=source,
