@@ -61,6 +61,11 @@ rre_status rre__error(rre_status status, const char *fmt, ...)
     return status;
 }
 
+rre_status rre_fail(rre_status status, const char *message)
+{
+    return rre__error(status, "%s", message != NULL ? message : rre_strerror(status));
+}
+
 void rre__clear_error(void)
 {
     last_error[0] = '\0';

@@ -74,6 +74,39 @@ static const char RRE_SCHEMA[] =
     " event_id INTEGER PRIMARY KEY,"
     " reason TEXT NOT NULL,"
     " first_seen REAL NOT NULL);"
+    /* Events a durable subscriber's handler failed on, waiting for their
+     * next attempt: a copy of the event, so that retention of `events`
+     * never loses one. */
+    "CREATE TABLE IF NOT EXISTS rre_retries ("
+    " subscriber_id TEXT NOT NULL,"
+    " event_id INTEGER NOT NULL,"
+    " event_type TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " hostname TEXT NOT NULL,"
+    " created_at REAL NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " first_failed_at REAL NOT NULL,"
+    " due_at REAL NOT NULL,"
+    " error TEXT NOT NULL,"
+    " PRIMARY KEY (subscriber_id, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS rre_retries_due ON rre_retries(subscriber_id, due_at);"
+    /* Events given up on, kept until an operator replays or drops them. */
+    "CREATE TABLE IF NOT EXISTS rre_dead_letters ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " subscriber_id TEXT NOT NULL,"
+    " event_id INTEGER NOT NULL,"
+    " event_type TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " hostname TEXT NOT NULL,"
+    " created_at REAL NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " first_failed_at REAL NOT NULL,"
+    " dead_at REAL NOT NULL,"
+    " error TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS rre_dead_letters_subscriber ON"
+    " rre_dead_letters(subscriber_id, id);"
     "INSERT OR IGNORE INTO rre_meta(key, value) VALUES ('schema_version', '1');";
 
 /* ------------------------------------------------------------------------ */
@@ -499,11 +532,12 @@ static bool schema_present(sqlite3 *db, bool *ok)
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN"
                                 " ('events','subscribers','acks','rre_meta','rre_dedup',"
-                                "'rre_cursors','rre_leases','rre_poison')",
+                                "'rre_cursors','rre_leases','rre_poison','rre_retries',"
+                                "'rre_dead_letters')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 8;
+    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 10;
     if (rc != SQLITE_ROW) {
         *ok = false;
         rre__queue_sqlite_error(db, rc, "reading the queue schema");

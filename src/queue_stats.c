@@ -86,6 +86,51 @@ static bool have_own_tables(sqlite3 *db)
     return yes;
 }
 
+/* Retries pending and dead letters, in total and per subscriber listed
+ * (a database written before retries existed, opened read-only, has
+ * neither table: zeros). */
+static rre_status count_retries(sqlite3 *db, json_t *o)
+{
+    sqlite3_stmt *st = NULL;
+    int have = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                           " ('rre_retries', 'rre_dead_letters')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        have = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                have == 2 ? "SELECT (SELECT count(*) FROM rre_retries WHERE"
+                                            " ?1 IS NULL OR subscriber_id = ?1), (SELECT"
+                                            " count(*) FROM rre_dead_letters WHERE ?1 IS NULL"
+                                            " OR subscriber_id = ?1)"
+                                          : "SELECT 0, 0",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rre__queue_sqlite_error(db, rc, "counting retries and dead letters");
+    json_t *subs = json_object_get(o, "subscribers");
+    for (size_t i = 0; i <= json_array_size(subs); i++) {
+        json_t *target = i < json_array_size(subs) ? json_array_get(subs, i) : o;
+        const char *id = target != o ? json_string_value(json_object_get(target, "id")) : NULL;
+        sqlite3_reset(st);
+        if (id != NULL)
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 1);
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        json_object_set_new(target, "retrying", json_integer(sqlite3_column_int64(st, 0)));
+        json_object_set_new(target, "dead_letters", json_integer(sqlite3_column_int64(st, 1)));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return rre__queue_sqlite_error(db, rc, "counting retries and dead letters");
+    return RRE_OK;
+}
+
 static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
 {
     bool ours = have_own_tables(db);
@@ -226,7 +271,7 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
         return rre__queue_sqlite_error(db, rc, "counting dedup entries and poison rows");
-    return RRE_OK;
+    return count_retries(db, o);
 }
 
 rre_status rre_queue_stats(rre_queue *q, json_t **out)

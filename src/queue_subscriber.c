@@ -12,6 +12,13 @@
  * handlers it records acks, poison rows and the cursor in one transaction,
  * which also checks that the lease is still ours and refreshes its
  * heartbeat.
+ *
+ * Retries: a durable subscriber that records progress keeps the events its
+ * handler failed on in rre_retries (a copy of each, with its attempt count
+ * and due time) and the ones it gave up on in rre_dead_letters, both
+ * written in that same transaction. Each poll first reads the due retries
+ * of its subscriber; only when there are none does it read new rows (and
+ * with strict_order, only when no retry is pending at all).
  */
 #include "envelope.h"
 #include "queue_sqlite.h"
@@ -26,6 +33,15 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+/* What a delivery decided for its row (recorded by the ack transaction). */
+enum outcome {
+    OUT_NONE = 0, /* not handed over (the poll stopped first) */
+    OUT_DONE,     /* handled, or a failure passed without retries: acknowledge */
+    OUT_RETRY,    /* deliver again at due_at */
+    OUT_DEAD,     /* move to the dead letters */
+    OUT_DROP,     /* a retry of a type no longer subscribed: forget it */
+};
 
 enum row_kind {
     ROW_DELIVER = 0, /* decoded; goes to the handler */
@@ -45,6 +61,14 @@ struct row {
     rre_event ev;
     char *strings; /* source and hostname, one allocation */
     char reason[128];
+    /* Retries */
+    bool from_retry;        /* read from rre_retries, not from events */
+    int attempts;           /* failures counted before this delivery */
+    double first_failed_at; /* of a retry row */
+    enum outcome outcome;
+    int next_attempts; /* failures counted after it */
+    double due_at;     /* OUT_RETRY: when to deliver again */
+    char *error;       /* the handler's error (OUT_RETRY, OUT_DEAD) */
 };
 
 struct rre_subscriber {
@@ -74,6 +98,15 @@ struct rre_subscriber {
     sqlite3_stmt *st_read;
     struct row *rows;
     size_t rows_cap;
+    /* Retries (durable subscribers that record progress) */
+    bool retries;
+    int max_attempts;
+    double retry_delay_s;
+    double retry_delay_max_s;
+    bool strict_order;
+    sqlite3_stmt *st_retry;
+    bool retry_pending; /* a retry row exists (as of the last look) */
+    double next_due;    /* the earliest due time among those not yet due */
 };
 
 static int64_t random_token(void)
@@ -344,6 +377,9 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     rre_subscriber_options_init(&defaults);
     if (opts == NULL)
         opts = &defaults;
+    if (!(opts->retry_delay_s >= 0 && opts->retry_delay_s <= 1e9) ||
+        !(opts->retry_delay_max_s >= 0 && opts->retry_delay_max_s <= 1e9))
+        return rre__error(RRE_EINVAL, "retry delays must be between 0 and 1e9 seconds");
     if (opts->name != NULL) {
         if (opts->name[0] == '\0')
             return rre__error(RRE_EINVAL, "a durable subscriber name must not be empty");
@@ -368,6 +404,13 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     s->ack = s->durable && !opts->no_ack;
     s->token = random_token();
     s->batch = opts->batch > 0 ? opts->batch : 512;
+    s->retries = s->ack && opts->max_attempts >= 0;
+    s->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 5;
+    s->retry_delay_s = opts->retry_delay_s > 0 ? opts->retry_delay_s : 2.0;
+    s->retry_delay_max_s = opts->retry_delay_max_s > 0 ? opts->retry_delay_max_s : 300.0;
+    if (s->retry_delay_max_s < s->retry_delay_s)
+        s->retry_delay_max_s = s->retry_delay_s;
+    s->strict_order = opts->strict_order;
     s->cursor = opts->since_id > 0 ? opts->since_id : 0;
     double hb = s->q->subscriber_timeout_s * 1000.0 / 5.0;
     s->heartbeat_interval_ms = hb < 200 ? 200 : hb > 30000 ? 30000 : (int64_t)hb;
@@ -398,6 +441,13 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
                          " e.created_at, 0 FROM events e WHERE e.event_id > ?2"
                          " ORDER BY e.event_id LIMIT ?3",
             &s->st_read);
+    if (st == RRE_OK && s->retries)
+        st = rre__queue_prepare(s->db,
+                                "SELECT event_id, event_type, payload, source, hostname,"
+                                " created_at, 0, attempts, first_failed_at, due_at FROM"
+                                " rre_retries WHERE subscriber_id = ?1 ORDER BY due_at, event_id"
+                                " LIMIT ?2",
+                                &s->st_retry);
     if (st == RRE_OK && s->ack) {
         struct lease_ctx c = {s, rre__queue_now(), 0, false};
         st = rre__queue_write_txn(q, s->db, "taking the subscriber lease", lease_body, &c);
@@ -460,6 +510,8 @@ static void free_rows(rre_subscriber *s, size_t n)
         s->rows[i].strings = NULL;
         free(s->rows[i].text);
         s->rows[i].text = NULL;
+        free(s->rows[i].error);
+        s->rows[i].error = NULL;
     }
 }
 
@@ -477,6 +529,7 @@ void rre_subscriber_destroy(rre_subscriber *s)
         rre__error(RRE_OK, "%s", saved);
     }
     sqlite3_finalize(s->st_read);
+    sqlite3_finalize(s->st_retry);
     sqlite3_close(s->db);
     rre__wake_fini(&s->wake);
     free(s->rows);
@@ -877,6 +930,66 @@ static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
     }
 }
 
+/* Reads up to `limit` due retries of the subscriber into s->rows, and
+ * notes whether others are pending and when the first of them is due. */
+static rre_status read_retries(rre_subscriber *s, size_t limit, size_t *n_out)
+{
+    *n_out = 0;
+    if (s->rows_cap < limit) {
+        struct row *nr = realloc(s->rows, limit * sizeof *nr);
+        if (nr == NULL)
+            return rre__error(RRE_ENOMEM, "out of memory");
+        s->rows = nr;
+        s->rows_cap = limit;
+    }
+    double now = rre__queue_now();
+    for (int attempt = 0;; attempt++) {
+        sqlite3_stmt *st = s->st_retry;
+        sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit + 1);
+        size_t n = 0;
+        int rc;
+        bool pending = false, nomem = false;
+        double next_due = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            pending = true;
+            double due = sqlite3_column_double(st, 9);
+            if (due > now || n == limit) {
+                next_due = due;
+                rc = SQLITE_DONE;
+                break;
+            }
+            struct row *r = &s->rows[n];
+            /* A retry is delivered whatever its age: retention is for
+             * events, and this is a copy. */
+            decode_row(s, st, r, -1.0);
+            if (r->kind == ROW_NOMEM) {
+                nomem = true;
+                rc = SQLITE_DONE;
+                break;
+            }
+            r->from_retry = true;
+            r->attempts = sqlite3_column_int(st, 7);
+            r->first_failed_at = sqlite3_column_double(st, 8);
+            n++;
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE) {
+            *n_out = n;
+            s->retry_pending = pending;
+            s->next_due = n > 0 ? now : next_due;
+            if (nomem && n == 0)
+                return rre__error(RRE_ENOMEM, "out of memory decoding a retry; it is read again "
+                                              "by the next poll");
+            return RRE_OK;
+        }
+        free_rows(s, n);
+        if (!rre__queue_is_busy(rc) || attempt > 20000)
+            return rre__queue_sqlite_error(s->db, rc, "reading the retries");
+        rre__queue_backoff(attempt);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Acknowledging                                                             */
 /* ------------------------------------------------------------------------ */
@@ -901,6 +1014,62 @@ static int record_cursor(sqlite3 *db, rre_subscriber *s, int64_t cursor, double 
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Records what became of one row that failed or was retried. */
+static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, double now)
+{
+    const char *err = r->error != NULL ? r->error : r->reason;
+    int rc = SQLITE_DONE;
+    if (!r->from_retry) {
+        /* A new row: the copy comes from what was decoded, so nothing but
+         * valid UTF-8 is stored whatever the row held. */
+        char *payload = json_dumps(r->ev.payload, JSON_COMPACT);
+        if (payload == NULL)
+            return SQLITE_NOMEM;
+        if (r->outcome == OUT_RETRY)
+            rc = run_sql(db,
+                         "INSERT INTO rre_retries(subscriber_id, event_id, event_type, payload,"
+                         " source, hostname, created_at, attempts, first_failed_at, due_at,"
+                         " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                         " SET attempts = excluded.attempts, due_at = excluded.due_at,"
+                         " error = excluded.error",
+                         "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
+                         r->ev.source, r->ev.hostname, r->created_at, (int64_t)r->next_attempts,
+                         now, r->due_at, err);
+        else
+            rc = run_sql(db,
+                         "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type,"
+                         " payload, source, hostname, created_at, attempts, first_failed_at,"
+                         " dead_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
+                         r->ev.source, r->ev.hostname, r->created_at, (int64_t)r->next_attempts,
+                         now, now, err);
+        free(payload);
+        return rc;
+    }
+    switch (r->outcome) {
+    case OUT_RETRY:
+        return run_sql(db,
+                       "UPDATE rre_retries SET attempts = ?, due_at = ?, error = ?"
+                       " WHERE subscriber_id = ? AND event_id = ?",
+                       "idtti", (int64_t)r->next_attempts, r->due_at, err, s->id, r->id);
+    case OUT_DEAD:
+        rc = run_sql(db,
+                     "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type, payload,"
+                     " source, hostname, created_at, attempts, first_failed_at, dead_at, error)"
+                     " SELECT subscriber_id, event_id, event_type, payload, source, hostname,"
+                     " created_at, ?, first_failed_at, ?, ? FROM rre_retries"
+                     " WHERE subscriber_id = ? AND event_id = ?",
+                     "idtti", (int64_t)r->next_attempts, now, err, s->id, r->id);
+        if (rc != SQLITE_DONE)
+            return rc;
+        return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
+                       s->id, r->id);
+    default: /* done or dropped: the retry is over */
+        return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
+                       s->id, r->id);
+    }
+}
+
 static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     struct ack_ctx *c = vctx;
@@ -921,6 +1090,29 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
                                 -1, &poison, NULL);
     for (size_t i = 0; rc == SQLITE_OK && i < c->n; i++) {
         struct row *r = &s->rows[i];
+        if (r->from_retry) {
+            /* A retry row: its event is past the cursor already. */
+            if (r->kind == ROW_POISON) {
+                r->outcome = OUT_DEAD;
+                r->next_attempts = r->attempts;
+            } else if (r->kind == ROW_SKIP) {
+                r->outcome = OUT_DROP;
+            }
+            if (r->outcome == OUT_NONE)
+                continue;
+            if (r->outcome != OUT_RETRY && r->outcome != OUT_DROP) {
+                sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(ack, 2, r->id);
+                sqlite3_bind_double(ack, 3, now);
+                rc = sqlite3_step(ack);
+                sqlite3_reset(ack);
+                if (rc != SQLITE_DONE)
+                    break;
+            }
+            rc = record_retry_outcome(db, s, r, now);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+            continue;
+        }
         if (r->id > c->cursor)
             break;
         if (r->kind == ROW_POISON) {
@@ -934,7 +1126,14 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
             rc = SQLITE_OK;
             c->poison_new[i] = sqlite3_changes(db) > 0;
         }
-        if ((r->kind == ROW_DELIVER && r->handled) || r->kind == ROW_POISON) {
+        if (r->kind == ROW_DELIVER && (r->outcome == OUT_RETRY || r->outcome == OUT_DEAD)) {
+            rc = record_retry_outcome(db, s, r, now);
+            if (rc != SQLITE_DONE)
+                break;
+            rc = SQLITE_OK;
+        }
+        if ((r->kind == ROW_DELIVER && r->handled && r->outcome != OUT_RETRY) ||
+            r->kind == ROW_POISON) {
             sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(ack, 2, r->id);
             sqlite3_bind_double(ack, 3, now);
@@ -979,30 +1178,96 @@ static bool is_closed(rre_subscriber *s)
     return closed;
 }
 
+/* The wait before delivery number `failures` + 1. */
+static double retry_delay(const rre_subscriber *s, int failures)
+{
+    double d = s->retry_delay_s;
+    for (int i = 1; i < failures && d < s->retry_delay_max_s; i++)
+        d *= 2;
+    return d < s->retry_delay_max_s ? d : s->retry_delay_max_s;
+}
+
+/* Decides what becomes of a delivered row from its handler's status. */
+static void judge(rre_subscriber *s, struct row *r, rre_status hst)
+{
+    r->outcome = OUT_DONE;
+    if (hst == RRE_OK)
+        return;
+    const char *detail = rre_last_error()[0] != '\0' ? rre_last_error() : rre_strerror(hst);
+    const char *name = rre_event_name(r->ev.type);
+    if (hst != RRE_ERETRY_LATER)
+        s->counters.handler_failed++;
+    if (!s->retries) {
+        rre__log(RRE_LOG_WARN, "queue",
+                 "subscriber '%s': the handler failed on event %lld (%s): %s", s->id,
+                 (long long)r->id, name, detail);
+        return;
+    }
+    size_t len = strlen(rre_status_name(hst)) + strlen(detail) + 3;
+    r->error = malloc(len);
+    if (r->error != NULL)
+        snprintf(r->error, len, "%s: %s", rre_status_name(hst), detail);
+    double now = rre__queue_now();
+    if (hst == RRE_ERETRY_LATER) {
+        /* Not a failure: the count stays, the wait is the first one. */
+        s->counters.retry_later++;
+        r->outcome = OUT_RETRY;
+        r->next_attempts = r->attempts;
+        r->due_at = now + s->retry_delay_s;
+        rre__log(RRE_LOG_INFO, "queue",
+                 "subscriber '%s': the handler asks for event %lld (%s) again in %.3g s", s->id,
+                 (long long)r->id, name, s->retry_delay_s);
+        return;
+    }
+    r->next_attempts = r->attempts + 1;
+    if (hst == RRE_EREJECTED || r->next_attempts >= s->max_attempts) {
+        r->outcome = OUT_DEAD;
+        s->counters.dead_lettered++;
+        rre__log(RRE_LOG_WARN, "queue",
+                 "subscriber '%s': the handler failed on event %lld (%s), attempt %d of %d: %s;"
+                 " moved to the dead letters",
+                 s->id, (long long)r->id, name, r->next_attempts,
+                 hst == RRE_EREJECTED ? r->next_attempts : s->max_attempts, detail);
+        return;
+    }
+    double d = retry_delay(s, r->next_attempts);
+    r->outcome = OUT_RETRY;
+    r->due_at = now + d;
+    rre__log(RRE_LOG_WARN, "queue",
+             "subscriber '%s': the handler failed on event %lld (%s), attempt %d of %d: %s;"
+             " retried in %.3g s",
+             s->id, (long long)r->id, name, r->next_attempts, s->max_attempts, detail, d);
+}
+
 /* Hands the rows read to the handler and records the progress. */
 static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, void *user_data,
-                          size_t *delivered)
+                          size_t *delivered, bool from_retries)
 {
     int64_t cursor = s->cursor;
     size_t handled = 0;
-    bool stopped = false;
+    bool stopped = false, handler_closed = false;
     for (size_t i = 0; i < n; i++) {
         struct row *r = &s->rows[i];
         switch (r->kind) {
         case ROW_DELIVER: {
+            rre__clear_error();
             rre_status hst = fn != NULL ? fn(&r->ev, user_data) : RRE_OK;
             if (hst == RRE_ECLOSED) {
-                stopped = true;
+                stopped = handler_closed = true;
                 break;
             }
             r->handled = true;
             handled++;
             s->counters.delivered++;
-            if (hst != RRE_OK) {
-                s->counters.handler_failed++;
-                rre__log(RRE_LOG_WARN, "queue",
-                         "subscriber '%s': the handler failed on event %lld (%s): %s", s->id,
-                         (long long)r->id, rre_event_name(r->ev.type), rre_strerror(hst));
+            if (r->from_retry)
+                s->counters.retried++;
+            judge(s, r, hst);
+            /* In strict order nothing passes a retrying event: the batch
+             * ends with it (the cursor passes it; it waits in the retries). */
+            if (s->strict_order && r->outcome == OUT_RETRY) {
+                if (!r->from_retry)
+                    cursor = r->id;
+                stopped = true;
             }
             break;
         }
@@ -1020,7 +1285,8 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
         }
         if (stopped)
             break;
-        cursor = r->id;
+        if (!r->from_retry)
+            cursor = r->id;
     }
     *delivered += handled;
 
@@ -1030,7 +1296,7 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
         free_rows(s, n);
         return rre__error(RRE_ENOMEM, "out of memory");
     }
-    if (s->ack && cursor > s->cursor) {
+    if (s->ack && (cursor > s->cursor || from_retries)) {
         struct ack_ctx c = {s, n, cursor, poison_new};
         st = rre__queue_write_txn(s->q, s->db, "acknowledging events", ack_body, &c);
         if (st == RRE_OK)
@@ -1051,7 +1317,7 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
     }
     free(poison_new);
     free_rows(s, n);
-    if (st == RRE_OK && stopped)
+    if (st == RRE_OK && handler_closed)
         return rre__error(RRE_ECLOSED, "the handler stopped the poll");
     return st;
 }
@@ -1108,12 +1374,21 @@ static rre_status poll_loop(rre_subscriber *s, int timeout_ms, size_t max, rre_q
         if (max > 0 && max - count < limit)
             limit = max - count;
         size_t n = 0;
-        st = read_rows(s, limit, &n);
-        if (st != RRE_OK)
-            break;
+        bool from_retries = false;
+        if (s->retries) {
+            st = read_retries(s, limit, &n);
+            if (st != RRE_OK)
+                break;
+            from_retries = n > 0;
+        }
+        if (n == 0 && !(s->strict_order && s->retry_pending)) {
+            st = read_rows(s, limit, &n);
+            if (st != RRE_OK)
+                break;
+        }
         if (n > 0) {
             st = held_fn != NULL ? deliver_held(s, n, held_fn, user_data, &count)
-                                 : deliver(s, n, fn, user_data, &count);
+                                 : deliver(s, n, fn, user_data, &count, from_retries);
             if (st != RRE_OK || count > 0)
                 break;
             continue; /* only filtered rows: read on */
@@ -1126,6 +1401,12 @@ static rre_status poll_loop(rre_subscriber *s, int timeout_ms, size_t max, rre_q
             int64_t hb_left = s->last_heartbeat_ms + s->heartbeat_interval_ms - now;
             if (hb_left < wait)
                 wait = hb_left > 0 ? hb_left : 0;
+        }
+        if (s->retries && s->retry_pending) {
+            /* Wake for the first retry that falls due. */
+            double due_ms = (s->next_due - rre__queue_now()) * 1000.0 + 1;
+            if (due_ms < (double)wait)
+                wait = due_ms > 0 ? (int64_t)due_ms : 0;
         }
         if (deadline - now < wait)
             wait = deadline - now;

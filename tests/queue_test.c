@@ -867,7 +867,8 @@ static void test_handler_failure_does_not_block_later_events(void **state)
     rre_subscriber_counters c;
     rre_subscriber_get_counters(s, &c);
     assert_int_equal(c.handler_failed, 4);
-    /* They are acknowledged: nothing comes again. */
+    /* They wait in the retries (queue_retry_test): nothing comes again
+     * before the retry delay. */
     assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &k, &n), RRE_OK);
     assert_int_equal(n, 0);
     rre_subscriber_destroy(s);

@@ -65,7 +65,8 @@
  *    (RINGRIFT_CROSS_PROCESS_RETENTION_HOURS, 24 h), their acks and poison
  *    records, expired dedup entries, `subscribers` rows of non-stable ids
  *    idle longer than the subscriber timeout, and state of stable
- *    subscribers idle longer than the retention window; at most 1000 rows
+ *    subscribers idle longer than the retention window (their pending
+ *    retries go to the dead letters, which retention never deletes); at most 1000 rows
  *    per transaction, so publishers never wait long. One pass per database
  *    per interval, whichever process gets there first.
  *  - SQLITE_BUSY never reaches the caller: every transaction is retried with
@@ -206,6 +207,14 @@ typedef struct rre_subscriber_options {
     int64_t since_id; /* deliver only events with a larger id */
     bool no_ack;      /* durable name, but do not record progress */
     unsigned batch;   /* rows read per query; 0: 512 */
+    /* Retries and dead letters (durable subscribers that record progress;
+     * see the handler below). */
+    int max_attempts;         /* failed deliveries before the dead letters; 0: 5;
+                                 negative: none (a failure is logged, the event acknowledged) */
+    double retry_delay_s;     /* wait before the first retry; 0: 2 s; doubled per failure */
+    double retry_delay_max_s; /* longest wait between retries; 0: 300 s */
+    bool strict_order;        /* a retrying event holds back the later ones (default:
+                                 they pass while it waits) */
 } rre_subscriber_options;
 
 /* Fills `opts` with the defaults: a transient reader of every type. */
@@ -214,11 +223,31 @@ RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
 /* The handler of rre_subscriber_poll(). `ev` and everything it points to are
  * borrowed until it returns (ev->origin is RRE_ORIGIN_HOST for a row whose
  * hostname is another host's, imported by the bridge, else
- * RRE_ORIGIN_PROCESS; ev->event_id is the row). A status other than
- * RRE_OK counts as a handler failure: it is logged and counted, and the
- * event is still acknowledged, so a failing handler never blocks the events
- * after it. Returning RRE_ECLOSED instead stops the poll at this event
- * without acknowledging it: it is delivered again next time. */
+ * RRE_ORIGIN_PROCESS; ev->event_id is the row). What it returns decides
+ * what becomes of the event:
+ *
+ *  - RRE_OK: handled; acknowledged.
+ *  - RRE_ECLOSED: stops the poll at this event without acknowledging it: it
+ *    is delivered again next time.
+ *  - RRE_ERETRY_LATER: delivered again after the retry delay, without
+ *    counting as a failure.
+ *  - RRE_EREJECTED: the event can never be handled (poison for this
+ *    handler): it goes to the dead letters at once.
+ *  - any other status is a failure: logged and counted; the event is
+ *    delivered again after retry_delay_s, doubled after each failure up to
+ *    retry_delay_max_s, and after max_attempts failures it goes to the dead
+ *    letters (the table rre_dead_letters, with the subscriber id, the
+ *    handler's error, the attempt count and times; see rre_queue_dlq_list()).
+ *
+ * The handler's error is the thread's last error message when it returns
+ * (set it with rre_fail()), else the status's text. Retries are kept in the
+ * database (rre_retries, with a copy of the event), so they survive a
+ * restart and the retention of the event itself. By default the events after
+ * a retrying one are delivered while it waits (a failing handler does not
+ * block other events); with strict_order the subscriber delivers nothing
+ * else until the retrying event is handled or dead. Due retries are
+ * delivered before new events. Transient readers and no_ack subscribers
+ * record nothing: for them every failure is logged and the event passed. */
 typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
 
 /* Creates a subscriber on its own connection. For a durable name it takes
@@ -259,6 +288,9 @@ typedef struct rre_subscriber_counters {
     uint64_t skipped_acked;  /* rows already acked by a Python consumer of this id */
     uint64_t poison;         /* rows that could not be decoded */
     int64_t cursor;          /* the last event id passed */
+    uint64_t retried;        /* deliveries that were retries */
+    uint64_t retry_later;    /* ... handlers that answered RRE_ERETRY_LATER */
+    uint64_t dead_lettered;  /* events moved to the dead letters */
 } rre_subscriber_counters;
 
 /* A snapshot of the subscriber's counters; call it from the polling thread
@@ -272,8 +304,10 @@ RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber
 /* Figures about the database as one JSON object (caller owns it):
  * path, file_bytes (database + WAL), events, first_event_id, last_event_id,
  * by_type {NAME: count} (unknown spellings under their stored text),
- * subscribers [{id, kind ("stable" or "python"), cursor, behind, holder_host,
- * holder_pid, alive, last_seen}], dedup_entries, poison_rows. */
+ * subscribers [{id, kind ("stable" or "python"), cursor, behind,
+ * behind_seconds, holder_host, holder_pid, alive, last_seen, retrying,
+ * dead_letters}], dedup_entries, poison_rows, retrying (events waiting for
+ * a retry) and dead_letters (of every subscriber). */
 RRE_API rre_status rre_queue_stats(rre_queue *q, json_t **out);
 
 typedef struct rre_queue_purge_result {
@@ -288,6 +322,40 @@ typedef struct rre_queue_purge_result {
  * (negative: the retention window) and everything listed above. `out` may be
  * NULL. */
 RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
+
+/* ------------------------------------------------------------------------ */
+/* Dead letters                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* `subscriber` arguments below take a subscriber id ("host:stable:name") or
+ * a durable name (the subscriber of that name on this queue's host); NULL
+ * means every subscriber. Dead letters are kept until dropped: retention
+ * does not delete them. */
+
+/* The dead letters, oldest first, as a JSON array (caller owns it) of
+ * {id, subscriber, event_id, event_type, source, hostname, created_at,
+ * error, attempts, first_failed_at, dead_at}. */
+RRE_API rre_status rre_queue_dlq_list(rre_queue *q, const char *subscriber, json_t **out);
+
+/* One dead letter with its event, as a JSON object: the fields of the list
+ * plus `payload` (the stored payload; null when it is not JSON).
+ * RRE_ENOTFOUND when there is none with that id. */
+RRE_API rre_status rre_queue_dlq_get(rre_queue *q, int64_t id, json_t **out);
+
+/* Replays dead letters: each goes back to its own subscriber only (not to
+ * every reader of the queue), due at once, with its attempts counted from
+ * zero; the dead letter is removed in the same transaction. `id` > 0 replays
+ * that one (RRE_ENOTFOUND when missing, or when it is not `subscriber`'s);
+ * id 0 replays all of `subscriber`'s (all of them for NULL). *count (may
+ * be NULL) is how many were replayed. */
+RRE_API rre_status rre_queue_dlq_replay(rre_queue *q, int64_t id, const char *subscriber,
+                                        uint64_t *count);
+
+/* Deletes dead letters: the one with `id` (> 0; RRE_ENOTFOUND when
+ * missing), or with id 0 those that died more than `older_than_s` seconds
+ * ago (>= 0) of `subscriber` (NULL: all). *count may be NULL. */
+RRE_API rre_status rre_queue_dlq_drop(rre_queue *q, int64_t id, double older_than_s,
+                                      const char *subscriber, uint64_t *count);
 
 /* Attaching a router to the queue (appending its events, receiving the
  * events of other processes) is <rre/link.h>. */

@@ -79,7 +79,9 @@ RRE_API int rre_version_number(void);
     X(ENATS, 19, "NATS error")                                                                     \
     X(EINTERNAL, 20, "internal error")                                                             \
     X(EDUPLICATE, 21, "duplicate event within the dedup window")                                   \
-    X(ECATEGORY, 22, "unknown event category")
+    X(ECATEGORY, 22, "unknown event category")                                                     \
+    X(ERETRY_LATER, 23, "the handler asks for the event again later")                              \
+    X(EREJECTED, 24, "the handler rejected the event")
 
 typedef enum rre_status {
 #define RRE__STATUS_ENUM(name, value, text) RRE_##name = value,
@@ -97,6 +99,12 @@ RRE_API const char *rre_status_name(rre_status status);
 /* The detail message of the last failing call on this thread ("" if none).
  * The string belongs to the thread and is valid until its next library call. */
 RRE_API const char *rre_last_error(void);
+
+/* Sets the calling thread's last error message to `message` (NULL: the
+ * status's own text) and returns `status`. A handler of a durable subscriber
+ * ends with `return rre_fail(RRE_EIO, "model store unreachable");` so the
+ * message is what the retry log and the dead letter record as the error. */
+RRE_API rre_status rre_fail(rre_status status, const char *message);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
