@@ -33,6 +33,7 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv);
 int cmd_tail(const struct cli_globals *g, int argc, char **argv);
 int cmd_stats(const struct cli_globals *g, int argc, char **argv);
 int cmd_purge(const struct cli_globals *g, int argc, char **argv);
+int cmd_dlq(const struct cli_globals *g, int argc, char **argv);
 int cmd_bridge(const struct cli_globals *g, int argc, char **argv);
 int cmd_serve_metrics(const struct cli_globals *g, int argc, char **argv);
 int cmd_top(const struct cli_globals *g, int argc, char **argv);

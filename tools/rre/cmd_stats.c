@@ -15,7 +15,8 @@ static void stats_help(void)
     puts("usage: rre [--db PATH] stats [--format text|json|prometheus]\n"
          "\n"
          "Queue figures: events, events by type, subscribers and how far behind each\n"
-         "is, dedup entries, poison rows, file size (database and WAL).");
+         "is, dedup entries, poison rows, retrying events and dead letters, file size\n"
+         "(database and WAL).");
 }
 
 /* Prints `text` made safe for a terminal (see cli_safe_text), left-aligned
@@ -41,6 +42,9 @@ static void print_text(const json_t *s)
     printf("dedup entries: %lld, poison rows: %lld\n",
            (long long)json_integer_value(json_object_get(s, "dedup_entries")),
            (long long)json_integer_value(json_object_get(s, "poison_rows")));
+    printf("retrying: %lld, dead letters: %lld\n",
+           (long long)json_integer_value(json_object_get(s, "retrying")),
+           (long long)json_integer_value(json_object_get(s, "dead_letters")));
     const char *name;
     json_t *v;
     printf("by type:\n");
@@ -61,6 +65,11 @@ static void print_text(const json_t *s)
                (long long)json_integer_value(json_object_get(v, "cursor")),
                (long long)json_integer_value(json_object_get(v, "behind")),
                json_is_true(json_object_get(v, "alive")) ? "alive" : "not running");
+        if (json_integer_value(json_object_get(v, "retrying")) > 0 ||
+            json_integer_value(json_object_get(v, "dead_letters")) > 0)
+            printf(", retrying %lld, dead letters %lld",
+                   (long long)json_integer_value(json_object_get(v, "retrying")),
+                   (long long)json_integer_value(json_object_get(v, "dead_letters")));
         if (host != NULL) {
             printf(" (pid %lld on",
                    (long long)json_integer_value(json_object_get(v, "holder_pid")));

@@ -19,6 +19,7 @@ static const struct cli_command commands[] = {
     {"tail", "print queue events, or follow them as a durable subscriber", cmd_tail},
     {"stats", "queue figures: events, types, subscribers, file size", cmd_stats},
     {"purge", "run retention on the queue now", cmd_purge},
+    {"dlq", "dead letters: list, show, replay or drop failed events", cmd_dlq},
     {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge},
     {"serve-metrics", "serve the queue's figures to Prometheus over HTTP", cmd_serve_metrics},
     {"top", "a live view of the queue: rates, busiest types, subscribers' lag", cmd_top},

@@ -86,6 +86,13 @@ int cli_stats_prometheus(FILE *out, const json_t *s)
     sample(out, "rre_queue_poison_rows",
            (double)json_integer_value(json_object_get(s, "poison_rows")));
 
+    family(out, "rre_queue_dead_letters",
+           "Events given up on after their retries, of every subscriber (kept until dropped).");
+    sample(out, "rre_queue_dead_letters",
+           (double)json_integer_value(json_object_get(s, "dead_letters")));
+    family(out, "rre_queue_retrying", "Events waiting for another delivery after a failure.");
+    sample(out, "rre_queue_retrying", (double)json_integer_value(json_object_get(s, "retrying")));
+
     static const struct {
         const char *metric, *help;
     } sub_metrics[] = {
@@ -95,6 +102,8 @@ int cli_stats_prometheus(FILE *out, const json_t *s)
         {"rre_subscriber_position", "Id of the last event the subscriber has passed."},
         {"rre_subscriber_last_seen_age_seconds", "Seconds since the subscriber was last seen."},
         {"rre_subscriber_up", "1 when the subscriber's process is alive, else 0."},
+        {"rre_subscriber_dead_letters", "The subscriber's events in the dead letters."},
+        {"rre_subscriber_retrying", "The subscriber's events waiting for a retry."},
     };
     json_t *subs = json_object_get(s, "subscribers");
     for (size_t m = 0; m < sizeof sub_metrics / sizeof sub_metrics[0]; m++) {
@@ -112,8 +121,12 @@ int cli_stats_prometheus(FILE *out, const json_t *s)
             else if (m == 3) {
                 double seen = json_number_value(json_object_get(v, "last_seen"));
                 value = seen > 0 && now > seen ? now - seen : 0;
-            } else
+            } else if (m == 4)
                 value = json_is_true(json_object_get(v, "alive")) ? 1 : 0;
+            else if (m == 5)
+                value = (double)json_integer_value(json_object_get(v, "dead_letters"));
+            else
+                value = (double)json_integer_value(json_object_get(v, "retrying"));
             fprintf(out, "%s{subscriber=\"", sub_metrics[m].metric);
             put_label(out, json_string_value(json_object_get(v, "id")));
             fprintf(out, "\",kind=\"%s\"} %.17g\n",
