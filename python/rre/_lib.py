@@ -189,6 +189,10 @@ class SubscriberOptions(ctypes.Structure):
         ("since_id", c_int64),
         ("no_ack", c_bool),
         ("batch", ctypes.c_uint),
+        ("max_attempts", c_int),
+        ("retry_delay_s", c_double),
+        ("retry_delay_max_s", c_double),
+        ("strict_order", c_bool),
     ]
 
 
@@ -283,6 +287,11 @@ _PROTOS = {
     "rre_link_sync": (c_int, [c_void_p, c_int]),
     "rre_link_destroy": (None, [c_void_p]),
     "rre_queue_stats": (c_int, [c_void_p, POINTER(c_void_p)]),
+    "rre_fail": (c_int, [c_int, c_char_p]),
+    "rre_queue_dlq_list": (c_int, [c_void_p, c_char_p, POINTER(c_void_p)]),
+    "rre_queue_dlq_get": (c_int, [c_void_p, c_int64, POINTER(c_void_p)]),
+    "rre_queue_dlq_replay": (c_int, [c_void_p, c_int64, c_char_p, POINTER(c_uint64)]),
+    "rre_queue_dlq_drop": (c_int, [c_void_p, c_int64, c_double, c_char_p, POINTER(c_uint64)]),
 }
 
 for _name, (_res, _args) in _PROTOS.items():

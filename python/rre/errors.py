@@ -106,6 +106,26 @@ class CategoryError(Error, ValueError):
     pass
 
 
+class RetryLater(Error):
+    """Raised by a durable subscriber's handler: deliver this event again
+    after the retry delay, without counting a failure."""
+
+    status = "RRE_ERETRY_LATER"
+
+    def __init__(self, detail="", what=None):
+        super().__init__("RRE_ERETRY_LATER", detail, what)
+
+
+class Rejected(Error):
+    """Raised by a durable subscriber's handler: this event can never be
+    handled; it goes to the dead letters at once."""
+
+    status = "RRE_EREJECTED"
+
+    def __init__(self, detail="", what=None):
+        super().__init__("RRE_EREJECTED", detail, what)
+
+
 _BY_STATUS = {
     1: InvalidArgumentError,
     2: OutOfMemoryError,
@@ -135,5 +155,9 @@ _BY_STATUS = {
 def from_status(code, detail, what=None):
     from ._lib import dec, lib
 
+    if code == 23:
+        return RetryLater(detail, what)
+    if code == 24:
+        return Rejected(detail, what)
     cls = _BY_STATUS.get(code, Error)
     return cls(dec(lib.rre_status_name(code)), detail, what)

@@ -87,10 +87,49 @@ class Queue:
             for pj in owned:
                 lib.rre_payload_release(pj)
 
-    def subscriber(self, name=None, types=None, since_id=0):
+    def subscriber(self, name=None, types=None, since_id=0, **retry):
         """A reader of the queue: durable when named (it resumes after a
-        restart where it stopped), else transient."""
-        return Subscriber(self, name, types, since_id)
+        restart where it stopped), else transient. The retry keywords of
+        Subscriber (max_attempts, retry_delay, retry_delay_max,
+        strict_order) apply to Subscriber.process()."""
+        return Subscriber(self, name, types, since_id, **retry)
+
+    def dead_letters(self, subscriber=None):
+        """The dead letters (of one subscriber: a name on this host or a
+        full id), oldest first, as dicts: id, subscriber, event_id,
+        event_type, source, hostname, created_at, error, attempts,
+        first_failed_at, dead_at."""
+        out = ctypes.c_void_p()
+        _lib.check(lib.rre_queue_dlq_list(self._handle(), enc(subscriber), ctypes.byref(out)))
+        return _lib.take_json(out)
+
+    def dead_letter(self, letter_id):
+        """One dead letter with its event's `payload`; NotFoundError when
+        there is none with that id."""
+        out = ctypes.c_void_p()
+        _lib.check(lib.rre_queue_dlq_get(self._handle(), int(letter_id), ctypes.byref(out)))
+        return _lib.take_json(out)
+
+    def replay_dead_letters(self, letter_id=None, subscriber=None):
+        """Sends dead letters back to their own subscriber only, due at
+        once: the one with `letter_id`, else all (of `subscriber`).
+        Returns how many."""
+        n = ctypes.c_uint64()
+        _lib.check(lib.rre_queue_dlq_replay(self._handle(), int(letter_id or 0), enc(subscriber),
+                                            ctypes.byref(n)))
+        return n.value
+
+    def drop_dead_letters(self, letter_id=None, older_than=None, subscriber=None):
+        """Deletes the dead letter `letter_id`, or those that died more
+        than `older_than` seconds ago (of `subscriber`). Returns how
+        many."""
+        if (letter_id is None) == (older_than is None):
+            raise ValueError("give letter_id or older_than")
+        n = ctypes.c_uint64()
+        _lib.check(lib.rre_queue_dlq_drop(self._handle(), int(letter_id or 0),
+                                          float(older_than or 0), enc(subscriber),
+                                          ctypes.byref(n)))
+        return n.value
 
     def stats(self):
         out = ctypes.c_void_p()
@@ -127,7 +166,8 @@ class Subscriber:
     acknowledged once returned, for a durable subscriber); iteration polls
     until the subscriber is closed."""
 
-    def __init__(self, queue, name=None, types=None, since_id=0):
+    def __init__(self, queue, name=None, types=None, since_id=0, max_attempts=None,
+                 retry_delay=None, retry_delay_max=None, strict_order=False):
         self._queue = queue
         self._s = None
         o = _lib.SubscriberOptions()
@@ -140,6 +180,13 @@ class Subscriber:
             o.types = ctypes.cast(self._types, ctypes.POINTER(ctypes.c_int))
             o.type_count = len(codes)
         o.since_id = int(since_id)
+        if max_attempts is not None:
+            o.max_attempts = int(max_attempts) if max_attempts > 0 else -1
+        if retry_delay is not None:
+            o.retry_delay_s = float(retry_delay)
+        if retry_delay_max is not None:
+            o.retry_delay_max_s = float(retry_delay_max)
+        o.strict_order = bool(strict_order)
         self._lock = threading.Lock()  # held by poll; close waits for it
         s = ctypes.c_void_p()
         _lib.check(lib.rre_subscriber_create(ctypes.byref(s), queue._handle(), ctypes.byref(o)))
@@ -179,6 +226,44 @@ class Subscriber:
         _lib.check(st)
         return got
 
+    def process(self, handler, timeout=1.0, max_events=100):
+        """Hands the next events (up to max_events, waiting up to `timeout`
+        seconds for the first) to handler(event), one by one; returns how
+        many it was given. For a durable subscriber, an event whose handler
+        raises is delivered again after the retry delay, and after
+        max_attempts failures goes to the dead letters with the exception
+        as its error; raise rre.errors.RetryLater to be asked again without
+        a failure counted, rre.errors.Rejected to send it to the dead
+        letters at once. KeyboardInterrupt and SystemExit stop the call
+        (that event is delivered again) and propagate."""
+        from .event_router import _event_from_c
+
+        stop = []
+
+        def on_event(evp, _ud):
+            try:
+                handler(_event_from_c(evp.contents))
+                return 0
+            except (KeyboardInterrupt, SystemExit) as e:
+                stop.append(e)
+                return 14  # RRE_ECLOSED: not acknowledged, delivered again
+            except BaseException as e:  # noqa: B902 - a handler's failure, reported
+                code = _status_of(e)
+                detail = e.detail if isinstance(e, _lib.errors.Error) else str(e)
+                text = "%s: %s" % (type(e).__name__, detail) if detail else type(e).__name__
+                return lib.rre_fail(code, enc(text))
+
+        fn = _lib.QUEUE_HANDLER_FN(on_event)
+        n = ctypes.c_size_t()
+        with self._lock:
+            st = lib.rre_subscriber_poll(self._handle(), int(timeout * 1000), int(max_events),
+                                         fn, None, ctypes.byref(n))
+        if stop:
+            raise stop[0]
+        if st != 16:
+            _lib.check(st)
+        return n.value
+
     def __iter__(self):
         while self._s is not None:
             try:
@@ -214,3 +299,19 @@ class Subscriber:
             self.close()
         except Exception:
             pass
+
+
+_CODES = {}
+
+
+def _status_of(exc):
+    """The library status a handler's exception stands for: its own for
+    an rre.Error (RetryLater and Rejected included), else RRE_EINTERNAL."""
+    name = getattr(exc, "status", None) if isinstance(exc, _lib.errors.Error) else None
+    if name is None:
+        return 20
+    if not _CODES:
+        for code in range(64):
+            _CODES[dec(lib.rre_status_name(code))] = code
+    code = _CODES.get(name, 20)
+    return code if code not in (0, 14) else 20
