@@ -387,8 +387,21 @@ static void *watchdog_main(void *arg)
     if (fire) {
         fprintf(stderr,
                 "bridge_faults_test: the test has run for %d s, teardown included: "
-                "something hangs; aborting\n",
+                "something hangs; the stacks of its threads, then the library's log:\n",
                 TEST_LIMIT_S);
+        /* gdb, when installed, attaches to this process (allowed by
+         * PR_SET_PTRACER for a non-root run) and prints every thread. */
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd,
+                 "command -v gdb >/dev/null 2>&1 && gdb -p %ld -batch -ex 'thread apply all bt' "
+                 ">&2 2>&1 </dev/null",
+                 (long)getpid());
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no stacks: gdb is not installed or could not attach)\n");
+        /* Only the log: the rest of what diagnose() prints belongs to the
+         * thread that hangs. */
+        print_log();
         abort();
     }
     return NULL;
