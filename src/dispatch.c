@@ -196,6 +196,7 @@ static bool call_handler(struct rre_router *r, struct rre__frame *f, struct rre_
     }
     f->ev = ev;
     f->current = s;
+    rre__clear_error(); /* what the handler leaves is its failure's message */
     *rc = s->fn(ev, s->user_data);
     f->current = NULL;
     if (f->watched)
@@ -234,6 +235,7 @@ size_t rre__dispatch_sync(struct rre_router *r, struct rre__subset *set, const r
         calls++;
         if (rc != 0) {
             (*failed)++;
+            rre__router_handler_failed(r, s->name, ev, rc);
             rre__router_report(r, s->name, ev->type, rc, -1.0);
         }
     }
@@ -242,6 +244,32 @@ size_t rre__dispatch_sync(struct rre_router *r, struct rre__subset *set, const r
     frame_pop(&f);
     atomic_fetch_add_explicit(&r->delivered, calls, memory_order_relaxed);
     return calls;
+}
+
+rre_status rre__router_call_named(struct rre_router *r, const char *name, const rre_event *ev,
+                                  int *rc)
+{
+    rre__lock(&r->mu);
+    struct rre__subset *set = r->subs;
+    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+    rre__unlock(&r->mu);
+    struct rre__sub *found = NULL;
+    uint32_t off = set->by_type[ev->type][0], n = set->by_type[ev->type][1];
+    for (uint32_t i = 0; i < n && found == NULL; i++)
+        if (strcmp(set->flat[off + i]->name, name) == 0)
+            found = set->flat[off + i];
+    bool called = false;
+    if (found != NULL) {
+        struct rre__frame f;
+        frame_init(&f, r, false);
+        f.ev = ev;
+        called = call_handler(r, &f, found, ev, r->clock(r->clock_data), rc);
+        frame_pop(&f);
+        if (called)
+            atomic_fetch_add_explicit(&r->delivered, 1, memory_order_relaxed);
+    }
+    rre__subset_unref(set);
+    return called ? RRE_OK : RRE_ENOTFOUND;
 }
 
 rre_status rre__run_sinks(struct rre_router *r, struct rre__subset *set, rre_event *ev)
@@ -468,8 +496,10 @@ static void *worker_main(void *arg)
                 continue;
             }
             calls++;
-            if (rc != 0)
+            if (rc != 0) {
+                rre__router_handler_failed(r, s->name, ev, rc);
                 rre__router_report(r, s->name, ev->type, rc, -1.0);
+            }
         }
         f.ev = NULL;
         if (f.watched) {

@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 #include "queue_sqlite.h"
+#include "router_int.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,6 +46,13 @@ struct rre_link {
     _Atomic uint64_t read, own_skipped, injected;
     _Atomic int64_t last_read_id;
     _Atomic bool stopping;
+
+    /* Handler retries (RRE_LINK_HANDLER_RETRIES): set at creation. */
+    char *retry_prefix; /* "<reader id>/"; NULL without them */
+    bool hooked;
+    int max_attempts;
+    double retry_delay_s, retry_delay_max_s;
+    _Atomic uint64_t handler_retries, handler_dead;
 };
 
 static void lock(pthread_mutex_t *m)
@@ -100,6 +108,121 @@ static rre_status reader_handler(const rre_event *ev, void *user_data)
     return RRE_OK;
 }
 
+/* ---- handler retries ---------------------------------------------------- */
+
+static double retry_delay(const rre_link *link, int failures)
+{
+    double d = link->retry_delay_s;
+    for (int i = 1; i < failures && d < link->retry_delay_max_s; i++)
+        d *= 2;
+    return d < link->retry_delay_max_s ? d : link->retry_delay_max_s;
+}
+
+/* "<status>: <message>" for what a handler returned. */
+static void failure_text(int rc, const char *error, char *out, size_t cap)
+{
+    const char *name = rre_status_name((rre_status)rc);
+    if (strcmp(name, "RRE_UNKNOWN") == 0)
+        snprintf(out, cap, "handler returned %d%s%s", rc, error[0] != '\0' ? ": " : "", error);
+    else
+        snprintf(out, cap, "%s: %s", name, error[0] != '\0' ? error : rre_strerror((rre_status)rc));
+}
+
+/* Records the outcome of a failed call of handler pseudo-subscriber `sub`
+ * (attempts: failures counted before this call). */
+static void record_failure(rre_link *link, const char *sub, const rre_event *ev, int rc,
+                           const char *error, int attempts)
+{
+    char text[512];
+    failure_text(rc, error, text, sizeof text);
+    double now = rre__queue_now(), due;
+    if (rc == RRE_ERETRY_LATER) {
+        due = now + link->retry_delay_s;
+    } else {
+        attempts++;
+        due = rc == RRE_EREJECTED || attempts >= link->max_attempts
+                  ? -1
+                  : now + retry_delay(link, attempts);
+    }
+    if (due < 0)
+        atomic_fetch_add(&link->handler_dead, 1);
+    rre_status st = rre__retry_fail(link->queue, sub, ev, attempts, due, text);
+    if (st != RRE_OK)
+        rre__log(RRE_LOG_ERROR, "link", "cannot keep the failure of '%s' on event %lld: %s", sub,
+                 (long long)ev->event_id, rre_last_error());
+    else if (due < 0)
+        rre__log(RRE_LOG_WARN, "link",
+                 "'%s' failed on event %lld (%s), attempt %d: %s; moved to the dead letters", sub,
+                 (long long)ev->event_id, rre_event_name(ev->type), attempts, text);
+    else
+        rre__log(RRE_LOG_WARN, "link",
+                 "'%s' failed on event %lld (%s), attempt %d of %d: %s; retried in %.3g s", sub,
+                 (long long)ev->event_id, rre_event_name(ev->type), attempts, link->max_attempts,
+                 text, due - now);
+}
+
+/* The router's failure hook: a handler failed on an event it dispatched. */
+static void on_handler_failed(const rre_event *ev, const char *handler, int rc, const char *error,
+                              void *data)
+{
+    rre_link *link = data;
+    if (ev->event_id <= 0 || ev->type == RRE_EV_HANDLER_FAILED ||
+        ev->type == RRE_EV_HANDLER_TIMEOUT)
+        return; /* not in the queue, or a report (never retried) */
+    size_t len = strlen(link->retry_prefix) + strlen(handler) + 1;
+    char *sub = malloc(len);
+    if (sub == NULL) {
+        rre__log(RRE_LOG_ERROR, "link", "out of memory recording a handler failure");
+        return;
+    }
+    snprintf(sub, len, "%s%s", link->retry_prefix, handler);
+    record_failure(link, sub, ev, rc, error, 0);
+    free(sub);
+}
+
+/* Runs the handler retries that are due (on the reader thread). */
+static void run_handler_retries(rre_link *link)
+{
+    rre__retry_item *items = NULL;
+    size_t n = 0;
+    if (rre__retry_due(link->queue, link->retry_prefix, 64, &items, &n) != RRE_OK) {
+        rre__log(RRE_LOG_ERROR, "link", "reading the handler retries failed: %s", rre_last_error());
+        return;
+    }
+    size_t plen = strlen(link->retry_prefix);
+    for (size_t i = 0; i < n && !atomic_load(&link->stopping); i++) {
+        rre__retry_item *it = &items[i];
+        const char *name = it->subscriber_id + plen;
+        rre_status st;
+        if (it->undeliverable) {
+            atomic_fetch_add(&link->handler_dead, 1);
+            st = rre__retry_done(link->queue, it->subscriber_id, it->ev.event_id, it->why);
+        } else {
+            int rc = 0;
+            st = rre__router_call_named(link->router, name, &it->ev, &rc);
+            if (st == RRE_ENOTFOUND) {
+                /* Not subscribed (yet, or any more): put off, not counted. */
+                char why[300];
+                snprintf(why, sizeof why, "no handler named '%s' receives %s", name,
+                         rre_event_name(it->ev.type));
+                st = rre__retry_fail(link->queue, it->subscriber_id, &it->ev, it->attempts,
+                                     rre__queue_now() + link->retry_delay_max_s, why);
+            } else {
+                atomic_fetch_add(&link->handler_retries, 1);
+                if (rc == 0)
+                    st = rre__retry_done(link->queue, it->subscriber_id, it->ev.event_id, NULL);
+                else
+                    record_failure(link, it->subscriber_id, &it->ev, rc, rre_last_error(),
+                                   it->attempts);
+            }
+        }
+        if (st != RRE_OK)
+            rre__log(RRE_LOG_ERROR, "link", "recording a handler retry failed: %s",
+                     rre_last_error());
+    }
+    rre__retry_items_free(items, n);
+}
+
 static void note_progress(rre_link *link)
 {
     rre_subscriber_counters c;
@@ -130,6 +253,8 @@ static void *reader_main(void *arg)
     while (!atomic_load(&link->stopping)) {
         rre_status st = rre_subscriber_poll(link->reader, 250, 0, reader_handler, link, NULL);
         note_progress(link);
+        if (link->retry_prefix != NULL && st == RRE_OK)
+            run_handler_retries(link);
         if (st == RRE_ECLOSED) {
             reader_stopped(link, st);
             break;
@@ -166,11 +291,24 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
     link->router = router;
     link->queue = queue;
     link->flags = opts->flags;
+    link->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 5;
+    link->retry_delay_s = opts->retry_delay_s > 0 ? opts->retry_delay_s : 2.0;
+    link->retry_delay_max_s = opts->retry_delay_max_s > 0 ? opts->retry_delay_max_s : 300.0;
+    if (link->retry_delay_max_s < link->retry_delay_s)
+        link->retry_delay_max_s = link->retry_delay_s;
     pthread_mutex_init(&link->mu, NULL);
     pthread_cond_init(&link->progress, NULL);
 
     rre_status st = RRE_OK;
-    if (!(opts->flags & RRE_LINK_NO_READER)) {
+    if ((opts->flags & RRE_LINK_HANDLER_RETRIES) &&
+        (opts->subscriber_name == NULL || (opts->flags & RRE_LINK_NO_READER)))
+        st = rre__error(RRE_EINVAL, "link: handler retries need a durable subscriber name and "
+                                    "the reader");
+    else if ((opts->flags & RRE_LINK_HANDLER_RETRIES) &&
+             (!(opts->retry_delay_s >= 0 && opts->retry_delay_s <= 1e9) ||
+              !(opts->retry_delay_max_s >= 0 && opts->retry_delay_max_s <= 1e9)))
+        st = rre__error(RRE_EINVAL, "link: retry delays must be between 0 and 1e9 seconds");
+    if (st == RRE_OK && !(opts->flags & RRE_LINK_NO_READER)) {
         rre__queue_own_set_tracking(queue, true);
         link->tracking = true;
         rre_subscriber_options so;
@@ -185,6 +323,17 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
         atomic_store(&link->last_read_id, so.since_id);
         if (st == RRE_OK)
             st = rre_subscriber_create(&link->reader, queue, &so);
+    }
+    if (st == RRE_OK && (opts->flags & RRE_LINK_HANDLER_RETRIES)) {
+        const char *id = rre_subscriber_id(link->reader);
+        size_t len = strlen(id) + 2;
+        if ((link->retry_prefix = malloc(len)) == NULL)
+            st = rre__error(RRE_ENOMEM, "link: out of memory");
+        else
+            snprintf(link->retry_prefix, len, "%s/", id);
+        if (st == RRE_OK &&
+            !(link->hooked = rre__router_set_failure_hook(router, on_handler_failed, link)))
+            st = rre__error(RRE_EINVAL, "link: the router has a link with handler retries already");
     }
     if (st == RRE_OK)
         st = rre_router_add_sink(router, RRE_ORIGIN_BIT(RRE_ORIGIN_LOCAL), link_sink, link,
@@ -260,6 +409,8 @@ void rre_link_get_counters(rre_link *link, rre_link_counters *out)
     out->own_skipped = atomic_load(&link->own_skipped);
     out->injected = atomic_load(&link->injected);
     out->last_read_id = atomic_load(&link->last_read_id);
+    out->handler_retries = atomic_load(&link->handler_retries);
+    out->handler_dead = atomic_load(&link->handler_dead);
 }
 
 void rre_link_destroy(rre_link *link)
@@ -268,6 +419,8 @@ void rre_link_destroy(rre_link *link)
         return;
     if (link->sink_id != 0)
         rre_router_remove_sink(link->router, link->sink_id);
+    if (link->hooked)
+        rre__router_set_failure_hook(link->router, NULL, NULL);
     atomic_store(&link->stopping, true);
     if (link->reader != NULL)
         rre_subscriber_close(link->reader);
@@ -278,5 +431,6 @@ void rre_link_destroy(rre_link *link)
         rre__queue_own_set_tracking(link->queue, false);
     pthread_cond_destroy(&link->progress);
     pthread_mutex_destroy(&link->mu);
+    free(link->retry_prefix);
     free(link);
 }

@@ -132,6 +132,32 @@ rre_status rre__queue_write_txn(const rre_queue *q, sqlite3 *db, const char *wha
 /* Prepares `sql` (persistent when `persistent`) with busy retries. */
 rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
 
+/* Retries and dead letters of a linked router's handlers (queue_retry.c),
+ * each handler its own pseudo-subscriber id. */
+typedef struct rre__retry_item {
+    char *subscriber_id;
+    rre_event ev; /* owns its payload; source and hostname point into strings */
+    char *strings;
+    int attempts;       /* failures counted so far */
+    bool undeliverable; /* the copy cannot be decoded: `why` */
+    char why[160];
+} rre__retry_item;
+
+/* Records a failure of handler pseudo-subscriber `sub` on `ev` (which needs
+ * a queue event id): a retry due at `due_at` with `attempts` failures
+ * counted, or with due_at < 0 a dead letter (and the end of its retry). */
+rre_status rre__retry_fail(rre_queue *q, const char *sub, const rre_event *ev, int attempts,
+                           double due_at, const char *error);
+
+/* Up to `max` due retries of the pseudo-subscribers whose ids start with
+ * `prefix`, earliest due first. Free with rre__retry_items_free(). */
+rre_status rre__retry_due(rre_queue *q, const char *prefix, size_t max, rre__retry_item **out,
+                          size_t *n);
+void rre__retry_items_free(rre__retry_item *items, size_t n);
+
+/* Ends a retry: deleted, or moved to the dead letters with error `bury`. */
+rre_status rre__retry_done(rre_queue *q, const char *sub, int64_t event_id, const char *bury);
+
 /* Retention: the steps listed in queue.h, each in batched transactions on
  * connection `db`. */
 rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,

@@ -319,6 +319,8 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
     atomic_init(&r->timeouts, 0);
     atomic_init(&r->sink_failures, 0);
     rre__mutex_init(&r->mu);
+    if (pthread_rwlock_init(&r->hook_lock, NULL) != 0)
+        rre__panic("router: pthread_rwlock_init failed");
     rre__mutex_init(&r->unsub_mu);
     rre__cond_init(&r->unsub_cv);
     rre__mutex_init(&r->watch_mu);
@@ -377,6 +379,7 @@ void rre_router_destroy(rre_router *r)
     rre__dedup_free(&r->dedup);
     rre__pool_free(&r->pool);
     pthread_mutex_destroy(&r->mu);
+    pthread_rwlock_destroy(&r->hook_lock);
     pthread_mutex_destroy(&r->unsub_mu);
     pthread_cond_destroy(&r->unsub_cv);
     pthread_mutex_destroy(&r->watch_mu);
@@ -685,6 +688,32 @@ rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publi
     if (ev.hostname == NULL)
         ev.hostname = "";
     return accept_event(r, &ev, time, &trace, now, opts->flags, false, out);
+}
+
+bool rre__router_set_failure_hook(struct rre_router *r, rre__failure_hook fn, void *data)
+{
+    if (pthread_rwlock_wrlock(&r->hook_lock) != 0)
+        rre__panic("router: pthread_rwlock_wrlock failed");
+    bool ok = fn == NULL || r->hook == NULL;
+    if (ok) {
+        r->hook = fn;
+        r->hook_data = data;
+    }
+    pthread_rwlock_unlock(&r->hook_lock);
+    return ok;
+}
+
+void rre__router_handler_failed(struct rre_router *r, const char *name, const rre_event *ev, int rc)
+{
+    /* The message the handler left, read before anything else runs on
+     * this thread. */
+    char error[256];
+    snprintf(error, sizeof error, "%s", rre_last_error());
+    if (pthread_rwlock_rdlock(&r->hook_lock) != 0)
+        rre__panic("router: pthread_rwlock_rdlock failed");
+    if (r->hook != NULL)
+        r->hook(ev, name, rc, error, r->hook_data);
+    pthread_rwlock_unlock(&r->hook_lock);
 }
 
 void rre__router_report(struct rre_router *r, const char *name, rre_event_type type, int rc,

@@ -136,6 +136,12 @@ struct rre__pool {
     atomic_bool closing; /* stopping, readable without the lock */
 };
 
+/* A hook told of each failed handler call: the event, the handler's name,
+ * what it returned and the error message it left (or ""). Runs on the
+ * thread that called the handler, with no router lock held. */
+typedef void (*rre__failure_hook)(const rre_event *ev, const char *handler, int rc,
+                                  const char *error, void *data);
+
 struct rre_router {
     /* Set at creation, read-only afterwards. */
     rre_validation_mode validation;
@@ -180,6 +186,12 @@ struct rre_router {
     pthread_t watchdog;
 
     struct rre__pool pool;
+
+    /* Called when a handler fails (a link that keeps handler retries):
+     * read-locked around each call, write-locked to change it. */
+    pthread_rwlock_t hook_lock;
+    rre__failure_hook hook; /* hook_lock */
+    void *hook_data;        /* hook_lock */
 };
 
 /* ---- locks (abort on failure) ---- */
@@ -198,6 +210,22 @@ void rre__subset_unref(struct rre__subset *set);
  * Does nothing for calls that were handling a report. */
 void rre__router_report(struct rre_router *r, const char *name, rre_event_type type, int rc,
                         double timeout_seconds);
+
+/* Sets (or with NULL removes) the failure hook; when it returns, no call of
+ * the previous hook is running. False, changing nothing, when a hook is set
+ * already and `fn` is not NULL. */
+bool rre__router_set_failure_hook(struct rre_router *r, rre__failure_hook fn, void *data);
+
+/* Tells the hook (when set) that handler `name` returned `rc` on `ev`. */
+void rre__router_handler_failed(struct rre_router *r, const char *name, const rre_event *ev,
+                                int rc);
+
+/* Calls the handler named `name` that receives events of ev->type, alone,
+ * on this thread (a retry). RRE_ENOTFOUND when no such handler is
+ * subscribed (or it was removed meanwhile); else RRE_OK with its result in
+ * *rc. */
+rre_status rre__router_call_named(struct rre_router *r, const char *name, const rre_event *ev,
+                                  int *rc);
 
 /* ---- dispatch (dispatch.c) ---- */
 void rre__pool_init(struct rre__pool *p, size_t workers);

@@ -35,9 +35,10 @@
 typedef struct rre_link rre_link;
 
 /* Link flags. */
-#define RRE_LINK_ASYNC 0x1u     /* dispatch events from the queue on the router's workers */
-#define RRE_LINK_NO_READER 0x2u /* only append; do not read other processes' events */
-#define RRE_LINK_SINCE_ID 0x4u  /* a transient reader starts after since_id, not at the end */
+#define RRE_LINK_ASYNC 0x1u           /* dispatch events from the queue on the router's workers */
+#define RRE_LINK_NO_READER 0x2u       /* only append; do not read other processes' events */
+#define RRE_LINK_SINCE_ID 0x4u        /* a transient reader starts after since_id, not at the end */
+#define RRE_LINK_HANDLER_RETRIES 0x8u /* retry failed handlers; dead letters (needs a name) */
 
 typedef struct rre_link_options {
     unsigned flags; /* RRE_LINK_* */
@@ -48,7 +49,28 @@ typedef struct rre_link_options {
     int64_t since_id;            /* with a durable name or RRE_LINK_SINCE_ID: start after it */
     const rre_event_type *types; /* read only these types (NULL: all) */
     size_t type_count;
+    /* With RRE_LINK_HANDLER_RETRIES, as in rre_subscriber_options: */
+    int max_attempts;         /* a handler's failures before the dead letters; 0: 5 */
+    double retry_delay_s;     /* 0: 2 s, doubled per failure */
+    double retry_delay_max_s; /* 0: 300 s */
 } rre_link_options;
+
+/* HANDLER RETRIES. With RRE_LINK_HANDLER_RETRIES (and a durable
+ * subscriber_name, else RRE_EINVAL) the router's handlers get what durable
+ * subscribers get (see rre_queue_handler in <rre/queue.h>): when a handler
+ * returns non-zero on an event that is in the queue (every event published
+ * through the link or read from it; not RRE_PUBLISH_LOCAL_ONLY ones, nor
+ * HANDLER_FAILED and HANDLER_TIMEOUT reports), that handler, and only it,
+ * is called with the event again after the retry delay, and after
+ * max_attempts failures the event goes to the dead letters. RRE_ERETRY_LATER
+ * and RRE_EREJECTED mean what they mean there. Each handler is its own
+ * subscriber in the retries and dead letters, with the id
+ * "<host>:stable:<subscriber_name>/<handler name>": give handlers names that
+ * stay the same across restarts, so a restarted process resumes their
+ * retries (`rre dlq replay` sends a dead letter back to that handler). The
+ * retries are run by the link's reader thread, synchronously, checked at
+ * least four times a second; one whose handler is not subscribed is put
+ * off. The failure is still reported as HANDLER_FAILED. */
 
 /* Links `router` to `queue` (both borrowed; they must outlive the link).
  * `opts` may be NULL. Errors: those of rre_router_add_sink() and
@@ -74,6 +96,8 @@ typedef struct rre_link_counters {
     uint64_t own_skipped;      /* ... that this link had appended itself */
     uint64_t injected;         /* ... injected into the router */
     int64_t last_read_id;      /* the last event id the reader passed */
+    uint64_t handler_retries;  /* handler calls that were retries */
+    uint64_t handler_dead;     /* events moved to the dead letters for a handler */
 } rre_link_counters;
 
 /* A snapshot of the counters (all zero for a NULL link). */
