@@ -203,6 +203,9 @@ class LinkOptions(ctypes.Structure):
         ("since_id", c_int64),
         ("types", POINTER(c_int)),
         ("type_count", c_size_t),
+        ("max_attempts", c_int),
+        ("retry_delay_s", c_double),
+        ("retry_delay_max_s", c_double),
     ]
 
 

@@ -119,16 +119,22 @@ class Router:
 
     Router(db_path=None, link=True, validation="warn", dedup=True,
            dedup_window=3600.0, history_size=1000, source=None,
-           subscriber_name=None, hostname=None)
+           subscriber_name=None, hostname=None, retry_handlers=False,
+           max_attempts=None, retry_delay=None, retry_delay_max=None)
 
     With link=True the router appends every local event to the queue and
     delivers what other processes append (a durable subscriber when
-    `subscriber_name` is given: it resumes where it stopped). Use it in a
-    `with` block or call close()."""
+    `subscriber_name` is given: it resumes where it stopped). With
+    retry_handlers=True (and a subscriber_name) a handler that raises on an
+    event in the queue is called with it again after the retry delay, and
+    after max_attempts failures the event goes to the dead letters under
+    "<host>:stable:<subscriber_name>/<handler name>" (see docs/PYTHON.md).
+    Use it in a `with` block or call close()."""
 
     def __init__(self, db_path=None, link=True, validation="warn", dedup=True,
                  dedup_window=3600.0, history_size=1000, source=None,
-                 subscriber_name=None, hostname=None, queue=None):
+                 subscriber_name=None, hostname=None, queue=None, retry_handlers=False,
+                 max_attempts=None, retry_delay=None, retry_delay_max=None):
         self._r = None
         self._link = None
         self._queue = None
@@ -172,6 +178,14 @@ class Router:
             try:
                 lo = _lib.LinkOptions()
                 lo.subscriber_name = enc(subscriber_name)
+                if retry_handlers:
+                    lo.flags |= 0x8  # RRE_LINK_HANDLER_RETRIES
+                    if max_attempts is not None:
+                        lo.max_attempts = max(int(max_attempts), 1)
+                    if retry_delay is not None:
+                        lo.retry_delay_s = float(retry_delay)
+                    if retry_delay_max is not None:
+                        lo.retry_delay_max_s = float(retry_delay_max)
                 ln = ctypes.c_void_p()
                 _lib.check(lib.rre_link_create(ctypes.byref(ln), self._r, queue._handle(),
                                                ctypes.byref(lo)))
@@ -476,12 +490,19 @@ def _deliver(sub, evp):
             else:
                 _schedule(sub, result, None)
         return 0
-    except Exception:
-        log.exception("rre: handler %s failed on %s", sub.name,
-                      catalog.TYPES[evp.contents.type].name)
-        return 1
+    except Exception as e:
+        from .queue import _status_of
+
+        if not isinstance(e, (_lib.errors.RetryLater, _lib.errors.Rejected)):
+            log.exception("rre: handler %s failed on %s", sub.name,
+                          catalog.TYPES[evp.contents.type].name)
+        # The status and message are what a linked router with handler
+        # retries records (RetryLater and Rejected keep their meaning).
+        detail = e.detail if isinstance(e, _lib.errors.Error) else str(e)
+        text = "%s: %s" % (type(e).__name__, detail) if detail else type(e).__name__
+        return lib.rre_fail(_status_of(e), enc(text))
     except BaseException:  # SystemExit, KeyboardInterrupt in a C thread: report, go on
-        return 1
+        return lib.rre_fail(20, b"interrupted")
 
 
 async def _guarded(sub, coro):

@@ -2,6 +2,7 @@
 that raises is retried, RetryLater and Rejected mean what they say, and the
 dead letters are listed, shown, replayed and dropped through the Queue."""
 
+import threading
 import time
 
 import pytest
@@ -140,3 +141,45 @@ def test_keyboard_interrupt_stops_and_the_event_comes_again(db):
         got = []
         assert sub.process(lambda ev: got.append(ev.payload["i"]), timeout=0) == 1
         assert got == [1]
+
+
+def test_linked_router_retries_the_failing_handler_alone(db):
+    from rre.event_router import Router
+
+    calls = {"scorer": 0, "archiver": 0}
+    done = threading.Event()
+
+    def scorer(ev):
+        calls["scorer"] += 1
+        if calls["scorer"] == 1:
+            raise ConnectionError("rating service down")
+        done.set()
+
+    def archiver(ev):
+        calls["archiver"] += 1
+
+    with Router(db, subscriber_name="daemon", retry_handlers=True, retry_delay=0.05) as r:
+        r.subscribe("ELO_UPDATED", scorer, name="scorer")
+        r.subscribe("ELO_UPDATED", archiver, name="archiver")
+        r.publish_sync("ELO_UPDATED", {"model_id": "m1", "elo": 1500.0})
+        assert done.wait(10)
+        time.sleep(0.3)
+        assert calls == {"scorer": 2, "archiver": 1}
+
+
+def test_linked_router_handler_dead_letters_carry_the_exception(db):
+    from rre.event_router import Router
+
+    with Router(db, subscriber_name="daemon", retry_handlers=True, max_attempts=1) as r:
+        def rejecting(ev):
+            raise Rejected("unknown board")
+
+        r.subscribe("ELO_UPDATED", rejecting, name="picky")
+        r.publish_sync("ELO_UPDATED", {"model_id": "m1", "elo": 1500.0})
+        with rre.Queue(db) as q:
+            end = time.monotonic() + 10
+            while not q.dead_letters() and time.monotonic() < end:
+                time.sleep(0.02)
+            (d,) = q.dead_letters()
+            assert d["subscriber"].endswith(":stable:daemon/picky")
+            assert d["error"] == "RRE_EREJECTED: Rejected: unknown board"
