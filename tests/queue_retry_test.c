@@ -10,10 +10,12 @@
 #include <rre/rre.h>
 
 #include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -513,6 +515,70 @@ static void test_retries_of_a_forgotten_subscriber_go_to_the_dead_letters(void *
     json_decref(list);
 }
 
+static rre_status fail_then_die(const rre_event *ev, void *ud)
+{
+    (void)ev;
+    int *calls = ud;
+    if ((*calls)++ == 0)
+        return rre_fail(RRE_EIO, "first delivery fails");
+    raise(SIGKILL); /* killed in the retry's handler, before its commit */
+    return RRE_OK;
+}
+
+static void test_process_killed_during_a_retry_gets_it_again_with_its_count(void **state)
+{
+    struct fixture *f = *state;
+    int64_t id = publish(f->q, 1);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rre_queue_options o;
+        rre_queue_options_init(&o);
+        o.path = f->path;
+        o.hostname = "testhost";
+        o.maintenance_interval_ms = -1;
+        rre_queue *q = NULL;
+        rre_subscriber_options so;
+        rre_subscriber_options_init(&so);
+        so.name = "mortal";
+        so.retry_delay_s = 0.05;
+        rre_subscriber *s = NULL;
+        if (rre_queue_create(&q, &o) != RRE_OK || rre_subscriber_create(&s, q, &so) != RRE_OK)
+            _exit(3);
+        int calls = 0;
+        for (int i = 0; i < 400; i++)
+            rre_subscriber_poll(s, 50, 0, fail_then_die, &calls, NULL);
+        _exit(4); /* never reached: the retry kills it */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* The retry is still there, one failure counted, and this process (the
+     * holder is dead) delivers it. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT attempts FROM rre_retries WHERE subscriber_id ="
+                                        " 'testhost:stable:mortal' AND event_id = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, id);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    rre_subscriber *s = durable(f->q, "mortal", 5, false);
+    struct sink k = {0};
+    poll_until(s, &k, 1);
+    assert_int_equal(k.n, 1);
+    size_t got;
+    assert_int_equal(rre_subscriber_poll(s, 200, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(got, 0);
+    assert_int_equal(dlq_count(f->q, NULL), 0);
+    rre_subscriber_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +597,7 @@ int main(void)
         T(test_transient_reader_failure_is_passed),
         T(test_bad_retry_settings_and_dlq_arguments_are_refused),
         T(test_retries_of_a_forgotten_subscriber_go_to_the_dead_letters),
+        T(test_process_killed_during_a_retry_gets_it_again_with_its_count),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
