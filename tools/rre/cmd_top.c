@@ -40,7 +40,8 @@ static void top_help(void)
          "\n"
          "A live view of the queue: events per second by category and the busiest\n"
          "types over the last 10 s, each subscriber with its lag, poison rows,\n"
-         "dedup entries, the file's size, and the bridge when one runs on it.\n"
+         "events waiting for a retry, dead letters, dedup entries, the file's size,\n"
+         "and the bridge when one runs on it.\n"
          "Refreshes every --interval seconds (default 1); q or Ctrl-C quits. When\n"
          "standard output is not a terminal it prints a plain snapshot per refresh;\n"
          "--once prints one snapshot and exits. The queue is only read.");
@@ -162,13 +163,15 @@ static void view(const struct top *t, int width, int max_types, put_fn put, void
     free(path);
     put_fmt(put, ctx, 0, width,
             "events %lld (last id %lld)  file %.1f MiB (WAL %.1f MiB)  dedup entries %lld  "
-            "poison rows %lld",
+            "poison rows %lld  retrying %lld  dead letters %lld",
             (long long)json_integer_value(json_object_get(s, "events")),
             (long long)json_integer_value(json_object_get(s, "last_event_id")),
             (double)json_integer_value(json_object_get(s, "file_bytes")) / 1048576.0,
             (double)json_integer_value(json_object_get(s, "wal_bytes")) / 1048576.0,
             (long long)json_integer_value(json_object_get(s, "dedup_entries")),
-            (long long)json_integer_value(json_object_get(s, "poison_rows")));
+            (long long)json_integer_value(json_object_get(s, "poison_rows")),
+            (long long)json_integer_value(json_object_get(s, "retrying")),
+            (long long)json_integer_value(json_object_get(s, "dead_letters")));
     put("", 0, ctx);
 
     double by_cat[RRE_CATEGORY_COUNT] = {0}, total = 0;
