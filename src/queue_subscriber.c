@@ -433,12 +433,16 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     if (st == RRE_OK)
         st = rre__queue_prepare(
             s->db,
+            /* The content hash stored with rows this library wrote saves
+             * recomputing it (rows of other writers have none). */
             s->durable ? "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
                          " e.created_at, EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1"
-                         " AND a.event_id = e.event_id) FROM events e WHERE e.event_id > ?2"
+                         " AND a.event_id = e.event_id), d.hash FROM events e LEFT JOIN rre_dedup"
+                         " d ON d.event_id = e.event_id WHERE e.event_id > ?2"
                          " ORDER BY e.event_id LIMIT ?3"
                        : "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
-                         " e.created_at, 0 FROM events e WHERE e.event_id > ?2"
+                         " e.created_at, 0, d.hash FROM events e LEFT JOIN rre_dedup d ON"
+                         " d.event_id = e.event_id WHERE e.event_id > ?2"
                          " ORDER BY e.event_id LIMIT ?3",
             &s->st_read);
     if (st == RRE_OK && s->retries)
@@ -876,7 +880,9 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         host[0] != '\0' && strcmp(host, s->q->hostname) != 0 ? RRE_ORIGIN_HOST : RRE_ORIGIN_PROCESS;
     set_envelope(ev, json_string_value(json_object_get(payload, "timestamp")),
                  json_string_value(json_object_get(payload, "trace_id")), created_at);
-    if (rre_content_hash(type, payload, ev->hash) != RRE_OK)
+    if (sqlite3_column_type(st, 7) == SQLITE_BLOB && sqlite3_column_bytes(st, 7) == RRE_HASH_SIZE)
+        memcpy(ev->hash, sqlite3_column_blob(st, 7), RRE_HASH_SIZE);
+    else if (rre_content_hash(type, payload, ev->hash) != RRE_OK)
         memset(ev->hash, 0, sizeof ev->hash);
 }
 

@@ -990,6 +990,46 @@ static void test_a_row_that_cannot_be_decoded_for_want_of_memory_is_read_again(v
     rre_subscriber_destroy(s);
 }
 
+static rre_status keep_hashes(const rre_event *ev, void *ud)
+{
+    uint8_t(*hashes)[RRE_HASH_SIZE] = ud;
+    memcpy(hashes[ev->event_id % 8], ev->hash, RRE_HASH_SIZE);
+    return RRE_OK;
+}
+
+static void test_delivered_hash_is_the_content_hash_for_our_rows_and_python_rows(void **state)
+{
+    struct fixture *f = *state;
+    /* Ours (the hash stored at publish is delivered) and, with the same
+     * content, a row the Python side wrote (the hash is computed). */
+    json_t *p = obj("{\"model_id\":\"m\",\"elo\":1500.5}");
+    rre_queue_publish_result r;
+    assert_int_equal(
+        rre_queue_publish(f->q, RRE_EV_ELO_UPDATED, p, "me", "2026-01-01T00:00:00Z", NULL, &r),
+        RRE_OK);
+    uint8_t want[RRE_HASH_SIZE];
+    assert_int_equal(rre_content_hash(RRE_EV_ELO_UPDATED, p, want), RRE_OK);
+    json_decref(p);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO events(event_type, payload, created_at) VALUES"
+                                  " ('elo_updated', '{\"elo\": 1500.5, \"model_id\": \"m\","
+                                  " \"timestamp\": \"2026-01-01T00:00:01\"}',"
+                                  " strftime('%s','now'))",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    uint8_t got[8][RRE_HASH_SIZE];
+    memset(got, 0, sizeof got);
+    rre_subscriber *s = durable(f->q, "hashes");
+    size_t n;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, keep_hashes, got, &n), RRE_OK);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got[r.event_id % 8], want, RRE_HASH_SIZE);
+    assert_memory_equal(got[(r.event_id + 1) % 8], want, RRE_HASH_SIZE);
+    rre_subscriber_destroy(s);
+}
+
 static void test_poison_row_is_reported_once_and_skipped(void **state)
 {
     struct fixture *f = *state;
@@ -1304,6 +1344,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reserved_and_empty_names_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_by_type_or_category, setup, teardown),
         cmocka_unit_test_setup_teardown(test_since_id_skips_earlier_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_delivered_hash_is_the_content_hash_for_our_rows_and_python_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_failure_does_not_block_later_events, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_handler_returning_eclosed_stops_without_acking, setup,
