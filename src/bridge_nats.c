@@ -1094,7 +1094,9 @@ static void reclaim_pending(rre_bridge *b)
  * publish timeout is reclaimed). */
 static void drain_in_flight(rre_bridge *b)
 {
-    int64_t deadline = rre__queue_mono_ms() + b->publish_timeout_ms + 2000;
+    /* Stopping, no confirmation can come any more (the connection is
+     * closed): take the publishes back at once. */
+    int64_t deadline = rre__queue_mono_ms() + (stopping(b) ? 0 : b->publish_timeout_ms + 2000);
     for (;;) {
         lock(b);
         size_t left = b->in_flight;
@@ -1868,6 +1870,12 @@ static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
     lock(b);
     pthread_cond_broadcast(&b->cv);
     unlock(b);
+    /* A bridge that stops closes the connection first: a JetStream request
+     * of the inbound thread (setting up its consumer after a reconnect, up
+     * to 5 s each) then returns at once instead of running out. What was
+     * published and not yet confirmed is sent again by the next run. */
+    if (stopping(b) && b->nc != NULL)
+        natsConnection_Close(b->nc);
     if (inbound_started)
         pthread_join(in->thread, NULL);
     drop_consumer(in);

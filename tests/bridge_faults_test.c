@@ -45,9 +45,9 @@
 #define WAIT_MS 90000
 /* How long a bridge process or an in-process bridge may take to be ready. */
 #define READY_MS 60000
-/* How long one test, its teardown included, may take before the program
- * aborts: the last bound, for waits that cannot have their own (joining a
- * bridge thread that does not return). */
+/* How long one test, and then its teardown, may each take before the
+ * program aborts: the last bound, for waits that cannot have their own
+ * (joining a bridge thread that does not return). */
 #define TEST_LIMIT_S 180
 
 /* ------------------------------------------------------------------------ */
@@ -367,7 +367,8 @@ static struct {
     pthread_cond_t cv;
     bool armed;
     pthread_t thread;
-} g_dog = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+    const char *phase; /* "the test" or "its teardown" */
+} g_dog = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, ""};
 
 /* Aborts the program when the test has not disarmed it in TEST_LIMIT_S:
  * a hang (a bridge that does not stop, a NATS call that does not return)
@@ -386,9 +387,9 @@ static void *watchdog_main(void *arg)
     pthread_mutex_unlock(&g_dog.mu);
     if (fire) {
         fprintf(stderr,
-                "bridge_faults_test: the test has run for %d s, teardown included: "
-                "something hangs; the stacks of its threads, then the library's log:\n",
-                TEST_LIMIT_S);
+                "bridge_faults_test: %s has run for %d s: something hangs; the stacks of "
+                "its threads, then the library's log:\n",
+                g_dog.phase, TEST_LIMIT_S);
         /* gdb, when installed, attaches to this process (allowed by
          * PR_SET_PTRACER for a non-root run) and prints every thread. */
         prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
@@ -407,8 +408,9 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-static void watchdog_arm(void)
+static void watchdog_arm(const char *phase)
 {
+    g_dog.phase = phase;
     g_dog.armed = true;
     if (pthread_create(&g_dog.thread, NULL, watchdog_main, NULL) != 0)
         g_dog.armed = false;
@@ -447,13 +449,16 @@ static int fixture_setup(void **state)
     memset(&g, 0, sizeof g);
     g.dir = tu_mkdtemp();
     reset_log();
-    watchdog_arm();
+    watchdog_arm("the test");
     return g.dir != NULL ? 0 : -1;
 }
 
 static int fixture_teardown(void **state)
 {
     (void)state;
+    /* The teardown has a bound of its own, and says so when it hangs. */
+    watchdog_disarm();
+    watchdog_arm("its teardown");
     for (int i = 0; i < MAX_ITEMS; i++) {
         if (g.pubs[i] != NULL) {
             atomic_store(&g.pubs[i]->abort, true);
