@@ -66,9 +66,9 @@
  *    records, expired dedup entries, `subscribers` rows of non-stable ids
  *    idle longer than the subscriber timeout, and state of stable
  *    subscribers idle longer than the retention window (their pending
- *    retries go to the dead letters, which retention never deletes); at most 1000 rows
- *    per transaction, so publishers never wait long. One pass per database
- *    per interval, whichever process gets there first.
+ *    retries go to the dead letters, which retention never deletes); at
+ *    most 1000 rows per transaction, so publishers never wait long. One
+ *    pass per database per interval, whichever process gets there first.
  *  - SQLITE_BUSY never reaches the caller: every transaction is retried with
  *    a short backoff for as long as the busy timeout (60 s) allows; only then
  *    is RRE_ETIMEOUT returned.
