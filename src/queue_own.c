@@ -120,3 +120,36 @@ rre_status rre__queue_last_event_id(rre_queue *q, int64_t *out)
     rre__queue_unlock(&q->admin_mu);
     return status;
 }
+
+rre_status rre_queue_position_at(rre_queue *q, double unix_time, int64_t *since_id)
+{
+    if (since_id != NULL)
+        *since_id = 0;
+    if (q == NULL || since_id == NULL || !(unix_time == unix_time))
+        return rre__error(RRE_EINVAL, "rre_queue_position_at: q, since_id and a time are needed");
+    /* The first event created at or after the time (rows whose created_at
+     * is not a number are poison rows and do not count); when there is
+     * none, the end of the queue. */
+    rre__queue_lock(&q->admin_mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->adb,
+                                "SELECT (SELECT min(event_id) FROM events WHERE created_at >= ?1"
+                                " AND typeof(created_at) IN ('integer', 'real')),"
+                                " (SELECT max(event_id) FROM events)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_double(st, 1, unix_time);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *since_id = sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0) - 1
+                                                                  : sqlite3_column_int64(st, 1);
+            rc = SQLITE_OK;
+        }
+    }
+    rre_status status = rc == SQLITE_OK
+                            ? RRE_OK
+                            : rre__queue_sqlite_error(q->adb, rc, "finding a position by time");
+    sqlite3_finalize(st);
+    rre__queue_unlock(&q->admin_mu);
+    return status;
+}

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,53 @@ static void test_tail_filters_since_and_limit(void **state)
     tu_result_free(&r);
 }
 
+static void test_tail_since_a_duration_or_a_time_starts_there(void **state)
+{
+    struct fixture *f = *state;
+    /* Two events of two hours ago (written as the Python side would),
+     * then two of now. */
+    tu_result r =
+        tu_run_cli(NULL, "--db", f->db, "publish", "ELO_UPDATED", "--payload", "{\"i\":0}", NULL);
+    tu_result_free(&r);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DELETE FROM events;"
+                                  "INSERT INTO events(event_type, payload, created_at) VALUES"
+                                  " ('elo_updated', '{\"i\":1}', strftime('%s','now') - 7200),"
+                                  " ('elo_updated', '{\"i\":2}', strftime('%s','now') - 7100);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    int64_t c = publish_ok(f, "ELO_UPDATED", "{\"i\":3}", NULL);
+    publish_ok(f, "ELO_UPDATED", "{\"i\":4}", NULL);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--since", "1h", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 2);
+    json_t *o = line_json(r.out, 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "event_id")), c);
+    json_decref(o);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--since", "3h", NULL);
+    assert_int_equal(count_lines(r.out), 4);
+    tu_result_free(&r);
+    /* A UTC time: long ago is everything, far ahead is nothing yet. */
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--since", "2020-01-01T00:00:00Z", NULL);
+    assert_int_equal(count_lines(r.out), 4);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--since", "2999-01-01", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 0);
+    tu_result_free(&r);
+    const char *bad[] = {"yesterday", "1x", "2026-13-01", "2026-01-01T25:00", "-5", "1h30m"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = tu_run_cli(NULL, "--db", f->db, "tail", "--since", bad[i], NULL);
+        if (r.status != 2 || strstr(r.err, "--since takes") == NULL)
+            fail_msg("--since %s exited %d: %s", bad[i], r.status, r.err);
+        tu_result_free(&r);
+    }
+}
+
 static void test_tail_cloudevents_format(void **state)
 {
     struct fixture *f = *state;
@@ -515,6 +563,8 @@ int main(void)
             test_publish_reports_notes_and_warnings_each_with_one_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_subscriber_acks_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_filters_since_and_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tail_since_a_duration_or_a_time_starts_there, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tail_cloudevents_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_and_stats_with_unwritable_output_exit_one,
                                         setup, teardown),

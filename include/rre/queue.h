@@ -323,6 +323,13 @@ typedef struct rre_queue_purge_result {
  * NULL. */
 RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
 
+/* The position of a time in the queue, for since_id: events created at or
+ * after `unix_time` (seconds since 1970) have larger ids than *since_id
+ * (the id before the first of them; the newest id when there is none).
+ * Ids follow commit order and created_at the writers' clocks, so with
+ * several writers a few events around the time may fall on either side. */
+RRE_API rre_status rre_queue_position_at(rre_queue *q, double unix_time, int64_t *since_id);
+
 /* ------------------------------------------------------------------------ */
 /* Dead letters                                                              */
 /* ------------------------------------------------------------------------ */

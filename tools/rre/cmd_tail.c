@@ -1,6 +1,6 @@
 /*
  * cmd_tail.c - `rre tail [--subscriber NAME] [--type T]... [--category C]...
- * [--since ID] [--limit N] [--follow] [--no-ack] [--format json|text|cloudevents]`.
+ * [--since ID|DURATION|TIME] [--limit N] [--follow] [--no-ack] [--format json|text|cloudevents]`.
  *
  * Prints events of the durable queue, oldest first, one per line. Without
  * --subscriber it reads without leaving a trace, from the start of the
@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static rre_subscriber *volatile active_subscriber;
 
@@ -41,18 +42,65 @@ static void on_signal(int sig)
     rre_subscriber_close(active_subscriber); /* async-signal-safe */
 }
 
+/* Digits only: --since takes it as an event id. */
+static bool is_event_id(const char *text)
+{
+    return text[0] != '\0' && strspn(text, "0123456789") == strlen(text);
+}
+
+/* "YYYY-MM-DD", optionally followed by "T" or a space, "HH:MM[:SS[.fff]]"
+ * and "Z": a UTC time, as seconds since 1970. */
+static bool parse_utc_time(const char *text, double *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(text, "%Y-%m-%d", &tm);
+    if (p == NULL)
+        return false;
+    double frac = 0;
+    if (*p == 'T' || *p == ' ') {
+        const char *q = strptime(p + 1, "%H:%M", &tm);
+        if (q == NULL)
+            return false;
+        p = q;
+        if (*p == ':') {
+            if ((q = strptime(p + 1, "%S", &tm)) == NULL)
+                return false;
+            p = q;
+            if (*p == '.') {
+                size_t digits = strspn(p + 1, "0123456789");
+                if (digits == 0)
+                    return false;
+                frac = strtod(p, NULL);
+                p += 1 + digits;
+            }
+        }
+    }
+    if (*p == 'Z')
+        p++;
+    if (*p != '\0')
+        return false;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || t < 0)
+        return false;
+    *out = (double)t + frac;
+    return true;
+}
+
 static void tail_help(void)
 {
     puts("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
-         "                [--since ID | --last N | --from-end] [--limit N] [--follow]\n"
-         "                [--no-ack]\n"
+         "                [--since ID|DURATION|TIME | --last N | --from-end] [--limit N]\n"
+         "                [--follow] [--no-ack]\n"
          "                [--format json|text|cloudevents]\n"
          "\n"
          "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
          "subscriber that acknowledges what it printed and resumes there next time\n"
          "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
-         "event, after --since ID, at the last N events (--last N) or at the end\n"
-         "(--from-end, for --follow). --limit N (-n N) stops after N events (0: no\n"
+         "event, after --since ID, at the events of the last DURATION (--since 1h: a\n"
+         "number with a unit s, m, h or d) or from a UTC TIME on (--since\n"
+         "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
+         "end (--from-end, for --follow). --limit N (-n N) stops after N events (0: no\n"
          "limit). --follow (-f) waits for new events until interrupted, or until the reader\n"
          "of its output goes away. Exit status: 0 success, 1 failure, 2 wrong usage.");
 }
@@ -98,6 +146,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     size_t ntypes = 0, ncats = 0;
     long long limit = 0, last = -1;
     bool follow = false, from_end = false, since_given = false;
+    double since_time = -1; /* --since DURATION or TIME: a time to start at */
     struct tail_state t = {CLI_TAIL_JSON, 0, false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -136,6 +185,18 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             if (st != RRE_OK)
                 return cli_fail_status("tail: --category", st);
             ncats++;
+        } else if (strcmp(a, "--since") == 0 && !is_event_id(val)) {
+            i++;
+            double ago;
+            size_t len = strlen(val);
+            if (len > 1 && strchr("smhd", val[len - 1]) != NULL && cli_parse_duration(val, &ago))
+                since_time = (double)time(NULL) - ago;
+            else if (!parse_utc_time(val, &since_time))
+                return cli_usage_error("tail: --since takes an event id, a duration with its unit "
+                                       "(90s, 30m, 1h, 7d) or a UTC time (2026-12-07T10:00:00Z "
+                                       "or 2026-12-07), not '%s'",
+                                       val);
+            since_given = true;
         } else if (strcmp(a, "--since") == 0 || strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
                    strcmp(a, "--last") == 0) {
             i++;
@@ -208,6 +269,10 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         long long newest = json_integer_value(json_object_get(stats, "last_event_id"));
         json_decref(stats);
         so.since_id = last >= 0 && last < newest ? newest - last : (last >= 0 ? 0 : newest);
+    }
+    if (since_time >= 0 && (st = rre_queue_position_at(q, since_time, &so.since_id)) != RRE_OK) {
+        rre_queue_destroy(q);
+        return cli_fail_status("tail: --since", st);
     }
     st = rre_subscriber_create(&s, q, &so);
     if (st != RRE_OK) {
