@@ -504,6 +504,39 @@ static void test_help_command_and_short_version(void **state)
     tu_result_free(&r);
 }
 
+static void test_unknown_commands_and_categories_get_a_suggestion(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "tial", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown command 'tial' (did you mean tail?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "help", "dql", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "(did you mean dlq?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "frobnicate", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown command 'frobnicate' (see rre --help)"));
+    tu_result_free(&r);
+    /* Control characters in what was typed are not echoed raw. */
+    r = tu_run_cli(NULL, "x\x1b[2J", NULL);
+    assert_int_equal(r.status, 2);
+    assert_null(strchr(r.err, '\x1b'));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "--category", "sycn", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unknown event category 'sycn' (did you mean sync?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "--category", "training", NULL);
+    assert_non_null(strstr(r.err, "(did you mean training_pipeline?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "--category", "zzzzzzzz", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "(categories: sync, "));
+    tu_result_free(&r);
+}
+
 static void test_options_take_equals_short_forms_and_tail_starting_points(void **state)
 {
     (void)state;
@@ -620,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_db_option_works_after_the_command_in_both_forms),
         cmocka_unit_test(test_rre_db_names_the_queue_when_no_db_option_is_given),
         cmocka_unit_test(test_help_command_and_short_version),
+        cmocka_unit_test(test_unknown_commands_and_categories_get_a_suggestion),
         cmocka_unit_test(test_options_take_equals_short_forms_and_tail_starting_points),
         cmocka_unit_test(test_a_misspelt_type_gets_a_suggestion),
         cmocka_unit_test(test_publish_lines_stores_many_events_at_once_or_none),

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,6 +311,50 @@ const char *cli_suggest_type(const char *spelling)
         }
     }
     return best;
+}
+
+const char *cli_suggest(const char *word, const char *const *candidates, size_t n)
+{
+    if (word == NULL || word[0] == '\0')
+        return NULL;
+    size_t len = strlen(word);
+    size_t cap = len < 3 ? 1 : len < 10 ? 2 : 3;
+    const char *best = NULL;
+    size_t best_d = cap + 1;
+    /* A word that begins a candidate ("training" of "training_pipeline"). */
+    for (size_t i = 0; i < n && len >= 3; i++)
+        if (strncasecmp(candidates[i], word, len) == 0)
+            return candidates[i];
+    for (size_t i = 0; i < n; i++) {
+        size_t d = distance(word, candidates[i], best_d);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
+}
+
+int cli_fail_category(const char *cmd, const char *spelling)
+{
+    const char *names[RRE_CATEGORY_COUNT];
+    for (int c = 0; c < RRE_CATEGORY_COUNT; c++)
+        names[c] = rre_category_name((rre_category)c);
+    const char *guess = cli_suggest(spelling, names, RRE_CATEGORY_COUNT);
+    char *safe = cli_safe_text(spelling, true);
+    if (guess != NULL)
+        cli_fail("%s: unknown event category '%s' (did you mean %s?)", cmd,
+                 safe != NULL ? safe : "?", guess);
+    else {
+        char list[512] = "";
+        for (int c = 0; c < RRE_CATEGORY_COUNT; c++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", c > 0 ? ", " : "",
+                     names[c]);
+        cli_fail("%s: unknown event category '%s' (categories: %s)", cmd, safe != NULL ? safe : "?",
+                 list);
+    }
+    free(safe);
+    return CLI_FAIL;
 }
 
 int cli_fail_type(const char *cmd, const char *spelling, rre_status st)

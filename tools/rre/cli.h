@@ -119,6 +119,14 @@ const char *cli_suggest_type(const char *spelling);
  * 'X' (did you mean NAME?)" when one is close. Returns CLI_FAIL. */
 int cli_fail_type(const char *cmd, const char *spelling, rre_status st);
 
+/* The first candidate that `word` (3 characters or more) begins, else the
+ * closest one (case-insensitive edit distance, at most 1, 2 or 3 edits by
+ * its length), or NULL when none is close. */
+const char *cli_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* Reports an unknown category, with a suggestion when one is close. */
+int cli_fail_category(const char *cmd, const char *spelling);
+
 /* Reads all of standard input (up to `max` bytes). Returns NULL with errno
  * EFBIG when there is more, or the reason of a failed read or allocation. */
 char *cli_read_stdin(size_t max, size_t *len);

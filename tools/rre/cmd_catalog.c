@@ -75,13 +75,8 @@ static int list_all(const char *category_name, const char *format)
     rre_category category = RRE_CAT_OTHER;
     if (filter) {
         rre_status st = rre_category_lookup(category_name, &category);
-        if (st != RRE_OK) {
-            fprintf(stderr, "rre: catalog: unknown category '%s'; categories:", category_name);
-            for (int c = 0; c < RRE_CATEGORY_COUNT; c++)
-                fprintf(stderr, " %s", rre_category_name((rre_category)c));
-            fputc('\n', stderr);
-            return CLI_FAIL;
-        }
+        if (st != RRE_OK)
+            return cli_fail_category("catalog: --category", category_name);
     }
     if (strcmp(format, "markdown") == 0) {
         if (filter)

@@ -183,7 +183,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("tail: at most %d --category options", MAX_FILTERS);
             rre_status st = rre_category_lookup(val, &cats[ncats]);
             if (st != RRE_OK)
-                return cli_fail_status("tail: --category", st);
+                return cli_fail_category("tail: --category", val);
             ncats++;
         } else if (strcmp(a, "--since") == 0 && !is_event_id(val)) {
             i++;

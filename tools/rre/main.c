@@ -26,6 +26,23 @@ static const struct cli_command commands[] = {
     {NULL, NULL, NULL},
 };
 
+/* Wrong usage: an unknown command, with the closest one when it is close. */
+static int unknown_command(const char *prefix, const char *word)
+{
+    const char *names[sizeof commands / sizeof commands[0]];
+    size_t n = 0;
+    for (const struct cli_command *c = commands; c->name != NULL; c++)
+        names[n++] = c->name;
+    const char *guess = cli_suggest(word, names, n);
+    char *safe = cli_safe_text(word, true);
+    int rc = guess != NULL ? cli_usage_error("%sunknown command '%s' (did you mean %s?)", prefix,
+                                             safe != NULL ? safe : "?", guess)
+                           : cli_usage_error("%sunknown command '%s' (see rre --help)", prefix,
+                                             safe != NULL ? safe : "?");
+    free(safe);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: rre [--db PATH] COMMAND [ARGS...]\n\ncommands:\n");
@@ -183,7 +200,7 @@ int main(int argc, char **argv)
                 char *help_argv[] = {argv[i + 1], "--help", NULL};
                 return finish_output(c->run(&g, 2, help_argv));
             }
-        return cli_usage_error("help: unknown command '%s' (see rre --help)", argv[i + 1]);
+        return unknown_command("help: ", argv[i + 1]);
     }
     if (i >= argc) {
         usage(stderr);
@@ -197,5 +214,5 @@ int main(int argc, char **argv)
     for (const struct cli_command *c = commands; c->name != NULL; c++)
         if (strcmp(argv[i], c->name) == 0)
             return finish_output(c->run(&g, argc - i, argv + i));
-    return cli_usage_error("unknown command '%s' (see rre --help)", argv[i]);
+    return unknown_command("", argv[i]);
 }
