@@ -124,6 +124,34 @@ static void test_catalog_category_filter_keeps_only_that_category(void **state)
     tu_result_free(&r);
 }
 
+static void test_catalog_search_finds_types_by_name_and_description(void **state)
+{
+    (void)state;
+    tu_result r = tu_run_cli(NULL, "catalog", "--search", "ELO", "--format", "json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(count_lines(r.out) >= 3);
+    for (char *line = strtok(r.out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_t *obj = parse_line(line);
+        const char *name = json_string_value(json_object_get(obj, "name"));
+        const char *desc = json_string_value(json_object_get(obj, "description"));
+        assert_true(strcasestr(name, "elo") != NULL || strcasestr(desc, "elo") != NULL);
+        json_decref(obj);
+    }
+    tu_result_free(&r);
+    /* By description only: "rebalance" is in no name. */
+    r = tu_run_cli(NULL, "catalog", "--search", "rebalance", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ELO_SIGNIFICANT_CHANGE"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "--search", "no-such-word-anywhere", NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "catalog", "ELO_UPDATED", "--search", "elo", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+}
+
 static void test_catalog_unknown_category_fails(void **state)
 {
     (void)state;
@@ -668,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_catalog_lists_every_type),
         cmocka_unit_test(test_catalog_json_is_one_object_per_line_with_fields),
         cmocka_unit_test(test_catalog_category_filter_keeps_only_that_category),
+        cmocka_unit_test(test_catalog_search_finds_types_by_name_and_description),
         cmocka_unit_test(test_catalog_unknown_category_fails),
         cmocka_unit_test(test_catalog_type_accepts_any_spelling),
         cmocka_unit_test(test_catalog_unknown_type_fails_with_exit_one),

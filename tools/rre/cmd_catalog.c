@@ -1,16 +1,29 @@
 /*
  * cmd_catalog.c - `rre catalog`: list the event types, or show one.
  *
- *   rre catalog [--category C] [--format text|json|markdown]
+ *   rre catalog [--category C] [--search WORD] [--format text|json|markdown]
  *   rre catalog TYPE [--format text|json|json-schema]
  *
- * An unknown TYPE or category is a failure (exit 1), an unknown option or
- * format a usage error (exit 2).
+ * --search keeps the types whose NAME, value or description contains WORD
+ * (any letter case); none found is a failure (exit 1), so scripts can test
+ * for it. An unknown TYPE or category is a failure (exit 1), an unknown
+ * option or format a usage error (exit 2).
  */
 #include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* Case-insensitive substring test. */
+static bool contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay != '\0'; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return n == 0;
+}
 
 static int print_json_line(json_t *obj)
 {
@@ -69,7 +82,7 @@ static int show_one(const char *spelling, const char *format)
     return print_json_line(obj);
 }
 
-static int list_all(const char *category_name, const char *format)
+static int list_all(const char *category_name, const char *search, const char *format)
 {
     bool filter = category_name != NULL;
     rre_category category = RRE_CAT_OTHER;
@@ -79,9 +92,9 @@ static int list_all(const char *category_name, const char *format)
             return cli_fail_category("catalog: --category", category_name);
     }
     if (strcmp(format, "markdown") == 0) {
-        if (filter)
+        if (filter || search != NULL)
             return cli_usage_error("catalog: --format markdown documents the whole catalog; "
-                                   "it does not take --category");
+                                   "it does not take --category or --search");
         char *md = NULL;
         rre_status st = rre_catalog_markdown(&md);
         if (st != RRE_OK)
@@ -93,10 +106,15 @@ static int list_all(const char *category_name, const char *format)
     bool json = strcmp(format, "json") == 0;
     if (!json && strcmp(format, "text") != 0)
         return cli_usage_error("catalog: unknown format '%s' (text, json or markdown)", format);
+    size_t shown = 0;
     for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++) {
         const rre_event_info *info = rre_event_get((rre_event_type)t);
         if (filter && info->category != category)
             continue;
+        if (search != NULL && !contains(info->name, search) && !contains(info->value, search) &&
+            !contains(info->description, search))
+            continue;
+        shown++;
         if (json) {
             json_t *obj = NULL;
             rre_status st = rre_event_to_json(info->type, &obj);
@@ -109,34 +127,45 @@ static int list_all(const char *category_name, const char *format)
                    rre_category_name(info->category), info->description);
         }
     }
+    if (search != NULL && shown == 0) {
+        char *safe = cli_safe_text(search, true);
+        cli_fail("catalog: no event type has '%s' in its name or description",
+                 safe != NULL ? safe : "?");
+        free(safe);
+        return CLI_FAIL;
+    }
     return CLI_OK;
 }
 
 static void catalog_help(void)
 {
-    puts("usage: rre catalog [--category C] [--format text|json|markdown]\n"
+    puts("usage: rre catalog [--category C] [--search WORD] [--format text|json|markdown]\n"
          "       rre catalog TYPE [--format text|json|json-schema]\n"
          "\n"
          "Lists every event type, or shows one. TYPE is any spelling: the NAME, the\n"
-         "legacy value, a stage-event name, in any letter case.");
+         "legacy value, a stage-event name, in any letter case. --search keeps the\n"
+         "types whose name or description contains WORD (any case).");
 }
 
 int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
 {
     (void)g;
-    const char *category = NULL, *format = NULL, *type = NULL;
+    const char *category = NULL, *format = NULL, *type = NULL, *search = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             catalog_help();
             return CLI_OK;
-        } else if (strcmp(a, "--category") == 0 || strcmp(a, "--format") == 0) {
+        } else if (strcmp(a, "--category") == 0 || strcmp(a, "--format") == 0 ||
+                   strcmp(a, "--search") == 0) {
             if (i + 1 >= argc)
                 return cli_usage_error("catalog: %s needs a value", a);
-            if (strcmp(a, "--category") == 0)
-                category = argv[++i];
-            else
-                format = argv[++i];
+            const char **slot = strcmp(a, "--category") == 0 ? &category
+                                : strcmp(a, "--search") == 0 ? &search
+                                                             : &format;
+            if (*slot != NULL)
+                return cli_usage_error("catalog: %s given twice", a);
+            *slot = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_error("catalog: unknown option '%s'", a);
         } else if (type == NULL) {
@@ -146,9 +175,10 @@ int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
         }
     }
     if (type != NULL) {
-        if (category != NULL)
-            return cli_usage_error("catalog: --category lists types; it cannot be used with TYPE");
+        if (category != NULL || search != NULL)
+            return cli_usage_error("catalog: --category and --search list types; they cannot be "
+                                   "used with TYPE");
         return show_one(type, format ? format : "text");
     }
-    return list_all(category, format ? format : "text");
+    return list_all(category, search, format ? format : "text");
 }
