@@ -456,6 +456,9 @@ static void test_stats_and_purge(void **state)
     r = tu_run_cli(NULL, "--db", f->db, "stats", NULL);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "events: 2"));
+    /* Sizes for people, with the exact figure beside. */
+    assert_non_null(strstr(r.out, " KiB ("));
+    assert_non_null(strstr(r.out, "retrying: 0, dead letters: 0"));
     tu_result_free(&r);
     r = tu_run_cli(NULL, "--db", f->db, "purge", NULL);
     assert_int_equal(r.status, 0);

@@ -372,3 +372,18 @@ int cli_fail_type(const char *cmd, const char *spelling, rre_status st)
     free(safe);
     return CLI_FAIL;
 }
+
+void cli_human_bytes(long long bytes, char *out, size_t cap)
+{
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)(bytes > 0 ? bytes : 0);
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, cap, "%lld bytes", bytes > 0 ? bytes : 0);
+    else
+        snprintf(out, cap, "%.1f %s", v, units[u]);
+}

@@ -124,6 +124,9 @@ int cli_fail_type(const char *cmd, const char *spelling, rre_status st);
  * its length), or NULL when none is close. */
 const char *cli_suggest(const char *word, const char *const *candidates, size_t n);
 
+/* `bytes` for people: "512 bytes", "3.2 MiB" (binary units, one decimal). */
+void cli_human_bytes(long long bytes, char *out, size_t cap);
+
 /* Reports an unknown category, with a suggestion when one is close. */
 int cli_fail_category(const char *cmd, const char *spelling);
 

@@ -33,8 +33,12 @@ static void print_text(const json_t *s)
     printf("database: ");
     print_safe(0, json_string_value(json_object_get(s, "path")));
     printf("\n");
-    printf("file size: %lld bytes\n",
-           (long long)json_integer_value(json_object_get(s, "file_bytes")));
+    char size[32], wal[32];
+    long long bytes = (long long)json_integer_value(json_object_get(s, "file_bytes"));
+    cli_human_bytes(bytes, size, sizeof size);
+    cli_human_bytes((long long)json_integer_value(json_object_get(s, "wal_bytes")), wal,
+                    sizeof wal);
+    printf("file size: %s (%lld bytes; WAL %s)\n", size, bytes, wal);
     printf("events: %lld (ids %lld..%lld)\n",
            (long long)json_integer_value(json_object_get(s, "events")),
            (long long)json_integer_value(json_object_get(s, "first_event_id")),
