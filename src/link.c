@@ -419,13 +419,15 @@ void rre_link_destroy(rre_link *link)
         return;
     if (link->sink_id != 0)
         rre_router_remove_sink(link->router, link->sink_id);
-    if (link->hooked)
-        rre__router_set_failure_hook(link->router, NULL, NULL);
     atomic_store(&link->stopping, true);
     if (link->reader != NULL)
         rre_subscriber_close(link->reader);
     if (link->thread_started)
         pthread_join(link->thread, NULL);
+    /* After the reader: failures of the batch it was delivering are still
+     * recorded. */
+    if (link->hooked)
+        rre__router_set_failure_hook(link->router, NULL, NULL);
     rre_subscriber_destroy(link->reader);
     if (link->tracking)
         rre__queue_own_set_tracking(link->queue, false);

@@ -77,8 +77,9 @@ static int fail_body(sqlite3 *db, void *vctx, rre_status *body_status)
         return step_bound(db,
                           "INSERT INTO rre_retries(subscriber_id, event_id, event_type, payload,"
                           " source, hostname, created_at, attempts, first_failed_at, due_at, error)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO"
-                          " UPDATE SET attempts = excluded.attempts, due_at = excluded.due_at,"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT"
+                          " (subscriber_id, event_id) DO UPDATE SET attempts ="
+                          " max(attempts, excluded.attempts), due_at = excluded.due_at,"
                           " error = excluded.error",
                           c);
     int rc = step_bound(db,
@@ -161,7 +162,8 @@ static bool decode_item(const rre_queue *q, sqlite3_stmt *st, rre__retry_item *i
     const char *host = (const char *)sqlite3_column_text(st, 5);
     it->subscriber_id = strdup(sub != NULL ? sub : "");
     it->ev.event_id = sqlite3_column_int64(st, 1);
-    it->attempts = sqlite3_column_int(st, 7);
+    int64_t attempts = sqlite3_column_int64(st, 7); /* another program may store anything */
+    it->attempts = attempts < 0 ? 0 : attempts > 1000000 ? 1000000 : (int)attempts;
     source = source != NULL ? source : "";
     host = host != NULL ? host : "";
     size_t ls = strlen(source) + 1, lh = strlen(host) + 1;
@@ -184,13 +186,17 @@ static bool decode_item(const rre_queue *q, sqlite3_stmt *st, rre__retry_item *i
     }
     const char *ts = json_string_value(json_object_get(it->ev.payload, "timestamp"));
     int64_t us;
+    double created_at = sqlite3_column_double(st, 6);
     if (ts != NULL && strlen(ts) < RRE_TIMESTAMP_MAX && rre__timestamp_parse(ts, &us))
         snprintf(it->ev.timestamp, sizeof it->ev.timestamp, "%s", ts);
+    else if (created_at >= 0 && created_at < 253402300800.0) /* before the year 10000 */
+        rre__timestamp_format((int64_t)(created_at * 1e6), it->ev.timestamp);
     else
-        rre__timestamp_format((int64_t)(sqlite3_column_double(st, 6) * 1e6), it->ev.timestamp);
+        rre__timestamp_format(0, it->ev.timestamp);
     const char *tr = json_string_value(json_object_get(it->ev.payload, "trace_id"));
-    if (tr != NULL && strlen(tr) < RRE_TRACE_ID_MAX)
-        snprintf(it->ev.trace_id, sizeof it->ev.trace_id, "%s", tr);
+    struct rre__trace trace;
+    if (tr != NULL && rre__trace_parse(tr, &trace))
+        rre__trace_format(&trace, it->ev.trace_id);
     if (rre_content_hash(it->ev.type, it->ev.payload, it->ev.hash) != RRE_OK)
         memset(it->ev.hash, 0, sizeof it->ev.hash);
     it->ev.origin =
@@ -224,7 +230,8 @@ rre_status rre__retry_due(rre_queue *q, const char *prefix, size_t max, rre__ret
                                 "SELECT subscriber_id, event_id, event_type, payload, source,"
                                 " hostname, created_at, attempts FROM rre_retries WHERE"
                                 " subscriber_id >= ?1 AND subscriber_id < ?2 AND due_at <= ?3"
-                                " ORDER BY due_at, event_id LIMIT ?4",
+                                " AND typeof(event_id) = 'integer' ORDER BY due_at, event_id"
+                                " LIMIT ?4",
                                 -1, &s, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);

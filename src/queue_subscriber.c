@@ -40,7 +40,6 @@ enum outcome {
     OUT_DONE,     /* handled, or a failure passed without retries: acknowledge */
     OUT_RETRY,    /* deliver again at due_at */
     OUT_DEAD,     /* move to the dead letters */
-    OUT_DROP,     /* a retry of a type no longer subscribed: forget it */
 };
 
 enum row_kind {
@@ -385,6 +384,11 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
             return rre__error(RRE_EINVAL, "a durable subscriber name must not be empty");
         if (!rre__utf8_valid(opts->name, strlen(opts->name)))
             return rre__error(RRE_EINVAL, "the subscriber name is not valid UTF-8");
+        if (strchr(opts->name, '/') != NULL)
+            return rre__error(RRE_EINVAL,
+                              "the subscriber name '%s' contains '/': ids with a '/' name the "
+                              "handlers of a linked router ('<link id>/<handler>')",
+                              opts->name);
         if (strcmp(opts->name, RRE_QUEUE_RESERVED_NAME) == 0)
             return rre__error(RRE_EINVAL,
                               "the subscriber name '%s' is reserved: '<host>:stable:%s' is the "
@@ -445,12 +449,21 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
                          " d.event_id = e.event_id WHERE e.event_id > ?2"
                          " ORDER BY e.event_id LIMIT ?3",
             &s->st_read);
+    /* Due retries: earliest due first; in strict order, lowest event id
+     * first (the read stops at the first one not due, so none passes it).
+     * Rows another program stored with an event id that is not an integer
+     * could never be cleared, and are left alone. */
     if (st == RRE_OK && s->retries)
         st = rre__queue_prepare(s->db,
-                                "SELECT event_id, event_type, payload, source, hostname,"
-                                " created_at, 0, attempts, first_failed_at, due_at FROM"
-                                " rre_retries WHERE subscriber_id = ?1 ORDER BY due_at, event_id"
-                                " LIMIT ?2",
+                                s->strict_order
+                                    ? "SELECT event_id, event_type, payload, source, hostname,"
+                                      " created_at, 0, attempts, first_failed_at, due_at FROM"
+                                      " rre_retries WHERE subscriber_id = ?1 AND typeof(event_id)"
+                                      " = 'integer' ORDER BY event_id LIMIT ?2"
+                                    : "SELECT event_id, event_type, payload, source, hostname,"
+                                      " created_at, 0, attempts, first_failed_at, due_at FROM"
+                                      " rre_retries WHERE subscriber_id = ?1 AND typeof(event_id)"
+                                      " = 'integer' ORDER BY due_at, event_id LIMIT ?2",
                                 &s->st_retry);
     if (st == RRE_OK && s->ack) {
         struct lease_ctx c = {s, rre__queue_now(), 0, false};
@@ -975,7 +988,11 @@ static rre_status read_retries(rre_subscriber *s, size_t limit, size_t *n_out)
                 break;
             }
             r->from_retry = true;
-            r->attempts = sqlite3_column_int(st, 7);
+            /* A count another program stored may be anything. */
+            int64_t attempts = sqlite3_column_int64(st, 7);
+            r->attempts = attempts < 0                 ? 0
+                          : attempts > s->max_attempts ? s->max_attempts
+                                                       : (int)attempts;
             r->first_failed_at = sqlite3_column_double(st, 8);
             n++;
         }
@@ -1035,8 +1052,9 @@ static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, d
             rc = run_sql(db,
                          "INSERT INTO rre_retries(subscriber_id, event_id, event_type, payload,"
                          " source, hostname, created_at, attempts, first_failed_at, due_at,"
-                         " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                         " SET attempts = excluded.attempts, due_at = excluded.due_at,"
+                         " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
+                         " (subscriber_id, event_id) DO UPDATE SET attempts ="
+                         " max(attempts, excluded.attempts), due_at = excluded.due_at,"
                          " error = excluded.error",
                          "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
                          r->ev.source, r->ev.hostname, r->created_at, (int64_t)r->next_attempts,
@@ -1070,7 +1088,7 @@ static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, d
             return rc;
         return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
                        s->id, r->id);
-    default: /* done or dropped: the retry is over */
+    default: /* done: the retry is over */
         return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
                        s->id, r->id);
     }
@@ -1102,11 +1120,16 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
                 r->outcome = OUT_DEAD;
                 r->next_attempts = r->attempts;
             } else if (r->kind == ROW_SKIP) {
-                r->outcome = OUT_DROP;
+                /* The subscriber no longer takes this type: kept where an
+                 * operator sees it, not dropped. */
+                r->outcome = OUT_DEAD;
+                r->next_attempts = r->attempts;
+                snprintf(r->reason, sizeof r->reason,
+                         "the subscriber's filter no longer takes this type");
             }
             if (r->outcome == OUT_NONE)
                 continue;
-            if (r->outcome != OUT_RETRY && r->outcome != OUT_DROP) {
+            if (r->outcome != OUT_RETRY) {
                 sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(ack, 2, r->id);
                 sqlite3_bind_double(ack, 3, now);
@@ -1468,6 +1491,7 @@ rre_status rre__subscriber_hold(rre_subscriber *s, const char *host)
     sqlite3_finalize(s->st_read);
     s->st_read = held;
     s->held = true;
+    s->retries = false; /* nothing is handled here: the bridge keeps its own account */
     s->read_pos = s->cursor;
     return RRE_OK;
 }

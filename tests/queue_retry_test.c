@@ -589,6 +589,108 @@ static void test_process_killed_during_a_retry_gets_it_again_with_its_count(void
     rre_subscriber_destroy(s);
 }
 
+static void test_strict_order_keeps_replayed_events_in_order(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, 1);
+    publish(f->q, 2);
+    /* Both die at once, then come back together by replay. */
+    rre_subscriber *s = durable_delay(f->q, "ordered", 1, true, 1.0);
+    struct sink k = {.scripts = {{.i = 1, .answers = {RRE_EREJECTED, RRE_EIO}, .n_answers = 2},
+                                 {.i = 2, .answers = {RRE_EREJECTED}, .n_answers = 1}},
+                     .n_scripts = 2};
+    size_t got;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(dlq_count(f->q, "ordered"), 2);
+    rre_subscriber_destroy(s);
+    s = durable_delay(f->q, "ordered", 5, true, 1.0);
+    uint64_t n;
+    assert_int_equal(rre_queue_dlq_replay(f->q, 0, "ordered", &n), RRE_OK);
+    assert_int_equal(n, 2);
+    /* 1 fails again: 2, replayed too, must wait behind it. */
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(got, 1);
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(got, 0);
+    poll_until(s, &k, 6);
+    int want[] = {1, 2, 1, 1, 2};
+    assert_int_equal(k.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(k.seen[i], want[i]);
+    rre_subscriber_destroy(s);
+}
+
+static void test_hostile_retry_rows_do_not_stop_a_subscriber(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber *s = durable(f->q, "target", 3, true);
+    rre_subscriber_destroy(s);
+    int64_t id = publish(f->q, 1);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[1024];
+    /* An event id that is not an integer (it could never be cleared), and
+     * a real one with an absurd attempt count and a due time in text. */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO rre_retries VALUES ('testhost:stable:target', 5.5, 'ELO_UPDATED',"
+             " '{\"i\":9}', 's', 'h', 0, 1, 0, 0, 'x');"
+             "INSERT INTO rre_retries VALUES ('testhost:stable:target', %lld, 'ELO_UPDATED',"
+             " '{\"i\":1}', 's', 'h', 1e300, 2147483647, 0, 'soon', 'x');",
+             (long long)id + 1000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s = durable(f->q, "target", 3, true);
+    struct sink k = {.scripts = {{.i = 1, .answers = {RRE_EIO}, .n_answers = 1}}, .n_scripts = 1};
+    poll_until(s, &k, 2);
+    /* The real row fails (its count capped at the maximum: dead at once),
+     * then the published event is delivered; nothing loops. */
+    size_t got;
+    assert_int_equal(rre_subscriber_poll(s, 200, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(got, 0);
+    assert_int_equal(k.n, 2);
+    assert_int_equal(dlq_count(f->q, "target"), 1);
+    rre_subscriber_destroy(s);
+}
+
+static void test_retry_of_a_type_no_longer_subscribed_becomes_a_dead_letter(void **state)
+{
+    struct fixture *f = *state;
+    publish(f->q, 1);
+    rre_subscriber *s = durable_delay(f->q, "narrowing", 5, false, 0.05);
+    struct sink k = {.scripts = {{.i = 1, .answers = {RRE_EIO}, .n_answers = 1}}, .n_scripts = 1};
+    size_t got;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, scripted, &k, &got), RRE_OK);
+    rre_subscriber_destroy(s);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "narrowing";
+    rre_event_type only = RRE_EV_TRAINING_COMPLETED;
+    o.types = &only;
+    o.type_count = 1;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_OK);
+    for (int i = 0; i < 100 && dlq_count(f->q, "narrowing") == 0; i++)
+        assert_int_equal(rre_subscriber_poll(s, 20, 0, scripted, &k, &got), RRE_OK);
+    assert_int_equal(k.n, 1);
+    json_t *list = NULL;
+    assert_int_equal(rre_queue_dlq_list(f->q, "narrowing", &list), RRE_OK);
+    assert_int_equal(json_array_size(list), 1);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(list, 0), "error")),
+                           "no longer takes"));
+    json_decref(list);
+    rre_subscriber_destroy(s);
+}
+
+static void test_a_durable_name_with_a_slash_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "daemon/scorer"; /* the id of a linked router's handler */
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_EINVAL);
+    assert_null(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +710,10 @@ int main(void)
         T(test_bad_retry_settings_and_dlq_arguments_are_refused),
         T(test_retries_of_a_forgotten_subscriber_go_to_the_dead_letters),
         T(test_process_killed_during_a_retry_gets_it_again_with_its_count),
+        T(test_strict_order_keeps_replayed_events_in_order),
+        T(test_hostile_retry_rows_do_not_stop_a_subscriber),
+        T(test_retry_of_a_type_no_longer_subscribed_becomes_a_dead_letter),
+        T(test_a_durable_name_with_a_slash_is_refused),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,7 +50,7 @@ typedef struct rre_link_options {
     const rre_event_type *types; /* read only these types (NULL: all) */
     size_t type_count;
     /* With RRE_LINK_HANDLER_RETRIES, as in rre_subscriber_options: */
-    int max_attempts;         /* a handler's failures before the dead letters; 0: 5 */
+    int max_attempts;         /* a handler's failures before the dead letters; 0 or less: 5 */
     double retry_delay_s;     /* 0: 2 s, doubled per failure */
     double retry_delay_max_s; /* 0: 300 s */
 } rre_link_options;
@@ -65,9 +65,12 @@ typedef struct rre_link_options {
  * max_attempts failures the event goes to the dead letters. RRE_ERETRY_LATER
  * and RRE_EREJECTED mean what they mean there. Each handler is its own
  * subscriber in the retries and dead letters, with the id
- * "<host>:stable:<subscriber_name>/<handler name>": give handlers names that
- * stay the same across restarts, so a restarted process resumes their
- * retries (`rre dlq replay` sends a dead letter back to that handler). The
+ * "<host>:stable:<subscriber_name>/<handler name>" (durable subscriber
+ * names cannot contain '/', so the two never meet): give handlers names
+ * that stay the same across restarts, so a restarted process resumes their
+ * retries (`rre dlq replay` sends a dead letter back to that handler), and
+ * that differ among the handlers of a type (a retry goes to the first
+ * handler of its name). The
  * retries are run by the link's reader thread, synchronously, checked at
  * least four times a second; one whose handler is not subscribed is put
  * off. The failure is still reported as HANDLER_FAILED. */

@@ -142,6 +142,8 @@ class Router:
         self._lock = threading.RLock()
         self._subs = {}
         self._closed = False
+        self._retry_handlers = bool(retry_handlers)
+        self._names = {}  # (type code or None, name) -> how many took it
         if validation not in _VALIDATION:
             raise ValueError("validation is 'off', 'warn' or 'strict', not %r" % (validation,))
         if link:
@@ -272,6 +274,16 @@ class Router:
             sub.loop = None
         sub.name = name or getattr(handler, "__qualname__", None) or repr(handler)
         sub.name = sub.name[:120]
+        if self._retry_handlers:
+            # A handler's retries are kept under its name: two handlers of
+            # one type must not share it ("<lambda>", "<lambda>#2", ... in
+            # the order they subscribe, so the same after a restart).
+            key = (None if event_type in (None, "*") else catalog.code_of(event_type), sub.name)
+            with self._lock:
+                taken = self._names.get(key, 0)
+                self._names[key] = taken + 1
+            if taken:
+                sub.name = "%s#%d" % (sub.name[:110], taken + 1)
         sub.cfn = _lib.HANDLER_FN(lambda ev, _ud, s=sub: _deliver(s, ev))
         sid = ctypes.c_uint64()
         with self._lock:

@@ -183,3 +183,26 @@ def test_linked_router_handler_dead_letters_carry_the_exception(db):
             (d,) = q.dead_letters()
             assert d["subscriber"].endswith(":stable:daemon/picky")
             assert d["error"] == "RRE_EREJECTED: Rejected: unknown board"
+
+
+def test_linked_router_handlers_of_one_name_get_their_own_retries(db):
+    from rre.event_router import Router
+
+    calls = []
+    with Router(db, subscriber_name="daemon", retry_handlers=True, retry_delay=0.05) as r:
+        r.subscribe("ELO_UPDATED", lambda ev: calls.append("first"))
+
+        def second(ev, _n=[0]):
+            calls.append("second")
+            _n[0] += 1
+            if _n[0] == 1:
+                raise RuntimeError("once")
+
+        r.subscribe("ELO_UPDATED", second, name="<lambda>")
+        r.publish_sync("ELO_UPDATED", {"model_id": "m1", "elo": 1500.0})
+        end = time.monotonic() + 10
+        while calls.count("second") < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert calls.count("first") == 1
+        assert calls.count("second") == 2
