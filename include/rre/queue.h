@@ -252,8 +252,9 @@ typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
 
 /* Creates a subscriber on its own connection. For a durable name it takes
  * the name's lease (RRE_EHELD, with a message naming the holder's host and
- * pid, when a live process holds it; RRE_EINVAL for the reserved name or an
- * empty one) and restores the cursor. */
+ * pid, when a live process holds it; RRE_EINVAL for the reserved name, an
+ * empty one, one that is not UTF-8 or one with a '/', which names the
+ * handlers of a linked router) and restores the cursor. */
 RRE_API rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
                                          const rre_subscriber_options *opts);
 
