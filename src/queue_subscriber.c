@@ -899,17 +899,25 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         memset(ev->hash, 0, sizeof ev->hash);
 }
 
+/* Room for `limit` rows in s->rows; false when out of memory. */
+static bool rows_for(rre_subscriber *s, size_t limit)
+{
+    if (s->rows_cap >= limit)
+        return true;
+    struct row *nr = realloc(s->rows, limit * sizeof *nr);
+    if (nr == NULL)
+        return false;
+    s->rows = nr;
+    s->rows_cap = limit;
+    return true;
+}
+
 /* Reads up to `limit` rows after the cursor. */
 static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
 {
     *n_out = 0;
-    if (s->rows_cap < limit) {
-        struct row *nr = realloc(s->rows, limit * sizeof *nr);
-        if (nr == NULL)
-            return rre__error(RRE_ENOMEM, "out of memory");
-        s->rows = nr;
-        s->rows_cap = limit;
-    }
+    if (!rows_for(s, limit))
+        return rre__error(RRE_ENOMEM, "out of memory");
     double oldest = rre__queue_now() - s->q->retention_s;
     for (int attempt = 0;; attempt++) {
         sqlite3_stmt *st = s->st_read;
@@ -954,13 +962,8 @@ static rre_status read_rows(rre_subscriber *s, size_t limit, size_t *n_out)
 static rre_status read_retries(rre_subscriber *s, size_t limit, size_t *n_out)
 {
     *n_out = 0;
-    if (s->rows_cap < limit) {
-        struct row *nr = realloc(s->rows, limit * sizeof *nr);
-        if (nr == NULL)
-            return rre__error(RRE_ENOMEM, "out of memory");
-        s->rows = nr;
-        s->rows_cap = limit;
-    }
+    if (!rows_for(s, limit))
+        return rre__error(RRE_ENOMEM, "out of memory");
     double now = rre__queue_now();
     for (int attempt = 0;; attempt++) {
         sqlite3_stmt *st = s->st_retry;
