@@ -110,14 +110,6 @@ static rre_status reader_handler(const rre_event *ev, void *user_data)
 
 /* ---- handler retries ---------------------------------------------------- */
 
-static double retry_delay(const rre_link *link, int failures)
-{
-    double d = link->retry_delay_s;
-    for (int i = 1; i < failures && d < link->retry_delay_max_s; i++)
-        d *= 2;
-    return d < link->retry_delay_max_s ? d : link->retry_delay_max_s;
-}
-
 /* "<status>: <message>" for what a handler returned. */
 static void failure_text(int rc, const char *error, char *out, size_t cap)
 {
@@ -142,7 +134,7 @@ static void record_failure(rre_link *link, const char *sub, const rre_event *ev,
         attempts++;
         due = rc == RRE_EREJECTED || attempts >= link->max_attempts
                   ? -1
-                  : now + retry_delay(link, attempts);
+                  : now + rre__retry_delay(link->retry_delay_s, link->retry_delay_max_s, attempts);
     }
     if (due < 0)
         atomic_fetch_add(&link->handler_dead, 1);

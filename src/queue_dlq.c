@@ -194,16 +194,7 @@ struct dlq_write {
 
 static int run_bound(sqlite3 *db, const char *sql, const struct dlq_write *w)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (w->sub != NULL)
-        sqlite3_bind_text(st, 1, w->sub, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, w->id);
-    sqlite3_bind_double(st, 3, w->t);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    int rc = rre__queue_run(db, sql, "tid", w->sub, w->id, w->t);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 

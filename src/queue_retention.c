@@ -114,27 +114,17 @@ static int retries_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     (void)body_status;
     const char *id = vctx;
-    static const char *const sql[] = {
+    int rc = rre__queue_run(
+        db,
         "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type, payload, source,"
         " hostname, created_at, attempts, first_failed_at, dead_at, error) SELECT subscriber_id,"
         " event_id, event_type, payload, source, hostname, created_at, attempts, first_failed_at,"
         " ?2, error || ' (then the subscriber was idle past the retention window)'"
         " FROM rre_retries WHERE subscriber_id = ?1",
-        "DELETE FROM rre_retries WHERE subscriber_id = ?1",
-    };
-    int rc = SQLITE_OK;
-    for (size_t i = 0; rc == SQLITE_OK && i < RRE__ARRAY_LEN(sql); i++) {
-        sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(db, sql[i], -1, &st, NULL);
-        if (rc != SQLITE_OK)
-            break;
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 2, rre__queue_now());
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    return rc;
+        "td", id, rre__queue_now());
+    if (rc == SQLITE_DONE)
+        rc = rre__queue_run(db, "DELETE FROM rre_retries WHERE subscriber_id = ?1", "t", id);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static rre_status forget_subscriber(rre_queue *q, sqlite3 *db, const char *id, uint64_t *acks)

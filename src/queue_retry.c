@@ -47,25 +47,13 @@ struct fail_ctx {
     double now;
 };
 
+/* Runs `sql` with the context's values as ?1 to ?11 (a statement uses
+ * those it names); SQLITE_OK when it ran. */
 static int step_bound(sqlite3 *db, const char *sql, const struct fail_ctx *c)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, c->sub, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, c->ev->event_id);
-    sqlite3_bind_text(st, 3, rre_event_name(c->ev->type), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, c->payload, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, c->source, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, c->host, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 7, c->created_at);
-    sqlite3_bind_int(st, 8, c->attempts);
-    sqlite3_bind_double(st, 9, c->now);
-    sqlite3_bind_double(st, 10, c->due_at);
-    sqlite3_bind_text(st, 11, c->error, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    int rc = rre__queue_run(db, sql, "tittttdiddt", c->sub, c->ev->event_id,
+                            rre_event_name(c->ev->type), c->payload, c->source, c->host,
+                            c->created_at, (int64_t)c->attempts, c->now, c->due_at, c->error);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -273,28 +261,28 @@ static int done_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     (void)body_status;
     struct done_ctx *c = vctx;
-    static const char *const sql[] = {
-        "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type, payload, source,"
-        " hostname, created_at, attempts, first_failed_at, dead_at, error) SELECT subscriber_id,"
-        " event_id, event_type, payload, source, hostname, created_at, attempts, first_failed_at,"
-        " ?3, ?4 FROM rre_retries WHERE subscriber_id = ?1 AND event_id = ?2",
-        "DELETE FROM rre_retries WHERE subscriber_id = ?1 AND event_id = ?2",
-    };
-    int rc = SQLITE_OK;
-    for (size_t i = c->bury != NULL ? 0 : 1; rc == SQLITE_OK && i < 2; i++) {
-        sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(db, sql[i], -1, &st, NULL);
-        if (rc != SQLITE_OK)
-            break;
-        sqlite3_bind_text(st, 1, c->sub, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, c->event_id);
-        sqlite3_bind_double(st, 3, rre__queue_now());
-        sqlite3_bind_text(st, 4, c->bury, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    return rc;
+    int rc = SQLITE_DONE;
+    if (c->bury != NULL)
+        rc = rre__queue_run(db,
+                            "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type,"
+                            " payload, source, hostname, created_at, attempts, first_failed_at,"
+                            " dead_at, error) SELECT subscriber_id, event_id, event_type, payload,"
+                            " source, hostname, created_at, attempts, first_failed_at, ?3, ?4"
+                            " FROM rre_retries WHERE subscriber_id = ?1 AND event_id = ?2",
+                            "tidt", c->sub, c->event_id, rre__queue_now(), c->bury);
+    if (rc == SQLITE_DONE)
+        rc =
+            rre__queue_run(db, "DELETE FROM rre_retries WHERE subscriber_id = ?1 AND event_id = ?2",
+                           "ti", c->sub, c->event_id);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+double rre__retry_delay(double first, double max, int failures)
+{
+    double d = first;
+    for (int i = 1; i < failures && d < max; i++)
+        d *= 2;
+    return d < max ? d : max;
 }
 
 rre_status rre__retry_done(rre_queue *q, const char *sub, int64_t event_id, const char *bury)

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,33 @@ static const char RRE_SCHEMA[] =
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
+
+int rre__queue_run(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 1; fmt[i - 1] != '\0'; i++) {
+        switch (fmt[i - 1]) {
+        case 't':
+            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+            break;
+        case 'i':
+            sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+            break;
+        default:
+            sqlite3_bind_double(st, i, va_arg(ap, double));
+            break;
+        }
+    }
+    va_end(ap);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc;
+}
 
 void rre__queue_lock(pthread_mutex_t *m)
 {

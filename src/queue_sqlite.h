@@ -132,6 +132,16 @@ rre_status rre__queue_write_txn(const rre_queue *q, sqlite3 *db, const char *wha
 /* Prepares `sql` (persistent when `persistent`) with busy retries. */
 rre_status rre__queue_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
 
+/* Prepares `sql`, binds ?1, ?2, ... from the arguments as `fmt` says (one
+ * character each: 't' text, NULL binds NULL; 'i' int64_t; 'd' double),
+ * steps it once and finalizes it. Returns the step's result code
+ * (SQLITE_DONE for a statement without rows) or the prepare's error. */
+int rre__queue_run(sqlite3 *db, const char *sql, const char *fmt, ...);
+
+/* The wait before the delivery that follows failure number `failures`
+ * (1, 2, ...): `first`, doubled per further failure, at most `max`. */
+double rre__retry_delay(double first, double max, int failures);
+
 /* Retries and dead letters of a linked router's handlers (queue_retry.c),
  * each handler its own pseudo-subscriber id. */
 typedef struct rre__retry_item {

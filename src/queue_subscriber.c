@@ -163,33 +163,6 @@ static bool holder_alive(const rre_subscriber *s, const char *host, long pid, lo
 
 /* Binds arguments described by `fmt` (t text, i int64, d double) and steps
  * once; returns the step's result code. The statement is finalized. */
-static int run_sql(sqlite3 *db, const char *sql, const char *fmt, ...)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    for (int i = 1; fmt[i - 1] != '\0'; i++) {
-        switch (fmt[i - 1]) {
-        case 't':
-            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-            break;
-        case 'i':
-            sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-            break;
-        default:
-            sqlite3_bind_double(st, i, va_arg(ap, double));
-            break;
-        }
-    }
-    va_end(ap);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     struct lease_ctx *c = vctx;
@@ -223,22 +196,24 @@ static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
         return rc;
     }
     sqlite3_finalize(st);
-    rc = run_sql(db,
-                 "INSERT OR REPLACE INTO rre_leases(subscriber_id, hostname, pid, start_time,"
-                 " token, heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
-                 "ttiiid", s->id, s->q->hostname, (int64_t)getpid(), (int64_t)s->q->start_time,
-                 s->token, c->now);
+    rc =
+        rre__queue_run(db,
+                       "INSERT OR REPLACE INTO rre_leases(subscriber_id, hostname, pid, start_time,"
+                       " token, heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
+                       "ttiiid", s->id, s->q->hostname, (int64_t)getpid(),
+                       (int64_t)s->q->start_time, s->token, c->now);
     if (rc != SQLITE_DONE)
         return rc;
-    rc = run_sql(db,
-                 "INSERT INTO subscribers(subscriber_id, process_name, hostname, pid,"
-                 " subscribed_types, last_poll_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                 " ON CONFLICT(subscriber_id) DO UPDATE SET process_name = excluded.process_name,"
-                 " hostname = excluded.hostname, pid = excluded.pid,"
-                 " subscribed_types = excluded.subscribed_types,"
-                 " last_poll_at = excluded.last_poll_at",
-                 "tttitdd", s->id, s->name, s->q->hostname, (int64_t)getpid(), s->subscribed_types,
-                 c->now, c->now);
+    rc = rre__queue_run(
+        db,
+        "INSERT INTO subscribers(subscriber_id, process_name, hostname, pid,"
+        " subscribed_types, last_poll_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(subscriber_id) DO UPDATE SET process_name = excluded.process_name,"
+        " hostname = excluded.hostname, pid = excluded.pid,"
+        " subscribed_types = excluded.subscribed_types,"
+        " last_poll_at = excluded.last_poll_at",
+        "tttitdd", s->id, s->name, s->q->hostname, (int64_t)getpid(), s->subscribed_types, c->now,
+        c->now);
     if (rc != SQLITE_DONE)
         return rc;
     rc = sqlite3_prepare_v2(db, "SELECT last_event_id FROM rre_cursors WHERE subscriber_id = ?", -1,
@@ -296,16 +271,17 @@ static int heartbeat_in_txn(sqlite3 *db, rre_subscriber *s, double now, rre_stat
         }
         rre__log(RRE_LOG_INFO, "queue", "subscriber '%s': its lease had expired; taking it back",
                  s->id);
-        rc = run_sql(db,
-                     "INSERT INTO rre_leases(subscriber_id, hostname, pid, start_time, token,"
-                     " heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
-                     "ttiiid", s->id, s->q->hostname, (int64_t)getpid(), (int64_t)s->q->start_time,
-                     s->token, now);
+        rc =
+            rre__queue_run(db,
+                           "INSERT INTO rre_leases(subscriber_id, hostname, pid, start_time, token,"
+                           " heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
+                           "ttiiid", s->id, s->q->hostname, (int64_t)getpid(),
+                           (int64_t)s->q->start_time, s->token, now);
         if (rc != SQLITE_DONE)
             return rc;
     }
-    rc = run_sql(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt", now,
-                 s->id);
+    rc = rre__queue_run(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt",
+                        now, s->id);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -500,12 +476,12 @@ static int release_body(sqlite3 *db, void *vctx, rre_status *body_status)
 {
     (void)body_status;
     rre_subscriber *s = vctx;
-    int rc = run_sql(db, "DELETE FROM rre_leases WHERE subscriber_id = ? AND token = ?", "ti",
-                     s->id, s->token);
+    int rc = rre__queue_run(db, "DELETE FROM rre_leases WHERE subscriber_id = ? AND token = ?",
+                            "ti", s->id, s->token);
     if (rc != SQLITE_DONE)
         return rc;
-    rc = run_sql(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt",
-                 rre__queue_now(), s->id);
+    rc = rre__queue_run(db, "UPDATE subscribers SET last_poll_at = ? WHERE subscriber_id = ?", "dt",
+                        rre__queue_now(), s->id);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -1031,12 +1007,12 @@ struct ack_ctx {
  * inside a write transaction. */
 static int record_cursor(sqlite3 *db, rre_subscriber *s, int64_t cursor, double now)
 {
-    int rc = run_sql(db,
-                     "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
-                     " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
-                     " last_event_id = max(last_event_id, excluded.last_event_id),"
-                     " updated_at = excluded.updated_at",
-                     "tid", s->id, cursor, now);
+    int rc = rre__queue_run(db,
+                            "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
+                            " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
+                            " last_event_id = max(last_event_id, excluded.last_event_id),"
+                            " updated_at = excluded.updated_at",
+                            "tid", s->id, cursor, now);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -1052,48 +1028,51 @@ static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, d
         if (payload == NULL)
             return SQLITE_NOMEM;
         if (r->outcome == OUT_RETRY)
-            rc = run_sql(db,
-                         "INSERT INTO rre_retries(subscriber_id, event_id, event_type, payload,"
-                         " source, hostname, created_at, attempts, first_failed_at, due_at,"
-                         " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
-                         " (subscriber_id, event_id) DO UPDATE SET attempts ="
-                         " max(attempts, excluded.attempts), due_at = excluded.due_at,"
-                         " error = excluded.error",
-                         "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
-                         r->ev.source, r->ev.hostname, r->created_at, (int64_t)r->next_attempts,
-                         now, r->due_at, err);
+            rc = rre__queue_run(
+                db,
+                "INSERT INTO rre_retries(subscriber_id, event_id, event_type, payload,"
+                " source, hostname, created_at, attempts, first_failed_at, due_at,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
+                " (subscriber_id, event_id) DO UPDATE SET attempts ="
+                " max(attempts, excluded.attempts), due_at = excluded.due_at,"
+                " error = excluded.error",
+                "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload, r->ev.source,
+                r->ev.hostname, r->created_at, (int64_t)r->next_attempts, now, r->due_at, err);
         else
-            rc = run_sql(db,
-                         "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type,"
-                         " payload, source, hostname, created_at, attempts, first_failed_at,"
-                         " dead_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
-                         r->ev.source, r->ev.hostname, r->created_at, (int64_t)r->next_attempts,
-                         now, now, err);
+            rc = rre__queue_run(db,
+                                "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type,"
+                                " payload, source, hostname, created_at, attempts, first_failed_at,"
+                                " dead_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                "tittttdiddt", s->id, r->id, rre_event_name(r->ev.type), payload,
+                                r->ev.source, r->ev.hostname, r->created_at,
+                                (int64_t)r->next_attempts, now, now, err);
         free(payload);
         return rc;
     }
     switch (r->outcome) {
     case OUT_RETRY:
-        return run_sql(db,
-                       "UPDATE rre_retries SET attempts = ?, due_at = ?, error = ?"
-                       " WHERE subscriber_id = ? AND event_id = ?",
-                       "idtti", (int64_t)r->next_attempts, r->due_at, err, s->id, r->id);
+        return rre__queue_run(db,
+                              "UPDATE rre_retries SET attempts = ?, due_at = ?, error = ?"
+                              " WHERE subscriber_id = ? AND event_id = ?",
+                              "idtti", (int64_t)r->next_attempts, r->due_at, err, s->id, r->id);
     case OUT_DEAD:
-        rc = run_sql(db,
-                     "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type, payload,"
-                     " source, hostname, created_at, attempts, first_failed_at, dead_at, error)"
-                     " SELECT subscriber_id, event_id, event_type, payload, source, hostname,"
-                     " created_at, ?, first_failed_at, ?, ? FROM rre_retries"
-                     " WHERE subscriber_id = ? AND event_id = ?",
-                     "idtti", (int64_t)r->next_attempts, now, err, s->id, r->id);
+        rc = rre__queue_run(
+            db,
+            "INSERT INTO rre_dead_letters(subscriber_id, event_id, event_type, payload,"
+            " source, hostname, created_at, attempts, first_failed_at, dead_at, error)"
+            " SELECT subscriber_id, event_id, event_type, payload, source, hostname,"
+            " created_at, ?, first_failed_at, ?, ? FROM rre_retries"
+            " WHERE subscriber_id = ? AND event_id = ?",
+            "idtti", (int64_t)r->next_attempts, now, err, s->id, r->id);
         if (rc != SQLITE_DONE)
             return rc;
-        return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
-                       s->id, r->id);
+        return rre__queue_run(db,
+                              "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?",
+                              "ti", s->id, r->id);
     default: /* done: the retry is over */
-        return run_sql(db, "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?", "ti",
-                       s->id, r->id);
+        return rre__queue_run(db,
+                              "DELETE FROM rre_retries WHERE subscriber_id = ? AND event_id = ?",
+                              "ti", s->id, r->id);
     }
 }
 
@@ -1210,15 +1189,6 @@ static bool is_closed(rre_subscriber *s)
     return closed;
 }
 
-/* The wait before delivery number `failures` + 1. */
-static double retry_delay(const rre_subscriber *s, int failures)
-{
-    double d = s->retry_delay_s;
-    for (int i = 1; i < failures && d < s->retry_delay_max_s; i++)
-        d *= 2;
-    return d < s->retry_delay_max_s ? d : s->retry_delay_max_s;
-}
-
 /* Decides what becomes of a delivered row from its handler's status. */
 static void judge(rre_subscriber *s, struct row *r, rre_status hst)
 {
@@ -1262,7 +1232,7 @@ static void judge(rre_subscriber *s, struct row *r, rre_status hst)
                  hst == RRE_EREJECTED ? r->next_attempts : s->max_attempts, detail);
         return;
     }
-    double d = retry_delay(s, r->next_attempts);
+    double d = rre__retry_delay(s->retry_delay_s, s->retry_delay_max_s, r->next_attempts);
     r->outcome = OUT_RETRY;
     r->due_at = now + d;
     rre__log(RRE_LOG_WARN, "queue",
