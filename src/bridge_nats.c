@@ -1475,6 +1475,8 @@ struct inbound {
     bool accept_any;       /* the next message starts a new consumer: no gap check */
     uint64_t reconnects;   /* b->reconnects when the consumer was made */
     int64_t checked_ms;    /* when the consumer was last seen to exist */
+    uint64_t stalled_at;   /* pos when the server last said it delivered past it, or
+                              UINT64_MAX */
     rre__import_row *rows;
     int64_t *origin_us; /* per row: the event's own time (ce-time), or -1 */
     natsMsg **terms;
@@ -1621,6 +1623,7 @@ static rre_status setup_consumer(struct inbound *in, bool *fatal)
     in->accept_any = true;
     in->reconnects = atomic_load(&b->reconnects);
     in->checked_ms = rre__queue_mono_ms();
+    in->stalled_at = UINT64_MAX;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = b->stream;
@@ -1746,19 +1749,37 @@ static bool handle_batch(struct inbound *in, natsMsgList *list, bool *closed)
     return true;
 }
 
-/* While idle, every few seconds: whether the consumer (or its stream) no
- * longer exists on the server. */
-static bool consumer_gone(struct inbound *in)
+/* Checked while fetches come back empty, at most every 5 s: whether the
+ * consumer must be made again. "deleted" when the server no longer has it.
+ * "stalled" when, at two checks in a row with nothing handled between them,
+ * the server says it delivered messages past the last one handled here:
+ * those went to a fetch that was lost (a connection or a consumer leader
+ * gone), and a server that lost its pending state with its leader does not
+ * send them again (seen with nats-server 2.9.10 after a leader was killed).
+ * One check is not enough: a fetch that timed out as messages were on their
+ * way leaves them for the next fetch. NULL when all is well. */
+static const char *consumer_lost(struct inbound *in)
 {
     int64_t now = rre__queue_mono_ms();
     if (now - in->checked_ms < 5000)
-        return false;
+        return NULL;
     in->checked_ms = now;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetConsumerInfo(&ci, in->b->js, in->b->stream, in->b->consumer, NULL, &jerr);
+    const char *why = NULL;
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
+        why = "deleted";
+    } else if (s == NATS_OK && ci != NULL && ci->Delivered.Stream > in->pos) {
+        if (in->stalled_at == in->pos)
+            why = "stalled";
+        else
+            in->stalled_at = in->pos;
+    } else if (s == NATS_OK) {
+        in->stalled_at = UINT64_MAX;
+    }
     jsConsumerInfo_Destroy(ci);
-    return s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr;
+    return why;
 }
 
 static void *inbound_main(void *arg)
@@ -1795,12 +1816,17 @@ static void *inbound_main(void *arg)
             if (atomic_load(&b->reconnects) != in->reconnects) {
                 atomic_fetch_add(&b->in_consumer_resets, 1);
                 drop_consumer(in);
-            } else if (consumer_gone(in)) {
-                /* A fetch on a consumer deleted on the server only times out. */
-                rre__log(RRE_LOG_WARN, "bridge", "the consumer '%s' was deleted; making it again",
-                         b->consumer);
-                atomic_fetch_add(&b->in_consumer_resets, 1);
-                drop_consumer(in);
+            } else {
+                /* A fetch on a consumer deleted on the server, or whose
+                 * deliveries were lost, only times out. */
+                const char *why = consumer_lost(in);
+                if (why != NULL) {
+                    rre__log(RRE_LOG_WARN, "bridge",
+                             "the consumer '%s' was %s; making it again at stream sequence %llu",
+                             b->consumer, why, (unsigned long long)(in->done + 1));
+                    atomic_fetch_add(&b->in_consumer_resets, 1);
+                    drop_consumer(in);
+                }
             }
             continue;
         }
