@@ -103,10 +103,12 @@ static void index_delete(struct rre__dedup *d, size_t i)
 
 static void drop_oldest(struct rre__dedup *d)
 {
-    size_t slot = find_slot(d, d->ring[d->head].hash);
-    if (slot == SIZE_MAX)
-        rre__panic("dedup: ring entry missing from the index");
-    index_delete(d, slot);
+    if (d->ring[d->head].id != RRE__DEDUP_DEAD) {
+        size_t slot = find_slot(d, d->ring[d->head].hash);
+        if (slot == SIZE_MAX)
+            rre__panic("dedup: ring entry missing from the index");
+        index_delete(d, slot);
+    }
     d->head = d->head + 1 == d->ring_cap ? 0 : d->head + 1;
     d->count--;
     if (d->count == 0)
@@ -146,15 +148,14 @@ static bool grow(struct rre__dedup *d)
     d->index_cap = icap;
     d->head = 0;
     for (size_t i = 0; i < d->count; i++)
-        index_insert(d, i);
+        if (d->ring[i].id != RRE__DEDUP_DEAD)
+            index_insert(d, i);
     return true;
 }
 
-bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t now)
+/* Appends an entry for a hash not held. False when there is no room. */
+static bool append(struct rre__dedup *d, const uint8_t *hash, int64_t time, int64_t id)
 {
-    rre__dedup_expire(d, now);
-    if (find_slot(d, hash) != SIZE_MAX)
-        return true;
     if (d->count == d->ring_cap) {
         if (d->ring_cap < d->max_entries && grow(d)) {
             /* room made */
@@ -166,10 +167,46 @@ bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], i
     }
     size_t pos = ring_pos(d, d->count);
     memcpy(d->ring[pos].hash, hash, RRE_HASH_SIZE);
-    d->ring[pos].time = now;
+    d->ring[pos].time = time;
+    d->ring[pos].id = id;
     d->count++;
     index_insert(d, pos);
+    return true;
+}
+
+bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t now)
+{
+    rre__dedup_expire(d, now);
+    if (find_slot(d, hash) != SIZE_MAX)
+        return true;
+    append(d, hash, now, 0);
     return false;
+}
+
+bool rre__dedup_put(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t time,
+                    int64_t id)
+{
+    size_t slot = find_slot(d, hash);
+    if (slot != SIZE_MAX) {
+        size_t pos = slot_pos(d->index[slot]);
+        index_delete(d, slot);
+        d->ring[pos].id = RRE__DEDUP_DEAD;
+    }
+    return append(d, hash, time, id);
+}
+
+const struct rre__dedup_entry *rre__dedup_find(const struct rre__dedup *d,
+                                               const uint8_t hash[RRE_HASH_SIZE])
+{
+    size_t slot = find_slot(d, hash);
+    return slot == SIZE_MAX ? NULL : &d->ring[slot_pos(d->index[slot])];
+}
+
+void rre__dedup_drop_upto(struct rre__dedup *d, int64_t id)
+{
+    while (d->count > 0 &&
+           (d->ring[d->head].id == RRE__DEDUP_DEAD || d->ring[d->head].id <= id))
+        drop_oldest(d);
 }
 
 bool rre__dedup_contains(const struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE])

@@ -2,7 +2,7 @@
  * dedup.h - the dedup window: a bounded set of content hashes, each with the
  * time it was first seen, forgetting the oldest first.
  *
- * Layout: the entries (hash and time, 40 bytes) live in a ring in insertion
+ * Layout: the entries (hash, time and id, 48 bytes) live in a ring in insertion
  * order, so the ones to expire are always at its head; an open-addressing
  * index (linear probing, at most half full, backward-shift deletion) maps a
  * hash to its ring position. An index slot holds the position and 32 bits
@@ -19,7 +19,10 @@
 struct rre__dedup_entry {
     uint8_t hash[RRE_HASH_SIZE];
     int64_t time; /* microseconds, when first accepted */
+    int64_t id;   /* the caller's (the queue's event id); RRE__DEDUP_DEAD: replaced */
 };
+
+#define RRE__DEDUP_DEAD INT64_MIN
 
 struct rre__dedup {
     struct rre__dedup_entry *ring; /* ring_cap entries */
@@ -48,6 +51,28 @@ void rre__dedup_expire(struct rre__dedup *d, int64_t now);
  * When memory runs out the hash is not remembered and false is returned:
  * the event goes through rather than being lost. */
 bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t now);
+
+/* Remembers `hash` with `time` and `id` (an id other than RRE__DEDUP_DEAD),
+ * without expiring anything; a hash already held is replaced (its entry
+ * stays in the ring, dead, until it reaches the head). Entries should be put
+ * in time order; when `max_entries` are held the oldest is forgotten. False
+ * when memory runs out: the hash is not held then. */
+bool rre__dedup_put(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t time,
+                    int64_t id);
+
+/* The live entry holding `hash`, or NULL (without expiring anything). */
+const struct rre__dedup_entry *rre__dedup_find(const struct rre__dedup *d,
+                                               const uint8_t hash[RRE_HASH_SIZE]);
+
+/* Forgets the oldest entries while their id is at most `id` (or they are
+ * dead): with ids put in increasing order, every entry up to `id`. */
+void rre__dedup_drop_upto(struct rre__dedup *d, int64_t id);
+
+/* The number of entries held, dead ones included. */
+static inline size_t rre__dedup_count(const struct rre__dedup *d)
+{
+    return d->count;
+}
 
 /* True when `hash` is held (without expiring anything). */
 bool rre__dedup_contains(const struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE]);

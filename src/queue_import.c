@@ -22,7 +22,8 @@
 struct rre__importer {
     rre_queue *q;
     sqlite3 *db;
-    sqlite3_stmt *st_dedup_get, *st_insert, *st_dedup_put, *st_pos_get, *st_pos_put;
+    sqlite3_stmt *st_insert, *st_pos_get, *st_pos_put;
+    rre__qdedup dedup;
 };
 
 static const char IMPORT_SCHEMA[] = "CREATE TABLE IF NOT EXISTS rre_bridge_positions ("
@@ -41,9 +42,8 @@ void rre__importer_close(rre__importer *im)
 {
     if (im == NULL)
         return;
-    sqlite3_finalize(im->st_dedup_get);
     sqlite3_finalize(im->st_insert);
-    sqlite3_finalize(im->st_dedup_put);
+    rre__qdedup_close(&im->dedup);
     sqlite3_finalize(im->st_pos_get);
     sqlite3_finalize(im->st_pos_put);
     sqlite3_close(im->db);
@@ -63,18 +63,12 @@ rre_status rre__importer_open(rre_queue *q, rre__importer **out)
     if (st == RRE_OK)
         st = rre__queue_write_txn(q, im->db, "creating the bridge's table", schema_body, NULL);
     if (st == RRE_OK)
-        st = rre__queue_prepare(im->db, "SELECT event_id, first_seen FROM rre_dedup WHERE hash = ?",
-                                &im->st_dedup_get);
-    if (st == RRE_OK)
         st = rre__queue_prepare(im->db,
                                 "INSERT INTO events(event_type, payload, source, hostname,"
                                 " created_at) VALUES (?, ?, ?, ?, ?)",
                                 &im->st_insert);
     if (st == RRE_OK)
-        st = rre__queue_prepare(im->db,
-                                "INSERT OR REPLACE INTO rre_dedup(event_id, hash, first_seen)"
-                                " VALUES (?, ?, ?)",
-                                &im->st_dedup_put);
+        st = rre__qdedup_open(&im->dedup, im->db, q->dedup_window_s, q->dedup_mem_max);
     if (st == RRE_OK)
         st = rre__queue_prepare(im->db, "SELECT position FROM rre_bridge_positions WHERE name = ?",
                                 &im->st_pos_get);
@@ -135,48 +129,39 @@ static int import_body(sqlite3 *db, void *vctx, rre_status *body_status)
     (void)body_status;
     struct import_ctx *c = vctx;
     rre__importer *im = c->im;
-    double window = im->q->dedup_window_s;
-    double cutoff = c->now - window;
+    int rc = rre__qdedup_begin(&im->dedup, c->now);
+    if (rc != SQLITE_OK)
+        return rc;
     for (size_t i = 0; i < c->n; i++) {
         rre__import_row *r = &c->rows[i];
         r->duplicate = false;
         r->event_id = 0;
-        if (window > 0) {
-            sqlite3_bind_blob(im->st_dedup_get, 1, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
-            int rc = sqlite3_step(im->st_dedup_get);
-            if (rc == SQLITE_ROW && sqlite3_column_double(im->st_dedup_get, 1) >= cutoff) {
-                r->duplicate = true;
-                r->event_id = sqlite3_column_int64(im->st_dedup_get, 0);
-            }
-            sqlite3_reset(im->st_dedup_get);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                return rc;
-            if (r->duplicate)
-                continue;
-        }
+        rc = rre__qdedup_find(&im->dedup, r->hash, c->now, &r->duplicate, &r->event_id);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (r->duplicate)
+            continue;
         sqlite3_bind_text(im->st_insert, 1, r->spelling, -1, SQLITE_STATIC);
         sqlite3_bind_text(im->st_insert, 2, r->payload_text, (int)r->payload_len, SQLITE_STATIC);
         sqlite3_bind_text(im->st_insert, 3, r->source, -1, SQLITE_STATIC);
         sqlite3_bind_text(im->st_insert, 4, r->hostname, -1, SQLITE_STATIC);
         sqlite3_bind_double(im->st_insert, 5, c->now);
-        int rc = step_reset(im->st_insert);
+        rc = step_reset(im->st_insert);
         if (rc != SQLITE_DONE)
             return rc;
         r->event_id = sqlite3_last_insert_rowid(db);
-        if (window > 0) {
-            sqlite3_bind_int64(im->st_dedup_put, 1, r->event_id);
-            sqlite3_bind_blob(im->st_dedup_put, 2, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
-            sqlite3_bind_double(im->st_dedup_put, 3, c->now);
-            rc = step_reset(im->st_dedup_put);
-            if (rc != SQLITE_DONE)
-                return rc;
-        }
+        rc = rre__qdedup_add(&im->dedup, r->event_id, r->hash, c->now);
+        if (rc != SQLITE_OK)
+            return rc;
     }
+    rc = rre__qdedup_end(&im->dedup, c->now);
+    if (rc != SQLITE_OK)
+        return rc;
     if (c->pos_name != NULL) {
         sqlite3_bind_text(im->st_pos_put, 1, c->pos_name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(im->st_pos_put, 2, c->pos);
         sqlite3_bind_double(im->st_pos_put, 3, c->now);
-        int rc = step_reset(im->st_pos_put);
+        rc = step_reset(im->st_pos_put);
         if (rc != SQLITE_DONE)
             return rc;
     }
@@ -194,6 +179,8 @@ rre_status rre__importer_append(rre__importer *im, rre__import_row *rows, size_t
     if (closed)
         return rre__error(RRE_ECLOSED, "the queue is closed");
     struct import_ctx c = {im, rows, n, pos_name, pos, rre__queue_now()};
-    return rre__queue_write_txn(im->q, im->db, "importing events from other hosts", import_body,
-                                &c);
+    rre_status st = rre__queue_write_txn(im->q, im->db, "importing events from other hosts",
+                                         import_body, &c);
+    rre__qdedup_after(&im->dedup, st == RRE_OK);
+    return st;
 }

@@ -196,7 +196,20 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
                               .binds = "id",
                               .i1 = RRE__QUEUE_PURGE_BATCH,
                               .d1 = now - window};
-        st = delete_batches(q, db, &dc, "deleting expired dedup entries", &res.dedup);
+        uint64_t indexed = 0;
+        st = delete_batches(q, db, &dc, "deleting expired dedup entries", &indexed);
+        (void)indexed; /* the same hashes as below, or of an earlier release */
+    }
+    if (st == RRE_OK) {
+        /* The stored hashes, the same way: these are the ones counted. */
+        double window = q->dedup_window_s > 0 ? q->dedup_window_s : 0;
+        struct exec_ctx hc = {.sql = "DELETE FROM rre_hashes WHERE event_id IN (SELECT event_id"
+                                     " FROM (SELECT event_id, first_seen FROM rre_hashes ORDER BY"
+                                     " event_id LIMIT ?) WHERE first_seen < ?)",
+                              .binds = "id",
+                              .i1 = RRE__QUEUE_PURGE_BATCH,
+                              .d1 = now - window};
+        st = delete_batches(q, db, &hc, "deleting expired stored hashes", &res.dedup);
     }
     if (st == RRE_OK) {
         /* Dead subscribers: transient ids idle past the subscriber timeout;

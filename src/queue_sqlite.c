@@ -60,6 +60,15 @@ static const char RRE_SCHEMA[] =
     " event_id INTEGER PRIMARY KEY,"
     " hash BLOB NOT NULL UNIQUE,"
     " first_seen REAL NOT NULL);"
+    /* Every stored hash, appended; rre_dedup indexes those up to
+     * dedup_indexed_upto (see queue_dedup.c). A file made before this table
+     * has its hashes in rre_dedup only: all of them count as indexed. */
+    "CREATE TABLE IF NOT EXISTS rre_hashes ("
+    " event_id INTEGER PRIMARY KEY,"
+    " hash BLOB NOT NULL,"
+    " first_seen REAL NOT NULL);"
+    "INSERT OR IGNORE INTO rre_meta(key, value) SELECT 'dedup_indexed_upto',"
+    " ifnull(max(event_id), 0) FROM rre_dedup;"
     "CREATE TABLE IF NOT EXISTS rre_cursors ("
     " subscriber_id TEXT PRIMARY KEY,"
     " last_event_id INTEGER NOT NULL,"
@@ -560,12 +569,12 @@ static bool schema_present(sqlite3 *db, bool *ok)
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN"
                                 " ('events','subscribers','acks','rre_meta','rre_dedup',"
-                                "'rre_cursors','rre_leases','rre_poison','rre_retries',"
-                                "'rre_dead_letters')",
+                                "'rre_hashes','rre_cursors','rre_leases','rre_poison',"
+                                "'rre_retries','rre_dead_letters')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 10;
+    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 11;
     if (rc != SQLITE_ROW) {
         *ok = false;
         rre__queue_sqlite_error(db, rc, "reading the queue schema");
@@ -790,9 +799,8 @@ void rre_queue_destroy(rre_queue *q)
         return;
     rre_queue_close(q);
     /* No leader can be active: every publish returned before destroy. */
-    sqlite3_finalize(q->st_dedup_get);
     sqlite3_finalize(q->st_insert);
-    sqlite3_finalize(q->st_dedup_put);
+    rre__qdedup_close(&q->wdedup);
     sqlite3_close(q->wdb);
     sqlite3_close(q->adb);
     pthread_mutex_destroy(&q->mu);
@@ -850,46 +858,35 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
     (void)body_status;
     struct batch_ctx *c = vctx;
     rre_queue *q = c->q;
-    double cutoff = c->now - q->dedup_window_s;
+    int rc = rre__qdedup_begin(&q->wdedup, c->now);
+    if (rc != SQLITE_OK)
+        return rc;
     for (struct rre__pub_req *r = c->first; r != NULL; r = r->next) {
         if (r->event_id != 0 && !r->duplicate)
             rre__queue_own_remove(q, r->event_id); /* from an attempt rolled back */
         r->duplicate = false;
         r->event_id = 0;
-        if (q->dedup_window_s > 0) {
-            sqlite3_bind_blob(q->st_dedup_get, 1, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
-            int rc = sqlite3_step(q->st_dedup_get);
-            if (rc == SQLITE_ROW && sqlite3_column_double(q->st_dedup_get, 1) >= cutoff) {
-                r->duplicate = true;
-                r->event_id = sqlite3_column_int64(q->st_dedup_get, 0);
-            }
-            sqlite3_reset(q->st_dedup_get);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                return rc;
-            if (r->duplicate)
-                continue;
-        }
+        rc = rre__qdedup_find(&q->wdedup, r->hash, c->now, &r->duplicate, &r->event_id);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (r->duplicate)
+            continue;
         sqlite3_bind_text(q->st_insert, 1, r->spelling, -1, SQLITE_STATIC);
         sqlite3_bind_text(q->st_insert, 2, r->payload_text, -1, SQLITE_STATIC);
         sqlite3_bind_text(q->st_insert, 3, r->source, -1, SQLITE_STATIC);
         sqlite3_bind_text(q->st_insert, 4, q->hostname, -1, SQLITE_STATIC);
         sqlite3_bind_double(q->st_insert, 5, c->now);
-        int rc = step_reset(q->st_insert);
+        rc = step_reset(q->st_insert);
         if (rc != SQLITE_DONE)
             return rc;
         r->event_id = sqlite3_last_insert_rowid(db);
         /* Recorded before the commit, so a receiver never sees the row first. */
         rre__queue_own_add(q, r->event_id, r->hash);
-        if (q->dedup_window_s > 0) {
-            sqlite3_bind_int64(q->st_dedup_put, 1, r->event_id);
-            sqlite3_bind_blob(q->st_dedup_put, 2, r->hash, RRE_HASH_SIZE, SQLITE_STATIC);
-            sqlite3_bind_double(q->st_dedup_put, 3, c->now);
-            rc = step_reset(q->st_dedup_put);
-            if (rc != SQLITE_DONE)
-                return rc;
-        }
+        rc = rre__qdedup_add(&q->wdedup, r->event_id, r->hash, c->now);
+        if (rc != SQLITE_OK)
+            return rc;
     }
-    return SQLITE_OK;
+    return rre__qdedup_end(&q->wdedup, c->now);
 }
 
 static rre_status open_writer(rre_queue *q)
@@ -900,23 +897,15 @@ static rre_status open_writer(rre_queue *q)
     rre_status st = rre__queue_connect(q, &db, 1024);
     if (st != RRE_OK)
         return st;
-    st = rre__queue_prepare(db, "SELECT event_id, first_seen FROM rre_dedup WHERE hash = ?",
-                            &q->st_dedup_get);
+    st = rre__queue_prepare(db,
+                            "INSERT INTO events(event_type, payload, source, hostname,"
+                            " created_at) VALUES (?, ?, ?, ?, ?)",
+                            &q->st_insert);
     if (st == RRE_OK)
-        st = rre__queue_prepare(db,
-                                "INSERT INTO events(event_type, payload, source, hostname,"
-                                " created_at) VALUES (?, ?, ?, ?, ?)",
-                                &q->st_insert);
-    if (st == RRE_OK)
-        st = rre__queue_prepare(db,
-                                "INSERT OR REPLACE INTO rre_dedup(event_id, hash, first_seen)"
-                                " VALUES (?, ?, ?)",
-                                &q->st_dedup_put);
+        st = rre__qdedup_open(&q->wdedup, db, q->dedup_window_s, q->dedup_mem_max);
     if (st != RRE_OK) {
-        sqlite3_finalize(q->st_dedup_get);
         sqlite3_finalize(q->st_insert);
-        sqlite3_finalize(q->st_dedup_put);
-        q->st_dedup_get = q->st_insert = q->st_dedup_put = NULL;
+        q->st_insert = NULL;
         sqlite3_close(db);
         return st;
     }
@@ -940,6 +929,7 @@ static void run_batch(rre_queue *q, struct rre__pub_req *first)
     if (st == RRE_OK) {
         struct batch_ctx c = {q, first, rre__queue_now()};
         st = rre__queue_write_txn(q, q->wdb, "publishing to the queue", batch_body, &c);
+        rre__qdedup_after(&q->wdedup, st == RRE_OK);
     }
     for (struct rre__pub_req *r = first; r != NULL; r = r->next) {
         r->status = st;

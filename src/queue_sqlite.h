@@ -6,6 +6,7 @@
 #ifndef RRE_QUEUE_SQLITE_H
 #define RRE_QUEUE_SQLITE_H
 
+#include "dedup.h"
 #include "internal.h"
 
 #include <pthread.h>
@@ -19,7 +20,41 @@
 /* The fallback re-read interval of a waiting subscriber, in milliseconds. */
 #define RRE__QUEUE_FALLBACK_MS 250
 
+/* Hashes a writer holds in memory past the indexed ones before it merges
+ * them into rre_dedup (see queue_dedup.c). */
+#define RRE__QUEUE_DEDUP_MEM_MAX 8192
+
 struct rre__pub_req;
+
+/* The content dedup of one writer connection (queue_dedup.c). Used by one
+ * thread at a time, inside that connection's write transactions. */
+typedef struct rre__qdedup {
+    struct rre__dedup mem; /* hashes of rre_hashes past indexed_upto */
+    int64_t loaded_upto;   /* the last rre_hashes event id looked at */
+    int64_t indexed_upto;  /* W as last read: rows up to it are in rre_dedup */
+    bool in_txn;           /* a transaction added to mem and is not concluded */
+    size_t mem_max;
+    double window_s; /* <= 0: no dedup; nothing is prepared */
+    uint64_t merges;
+    sqlite3_stmt *st_w_get, *st_catchup, *st_put, *st_old_get, *st_merge, *st_w_put;
+} rre__qdedup;
+
+/* Prepares the statements on `db` (whose schema exists). mem_max 0: the
+ * default. */
+rre_status rre__qdedup_open(rre__qdedup *d, sqlite3 *db, double window_s, size_t mem_max);
+void rre__qdedup_close(rre__qdedup *d);
+/* In a write transaction, first: reads what other writers stored since. */
+int rre__qdedup_begin(rre__qdedup *d, double now);
+/* Whether `hash` was stored within the window before `now`, and as which event. */
+int rre__qdedup_find(rre__qdedup *d, const uint8_t hash[RRE_HASH_SIZE], double now, bool *found,
+                     int64_t *event_id);
+/* Records the hash of an event just inserted. */
+int rre__qdedup_add(rre__qdedup *d, int64_t event_id, const uint8_t hash[RRE_HASH_SIZE],
+                    double now);
+/* In the transaction, last: merges into rre_dedup when memory holds too many. */
+int rre__qdedup_end(rre__qdedup *d, double now);
+/* After the transaction, whether it committed. */
+void rre__qdedup_after(rre__qdedup *d, bool committed);
 
 /*
  * The queue.
@@ -64,7 +99,9 @@ struct rre_queue {
     /* The writer connection and its statements; only the active leader uses
      * them (leader_active is the lock). Opened by the first leader. */
     sqlite3 *wdb;
-    sqlite3_stmt *st_dedup_get, *st_insert, *st_dedup_put;
+    sqlite3_stmt *st_insert;
+    rre__qdedup wdedup;
+    size_t dedup_mem_max; /* 0: RRE__QUEUE_DEDUP_MEM_MAX; tests set it lower */
     /* WAL size (frames) when the writer last asked the maintenance thread
      * for a checkpoint, 0 when none is outstanding; leader role. */
     int ckpt_asked_at;

@@ -258,11 +258,18 @@ static rre_status collect(rre_queue *q, sqlite3 *db, json_t *o)
     if (rc != SQLITE_DONE)
         return rre__queue_sqlite_error(db, rc, "reading the Python subscribers");
 
+    /* Stored hashes; a file of an earlier release, opened read-only, has
+     * them in rre_dedup only. */
     rc = sqlite3_prepare_v2(db,
-                            ours ? "SELECT (SELECT count(*) FROM rre_dedup), (SELECT count(*) FROM"
+                            ours ? "SELECT (SELECT count(*) FROM rre_hashes), (SELECT count(*) FROM"
                                    " rre_poison)"
                                  : "SELECT 0, 0",
                             -1, &st, NULL);
+    if (rc != SQLITE_OK && ours)
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT (SELECT count(*) FROM rre_dedup), (SELECT count(*) FROM"
+                                " rre_poison)",
+                                -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_object_set_new(o, "dedup_entries", json_integer(sqlite3_column_int64(st, 0)));
         json_object_set_new(o, "poison_rows", json_integer(sqlite3_column_int64(st, 1)));

@@ -342,6 +342,36 @@ static rre_status set_filters(rre_subscriber *s, const rre_subscriber_options *o
     return RRE_OK;
 }
 
+/* The read of new rows. The content hash stored with rows this library
+ * wrote saves recomputing it (rows of other writers have none); a file
+ * opened read-only that lacks the table of hashes (written only by the
+ * Python side, or by an earlier release) is read without them. */
+static rre_status prepare_read(rre_subscriber *s)
+{
+    static const char *const sql[2][2] = {
+        {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
+         " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
+         " e.event_id), d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
+         " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
+         "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
+         " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
+         " e.event_id), NULL FROM events e WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3"},
+        {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
+         " d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
+         " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
+         "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
+         " NULL FROM events e WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3"}};
+    int kind = s->durable ? 0 : 1;
+    bool hashes = true;
+    if (s->q->read_only) {
+        sqlite3_stmt *t = NULL;
+        hashes = sqlite3_prepare_v2(s->db, "SELECT 1 FROM rre_hashes LIMIT 0", -1, &t, NULL) ==
+                 SQLITE_OK;
+        sqlite3_finalize(t);
+    }
+    return rre__queue_prepare(s->db, sql[kind][hashes ? 0 : 1], &s->st_read);
+}
+
 rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
                                  const rre_subscriber_options *opts)
 {
@@ -411,20 +441,7 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     if (st == RRE_OK)
         st = rre__queue_connect(q, &s->db, 256);
     if (st == RRE_OK)
-        st = rre__queue_prepare(
-            s->db,
-            /* The content hash stored with rows this library wrote saves
-             * recomputing it (rows of other writers have none). */
-            s->durable ? "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
-                         " e.created_at, EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1"
-                         " AND a.event_id = e.event_id), d.hash FROM events e LEFT JOIN rre_dedup"
-                         " d ON d.event_id = e.event_id WHERE e.event_id > ?2"
-                         " ORDER BY e.event_id LIMIT ?3"
-                       : "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname,"
-                         " e.created_at, 0, d.hash FROM events e LEFT JOIN rre_dedup d ON"
-                         " d.event_id = e.event_id WHERE e.event_id > ?2"
-                         " ORDER BY e.event_id LIMIT ?3",
-            &s->st_read);
+        st = prepare_read(s);
     /* Due retries: earliest due first; in strict order, lowest event id
      * first (the read stops at the first one not due, so none passes it).
      * Rows another program stored with an event id that is not an integer
@@ -1456,7 +1473,7 @@ rre_status rre__subscriber_hold(rre_subscriber *s, const char *host)
     rre_status st = rre__queue_prepare(
         s->db,
         "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
-        " d.hash FROM events e LEFT JOIN rre_dedup d ON d.event_id = e.event_id"
+        " d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
         " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
         &held);
     if (st != RRE_OK)

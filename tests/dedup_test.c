@@ -157,6 +157,45 @@ static void test_free_leaves_an_empty_reusable_window(void **state)
     rre__dedup_free(&d);
 }
 
+static void test_put_replaces_a_held_hash_and_drop_upto_forgets_by_id(void **state)
+{
+    (void)state;
+    struct rre__dedup d;
+    rre__dedup_init(&d, 1000, 1000000);
+    uint8_t h[RRE_HASH_SIZE];
+    for (int i = 1; i <= 100; i++) {
+        make_hash((uint64_t)(i % 40), h); /* hashes 0..39, most put more than once */
+        assert_true(rre__dedup_put(&d, h, i, i));
+    }
+    /* Each hash is found once, as its latest put. */
+    for (int k = 0; k < 40; k++) {
+        make_hash((uint64_t)k, h);
+        const struct rre__dedup_entry *e = rre__dedup_find(&d, h);
+        assert_non_null(e);
+        int latest = k == 0 ? 80 : k + 80 <= 100 ? k + 80 : k + 40;
+        assert_int_equal(e->id, latest);
+        assert_int_equal(e->time, latest);
+    }
+    /* Forgetting up to id 70 leaves the hashes put later only. */
+    rre__dedup_drop_upto(&d, 70);
+    for (int k = 0; k < 40; k++) {
+        make_hash((uint64_t)k, h);
+        const struct rre__dedup_entry *e = rre__dedup_find(&d, h);
+        int latest = k == 0 ? 80 : k + 80 <= 100 ? k + 80 : k + 40;
+        if (latest > 70) {
+            assert_non_null(e);
+            assert_int_equal(e->id, latest);
+        } else {
+            assert_null(e);
+        }
+    }
+    rre__dedup_drop_upto(&d, 100);
+    assert_int_equal(rre__dedup_count(&d), 0);
+    make_hash(3, h);
+    assert_null(rre__dedup_find(&d, h));
+    rre__dedup_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_memory_stays_bounded_under_a_flood_of_distinct_hashes),
         cmocka_unit_test(test_index_stays_consistent_under_expiry_churn),
         cmocka_unit_test(test_free_leaves_an_empty_reusable_window),
+        cmocka_unit_test(test_put_replaces_a_held_hash_and_drop_upto_forgets_by_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
