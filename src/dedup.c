@@ -153,13 +153,16 @@ static bool grow(struct rre__dedup *d)
     return true;
 }
 
-/* Appends an entry for a hash not held. False when there is no room. */
-static bool append(struct rre__dedup *d, const uint8_t *hash, int64_t time, int64_t id)
+/* Appends an entry for a hash not held, forgetting the oldest when
+ * max_entries are held; when memory runs out, too, unless `keep` (then
+ * false, with nothing changed). False when there is no room at all. */
+static bool append(struct rre__dedup *d, const uint8_t *hash, int64_t time, int64_t id, bool keep)
 {
     if (d->count == d->ring_cap) {
-        if (d->ring_cap < d->max_entries && grow(d)) {
+        bool full = d->ring_cap >= d->max_entries;
+        if (!full && grow(d)) {
             /* room made */
-        } else if (d->count > 0) {
+        } else if (d->count > 0 && (full || !keep)) {
             drop_oldest(d);
         } else {
             return false;
@@ -179,7 +182,7 @@ bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], i
     rre__dedup_expire(d, now);
     if (find_slot(d, hash) != SIZE_MAX)
         return true;
-    append(d, hash, now, 0);
+    append(d, hash, now, 0, false);
     return false;
 }
 
@@ -192,7 +195,7 @@ bool rre__dedup_put(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int
         index_delete(d, slot);
         d->ring[pos].id = RRE__DEDUP_DEAD;
     }
-    return append(d, hash, time, id);
+    return append(d, hash, time, id, true);
 }
 
 const struct rre__dedup_entry *rre__dedup_find(const struct rre__dedup *d,
@@ -204,8 +207,7 @@ const struct rre__dedup_entry *rre__dedup_find(const struct rre__dedup *d,
 
 void rre__dedup_drop_upto(struct rre__dedup *d, int64_t id)
 {
-    while (d->count > 0 &&
-           (d->ring[d->head].id == RRE__DEDUP_DEAD || d->ring[d->head].id <= id))
+    while (d->count > 0 && (d->ring[d->head].id == RRE__DEDUP_DEAD || d->ring[d->head].id <= id))
         drop_oldest(d);
 }
 

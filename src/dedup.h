@@ -55,8 +55,9 @@ bool rre__dedup_check(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], i
 /* Remembers `hash` with `time` and `id` (an id other than RRE__DEDUP_DEAD),
  * without expiring anything; a hash already held is replaced (its entry
  * stays in the ring, dead, until it reaches the head). Entries should be put
- * in time order; when `max_entries` are held the oldest is forgotten. False
- * when memory runs out: the hash is not held then. */
+ * in time order; when `max_entries` are held the oldest is forgotten (but
+ * never for want of memory). False when memory runs out: the hash is not
+ * held then. */
 bool rre__dedup_put(struct rre__dedup *d, const uint8_t hash[RRE_HASH_SIZE], int64_t time,
                     int64_t id);
 

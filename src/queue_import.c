@@ -129,7 +129,9 @@ static int import_body(sqlite3 *db, void *vctx, rre_status *body_status)
     (void)body_status;
     struct import_ctx *c = vctx;
     rre__importer *im = c->im;
-    int rc = rre__qdedup_begin(&im->dedup, c->now);
+    /* A position alone needs no dedup: an importer that only passes
+     * messages (this host's own) holds no hashes. */
+    int rc = c->n > 0 ? rre__qdedup_begin(&im->dedup) : SQLITE_OK;
     if (rc != SQLITE_OK)
         return rc;
     for (size_t i = 0; i < c->n; i++) {
@@ -154,7 +156,7 @@ static int import_body(sqlite3 *db, void *vctx, rre_status *body_status)
         if (rc != SQLITE_OK)
             return rc;
     }
-    rc = rre__qdedup_end(&im->dedup, c->now);
+    rc = c->n > 0 ? rre__qdedup_end(&im->dedup, db) : SQLITE_OK;
     if (rc != SQLITE_OK)
         return rc;
     if (c->pos_name != NULL) {
@@ -179,8 +181,8 @@ rre_status rre__importer_append(rre__importer *im, rre__import_row *rows, size_t
     if (closed)
         return rre__error(RRE_ECLOSED, "the queue is closed");
     struct import_ctx c = {im, rows, n, pos_name, pos, rre__queue_now()};
-    rre_status st = rre__queue_write_txn(im->q, im->db, "importing events from other hosts",
-                                         import_body, &c);
+    rre_status st =
+        rre__queue_write_txn(im->q, im->db, "importing events from other hosts", import_body, &c);
     rre__qdedup_after(&im->dedup, st == RRE_OK);
     return st;
 }

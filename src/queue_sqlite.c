@@ -60,15 +60,20 @@ static const char RRE_SCHEMA[] =
     " event_id INTEGER PRIMARY KEY,"
     " hash BLOB NOT NULL UNIQUE,"
     " first_seen REAL NOT NULL);"
-    /* Every stored hash, appended; rre_dedup indexes those up to
-     * dedup_indexed_upto (see queue_dedup.c). A file made before this table
-     * has its hashes in rre_dedup only: all of them count as indexed. */
+    /* Every stored hash, appended; rre_dedup indexes those of each slice of
+     * the hash space up to the slice's indexed_upto (see queue_dedup.c). A
+     * file made before these tables has its hashes in rre_dedup only: all of
+     * them count as indexed. */
     "CREATE TABLE IF NOT EXISTS rre_hashes ("
     " event_id INTEGER PRIMARY KEY,"
     " hash BLOB NOT NULL,"
     " first_seen REAL NOT NULL);"
-    "INSERT OR IGNORE INTO rre_meta(key, value) SELECT 'dedup_indexed_upto',"
-    " ifnull(max(event_id), 0) FROM rre_dedup;"
+    "CREATE TABLE IF NOT EXISTS rre_dedup_slices ("
+    " slice INTEGER PRIMARY KEY,"
+    " indexed_upto INTEGER NOT NULL);"
+    "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < 63)"
+    " INSERT OR IGNORE INTO rre_dedup_slices(slice, indexed_upto)"
+    " SELECT n, (SELECT ifnull(max(event_id), 0) FROM rre_dedup) FROM s;"
     "CREATE TABLE IF NOT EXISTS rre_cursors ("
     " subscriber_id TEXT PRIMARY KEY,"
     " last_event_id INTEGER NOT NULL,"
@@ -569,12 +574,12 @@ static bool schema_present(sqlite3 *db, bool *ok)
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN"
                                 " ('events','subscribers','acks','rre_meta','rre_dedup',"
-                                "'rre_hashes','rre_cursors','rre_leases','rre_poison',"
-                                "'rre_retries','rre_dead_letters')",
+                                "'rre_hashes','rre_dedup_slices','rre_cursors','rre_leases',"
+                                "'rre_poison','rre_retries','rre_dead_letters')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 11;
+    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 12;
     if (rc != SQLITE_ROW) {
         *ok = false;
         rre__queue_sqlite_error(db, rc, "reading the queue schema");
@@ -858,7 +863,7 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
     (void)body_status;
     struct batch_ctx *c = vctx;
     rre_queue *q = c->q;
-    int rc = rre__qdedup_begin(&q->wdedup, c->now);
+    int rc = rre__qdedup_begin(&q->wdedup);
     if (rc != SQLITE_OK)
         return rc;
     for (struct rre__pub_req *r = c->first; r != NULL; r = r->next) {
@@ -886,7 +891,7 @@ static int batch_body(sqlite3 *db, void *vctx, rre_status *body_status)
         if (rc != SQLITE_OK)
             return rc;
     }
-    return rre__qdedup_end(&q->wdedup, c->now);
+    return rre__qdedup_end(&q->wdedup, db);
 }
 
 static rre_status open_writer(rre_queue *q)

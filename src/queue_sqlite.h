@@ -21,22 +21,28 @@
 #define RRE__QUEUE_FALLBACK_MS 250
 
 /* Hashes a writer holds in memory past the indexed ones before it merges
- * them into rre_dedup (see queue_dedup.c). */
-#define RRE__QUEUE_DEDUP_MEM_MAX 8192
+ * some into rre_dedup, and the slices of the hash space merged one at a
+ * time (see queue_dedup.c). */
+#define RRE__QUEUE_DEDUP_MEM_MAX 16384
+#define RRE__QUEUE_DEDUP_SLICES 64
 
 struct rre__pub_req;
 
 /* The content dedup of one writer connection (queue_dedup.c). Used by one
  * thread at a time, inside that connection's write transactions. */
 typedef struct rre__qdedup {
-    struct rre__dedup mem; /* hashes of rre_hashes past indexed_upto */
-    int64_t loaded_upto;   /* the last rre_hashes event id looked at */
-    int64_t indexed_upto;  /* W as last read: rows up to it are in rre_dedup */
-    bool in_txn;           /* a transaction added to mem and is not concluded */
+    /* Per slice (the first byte of the hash / 4): the hashes of rre_hashes
+     * past that slice's indexed_upto, in event id order. */
+    struct rre__dedup mem[RRE__QUEUE_DEDUP_SLICES];
+    int64_t indexed_upto[RRE__QUEUE_DEDUP_SLICES]; /* as last read */
+    int64_t generation;  /* rre_meta 'dedup_merges' as last read; -1: read all again */
+    int64_t loaded_upto; /* the last rre_hashes event id looked at */
+    bool in_txn;         /* a transaction added to mem and is not concluded */
     size_t mem_max;
     double window_s; /* <= 0: no dedup; nothing is prepared */
-    uint64_t merges;
-    sqlite3_stmt *st_w_get, *st_catchup, *st_put, *st_old_get, *st_merge, *st_w_put;
+    uint64_t merges; /* slices merged by this writer */
+    sqlite3_stmt *st_gen_get, *st_slices_get, *st_catchup, *st_put, *st_old_get, *st_index_put,
+        *st_slice_put, *st_gen_put;
 } rre__qdedup;
 
 /* Prepares the statements on `db` (whose schema exists). mem_max 0: the
@@ -44,15 +50,16 @@ typedef struct rre__qdedup {
 rre_status rre__qdedup_open(rre__qdedup *d, sqlite3 *db, double window_s, size_t mem_max);
 void rre__qdedup_close(rre__qdedup *d);
 /* In a write transaction, first: reads what other writers stored since. */
-int rre__qdedup_begin(rre__qdedup *d, double now);
+int rre__qdedup_begin(rre__qdedup *d);
 /* Whether `hash` was stored within the window before `now`, and as which event. */
 int rre__qdedup_find(rre__qdedup *d, const uint8_t hash[RRE_HASH_SIZE], double now, bool *found,
                      int64_t *event_id);
 /* Records the hash of an event just inserted. */
 int rre__qdedup_add(rre__qdedup *d, int64_t event_id, const uint8_t hash[RRE_HASH_SIZE],
                     double now);
-/* In the transaction, last: merges into rre_dedup when memory holds too many. */
-int rre__qdedup_end(rre__qdedup *d, double now);
+/* In the transaction, last: merges slices into rre_dedup while memory holds
+ * too many. */
+int rre__qdedup_end(rre__qdedup *d, sqlite3 *db);
 /* After the transaction, whether it committed. */
 void rre__qdedup_after(rre__qdedup *d, bool committed);
 
