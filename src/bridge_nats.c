@@ -117,6 +117,8 @@ struct rre_bridge {
     size_t ring_cap, ring_head, ring_len;
     size_t ack_hint; /* ring index after the slot the last PubAck matched */
     size_t in_flight;
+    size_t wake_at; /* the acknowledgement handler wakes the outbound side when
+                       in_flight drops to this (SIZE_MAX: at every one) */
     bool published; /* an async publish was made on this session's context (the
                        library's pending list exists only then) */
     bool out_failed;
@@ -819,7 +821,10 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         b->in_flight--;
         break;
     }
-    pthread_cond_broadcast(&b->cv);
+    /* Waking the outbound side at every acknowledgement costs a context
+     * switch per event; it waits for a quarter of its slots to free. */
+    if (pa == NULL || b->in_flight <= b->wake_at)
+        pthread_cond_broadcast(&b->cv);
     unlock(b);
     natsMsg_Destroy(msg);
 }
@@ -1175,6 +1180,10 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
         /* Rows to read: up to the free slots (other hosts' rows use none,
          * but bound the batch all the same). */
         size_t room = probing && ring_len > 0 ? 0 : (size_t)b->max_in_flight - ring_len;
+        /* Reading a few rows at a time costs a query each: with most slots
+         * busy, wait for a quarter of them to free first. */
+        if (ring_len > 0 && room < (size_t)b->max_in_flight / 4)
+            room = 0;
         bool idle = ring_len == 0;
         if (failed) {
             if (atomic_load(&b->session_over))
@@ -1209,10 +1218,16 @@ static rre_status outbound_loop(rre_bridge *b, rre_subscriber *sub)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            /* Until an acknowledgement frees a slot (a confirmed head is
-             * popped at the top of the loop). */
-            if (!b->out_failed && b->ring_len > 0 && b->ring[b->ring_head].state == SLOT_PENDING)
+            /* Until enough acknowledgements came (confirmed slots at the
+             * head are popped at the top of the loop): a quarter of the
+             * slots, or the head's when acknowledgements come out of order. */
+            if (!b->out_failed && b->ring_len > 0 && b->ring[b->ring_head].state == SLOT_PENDING &&
+                b->in_flight > 0) {
+                size_t quarter = (size_t)b->max_in_flight * 3 / 4;
+                b->wake_at = probing || b->in_flight <= quarter ? b->in_flight - 1 : quarter;
                 pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+                b->wake_at = SIZE_MAX;
+            }
             unlock(b);
             continue;
         }
@@ -2012,6 +2027,7 @@ rre_status rre_bridge_run(rre_bridge *b)
     rre_status st = RRE_OK;
 
     b->ring_cap = (size_t)b->max_in_flight;
+    b->wake_at = SIZE_MAX;
     b->ring = calloc(b->ring_cap, sizeof *b->ring);
     in.rows = calloc((size_t)b->fetch_batch, sizeof *in.rows);
     in.origin_us = calloc((size_t)b->fetch_batch, sizeof *in.origin_us);
