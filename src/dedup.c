@@ -22,6 +22,13 @@ void rre__dedup_free(struct rre__dedup *d)
     d->ring_cap = d->index_cap = d->head = d->count = 0;
 }
 
+void rre__dedup_clear(struct rre__dedup *d)
+{
+    if (d->index != NULL)
+        memset(d->index, 0, d->index_cap * sizeof *d->index);
+    d->head = d->count = 0;
+}
+
 /* 32 bits of a hash: SHA-256 output is uniform, so its first bytes serve as
  * the table hash directly. The index capacity stays below 2^32, so the home
  * slot is a function of these bits alone. */

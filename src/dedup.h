@@ -42,6 +42,9 @@ void rre__dedup_init(struct rre__dedup *d, size_t max_entries, int64_t window);
 /* Frees the memory; the window is empty afterwards (and may be reused). */
 void rre__dedup_free(struct rre__dedup *d);
 
+/* Forgets every hash and keeps the memory for the next ones. */
+void rre__dedup_clear(struct rre__dedup *d);
+
 /* Forgets the hashes first seen `window` or more microseconds before `now`. */
 void rre__dedup_expire(struct rre__dedup *d, int64_t now);
 

@@ -12,9 +12,9 @@
  *    stores, appended in event id order; no index on the hash, so an
  *    insert touches only the last page. Subscribers read the stored hash
  *    from it too.
- *  - `rre_dedup` (the same columns, hash UNIQUE): an index of the older
- *    hashes. The hash space is cut in 64 slices by the hash's first byte;
- *    `rre_dedup_slices` records, per slice, the event id up to which that
+ *  - `rre_dedup_index` (hash, event_id, first_seen; WITHOUT ROWID, so
+ *    ordered by the hash alone): an index of the older hashes. The hash space is cut in 64 slices
+ * by the hash's first byte; `rre_dedup_slices` records, per slice, the event id up to which that
  *    slice's hashes are in the index.
  *
  * Each writer connection (the publishing leader's, an importer's) holds in
@@ -95,12 +95,12 @@ rre_status rre__qdedup_open(rre__qdedup *d, sqlite3 *db, double window_s, size_t
                                 " VALUES (?, ?, ?)",
                                 &d->st_put);
     if (st == RRE_OK)
-        st = rre__queue_prepare(db, "SELECT event_id, first_seen FROM rre_dedup WHERE hash = ?",
-                                &d->st_old_get);
+        st = rre__queue_prepare(
+            db, "SELECT event_id, first_seen FROM rre_dedup_index WHERE hash = ?", &d->st_old_get);
     if (st == RRE_OK)
         st = rre__queue_prepare(db,
-                                "INSERT OR REPLACE INTO rre_dedup(event_id, hash, first_seen)"
-                                " VALUES (?, ?, ?)",
+                                "INSERT OR REPLACE INTO rre_dedup_index(event_id, hash,"
+                                " first_seen) VALUES (?, ?, ?)",
                                 &d->st_index_put);
     if (st == RRE_OK)
         st = rre__queue_prepare(db,
@@ -234,7 +234,7 @@ int rre__qdedup_find(rre__qdedup *d, const uint8_t hash[RRE_HASH_SIZE], double n
     double cutoff = now - d->window_s;
     const struct rre__dedup_entry *e = rre__dedup_find(&d->mem[slice_of(hash)], hash);
     if (e != NULL) {
-        /* The latest storing of this content; one in rre_dedup is older. */
+        /* The latest storing of this content; one in the index is older. */
         if (e->time >= to_us(cutoff)) {
             *found = true;
             *event_id = e->id;
@@ -313,8 +313,9 @@ static int merge_slice(rre__qdedup *d, unsigned sl)
     }
     if (rc != SQLITE_DONE)
         return rc;
-    /* If the commit fails, rre__qdedup_after() forgets everything anyway. */
-    rre__dedup_free(m);
+    /* If the commit fails, rre__qdedup_after() forgets everything anyway.
+     * The slice keeps its memory: it fills again at the same pace. */
+    rre__dedup_clear(m);
     d->indexed_upto[sl] = d->loaded_upto;
     d->generation++; /* this writer's own merge: no need to read the slices */
     d->merges++;

@@ -200,6 +200,24 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
         st = delete_batches(q, db, &dc, "deleting expired dedup entries", &indexed);
         (void)indexed; /* the same hashes as below, or of an earlier release */
     }
+    /* The index of older hashes, ordered by hash: one slice of the hash
+     * space per transaction (a stretch of the table), so the write lock is
+     * held for a sixty-fourth of a whole scan at a time. */
+    for (unsigned sl = 0; st == RRE_OK && sl < RRE__QUEUE_DEDUP_SLICES; sl++) {
+        unsigned width = 256 / RRE__QUEUE_DEDUP_SLICES, lo = sl * width, hi = lo + width;
+        char sql[256], upper[80];
+        if (hi < 256)
+            snprintf(upper, sizeof upper, "hash < X'%02x' AND ", hi);
+        else
+            upper[0] = '\0';
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM rre_dedup_index WHERE hash >= X'%02x' AND %sfirst_seen < ?", lo,
+                 upper);
+        double window = q->dedup_window_s > 0 ? q->dedup_window_s : 0;
+        struct exec_ctx xc = {.sql = sql, .binds = "d", .d1 = now - window};
+        uint64_t indexed = 0;
+        st = delete_batches(q, db, &xc, "deleting expired dedup index entries", &indexed);
+    }
     if (st == RRE_OK) {
         /* The stored hashes, the same way: these are the ones counted. */
         double window = q->dedup_window_s > 0 ? q->dedup_window_s : 0;

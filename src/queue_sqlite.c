@@ -68,9 +68,19 @@ static const char RRE_SCHEMA[] =
     " event_id INTEGER PRIMARY KEY,"
     " hash BLOB NOT NULL,"
     " first_seen REAL NOT NULL);"
+    /* The index of the older hashes, ordered by hash alone (no rowid), so
+     * a merge of one slice writes one stretch of it. rre_dedup, its form
+     * before, is copied in once and no longer written. */
+    "CREATE TABLE IF NOT EXISTS rre_dedup_index ("
+    " hash BLOB PRIMARY KEY,"
+    " event_id INTEGER NOT NULL,"
+    " first_seen REAL NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS rre_dedup_slices ("
     " slice INTEGER PRIMARY KEY,"
     " indexed_upto INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO rre_dedup_index(hash, event_id, first_seen)"
+    " SELECT hash, event_id, first_seen FROM rre_dedup WHERE length(hash) = 32 AND"
+    " NOT EXISTS (SELECT 1 FROM rre_dedup_slices);"
     "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < 63)"
     " INSERT OR IGNORE INTO rre_dedup_slices(slice, indexed_upto)"
     " SELECT n, (SELECT ifnull(max(event_id), 0) FROM rre_dedup) FROM s;"
@@ -574,12 +584,12 @@ static bool schema_present(sqlite3 *db, bool *ok)
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN"
                                 " ('events','subscribers','acks','rre_meta','rre_dedup',"
-                                "'rre_hashes','rre_dedup_slices','rre_cursors','rre_leases',"
-                                "'rre_poison','rre_retries','rre_dead_letters')",
+                                "'rre_hashes','rre_dedup_index','rre_dedup_slices','rre_cursors',"
+                                "'rre_leases','rre_poison','rre_retries','rre_dead_letters')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 12;
+    bool present = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 13;
     if (rc != SQLITE_ROW) {
         *ok = false;
         rre__queue_sqlite_error(db, rc, "reading the queue schema");

@@ -118,7 +118,7 @@ static void test_same_content_from_two_handles_is_stored_once_across_merges(void
         assert_false(dup);
     }
     assert_true(b->wdedup.merges >= 1);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup") >= 1);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 1);
     assert_int_equal(publish_seq(a, "x", 0, &dup), x);
     assert_true(dup);
     assert_int_equal(publish_seq(b, "x", 0, &dup), x);
@@ -210,9 +210,10 @@ static void test_file_of_an_earlier_release_keeps_its_dedup_entries(void **state
     bool dup;
     int64_t x = publish_seq(q, "old", 1, &dup);
     rre_queue_destroy(q);
-    sql_exec(f->path, "INSERT OR REPLACE INTO rre_dedup SELECT * FROM rre_hashes;"
-                      " DROP TABLE rre_hashes; DROP TABLE rre_dedup_slices;"
-                      " DELETE FROM rre_meta WHERE key = 'dedup_merges'");
+    sql_exec(f->path,
+             "INSERT OR REPLACE INTO rre_dedup SELECT * FROM rre_hashes;"
+             " DROP TABLE rre_hashes; DROP TABLE rre_dedup_slices; DROP TABLE rre_dedup_index;"
+             " DELETE FROM rre_meta WHERE key = 'dedup_merges'");
     /* Read-only first: the table of hashes is missing; hashes are computed. */
     rre_queue *ro = open_queue(f->path, 1000, true);
     rre_subscriber_options so;
@@ -291,7 +292,7 @@ static void test_processes_publishing_the_same_contents_store_each_once(void **s
     }
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
     assert_int_equal(sql_int(f->path, "SELECT count(DISTINCT payload) FROM events"), N);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup") > 0);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") > 0);
     rre_queue_destroy(q);
 }
 
@@ -305,21 +306,21 @@ static void test_failed_merge_is_put_off_and_the_events_are_stored(void **state)
     rre_queue *q = open_queue(f->path, 4, false);
     bool dup;
     publish_seq(q, "first", 0, &dup);
-    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON rre_dedup BEGIN"
+    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON rre_dedup_index BEGIN"
                       " SELECT RAISE(ABORT, 'refused by the test'); END");
     int64_t ids[20];
     for (int i = 0; i < 20; i++) {
         ids[i] = publish_seq(q, "refused", i, &dup);
         assert_false(dup);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index"), 0);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(publish_seq(q, "refused", i, &dup), ids[i]);
         assert_true(dup);
     }
     sql_exec(f->path, "DROP TRIGGER refuse");
     publish_seq(q, "after", 0, &dup);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup") >= 16);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 16);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(publish_seq(q, "refused", i, &dup), ids[i]);
         assert_true(dup);
@@ -348,7 +349,7 @@ static void test_content_past_its_window_is_stored_again_from_either_level(void 
     for (int i = 0; i < 10; i++)
         first[i] = publish_seq(q, "aged", i, &dup);
     /* Most are in the index now, a few in memory. */
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup") >= 6);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 6);
     usleep(400 * 1000);
     for (int i = 0; i < 10; i++) {
         int64_t again = publish_seq(q, "aged", i, &dup);
@@ -397,7 +398,7 @@ static void test_imported_and_published_copies_are_stored_once(void **state)
         assert_false(rows[i].duplicate);
         ids[i] = rows[i].event_id;
     }
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup") >= N - 4);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= N - 4);
     bool dup;
     for (int i = 0; i < N; i++) {
         assert_int_equal(publish_seq(q, "imported", i, &dup), ids[i]);
@@ -419,6 +420,38 @@ static void test_imported_and_published_copies_are_stored_once(void **state)
     rre_queue_destroy(q);
 }
 
+/* Retention deletes expired hashes from both levels, and counts them once. */
+static void test_retention_deletes_expired_hashes_from_both_levels(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.hostname = "testhost";
+    o.maintenance_interval_ms = -1;
+    o.dedup_window_seconds = 0.2;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    q->dedup_mem_max = 4;
+    bool dup;
+    for (int i = 0; i < 300; i++)
+        publish_seq(q, "expiring", i, &dup);
+    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 296);
+    usleep(300 * 1000);
+    publish_seq(q, "fresh", 0, &dup);
+    rre_queue_purge_result r;
+    assert_int_equal(rre_queue_purge(q, 3600, &r), RRE_OK);
+    assert_int_equal(r.dedup, 300);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_hashes"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index WHERE first_seen <"
+                                      " (SELECT first_seen FROM rre_hashes)"),
+                     0);
+    /* Still found after the purge: the fresh one. */
+    publish_seq(q, "fresh", 0, &dup);
+    assert_true(dup);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +470,8 @@ int main(void)
             test_content_past_its_window_is_stored_again_from_either_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_imported_and_published_copies_are_stored_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_retention_deletes_expired_hashes_from_both_levels,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,8 +33,8 @@
  *    it, acknowledged so that no consumer retries it, and skipped.
  *  - Content dedup across processes: the content hash of every event this
  *    library publishes is kept with its first-seen time (`rre_hashes`, and
- *    an index of them, `rre_dedup`) and checked in the same transaction as
- *    the insert. Within the window (1 hour
+ *    an index of them, `rre_dedup_index`) and checked in the same
+ *    transaction as the insert. Within the window (1 hour
  *    by default) a second publish of the same content stores nothing and
  *    reports the first event's id with `duplicate` set. Rows Python inserts
  *    are not hashed at publish time and so never count as earlier copies.
