@@ -748,6 +748,9 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
     pthread_cond_init(&q->maint_cv, NULL);
     pthread_mutex_init(&q->admin_mu, NULL);
     pthread_mutex_init(&q->own_mu, NULL);
+    pthread_mutex_init(&q->async_mu, NULL);
+    pthread_cond_init(&q->async_cv, NULL);
+    pthread_cond_init(&q->async_room_cv, NULL);
     if (q->dir == NULL || q->file_name == NULL) {
         rre_queue_destroy(q);
         return rre__error(RRE_ENOMEM, "out of memory");
@@ -797,10 +800,14 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
     return RRE_OK;
 }
 
+static void async_stop(rre_queue *q);
+
 void rre_queue_close(rre_queue *q)
 {
     if (q == NULL)
         return;
+    /* Pipelined events accepted before are committed first. */
+    async_stop(q);
     rre__queue_lock(&q->mu);
     q->closed = true;
     pthread_cond_broadcast(&q->cv);
@@ -824,6 +831,9 @@ void rre_queue_destroy(rre_queue *q)
     pthread_cond_destroy(&q->maint_cv);
     pthread_mutex_destroy(&q->admin_mu);
     pthread_mutex_destroy(&q->own_mu);
+    pthread_mutex_destroy(&q->async_mu);
+    pthread_cond_destroy(&q->async_cv);
+    pthread_cond_destroy(&q->async_room_cv);
     free(q->own_ids);
     free(q->path);
     free(q->dir);
@@ -1095,12 +1105,13 @@ static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const js
     return payload_text(payload, timestamp, trace_id, &req->payload_text);
 }
 
-/* Queues the `n` requests of one call (n >= 1, linked in order) and returns
+/* Queues the `n` requests of one call (n >= 1, linked in order from `reqs`
+ * to `mine_last`) and returns
  * once they are committed together, leading the group commit when no other
  * thread does. Returns the transaction's status (its message in reqs->error). */
-static rre_status submit(rre_queue *q, struct rre__pub_req *reqs, size_t n)
+static rre_status submit(rre_queue *q, struct rre__pub_req *reqs, struct rre__pub_req *mine_last,
+                         size_t n)
 {
-    struct rre__pub_req *mine_last = &reqs[n - 1];
     reqs->unit = n;
     rre__queue_lock(&q->mu);
     if (q->closed) {
@@ -1194,7 +1205,7 @@ rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *pa
     struct rre__pub_req req;
     rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &req);
     if (st == RRE_OK)
-        st = submit(q, &req, 1);
+        st = submit(q, &req, &req, 1);
     atomic_fetch_sub(&q->in_publish, 1);
     free(req.payload_text);
     if (st == RRE_OK && out != NULL) {
@@ -1251,7 +1262,7 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
     if (st == RRE_OK && q->read_only)
         st = rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
     if (st == RRE_OK)
-        st = submit(q, reqs, n);
+        st = submit(q, reqs, &reqs[n - 1], n);
     atomic_fetch_sub(&q->in_publish, 1);
     for (size_t i = 0; i < prepared; i++) {
         free(reqs[i].payload_text);
@@ -1280,4 +1291,205 @@ rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate)
     if (duplicate != NULL)
         *duplicate = res.duplicate;
     return RRE_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pipelined publishing                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* One accepted event, on the heap until its completion has run. */
+struct rre__async_req {
+    struct rre__pub_req req; /* req.source points to `source` */
+    char *source;
+    rre_queue_stored_fn done;
+    void *user_data;
+    struct rre__async_req *next;
+};
+
+static void async_free(struct rre__async_req *a)
+{
+    free(a->req.payload_text);
+    free(a->source);
+    free(a);
+}
+
+static bool on_async_thread(rre_queue *q)
+{
+    return q->async_started && pthread_equal(pthread_self(), q->async_thread);
+}
+
+/* The writer: submits what waits, in groups, as one call each, and runs the
+ * completions. Leaves once stopped and nothing waits. */
+static void *async_main(void *arg)
+{
+    rre_queue *q = arg;
+    for (;;) {
+        rre__queue_lock(&q->async_mu);
+        while (q->async_head == NULL && !q->async_stop)
+            pthread_cond_wait(&q->async_cv, &q->async_mu);
+        if (q->async_head == NULL) {
+            rre__queue_unlock(&q->async_mu);
+            return NULL;
+        }
+        struct rre__async_req *first = q->async_head, *last = first;
+        size_t n = 1;
+        while (last->next != NULL && n < RRE__QUEUE_GROUP_MAX) {
+            last->req.next = &last->next->req;
+            last = last->next;
+            n++;
+        }
+        q->async_head = last->next;
+        if (q->async_head == NULL)
+            q->async_tail = NULL;
+        last->next = NULL;
+        last->req.next = NULL;
+        q->async_waiting -= n;
+        pthread_cond_broadcast(&q->async_room_cv);
+        rre__queue_unlock(&q->async_mu);
+
+        rre_status st = submit(q, &first->req, &last->req, n);
+        char why[256] = "";
+        if (st != RRE_OK)
+            snprintf(why, sizeof why, "%s", rre_last_error());
+        for (struct rre__async_req *a = first; a != NULL;) {
+            struct rre__async_req *next = a->next;
+            if (a->done != NULL)
+                a->done(st, st == RRE_OK ? a->req.event_id : 0, st == RRE_OK && a->req.duplicate,
+                        a->req.hash, a->user_data);
+            async_free(a);
+            a = next;
+        }
+        rre__queue_lock(&q->async_mu);
+        q->async_completed += n;
+        if (st != RRE_OK) {
+            if (q->async_failed == 0) {
+                q->async_first_status = st;
+                snprintf(q->async_first_error, sizeof q->async_first_error, "%s", why);
+            }
+            q->async_failed += n;
+        }
+        pthread_cond_broadcast(&q->async_room_cv);
+        rre__queue_unlock(&q->async_mu);
+    }
+}
+
+/* Stops accepting, lets the writer commit what waits, and joins it. */
+static void async_stop(rre_queue *q)
+{
+    rre__queue_lock(&q->async_mu);
+    q->async_stop = true;
+    pthread_cond_broadcast(&q->async_cv);
+    pthread_cond_broadcast(&q->async_room_cv);
+    bool join = q->async_started && !on_async_thread(q);
+    if (join)
+        q->async_started = false;
+    rre__queue_unlock(&q->async_mu);
+    if (join)
+        pthread_join(q->async_thread, NULL);
+}
+
+rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
+                                   const char *source, const char *timestamp, const char *trace_id,
+                                   rre_queue_stored_fn done, void *user_data)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_publish_async: queue is NULL");
+    if (!json_is_object(payload))
+        return rre__error(RRE_ENOT_OBJECT,
+                          "rre_queue_publish_async: the payload is not a JSON object");
+    const rre_event_info *info = queue_event(type, "rre_queue_publish_async");
+    if (info == NULL)
+        return RRE_EUNKNOWN_TYPE;
+    if (q->read_only)
+        return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+    struct rre__async_req *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &a->req);
+    if (st == RRE_OK && (a->source = strdup(a->req.source)) == NULL)
+        st = rre__error(RRE_ENOMEM, "out of memory");
+    if (st != RRE_OK) {
+        async_free(a);
+        return st;
+    }
+    a->req.source = a->source;
+    a->done = done;
+    a->user_data = user_data;
+
+    rre__queue_lock(&q->async_mu);
+    if (!q->async_started && !q->async_stop) {
+        if (pthread_create(&q->async_thread, NULL, async_main, q) != 0) {
+            rre__queue_unlock(&q->async_mu);
+            async_free(a);
+            return rre__error(RRE_ENOMEM, "cannot start the queue's writer thread");
+        }
+        q->async_started = true;
+    }
+    /* Room, unless this is the writer (a completion publishing): waiting
+     * for itself would never end. */
+    while (q->async_waiting >= RRE__QUEUE_ASYNC_MAX && !q->async_stop && !on_async_thread(q))
+        pthread_cond_wait(&q->async_room_cv, &q->async_mu);
+    if (q->async_stop) {
+        rre__queue_unlock(&q->async_mu);
+        async_free(a);
+        return rre__error(RRE_ECLOSED, "the queue is closed");
+    }
+    if (q->async_tail != NULL)
+        q->async_tail->next = a;
+    else
+        q->async_head = a;
+    q->async_tail = a;
+    q->async_waiting++;
+    q->async_accepted++;
+    pthread_cond_signal(&q->async_cv);
+    rre__queue_unlock(&q->async_mu);
+    return RRE_OK;
+}
+
+rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_flush: queue is NULL");
+    rre__queue_lock(&q->async_mu);
+    if (on_async_thread(q)) {
+        rre__queue_unlock(&q->async_mu);
+        return rre__error(RRE_EINVAL, "rre_queue_flush: called from a completion, which would "
+                                      "wait for itself");
+    }
+    uint64_t target = q->async_accepted;
+    int64_t deadline = timeout_ms >= 0 ? rre__queue_mono_ms() + timeout_ms : 0;
+    while (q->async_completed < target) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&q->async_room_cv, &q->async_mu);
+            continue;
+        }
+        int64_t left = deadline - rre__queue_mono_ms();
+        if (left <= 0) {
+            uint64_t missing = target - q->async_completed;
+            rre__queue_unlock(&q->async_mu);
+            return rre__error(RRE_ETIMEOUT,
+                              "rre_queue_flush: %llu pipelined events still waited "
+                              "after %d ms",
+                              (unsigned long long)missing, timeout_ms);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&q->async_room_cv, &q->async_mu, &ts);
+    }
+    rre_status st = RRE_OK;
+    if (q->async_failed > 0) {
+        st = rre__error(q->async_first_status,
+                        "%llu pipelined event%s not stored; the first failure: %s",
+                        (unsigned long long)q->async_failed,
+                        q->async_failed == 1 ? " was" : "s were", q->async_first_error);
+        q->async_failed = 0;
+    }
+    rre__queue_unlock(&q->async_mu);
+    return st;
 }

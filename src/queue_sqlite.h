@@ -27,6 +27,10 @@
 #define RRE__QUEUE_DEDUP_SLICES 64
 
 struct rre__pub_req;
+struct rre__async_req;
+
+/* Pipelined publishes waiting at most, and per transaction of the writer. */
+#define RRE__QUEUE_ASYNC_MAX 65536
 
 /* The content dedup of one writer connection (queue_dedup.c). Used by one
  * thread at a time, inside that connection's write transactions. */
@@ -115,6 +119,20 @@ struct rre_queue {
     /* Set by the maintenance thread after its checkpoint: the next leader
      * copies the few frames committed meanwhile, so the WAL can restart. */
     _Atomic bool ckpt_catch_up;
+
+    /* Pipelined publishes (rre_queue_publish_async()): accepted requests
+     * wait in a list that the writer thread submits in groups. */
+    pthread_mutex_t async_mu;
+    pthread_cond_t async_cv;                        /* the writer: work or stop */
+    pthread_cond_t async_room_cv;                   /* accepters and flushers: progress */
+    struct rre__async_req *async_head, *async_tail; /* async_mu */
+    size_t async_waiting;                           /* in the list; async_mu */
+    uint64_t async_accepted, async_completed;       /* async_mu */
+    uint64_t async_failed;                          /* since the last flush; async_mu */
+    rre_status async_first_status;                  /* of those; async_mu */
+    char async_first_error[256];                    /* async_mu */
+    bool async_started, async_stop;                 /* async_mu */
+    pthread_t async_thread;
 
     /* Ids this process appended that a linked router's receiver has not
      * seen yet, increasing; only kept while own_tracking is set. */

@@ -192,6 +192,44 @@ RRE_API rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *du
 RRE_API rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n,
                                            bool *duplicates);
 
+/* Pipelined publishing: the call returns once the event is accepted, and a
+ * writer thread of the queue commits accepted events together.
+ *
+ * The completion of one pipelined publish, on the queue's writer thread:
+ * `status` RRE_OK with the stored `event_id` (or, when `duplicate`, the
+ * earlier event's id: nothing was stored), or the error that kept the event
+ * out (a full disk, a closed queue); `hash` is the content hash. Keep it
+ * short: the next commit waits for it. It may publish (pipelined or not)
+ * but must not call rre_queue_flush(). */
+typedef void (*rre_queue_stored_fn)(rre_status status, int64_t event_id, bool duplicate,
+                                    const uint8_t hash[RRE_HASH_SIZE], void *user_data);
+
+/* Accepts one event for a pipelined publish: checks and prepares it as
+ * rre_queue_publish() does (a payload that is not an object, an unknown type,
+ * a read-only or closed queue are refused here, with nothing queued), queues
+ * it and returns without waiting for the commit. `done` (may be NULL) is then
+ * called once with the outcome. Events accepted from one thread are stored in
+ * the order they were accepted; the writer commits whatever is waiting in one
+ * transaction (up to 4,096 events), so one thread reaches batch rates while
+ * publishing one event per call.
+ *
+ * An accepted event is not yet stored: a crash before its completion loses
+ * it. Wait for `done`, or call rre_queue_flush(), before telling anyone it
+ * is stored. At most 65,536 events wait at once: past that the call blocks
+ * until the writer catches up (not on the writer thread itself). */
+RRE_API rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
+                                           const char *source, const char *timestamp,
+                                           const char *trace_id, rre_queue_stored_fn done,
+                                           void *user_data);
+
+/* Waits until every event accepted by rre_queue_publish_async() before the
+ * call has been committed (or has failed) and its completion has run.
+ * timeout_ms < 0 waits as long as it takes. Returns RRE_OK when all of them
+ * were stored; the status of the first failure among those completed since
+ * the previous flush (its message says how many failed); RRE_ETIMEOUT when
+ * time ran out; RRE_EINVAL on the writer thread (from a completion). */
+RRE_API rre_status rre_queue_flush(rre_queue *q, int timeout_ms);
+
 /* ------------------------------------------------------------------------ */
 /* Subscribing                                                               */
 /* ------------------------------------------------------------------------ */
