@@ -8,6 +8,10 @@
  * (rre_queue_publish_batch), and SQLite alone committing the same rows into
  * the Python schema with Python's pragmas, one commit per row and no dedup,
  * the floor under any one-commit-per-call publish on this machine.
+ * Pipelined publishing (rre_queue_publish_async(), one event per call from
+ * one thread, timed until rre_queue_flush() returns; and the same through a
+ * router linked with RRE_LINK_PIPELINED) is put beside SQLite alone
+ * committing the same rows 1,000 per transaction.
  *
  * Usage: bench_queue [EVENTS]   (default 200000; the database lives in a
  * fresh directory under $TMPDIR or /tmp and is removed afterwards).
@@ -142,10 +146,57 @@ static double bench_publish_batches(const char *name, size_t batch, long total)
     return (double)total / el;
 }
 
+/* One thread, one event per call, pipelined (rre_queue_publish_async()),
+ * until rre_queue_flush() says all are stored; or the same through a router
+ * linked with RRE_LINK_PIPELINED when `linked`. */
+static double bench_publish_pipelined(const char *name, long total, bool linked)
+{
+    rre_queue *q = open_queue(name, RRE_QUEUE_SYNC_NORMAL);
+    rre_router *r = NULL;
+    rre_link *l = NULL;
+    if (linked) {
+        rre_router_options *ro = NULL;
+        rre_status st = rre_router_options_create(&ro);
+        if (st == RRE_OK)
+            st = rre_router_options_set_history_size(ro, 0);
+        if (st == RRE_OK)
+            st = rre_router_create(&r, ro);
+        rre_router_options_destroy(ro);
+        rre_link_options lo = {.flags = RRE_LINK_PIPELINED | RRE_LINK_NO_READER};
+        if (st == RRE_OK)
+            st = rre_link_create(&l, r, q, &lo);
+        if (st != RRE_OK)
+            die("router and link", st);
+    }
+    json_t **ps = malloc(sizeof *ps * (size_t)total);
+    for (long i = 0; i < total; i++)
+        ps[i] = payload(0, i);
+    double t0 = now_s();
+    for (long i = 0; i < total; i++) {
+        rre_status st =
+            linked ? rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, ps[i], NULL, NULL)
+                   : rre_queue_publish_async(q, RRE_EV_TRAINING_COMPLETED, ps[i], "bench", NULL,
+                                             NULL, NULL, NULL);
+        if (st != RRE_OK)
+            die("publish pipelined", st);
+    }
+    rre_status st = linked ? rre_link_flush(l, -1) : rre_queue_flush(q, -1);
+    if (st != RRE_OK)
+        die("flush", st);
+    double el = now_s() - t0;
+    for (long i = 0; i < total; i++)
+        json_decref(ps[i]);
+    free(ps);
+    rre_link_destroy(l);
+    rre_router_destroy(r);
+    rre_queue_destroy(q);
+    return (double)total / el;
+}
+
 /* SQLite by itself: the rows publish writes (same text), inserted into the
- * schema the queue creates, with the Python side's pragmas, one transaction
- * per row, no dedup and no JSON or hashing work. */
-static double bench_sqlite_alone(const char *name, long total)
+ * schema the queue creates, with the Python side's pragmas, `batch` rows per
+ * transaction, no dedup and no JSON or hashing work. */
+static double bench_sqlite_alone(const char *name, long total, long batch)
 {
     rre_queue_destroy(open_queue(name, RRE_QUEUE_SYNC_NORMAL)); /* creates the schema */
     char path[512];
@@ -172,12 +223,18 @@ static double bench_sqlite_alone(const char *name, long total)
         json_decref(p);
     }
     double t0 = now_s();
-    for (long i = 0; i < total; i++) {
+    for (long i = 0; i < total; i += batch) {
         sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        sqlite3_bind_text(ins, 1, texts[i], -1, SQLITE_STATIC);
-        sqlite3_bind_double(ins, 2, now_s());
-        if (sqlite3_step(ins) != SQLITE_DONE || sqlite3_reset(ins) != SQLITE_OK ||
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        double t = now_s();
+        for (long k = i; k < i + batch && k < total; k++) {
+            sqlite3_bind_text(ins, 1, texts[k], -1, SQLITE_STATIC);
+            sqlite3_bind_double(ins, 2, t);
+            if (sqlite3_step(ins) != SQLITE_DONE || sqlite3_reset(ins) != SQLITE_OK) {
+                fprintf(stderr, "bench_queue: sqlite: %s\n", sqlite3_errmsg(db));
+                exit(1);
+            }
+        }
+        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
             fprintf(stderr, "bench_queue: sqlite: %s\n", sqlite3_errmsg(db));
             exit(1);
         }
@@ -306,10 +363,23 @@ int main(int argc, char **argv)
     printf("queue publish, 1 thread, batches of 100 events per call, synchronous=NORMAL: "
            "%.0f events/s (%.1fx one per call)\n",
            batched, batched / one);
-    double alone = bench_sqlite_alone("raw.db", n);
+    double alone = bench_sqlite_alone("raw.db", n, 1);
     printf("SQLite alone, the same rows, one commit per row, no dedup, Python's pragmas: "
            "%.0f rows/s (publish one per call: %.2fx of it)\n",
            alone, one / alone);
+    double piped = bench_publish_pipelined("ppn.db", n, false);
+    double piped_linked = bench_publish_pipelined("pln.db", n, true);
+    double alone_batched = bench_sqlite_alone("rawb.db", n, 1000);
+    printf("queue publish, 1 thread, one event per call, pipelined (rre_queue_publish_async, "
+           "until flushed): %.0f events/s\n",
+           piped);
+    printf("router publish through a link with RRE_LINK_PIPELINED, 1 thread, one event per call, "
+           "until flushed: %.0f events/s (goal: at least 100000)\n",
+           piped_linked);
+    printf("SQLite alone, the same rows, 1000 rows per commit, no dedup, Python's pragmas: %.0f "
+           "rows/s (pipelined queue publish: %.2fx of it, through the link: %.2fx; goal: at "
+           "least 0.6x)\n",
+           alone_batched, piped / alone_batched, piped_linked / alone_batched);
     printf("queue publish, 1 thread, one event per call, synchronous=FULL: %.0f events/s\n",
            bench_publish("p1f.db", RRE_QUEUE_SYNC_FULL, 1, n / 10));
     printf("queue publish, 4 threads, group commit, synchronous=FULL: %.0f events/s\n",

@@ -67,9 +67,40 @@ static void unlock(pthread_mutex_t *m)
         rre__panic("link: mutex unlock failed");
 }
 
+static void count_append(rre_link *link, rre_status st, bool duplicate)
+{
+    lock(&link->mu);
+    if (st != RRE_OK)
+        link->append_failed++;
+    else if (duplicate)
+        link->queue_duplicates++;
+    else
+        link->appended++;
+    unlock(&link->mu);
+}
+
+/* The completion of a pipelined append (on the queue's writer thread). */
+static void link_stored(rre_status status, int64_t event_id, bool duplicate,
+                        const uint8_t hash[RRE_HASH_SIZE], void *user_data)
+{
+    (void)hash;
+    if (status != RRE_OK)
+        rre__log(RRE_LOG_WARN, "link", "a pipelined event was not stored: %s",
+                 rre_strerror(status));
+    (void)event_id;
+    count_append(user_data, status, duplicate);
+}
+
 static rre_status link_sink(rre_event *ev, void *user_data)
 {
     rre_link *link = user_data;
+    if (link->flags & RRE_LINK_PIPELINED) {
+        rre_status st = rre_queue_publish_async(link->queue, ev->type, ev->payload, ev->source,
+                                                ev->timestamp, ev->trace_id, link_stored, link);
+        if (st != RRE_OK)
+            count_append(link, st, false);
+        return st;
+    }
     bool duplicate = false;
     rre_status st = rre_queue_publish_event(link->queue, ev, &duplicate);
     lock(&link->mu);
@@ -405,12 +436,24 @@ void rre_link_get_counters(rre_link *link, rre_link_counters *out)
     out->handler_dead = atomic_load(&link->handler_dead);
 }
 
+rre_status rre_link_flush(rre_link *link, int timeout_ms)
+{
+    if (link == NULL)
+        return rre__error(RRE_EINVAL, "link: NULL");
+    if (!(link->flags & RRE_LINK_PIPELINED))
+        return RRE_OK;
+    return rre_queue_flush(link->queue, timeout_ms);
+}
+
 void rre_link_destroy(rre_link *link)
 {
     if (link == NULL)
         return;
     if (link->sink_id != 0)
         rre_router_remove_sink(link->router, link->sink_id);
+    /* No completion may run on the link once it is freed. */
+    if (link->flags & RRE_LINK_PIPELINED)
+        (void)rre_queue_flush(link->queue, -1);
     atomic_store(&link->stopping, true);
     if (link->reader != NULL)
         rre_subscriber_close(link->reader);

@@ -427,6 +427,57 @@ static void test_a_reused_id_of_another_process_is_not_taken_for_our_own(void **
     rre_queue_destroy(q);
 }
 
+/* A pipelined link: publishes return before the commit, the event id is
+ * not known then; after a flush every event is stored, in order, seen once
+ * by each router; destroying the link stores what is still waiting. */
+static void test_pipelined_link_stores_everything_by_flush_and_destroy(void **state)
+{
+    (void)state;
+    struct node a, b;
+    struct recorder ra, rb;
+    recorder_init(&ra);
+    recorder_init(&rb);
+    rre_link_options lo = {.flags = RRE_LINK_PIPELINED};
+    node_open(&a, &lo, &ra);
+    node_open(&b, NULL, &rb);
+    for (int i = 1; i <= 500; i++) {
+        json_t *p = payload_seq(i);
+        rre_publish_result res;
+        assert_int_equal(rre_router_publish_type(a.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, &res),
+                         RRE_OK);
+        assert_false(res.duplicate);
+        assert_int_equal(res.event_id, 0);
+        json_decref(p);
+    }
+    assert_int_equal(rre_link_flush(a.link, -1), RRE_OK);
+    assert_int_equal(count_rows(&a), 500);
+    assert_int_equal(rre_link_sync(a.link, 10000), RRE_OK);
+    assert_int_equal(rre_link_sync(b.link, 10000), RRE_OK);
+    assert_int_equal(ra.count, 500);
+    assert_int_equal(ra.remote, 0);
+    assert_int_equal(rb.remote, 500);
+    assert_true(rb.in_order);
+    rre_link_counters c;
+    rre_link_get_counters(a.link, &c);
+    assert_int_equal(c.appended, 500);
+    assert_int_equal(c.own_skipped, 500);
+    /* Without the flag, flushing has nothing to wait for. */
+    assert_int_equal(rre_link_flush(b.link, 0), RRE_OK);
+    assert_int_equal(rre_link_flush(NULL, 0), RRE_EINVAL);
+    for (int i = 501; i <= 600; i++) {
+        json_t *p = payload_seq(i);
+        assert_int_equal(rre_router_publish_type(a.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+                         RRE_OK);
+        json_decref(p);
+    }
+    node_close(&a);
+    assert_int_equal(count_rows(&b), 600);
+    assert_int_equal(rre_link_sync(b.link, 10000), RRE_OK);
+    assert_int_equal(rb.remote, 600);
+    assert_true(rb.in_order);
+    node_close(&b);
+}
+
 static void test_link_requires_router_and_queue(void **state)
 {
     (void)state;
@@ -461,6 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_reused_id_of_another_process_is_not_taken_for_our_own, setup, teardown),
         cmocka_unit_test(test_link_requires_router_and_queue),
+        cmocka_unit_test_setup_teardown(test_pipelined_link_stores_everything_by_flush_and_destroy,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

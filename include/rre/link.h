@@ -39,6 +39,7 @@ typedef struct rre_link rre_link;
 #define RRE_LINK_NO_READER 0x2u       /* only append; do not read other processes' events */
 #define RRE_LINK_SINCE_ID 0x4u        /* a transient reader starts after since_id, not at the end */
 #define RRE_LINK_HANDLER_RETRIES 0x8u /* retry failed handlers; dead letters (needs a name) */
+#define RRE_LINK_PIPELINED 0x10u      /* append with rre_queue_publish_async(): see below */
 
 typedef struct rre_link_options {
     unsigned flags; /* RRE_LINK_* */
@@ -54,6 +55,16 @@ typedef struct rre_link_options {
     double retry_delay_s;     /* 0: 2 s, doubled per failure */
     double retry_delay_max_s; /* 0: 300 s */
 } rre_link_options;
+
+/* PIPELINED. With RRE_LINK_PIPELINED the sink appends each local event with
+ * rre_queue_publish_async(): a publish on the router returns once the event
+ * is accepted, and the queue's writer commits events together, so one
+ * thread publishing one event per call reaches batch rates. The envelope's
+ * event_id then stays 0 (the id is known only at the commit), and an event
+ * the router reported published is lost if the process dies before the
+ * commit: call rre_link_flush() where that matters (before telling another
+ * system the event exists, before exiting). Off by default for that reason.
+ * rre_link_destroy() flushes. */
 
 /* HANDLER RETRIES. With RRE_LINK_HANDLER_RETRIES (and a durable
  * subscriber_name, else RRE_EINVAL) the router's handlers get what durable
@@ -90,6 +101,12 @@ RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue
  * durable name over, RRE_ECLOSED when the queue was closed. A reader that
  * stopped no longer delivers events from other processes. */
 RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
+
+/* With RRE_LINK_PIPELINED: waits until every event the router appended
+ * through this link before the call is committed (rre_queue_flush() on the
+ * link's queue; see there for `timeout_ms` and what it returns). Without
+ * it, events are committed before the publish returns: RRE_OK at once. */
+RRE_API rre_status rre_link_flush(rre_link *link, int timeout_ms);
 
 typedef struct rre_link_counters {
     uint64_t appended;         /* local events appended to the queue */
