@@ -7,6 +7,7 @@
  * include/rre/queue.h and docs/QUEUE.md. The threading design of publishing
  * is described on struct rre_queue in queue_sqlite.h.
  */
+#include "canonical.h"
 #include "queue_sqlite.h"
 
 #include <errno.h>
@@ -801,6 +802,7 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
 }
 
 static void async_stop(rre_queue *q);
+static void async_free_spares(rre_queue *q);
 
 void rre_queue_close(rre_queue *q)
 {
@@ -834,6 +836,7 @@ void rre_queue_destroy(rre_queue *q)
     pthread_mutex_destroy(&q->async_mu);
     pthread_cond_destroy(&q->async_cv);
     pthread_cond_destroy(&q->async_room_cv);
+    async_free_spares(q);
     free(q->own_ids);
     free(q->path);
     free(q->dir);
@@ -862,8 +865,11 @@ struct rre__pub_req {
     rre_status status;
     int64_t event_id;
     bool duplicate;
-    char error[512];
+    char *error; /* on the first request of a call: where the transaction's
+                    error message goes (PUB_ERROR_CAP bytes); NULL on others */
 };
+
+#define PUB_ERROR_CAP 512
 
 struct batch_ctx {
     rre_queue *q;
@@ -959,7 +965,8 @@ static void run_batch(rre_queue *q, struct rre__pub_req *first)
     for (struct rre__pub_req *r = first; r != NULL; r = r->next) {
         r->status = st;
         if (st != RRE_OK) {
-            snprintf(r->error, sizeof r->error, "%s", rre_last_error());
+            if (r->error != NULL)
+                snprintf(r->error, PUB_ERROR_CAP, "%s", rre_last_error());
             if (r->event_id != 0 && !r->duplicate)
                 rre__queue_own_remove(q, r->event_id);
         }
@@ -997,86 +1004,106 @@ static rre_status add_envelope_field(json_t *obj, const char *key, const char *v
 
 /* A payload as stored: the canonical JSON writer's text (compact, keys
  * sorted, numbers in their shortest round-trip form such as 0.0423 rather
- * than 0.042299999999999997, which Python's json module also reads). */
-static rre_status write_json(const json_t *payload, char **out)
+ * than 0.042299999999999997, which Python's json module also reads),
+ * appended to `buf`. */
+static rre_status write_json(const json_t *payload, struct rre__buf *buf)
 {
-    rre_status st = rre_canonical_json(payload, out, NULL);
+    rre_status st = rre__canonical_write(payload, buf);
     if (st != RRE_OK)
         return rre__error(st, "the payload cannot be written as JSON: %s", rre_last_error());
     return RRE_OK;
 }
 
-/* The stored text of a payload: compact JSON, with timestamp and trace_id
- * added at the top level when given and absent. */
-static rre_status payload_text(const json_t *payload, const char *timestamp, const char *trace_id,
-                               char **out)
+/* The stored text of a payload, NUL-terminated, in `buf` (emptied first):
+ * compact JSON, with timestamp and trace_id added at the top level when
+ * given and absent. */
+static rre_status payload_text_buf(const json_t *payload, const char *timestamp,
+                                   const char *trace_id, struct rre__buf *buf)
 {
+    rre__buf_reset(buf);
     bool add_ts =
         timestamp != NULL && timestamp[0] != '\0' && json_object_get(payload, "timestamp") == NULL;
     bool add_tr =
         trace_id != NULL && trace_id[0] != '\0' && json_object_get(payload, "trace_id") == NULL;
-    char *text;
+    rre_status st;
     if ((add_ts || add_tr) && !(plain_json_string(add_ts ? timestamp : "") &&
                                 plain_json_string(add_tr ? trace_id : ""))) {
         json_t *copy = json_copy((json_t *)payload);
         if (copy == NULL)
             return rre__error(RRE_ENOMEM, "out of memory");
-        rre_status st = RRE_OK;
+        st = RRE_OK;
         if (add_ts)
             st = add_envelope_field(copy, "timestamp", timestamp);
         if (st == RRE_OK && add_tr)
             st = add_envelope_field(copy, "trace_id", trace_id);
         if (st == RRE_OK)
-            st = write_json(copy, &text);
+            st = write_json(copy, buf);
         json_decref(copy);
-        if (st != RRE_OK)
-            return st;
-        *out = text;
-        return RRE_OK;
+    } else {
+        st = write_json(payload, buf);
+        if (st == RRE_OK && (add_ts || add_tr)) {
+            /* The text is "{...}": drop the closing brace, append the
+             * fields (plain strings: no escaping needed). */
+            bool empty = buf->len == 2;
+            buf->len--;
+            const char *fields[2][2] = {{"timestamp", add_ts ? timestamp : NULL},
+                                        {"trace_id", add_tr ? trace_id : NULL}};
+            for (int i = 0; i < 2 && st == RRE_OK; i++) {
+                if (fields[i][1] == NULL)
+                    continue;
+                if (!empty)
+                    st = rre__buf_append(buf, ",", 1);
+                empty = false;
+                if (st == RRE_OK)
+                    st = rre__buf_append(buf, "\"", 1);
+                if (st == RRE_OK)
+                    st = rre__buf_append(buf, fields[i][0], strlen(fields[i][0]));
+                if (st == RRE_OK)
+                    st = rre__buf_append(buf, "\":\"", 3);
+                if (st == RRE_OK)
+                    st = rre__buf_append(buf, fields[i][1], strlen(fields[i][1]));
+                if (st == RRE_OK)
+                    st = rre__buf_append(buf, "\"", 1);
+            }
+            if (st == RRE_OK)
+                st = rre__buf_append(buf, "}", 1);
+            if (st != RRE_OK)
+                st = rre__error(RRE_ENOMEM, "out of memory");
+        }
     }
-    rre_status st = write_json(payload, &text);
     if (st != RRE_OK)
         return st;
-    if (add_ts || add_tr) {
-        size_t len = strlen(text);
-        size_t extra = 32 + (add_ts ? strlen(timestamp) : 0) + (add_tr ? strlen(trace_id) : 0);
-        char *grown = malloc(len + extra);
-        if (grown == NULL) {
-            free(text);
-            return rre__error(RRE_ENOMEM, "out of memory");
-        }
-        /* text is "{...}": drop the closing brace, append the fields. */
-        size_t n = len - 1;
-        memcpy(grown, text, n);
-        bool empty = n == 1;
-        if (add_ts) {
-            n += (size_t)sprintf(grown + n, "%s\"timestamp\":\"%s\"", empty ? "" : ",", timestamp);
-            empty = false;
-        }
-        if (add_tr)
-            n += (size_t)sprintf(grown + n, "%s\"trace_id\":\"%s\"", empty ? "" : ",", trace_id);
-        grown[n++] = '}';
-        grown[n] = '\0';
-        free(text);
-        text = grown;
-    }
     /* Readers refuse a stored text over the payload limit: refuse it here,
      * where the publisher hears of it, rather than store what no one can
      * read. */
-    size_t stored = strlen(text);
-    if (stored > RRE_PAYLOAD_MAX_BYTES) {
-        free(text);
+    if (buf->len > RRE_PAYLOAD_MAX_BYTES)
         return rre__error(RRE_ELIMIT,
                           "the payload as stored (with its timestamp and trace_id) is %zu bytes; "
                           "the limit is %u bytes; nothing was stored",
-                          stored, RRE_PAYLOAD_MAX_BYTES);
-    }
-    *out = text;
+                          buf->len, RRE_PAYLOAD_MAX_BYTES);
+    if (rre__buf_append(buf, "", 1) != RRE_OK)
+        return rre__error(RRE_ENOMEM, "out of memory");
+    buf->len--;
     return RRE_OK;
 }
 
-/* Resolves `type` for the queue: its canonical event (an alias is stored as
- * its target). NULL with the error set when the type is unknown. */
+/* The same in a block of its own (the caller frees *out). */
+static rre_status payload_text(const json_t *payload, const char *timestamp, const char *trace_id,
+                               char **out)
+{
+    struct rre__buf buf;
+    rre__buf_init(&buf, NULL, 0);
+    rre_status st = payload_text_buf(payload, timestamp, trace_id, &buf);
+    if (st == RRE_OK && !buf.on_heap)
+        st = rre__buf_reserve(&buf, 1) == RRE_OK ? RRE_OK : rre__error(RRE_ENOMEM, "out of memory");
+    if (st != RRE_OK) {
+        rre__buf_free(&buf);
+        return st;
+    }
+    *out = buf.data;
+    return RRE_OK;
+}
+
 static const rre_event_info *queue_event(rre_event_type type, const char *what)
 {
     const rre_event_info *info = rre_event_get(type);
@@ -1092,7 +1119,7 @@ static const rre_event_info *queue_event(rre_event_type type, const char *what)
 /* Fills a request: the row's text and the content hash. */
 static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const json_t *payload,
                               const char *source, const char *timestamp, const char *trace_id,
-                              struct rre__pub_req *req)
+                              struct rre__pub_req *req, struct rre__buf *text)
 {
     memset(req, 0, sizeof *req);
     req->spelling = info->queue_spelling;
@@ -1102,7 +1129,13 @@ static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const js
     rre_status st = rre_content_hash(info->type, payload, req->hash);
     if (st != RRE_OK)
         return st;
-    return payload_text(payload, timestamp, trace_id, &req->payload_text);
+    if (text == NULL)
+        return payload_text(payload, timestamp, trace_id, &req->payload_text);
+    /* Written into the caller's buffer, which keeps the text. */
+    st = payload_text_buf(payload, timestamp, trace_id, text);
+    if (st == RRE_OK)
+        req->payload_text = text->data;
+    return st;
 }
 
 /* Queues the `n` requests of one call (n >= 1, linked in order from `reqs`
@@ -1203,7 +1236,9 @@ rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *pa
 
     atomic_fetch_add(&q->in_publish, 1);
     struct rre__pub_req req;
-    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &req);
+    char error[PUB_ERROR_CAP];
+    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &req, NULL);
+    req.error = error;
     if (st == RRE_OK)
         st = submit(q, &req, &req, 1);
     atomic_fetch_sub(&q->in_publish, 1);
@@ -1248,7 +1283,7 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
             break;
         }
         st = prepare_req(q, info, ev->payload, ev->source, ev->timestamp, ev->trace_id,
-                         &reqs[prepared]);
+                         &reqs[prepared], NULL);
         if (st != RRE_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", rre_last_error());
@@ -1261,8 +1296,11 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
     }
     if (st == RRE_OK && q->read_only)
         st = rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
-    if (st == RRE_OK)
+    char error[PUB_ERROR_CAP];
+    if (st == RRE_OK) {
+        reqs[0].error = error;
         st = submit(q, reqs, &reqs[n - 1], n);
+    }
     atomic_fetch_sub(&q->in_publish, 1);
     for (size_t i = 0; i < prepared; i++) {
         free(reqs[i].payload_text);
@@ -1297,20 +1335,83 @@ rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate)
 /* Pipelined publishing                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* One accepted event, on the heap until its completion has run. */
+/* One accepted event, on the heap until its completion has run; then kept
+ * on the queue's list of spare ones (a malloc and a free per event, on two
+ * threads, cost more than the rest of accepting it). */
 struct rre__async_req {
-    struct rre__pub_req req; /* req.source points to `source` */
-    char *source;
+    struct rre__pub_req req; /* req.source points to source_buf or source,
+                                req.payload_text into text */
+    struct rre__buf text;    /* kept with the request when it is reused */
+    char *source;            /* a source too long for source_buf */
+    char source_buf[64];
     rre_queue_stored_fn done;
     void *user_data;
     struct rre__async_req *next;
 };
 
+/* Spare requests kept at most. */
+#define ASYNC_SPARE_MAX 4096
+
+/* The text buffer a spare request keeps at most. */
+#define ASYNC_TEXT_KEEP 16384
+
+static void async_release(struct rre__async_req *a)
+{
+    a->req.payload_text = NULL;
+    if (a->text.cap > ASYNC_TEXT_KEEP)
+        rre__buf_free(&a->text);
+    free(a->source);
+    a->source = NULL;
+}
+
 static void async_free(struct rre__async_req *a)
 {
-    free(a->req.payload_text);
-    free(a->source);
+    async_release(a);
+    rre__buf_free(&a->text);
     free(a);
+}
+
+static void async_free_spares(rre_queue *q)
+{
+    while (q->async_spare != NULL) {
+        struct rre__async_req *next = q->async_spare->next;
+        async_free(q->async_spare);
+        q->async_spare = next;
+    }
+    q->async_spares = 0;
+}
+
+/* A spare request, or a new one. */
+static struct rre__async_req *async_take(rre_queue *q)
+{
+    rre__queue_lock(&q->async_mu);
+    struct rre__async_req *a = q->async_spare;
+    if (a != NULL) {
+        q->async_spare = a->next;
+        q->async_spares--;
+    }
+    rre__queue_unlock(&q->async_mu);
+    if (a == NULL && (a = malloc(sizeof *a)) != NULL) {
+        rre__buf_init(&a->text, NULL, 0);
+        a->source = NULL;
+    }
+    return a;
+}
+
+/* Gives back the requests of a completed group (async_mu held). */
+static void async_give_back(rre_queue *q, struct rre__async_req *first)
+{
+    while (first != NULL) {
+        struct rre__async_req *next = first->next;
+        if (q->async_spares < ASYNC_SPARE_MAX) {
+            first->next = q->async_spare;
+            q->async_spare = first;
+            q->async_spares++;
+        } else {
+            async_free(first);
+        }
+        first = next;
+    }
 }
 
 static bool on_async_thread(rre_queue *q)
@@ -1347,19 +1448,19 @@ static void *async_main(void *arg)
         pthread_cond_broadcast(&q->async_room_cv);
         rre__queue_unlock(&q->async_mu);
 
+        char why[PUB_ERROR_CAP] = "";
+        first->req.error = why;
         rre_status st = submit(q, &first->req, &last->req, n);
-        char why[256] = "";
-        if (st != RRE_OK)
+        if (st != RRE_OK && why[0] == '\0')
             snprintf(why, sizeof why, "%s", rre_last_error());
-        for (struct rre__async_req *a = first; a != NULL;) {
-            struct rre__async_req *next = a->next;
+        for (struct rre__async_req *a = first; a != NULL; a = a->next) {
             if (a->done != NULL)
                 a->done(st, st == RRE_OK ? a->req.event_id : 0, st == RRE_OK && a->req.duplicate,
                         a->req.hash, a->user_data);
-            async_free(a);
-            a = next;
+            async_release(a);
         }
         rre__queue_lock(&q->async_mu);
+        async_give_back(q, first);
         q->async_completed += n;
         if (st != RRE_OK) {
             if (q->async_failed == 0) {
@@ -1402,17 +1503,26 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
         return RRE_EUNKNOWN_TYPE;
     if (q->read_only)
         return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
-    struct rre__async_req *a = calloc(1, sizeof *a);
+    struct rre__async_req *a = async_take(q);
     if (a == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
-    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &a->req);
-    if (st == RRE_OK && (a->source = strdup(a->req.source)) == NULL)
-        st = rre__error(RRE_ENOMEM, "out of memory");
+    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &a->req, &a->text);
+    if (st == RRE_OK) {
+        size_t len = strlen(a->req.source);
+        if (len < sizeof a->source_buf) {
+            memcpy(a->source_buf, a->req.source, len + 1);
+            a->req.source = a->source_buf;
+        } else if ((a->source = strdup(a->req.source)) != NULL) {
+            a->req.source = a->source;
+        } else {
+            st = rre__error(RRE_ENOMEM, "out of memory");
+        }
+    }
     if (st != RRE_OK) {
         async_free(a);
         return st;
     }
-    a->req.source = a->source;
+    a->next = NULL;
     a->done = done;
     a->user_data = user_data;
 

@@ -132,6 +132,8 @@ struct rre_queue {
     rre_status async_first_status;                  /* of those; async_mu */
     char async_first_error[256];                    /* async_mu */
     bool async_started, async_stop;                 /* async_mu */
+    struct rre__async_req *async_spare;             /* completed requests to reuse; async_mu */
+    size_t async_spares;                            /* async_mu */
     pthread_t async_thread;
 
     /* Ids this process appended that a linked router's receiver has not
