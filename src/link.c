@@ -53,6 +53,10 @@ struct rre_link {
     int max_attempts;
     double retry_delay_s, retry_delay_max_s;
     _Atomic uint64_t handler_retries, handler_dead;
+
+    /* RRE_LINK_PIPELINED: appends that failed since the last rre_link_flush(). */
+    uint64_t unflushed_failures; /* guarded by mu */
+    rre_status unflushed_status; /* guarded by mu: of the first of them */
 };
 
 static void lock(pthread_mutex_t *m)
@@ -84,11 +88,19 @@ static void link_stored(rre_status status, int64_t event_id, bool duplicate,
                         const uint8_t hash[RRE_HASH_SIZE], void *user_data)
 {
     (void)hash;
-    if (status != RRE_OK)
-        rre__log(RRE_LOG_WARN, "link", "a pipelined event was not stored: %s",
-                 rre_strerror(status));
     (void)event_id;
-    count_append(user_data, status, duplicate);
+    rre_link *link = user_data;
+    if (status != RRE_OK) {
+        lock(&link->mu);
+        bool first = link->unflushed_failures++ == 0;
+        if (first)
+            link->unflushed_status = status;
+        unlock(&link->mu);
+        if (first) /* once until the next flush, not once per event */
+            rre__log(RRE_LOG_WARN, "link", "pipelined events were not stored: %s",
+                     rre_strerror(status));
+    }
+    count_append(link, status, duplicate);
 }
 
 static rre_status link_sink(rre_event *ev, void *user_data)
@@ -323,8 +335,12 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
     pthread_cond_init(&link->progress, NULL);
 
     rre_status st = RRE_OK;
-    if ((opts->flags & RRE_LINK_HANDLER_RETRIES) &&
-        (opts->subscriber_name == NULL || (opts->flags & RRE_LINK_NO_READER)))
+    if ((opts->flags & RRE_LINK_HANDLER_RETRIES) && (opts->flags & RRE_LINK_PIPELINED))
+        st = rre__error(RRE_EINVAL,
+                        "link: RRE_LINK_HANDLER_RETRIES needs the event id of each local event "
+                        "when it is dispatched, which RRE_LINK_PIPELINED does not give: use one");
+    else if ((opts->flags & RRE_LINK_HANDLER_RETRIES) &&
+             (opts->subscriber_name == NULL || (opts->flags & RRE_LINK_NO_READER)))
         st = rre__error(RRE_EINVAL, "link: handler retries need a durable subscriber name and "
                                     "the reader");
     else if ((opts->flags & RRE_LINK_HANDLER_RETRIES) &&
@@ -442,7 +458,21 @@ rre_status rre_link_flush(rre_link *link, int timeout_ms)
         return rre__error(RRE_EINVAL, "link: NULL");
     if (!(link->flags & RRE_LINK_PIPELINED))
         return RRE_OK;
-    return rre_queue_flush(link->queue, timeout_ms);
+    /* Waits for every pipelined event of the queue handle; the link's own
+     * failures are its completions' count, not the queue's. */
+    rre_status st = rre__queue_flush_from(link->queue, UINT64_MAX, timeout_ms, NULL);
+    if (st != RRE_OK)
+        return st;
+    lock(&link->mu);
+    uint64_t failed = link->unflushed_failures;
+    rre_status why = link->unflushed_status;
+    link->unflushed_failures = 0;
+    unlock(&link->mu);
+    if (failed > 0)
+        return rre__error(why, "link: %llu event%s published on the router %s not stored: %s",
+                          (unsigned long long)failed, failed == 1 ? "" : "s",
+                          failed == 1 ? "was" : "were", rre_strerror(why));
+    return RRE_OK;
 }
 
 void rre_link_destroy(rre_link *link)
@@ -452,8 +482,15 @@ void rre_link_destroy(rre_link *link)
     if (link->sink_id != 0)
         rre_router_remove_sink(link->router, link->sink_id);
     /* No completion may run on the link once it is freed. */
-    if (link->flags & RRE_LINK_PIPELINED)
-        (void)rre_queue_flush(link->queue, -1);
+    if (link->flags & RRE_LINK_PIPELINED) {
+        rre_status st = rre__queue_flush_from(link->queue, UINT64_MAX, -1, NULL);
+        if (st == RRE_EINVAL)
+            rre__panic("rre_link_destroy() called from a completion of a pipelined publish");
+        if (st == RRE_OK && link->unflushed_failures > 0)
+            rre__log(RRE_LOG_WARN, "link",
+                     "%llu pipelined events published on the router were not stored",
+                     (unsigned long long)link->unflushed_failures);
+    }
     atomic_store(&link->stopping, true);
     if (link->reader != NULL)
         rre_subscriber_close(link->reader);

@@ -803,11 +803,15 @@ rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts)
 
 static void async_stop(rre_queue *q);
 static void async_free_spares(rre_queue *q);
+static bool on_async_thread(const rre_queue *q);
 
 void rre_queue_close(rre_queue *q)
 {
     if (q == NULL)
         return;
+    if (on_async_thread(q))
+        rre__panic("rre_queue_close() called from a completion of a pipelined publish: it "
+                   "would wait for the thread it runs on");
     /* Pipelined events accepted before are committed first. */
     async_stop(q);
     rre__queue_lock(&q->mu);
@@ -833,10 +837,15 @@ void rre_queue_destroy(rre_queue *q)
     pthread_cond_destroy(&q->maint_cv);
     pthread_mutex_destroy(&q->admin_mu);
     pthread_mutex_destroy(&q->own_mu);
-    pthread_mutex_destroy(&q->async_mu);
-    pthread_cond_destroy(&q->async_cv);
-    pthread_cond_destroy(&q->async_room_cv);
+    /* In a child of fork() the writer's condition variables may have
+     * waiters of the parent, which destroying them would wait for. */
+    if (!q->async_started || q->async_pid == getpid()) {
+        pthread_mutex_destroy(&q->async_mu);
+        pthread_cond_destroy(&q->async_cv);
+        pthread_cond_destroy(&q->async_room_cv);
+    }
     async_free_spares(q);
+    free(q->async_failures);
     free(q->own_ids);
     free(q->path);
     free(q->dir);
@@ -1349,11 +1358,27 @@ struct rre__async_req {
     struct rre__async_req *next;
 };
 
-/* Spare requests kept at most. */
+/* Spare requests kept at most, and the text buffer one keeps at most. */
 #define ASYNC_SPARE_MAX 4096
-
-/* The text buffer a spare request keeps at most. */
 #define ASYNC_TEXT_KEEP 16384
+
+/* The queue whose writer runs on this thread (NULL on others). */
+static _Thread_local const rre_queue *tls_writer_of;
+
+/* Each thread's flush cursor of the queues it flushed last: failures of
+ * events up to it were reported to it already. */
+#define FLUSH_CURSORS 8
+static _Thread_local struct {
+    uint64_t queue_id;
+    uint64_t upto;
+} tls_flushed[FLUSH_CURSORS];
+
+static _Atomic uint64_t next_queue_id = 1;
+
+static bool on_async_thread(const rre_queue *q)
+{
+    return tls_writer_of == q;
+}
 
 static void async_release(struct rre__async_req *a)
 {
@@ -1414,9 +1439,31 @@ static void async_give_back(rre_queue *q, struct rre__async_req *first)
     }
 }
 
-static bool on_async_thread(rre_queue *q)
+/* Remembers that the events numbered lo..hi failed (async_mu held). */
+static void async_record_failure(rre_queue *q, uint64_t lo, uint64_t hi, rre_status st,
+                                 const char *why)
 {
-    return q->async_started && pthread_equal(pthread_self(), q->async_thread);
+    if (q->async_failures == NULL) {
+        q->async_failures = calloc(RRE__QUEUE_ASYNC_FAILURES, sizeof *q->async_failures);
+        if (q->async_failures == NULL)
+            return; /* the completions said it; flush cannot */
+    }
+    struct rre__async_failure *last =
+        q->async_nfailures > 0 ? &q->async_failures[q->async_nfailures - 1] : NULL;
+    if (last != NULL && last->hi + 1 == lo && last->status == st) {
+        last->hi = hi; /* one failure that goes on: one range */
+        return;
+    }
+    if (q->async_nfailures == RRE__QUEUE_ASYNC_FAILURES) {
+        memmove(q->async_failures, q->async_failures + 1,
+                (RRE__QUEUE_ASYNC_FAILURES - 1) * sizeof *q->async_failures);
+        q->async_nfailures--;
+    }
+    struct rre__async_failure *f = &q->async_failures[q->async_nfailures++];
+    f->lo = lo;
+    f->hi = hi;
+    f->status = st;
+    snprintf(f->error, sizeof f->error, "%s", why);
 }
 
 /* The writer: submits what waits, in groups, as one call each, and runs the
@@ -1424,12 +1471,14 @@ static bool on_async_thread(rre_queue *q)
 static void *async_main(void *arg)
 {
     rre_queue *q = arg;
+    tls_writer_of = q;
     for (;;) {
         rre__queue_lock(&q->async_mu);
         while (q->async_head == NULL && !q->async_stop)
             pthread_cond_wait(&q->async_cv, &q->async_mu);
         if (q->async_head == NULL) {
             rre__queue_unlock(&q->async_mu);
+            tls_writer_of = NULL;
             return NULL;
         }
         struct rre__async_req *first = q->async_head, *last = first;
@@ -1445,6 +1494,7 @@ static void *async_main(void *arg)
         last->next = NULL;
         last->req.next = NULL;
         q->async_waiting -= n;
+        uint64_t lo = q->async_completed + 1; /* groups complete in accepting order */
         pthread_cond_broadcast(&q->async_room_cv);
         rre__queue_unlock(&q->async_mu);
 
@@ -1462,31 +1512,46 @@ static void *async_main(void *arg)
         rre__queue_lock(&q->async_mu);
         async_give_back(q, first);
         q->async_completed += n;
-        if (st != RRE_OK) {
-            if (q->async_failed == 0) {
-                q->async_first_status = st;
-                snprintf(q->async_first_error, sizeof q->async_first_error, "%s", why);
-            }
-            q->async_failed += n;
-        }
+        if (st != RRE_OK)
+            async_record_failure(q, lo, lo + n - 1, st, why);
         pthread_cond_broadcast(&q->async_room_cv);
         rre__queue_unlock(&q->async_mu);
     }
 }
 
-/* Stops accepting, lets the writer commit what waits, and joins it. */
+/* Stops accepting, lets the writer commit what waits, and waits until it
+ * has left: the first closer joins it, the others wait for that. In a
+ * child of fork() the writer (of the parent) is not there: nothing to
+ * wait for. */
 static void async_stop(rre_queue *q)
 {
     rre__queue_lock(&q->async_mu);
     q->async_stop = true;
+    if (q->async_started && q->async_pid != getpid()) {
+        /* Not even a broadcast: the condition variables' waiters are
+         * threads of the parent, and glibc would wait for them. */
+        rre__queue_unlock(&q->async_mu);
+        return;
+    }
     pthread_cond_broadcast(&q->async_cv);
     pthread_cond_broadcast(&q->async_room_cv);
-    bool join = q->async_started && !on_async_thread(q);
-    if (join)
-        q->async_started = false;
+    if (!q->async_started) {
+        rre__queue_unlock(&q->async_mu);
+        return;
+    }
+    if (q->async_joining) {
+        while (!q->async_exited)
+            pthread_cond_wait(&q->async_room_cv, &q->async_mu);
+        rre__queue_unlock(&q->async_mu);
+        return;
+    }
+    q->async_joining = true;
     rre__queue_unlock(&q->async_mu);
-    if (join)
-        pthread_join(q->async_thread, NULL);
+    pthread_join(q->async_thread, NULL);
+    rre__queue_lock(&q->async_mu);
+    q->async_exited = true;
+    pthread_cond_broadcast(&q->async_room_cv);
+    rre__queue_unlock(&q->async_mu);
 }
 
 rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
@@ -1527,13 +1592,25 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
     a->user_data = user_data;
 
     rre__queue_lock(&q->async_mu);
+    if (q->async_started && q->async_pid != getpid()) {
+        rre__queue_unlock(&q->async_mu);
+        async_free(a);
+        return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
+                                       "thread is in the parent; open the queue again in the "
+                                       "child");
+    }
     if (!q->async_started && !q->async_stop) {
-        if (pthread_create(&q->async_thread, NULL, async_main, q) != 0) {
+        int rc = pthread_create(&q->async_thread, NULL, async_main, q);
+        if (rc != 0) {
             rre__queue_unlock(&q->async_mu);
             async_free(a);
-            return rre__error(RRE_ENOMEM, "cannot start the queue's writer thread");
+            return rre__error(RRE_ENOMEM, "cannot start the queue's writer thread: %s",
+                              strerror(rc));
         }
         q->async_started = true;
+        q->async_pid = getpid();
+        if (q->async_id == 0)
+            q->async_id = atomic_fetch_add(&next_queue_id, 1);
     }
     /* Room, unless this is the writer (a completion publishing): waiting
      * for itself would never end. */
@@ -1556,10 +1633,8 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
     return RRE_OK;
 }
 
-rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
+rre_status rre__queue_flush_from(rre_queue *q, uint64_t from, int timeout_ms, uint64_t *upto)
 {
-    if (q == NULL)
-        return rre__error(RRE_EINVAL, "rre_queue_flush: queue is NULL");
     rre__queue_lock(&q->async_mu);
     if (on_async_thread(q)) {
         rre__queue_unlock(&q->async_mu);
@@ -1567,6 +1642,13 @@ rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
                                       "wait for itself");
     }
     uint64_t target = q->async_accepted;
+    if (upto != NULL)
+        *upto = from;
+    if (q->async_started && q->async_pid != getpid() && q->async_completed < target) {
+        rre__queue_unlock(&q->async_mu);
+        return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
+                                       "thread is in the parent");
+    }
     int64_t deadline = timeout_ms >= 0 ? rre__queue_mono_ms() + timeout_ms : 0;
     while (q->async_completed < target) {
         if (timeout_ms < 0) {
@@ -1578,8 +1660,7 @@ rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
             uint64_t missing = target - q->async_completed;
             rre__queue_unlock(&q->async_mu);
             return rre__error(RRE_ETIMEOUT,
-                              "rre_queue_flush: %llu pipelined events still waited "
-                              "after %d ms",
+                              "rre_queue_flush: %llu pipelined events still waited after %d ms",
                               (unsigned long long)missing, timeout_ms);
         }
         struct timespec ts;
@@ -1592,14 +1673,51 @@ rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
         }
         pthread_cond_timedwait(&q->async_room_cv, &q->async_mu, &ts);
     }
-    rre_status st = RRE_OK;
-    if (q->async_failed > 0) {
-        st = rre__error(q->async_first_status,
-                        "%llu pipelined event%s not stored; the first failure: %s",
-                        (unsigned long long)q->async_failed,
-                        q->async_failed == 1 ? " was" : "s were", q->async_first_error);
-        q->async_failed = 0;
+    /* The failures among the events numbered from+1 .. target. */
+    uint64_t failed = 0;
+    const struct rre__async_failure *newest = NULL;
+    for (size_t i = 0; from < target && i < q->async_nfailures; i++) {
+        const struct rre__async_failure *f = &q->async_failures[i];
+        uint64_t lo = f->lo > from ? f->lo : from + 1, hi = f->hi < target ? f->hi : target;
+        if (lo <= hi) {
+            failed += hi - lo + 1;
+            newest = f;
+        }
     }
+    rre_status st = RRE_OK;
+    if (failed > 0)
+        st = rre__error(newest->status, "%llu pipelined event%s not stored; the latest failure: %s",
+                        (unsigned long long)failed, failed == 1 ? " was" : "s were", newest->error);
+    if (upto != NULL)
+        *upto = target;
     rre__queue_unlock(&q->async_mu);
+    return st;
+}
+
+rre_status rre_queue_flush(rre_queue *q, int timeout_ms)
+{
+    if (q == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_flush: queue is NULL");
+    rre__queue_lock(&q->async_mu);
+    uint64_t id = q->async_id;
+    rre__queue_unlock(&q->async_mu);
+    if (id == 0)
+        return RRE_OK; /* nothing was ever accepted */
+    /* This thread's cursor for the queue: failures up to it were reported. */
+    size_t slot = FLUSH_CURSORS;
+    for (size_t i = 0; i < FLUSH_CURSORS; i++)
+        if (tls_flushed[i].queue_id == id)
+            slot = i;
+    uint64_t from = slot < FLUSH_CURSORS ? tls_flushed[slot].upto : 0, upto = from;
+    rre_status st = rre__queue_flush_from(q, from, timeout_ms, &upto);
+    if (st == RRE_ETIMEOUT || st == RRE_EINVAL)
+        return st;
+    if (slot == FLUSH_CURSORS) {
+        /* A new queue for this thread: take the slot of the oldest. */
+        memmove(&tls_flushed[1], &tls_flushed[0], (FLUSH_CURSORS - 1) * sizeof tls_flushed[0]);
+        slot = 0;
+        tls_flushed[0].queue_id = id;
+    }
+    tls_flushed[slot].upto = upto;
     return st;
 }

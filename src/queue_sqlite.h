@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
 
@@ -29,8 +30,16 @@
 struct rre__pub_req;
 struct rre__async_req;
 
-/* Pipelined publishes waiting at most, and per transaction of the writer. */
+/* Pipelined publishes waiting at most; failed groups remembered for
+ * rre_queue_flush(). */
 #define RRE__QUEUE_ASYNC_MAX 65536
+#define RRE__QUEUE_ASYNC_FAILURES 256
+
+struct rre__async_failure {
+    uint64_t lo, hi; /* the sequence numbers of the group's events */
+    rre_status status;
+    char error[200];
+};
 
 /* The content dedup of one writer connection (queue_dedup.c). Used by one
  * thread at a time, inside that connection's write transactions. */
@@ -128,12 +137,19 @@ struct rre_queue {
     struct rre__async_req *async_head, *async_tail; /* async_mu */
     size_t async_waiting;                           /* in the list; async_mu */
     uint64_t async_accepted, async_completed;       /* async_mu */
-    uint64_t async_failed;                          /* since the last flush; async_mu */
-    rre_status async_first_status;                  /* of those; async_mu */
-    char async_first_error[256];                    /* async_mu */
-    bool async_started, async_stop;                 /* async_mu */
-    struct rre__async_req *async_spare;             /* completed requests to reuse; async_mu */
-    size_t async_spares;                            /* async_mu */
+    /* Groups that failed, by the sequence numbers of their events (the
+     * n-th accepted event is number n), newest last; at most
+     * RRE__QUEUE_ASYNC_FAILURES, the oldest forgotten first. async_mu. */
+    struct rre__async_failure *async_failures;
+    size_t async_nfailures;
+    uint64_t async_id;  /* unique per queue: keys the flush cursors of threads */
+    pid_t async_pid;    /* the process the writer runs in */
+    bool async_started; /* a writer thread was made (and not joined); async_mu */
+    bool async_stop;    /* no more accepting; the writer leaves once drained; async_mu */
+    bool async_joining; /* a closer joins the writer; others wait for async_exited */
+    bool async_exited;  /* joined; async_mu */
+    struct rre__async_req *async_spare; /* completed requests to reuse; async_mu */
+    size_t async_spares;                /* async_mu */
     pthread_t async_thread;
 
     /* Ids this process appended that a linked router's receiver has not
@@ -342,6 +358,11 @@ rre_status rre__importer_append(rre__importer *im, rre__import_row *rows, size_t
                                 const char *pos_name, int64_t pos);
 /* The position recorded under `name`; *found false (and 0) when none. */
 rre_status rre__importer_position(rre__importer *im, const char *name, int64_t *out, bool *found);
+
+/* Waits until every pipelined event accepted before the call completed and
+ * reports the failures among those numbered after `from` (see
+ * rre_queue_flush()); *upto is then the last number it covered. */
+rre_status rre__queue_flush_from(rre_queue *q, uint64_t from, int timeout_ms, uint64_t *upto);
 
 /* Starts and stops the maintenance thread. */
 rre_status rre__queue_maintenance_start(rre_queue *q);

@@ -478,6 +478,53 @@ static void test_pipelined_link_stores_everything_by_flush_and_destroy(void **st
     node_close(&b);
 }
 
+/* Handler retries need each local event's id when it is dispatched, which a
+ * pipelined link does not have: the two are refused together. A pipelined
+ * link's flush reports the link's own events that were not stored. */
+static void test_pipelined_link_refuses_handler_retries_and_reports_its_failures(void **state)
+{
+    (void)state;
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db_path;
+    qo.maintenance_interval_ms = -1;
+    rre_router *r = NULL;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_router_create(&r, NULL), RRE_OK);
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_link *l = NULL;
+    rre_link_options both = {.flags = RRE_LINK_PIPELINED | RRE_LINK_HANDLER_RETRIES,
+                             .subscriber_name = "both"};
+    assert_int_equal(rre_link_create(&l, r, q, &both), RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "RRE_LINK_PIPELINED"));
+    rre_link_options lo = {.flags = RRE_LINK_PIPELINED | RRE_LINK_NO_READER};
+    assert_int_equal(rre_link_create(&l, r, q, &lo), RRE_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+                                  " SELECT RAISE(ABORT, 'refused by the test'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < 7; i++) {
+        json_t *p = payload_seq(i);
+        assert_int_equal(rre_router_publish_type(r, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+                         RRE_OK);
+        json_decref(p);
+    }
+    assert_int_not_equal(rre_link_flush(l, -1), RRE_OK);
+    assert_non_null(strstr(rre_last_error(), "7 events published on the router were not stored"));
+    rre_link_counters c;
+    rre_link_get_counters(l, &c);
+    assert_int_equal(c.append_failed, 7);
+    assert_int_equal(rre_link_flush(l, -1), RRE_OK); /* reported once */
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    rre_link_destroy(l);
+    rre_router_destroy(r);
+    rre_queue_destroy(q);
+}
+
 static void test_link_requires_router_and_queue(void **state)
 {
     (void)state;
@@ -514,6 +561,8 @@ int main(void)
         cmocka_unit_test(test_link_requires_router_and_queue),
         cmocka_unit_test_setup_teardown(test_pipelined_link_stores_everything_by_flush_and_destroy,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pipelined_link_refuses_handler_retries_and_reports_its_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

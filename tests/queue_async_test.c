@@ -86,6 +86,10 @@ static void sql_exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Events one thread offers while writes are held: past the bound of
+ * 65,536 waiting events and a writer's group of 4,096. */
+#define RRE_TEST_FLOOD 75000
+
 /* What the completions reported, by the index given as user data. */
 #define MAX_EVENTS 20000
 static struct {
@@ -396,6 +400,153 @@ static void test_publisher_killed_at_random_loses_nothing_flushed(void **state)
     }
 }
 
+/* Two threads whose events failed in one group both hear of it from their
+ * next flush, and not again from the one after. */
+static pthread_barrier_t both_published;
+
+struct flusher {
+    rre_queue *q;
+    int first;
+    rre_status got, again;
+};
+
+static void *publish_and_flush(void *arg)
+{
+    struct flusher *fl = arg;
+    for (int i = 0; i < 5; i++)
+        if (publish_seq(fl->q, "shared", fl->first + i, fl->first + i) != RRE_OK)
+            fail_msg("publish: %s", rre_last_error());
+    pthread_barrier_wait(&both_published);
+    fl->got = rre_queue_flush(fl->q, -1);
+    fl->again = rre_queue_flush(fl->q, -1);
+    return NULL;
+}
+
+static void test_every_thread_hears_of_its_failed_events_from_its_own_flush(void **state)
+{
+    struct fixture *f = *state;
+    reset();
+    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+                      " SELECT RAISE(ABORT, 'refused by the test'); END");
+    pthread_barrier_init(&both_published, NULL, 2);
+    struct flusher a = {f->q, 0, RRE_OK, RRE_OK}, b = {f->q, 100, RRE_OK, RRE_OK};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, publish_and_flush, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, publish_and_flush, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_not_equal(a.got, RRE_OK);
+    assert_int_not_equal(b.got, RRE_OK);
+    assert_int_equal(a.again, RRE_OK);
+    assert_int_equal(b.again, RRE_OK);
+    pthread_barrier_destroy(&both_published);
+    sql_exec(f->path, "DROP TRIGGER refuse");
+}
+
+/* A writer held up by another connection's write lock: flush times out,
+ * and a publisher past the bound of waiting events is held until the
+ * writer catches up; then everything is stored. */
+static _Atomic long accepted_so_far;
+
+static void *flood(void *arg)
+{
+    rre_queue *q = arg;
+    for (long i = 0; i < RRE_TEST_FLOOD; i++) {
+        json_t *p = json_pack("{s:s,s:I}", "tag", "flood", "seq", (json_int_t)i);
+        rre_status st =
+            rre_queue_publish_async(q, RRE_EV_ELO_UPDATED, p, NULL, NULL, NULL, NULL, NULL);
+        json_decref(p);
+        if (st != RRE_OK)
+            fail_msg("publish: %s", rre_last_error());
+        atomic_store(&accepted_so_far, i + 1);
+    }
+    return NULL;
+}
+
+static void
+test_flush_times_out_and_publishers_wait_past_the_bound_while_writes_are_held(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *holder;
+    assert_int_equal(sqlite3_open(f->path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    atomic_store(&accepted_so_far, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flood, f->q), 0);
+    /* The bound holds the publisher: once it has offered more than the
+     * bound, a second later it is still short of the flood. At most the
+     * bound waits in the list and one group is with the stuck writer. */
+    for (int i = 0; i < 6000 && atomic_load(&accepted_so_far) < 65536; i++)
+        usleep(10 * 1000);
+    assert_true(atomic_load(&accepted_so_far) >= 65536);
+    usleep(1000 * 1000);
+    long held = atomic_load(&accepted_so_far);
+    print_message("offered %ld of %d while the write lock was held\n", held, RRE_TEST_FLOOD);
+    assert_true(held <= 65536 + 4096 + 1);
+    assert_int_equal(rre_queue_flush(f->q, 100), RRE_ETIMEOUT);
+    assert_non_null(strstr(rre_last_error(), "still waited after 100 ms"));
+    assert_int_equal(sqlite3_exec(holder, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(holder);
+    pthread_join(t, NULL);
+    assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), RRE_TEST_FLOOD);
+}
+
+/* Two threads closing at once: both return after everything accepted
+ * before was stored. */
+static void *closer(void *arg)
+{
+    rre_queue_close(arg);
+    return NULL;
+}
+
+static void test_two_threads_closing_at_once_both_wait_for_the_accepted_events(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 12000 };
+    reset();
+    for (int i = 0; i < N; i++)
+        assert_int_equal(publish_seq(f->q, "closers", i, i), RRE_OK);
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, closer, f->q), 0);
+    assert_int_equal(pthread_create(&b, NULL, closer, f->q), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_int_equal(g.n, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(g.status[i], RRE_OK);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
+}
+
+/* In a child of fork() the parent's writer thread is not there: the child's
+ * pipelined publish is refused rather than left waiting for ever, and
+ * destroying the handle does not hang. */
+static void test_child_of_fork_is_refused_pipelined_publishing(void **state)
+{
+    struct fixture *f = *state;
+    reset();
+    assert_int_equal(publish_seq(f->q, "fork", 0, 0), RRE_OK);
+    assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        json_t *p = json_pack("{s:s}", "tag", "child");
+        rre_status st =
+            rre_queue_publish_async(f->q, RRE_EV_ELO_UPDATED, p, NULL, NULL, NULL, NULL, NULL);
+        json_decref(p);
+        rre_queue_destroy(f->q);
+        _exit(st == RRE_ECLOSED ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(publish_seq(f->q, "fork", 1, 1), RRE_OK);
+    assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +566,15 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_publisher_killed_at_random_loses_nothing_flushed,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_every_thread_hears_of_its_failed_events_from_its_own_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_flush_times_out_and_publishers_wait_past_the_bound_while_writes_are_held, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_two_threads_closing_at_once_both_wait_for_the_accepted_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_of_fork_is_refused_pipelined_publishing, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,7 +64,9 @@ typedef struct rre_link_options {
  * the router reported published is lost if the process dies before the
  * commit: call rre_link_flush() where that matters (before telling another
  * system the event exists, before exiting). Off by default for that reason.
- * rre_link_destroy() flushes. */
+ * rre_link_destroy() flushes. It cannot be combined with
+ * RRE_LINK_HANDLER_RETRIES (RRE_EINVAL), which needs each local event's id
+ * when it is dispatched. */
 
 /* HANDLER RETRIES. With RRE_LINK_HANDLER_RETRIES (and a durable
  * subscriber_name, else RRE_EINVAL) the router's handlers get what durable
@@ -102,10 +104,12 @@ RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue
  * stopped no longer delivers events from other processes. */
 RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
 
-/* With RRE_LINK_PIPELINED: waits until every event the router appended
- * through this link before the call is committed (rre_queue_flush() on the
- * link's queue; see there for `timeout_ms` and what it returns). Without
- * it, events are committed before the publish returns: RRE_OK at once. */
+/* With RRE_LINK_PIPELINED: waits until every event accepted for a pipelined
+ * publish on the link's queue before the call is committed (see
+ * rre_queue_flush() for `timeout_ms`), then returns RRE_OK, or the status of
+ * the link's own events that were not stored since the previous
+ * rre_link_flush() (its message says how many). Without the flag, events are
+ * committed before the publish returns: RRE_OK at once. */
 RRE_API rre_status rre_link_flush(rre_link *link, int timeout_ms);
 
 typedef struct rre_link_counters {

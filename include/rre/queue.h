@@ -199,8 +199,9 @@ RRE_API rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t 
  * `status` RRE_OK with the stored `event_id` (or, when `duplicate`, the
  * earlier event's id: nothing was stored), or the error that kept the event
  * out (a full disk, a closed queue); `hash` is the content hash. Keep it
- * short: the next commit waits for it. It may publish (pipelined or not)
- * but must not call rre_queue_flush(). */
+ * short: the next commit waits for it. It may publish (pipelined or not);
+ * it must not flush (RRE_EINVAL), nor close or destroy the queue (that
+ * aborts the program: it would wait for the thread it runs on). */
 typedef void (*rre_queue_stored_fn)(rre_status status, int64_t event_id, bool duplicate,
                                     const uint8_t hash[RRE_HASH_SIZE], void *user_data);
 
@@ -209,25 +210,34 @@ typedef void (*rre_queue_stored_fn)(rre_status status, int64_t event_id, bool du
  * a read-only or closed queue are refused here, with nothing queued), queues
  * it and returns without waiting for the commit. `done` (may be NULL) is then
  * called once with the outcome. Events accepted from one thread are stored in
- * the order they were accepted; the writer commits whatever is waiting in one
+ * the order they were accepted (a group that fails leaves a gap: later groups
+ * are still stored); the writer commits whatever is waiting in one
  * transaction (up to 4,096 events), so one thread reaches batch rates while
- * publishing one event per call.
+ * publishing one event per call. A synchronous rre_queue_publish() made
+ * after pipelined ones may be stored before them.
  *
  * An accepted event is not yet stored: a crash before its completion loses
  * it. Wait for `done`, or call rre_queue_flush(), before telling anyone it
  * is stored. At most 65,536 events wait at once: past that the call blocks
- * until the writer catches up (not on the writer thread itself). */
+ * until the writer catches up (not on the writer thread itself). A queue
+ * handle made before fork() cannot publish pipelined in the child once its
+ * writer started in the parent (RRE_ECLOSED): open it again there.
+ * rre_queue_close() commits what was accepted before it returns, which takes
+ * as long as those commits take. */
 RRE_API rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
                                            const char *source, const char *timestamp,
                                            const char *trace_id, rre_queue_stored_fn done,
                                            void *user_data);
 
 /* Waits until every event accepted by rre_queue_publish_async() before the
- * call has been committed (or has failed) and its completion has run.
- * timeout_ms < 0 waits as long as it takes. Returns RRE_OK when all of them
- * were stored; the status of the first failure among those completed since
- * the previous flush (its message says how many failed); RRE_ETIMEOUT when
- * time ran out; RRE_EINVAL on the writer thread (from a completion). */
+ * call (from any thread) has been committed or has failed, and its
+ * completion has run. timeout_ms < 0 waits as long as it takes. Returns
+ * RRE_OK when none of them failed that this thread has not heard of from an
+ * earlier flush; else the status of the latest failure (its message says how
+ * many failed). Every thread hears of each failure once, from its own next
+ * flush (the 256 latest separate failures are remembered). RRE_ETIMEOUT when
+ * time ran out (nothing is reported then); RRE_EINVAL on the writer thread
+ * (from a completion). */
 RRE_API rre_status rre_queue_flush(rre_queue *q, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
