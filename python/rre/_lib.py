@@ -288,6 +288,7 @@ _PROTOS = {
     "rre_subscriber_id": (c_char_p, [c_void_p]),
     "rre_link_create": (c_int, [POINTER(c_void_p), c_void_p, c_void_p, POINTER(LinkOptions)]),
     "rre_link_sync": (c_int, [c_void_p, c_int]),
+    "rre_link_flush": (c_int, [c_void_p, c_int]),
     "rre_link_destroy": (None, [c_void_p]),
     "rre_queue_stats": (c_int, [c_void_p, POINTER(c_void_p)]),
     "rre_fail": (c_int, [c_int, c_char_p]),

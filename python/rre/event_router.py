@@ -120,7 +120,8 @@ class Router:
     Router(db_path=None, link=True, validation="warn", dedup=True,
            dedup_window=3600.0, history_size=1000, source=None,
            subscriber_name=None, hostname=None, retry_handlers=False,
-           max_attempts=None, retry_delay=None, retry_delay_max=None)
+           max_attempts=None, retry_delay=None, retry_delay_max=None,
+           pipelined=False)
 
     With link=True the router appends every local event to the queue and
     delivers what other processes append (a durable subscriber when
@@ -129,12 +130,16 @@ class Router:
     event in the queue is called with it again after the retry delay, and
     after max_attempts failures the event goes to the dead letters under
     "<host>:stable:<subscriber_name>/<handler name>" (see docs/PYTHON.md).
+    With pipelined=True a publish returns before its event is committed to
+    the queue (a writer thread commits events in groups, several times
+    faster): call flush() before telling anyone an event is stored; close()
+    flushes. It cannot be combined with retry_handlers.
     Use it in a `with` block or call close()."""
 
     def __init__(self, db_path=None, link=True, validation="warn", dedup=True,
                  dedup_window=3600.0, history_size=1000, source=None,
                  subscriber_name=None, hostname=None, queue=None, retry_handlers=False,
-                 max_attempts=None, retry_delay=None, retry_delay_max=None):
+                 max_attempts=None, retry_delay=None, retry_delay_max=None, pipelined=False):
         self._r = None
         self._link = None
         self._queue = None
@@ -146,6 +151,9 @@ class Router:
         self._names = {}  # (type code or None, name) -> how many took it
         if validation not in _VALIDATION:
             raise ValueError("validation is 'off', 'warn' or 'strict', not %r" % (validation,))
+        if pipelined and retry_handlers:
+            raise ValueError("pipelined=True cannot be combined with retry_handlers=True: "
+                             "handler retries need each event's id when it is dispatched")
         if link:
             from .queue import Queue
 
@@ -180,6 +188,8 @@ class Router:
             try:
                 lo = _lib.LinkOptions()
                 lo.subscriber_name = enc(subscriber_name)
+                if pipelined:
+                    lo.flags |= 0x10  # RRE_LINK_PIPELINED
                 if retry_handlers:
                     lo.flags |= 0x8  # RRE_LINK_HANDLER_RETRIES
                     if max_attempts is not None:
@@ -247,6 +257,16 @@ class Router:
     @property
     def queue(self):
         return self._queue
+
+    def flush(self, timeout=None):
+        """With pipelined=True: waits until every event published so far is
+        committed to the queue; raises rre.Error when some of this router's
+        events were not stored (since the previous flush), rre.errors
+        timeout error after `timeout` seconds. Without it, a no-op."""
+        if self._link is None:
+            return
+        ms = -1 if timeout is None else max(int(timeout * 1000), 0)
+        _lib.check(lib.rre_link_flush(self._link, ms))
 
     def sync(self, timeout=5.0):
         """Waits until the queue reader has delivered every event other
