@@ -133,7 +133,15 @@ static const char RRE_SCHEMA[] =
     " error TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS rre_dead_letters_subscriber ON"
     " rre_dead_letters(subscriber_id, id);"
-    "INSERT OR IGNORE INTO rre_meta(key, value) VALUES ('schema_version', '1');";
+    "INSERT OR IGNORE INTO rre_meta(key, value) VALUES ('schema_version', '2');"
+    /* 1: before rre_hashes and the dedup index (opened here, it is brought
+     * to 2 by the statements above). */
+    "UPDATE rre_meta SET value = '2' WHERE key = 'schema_version' AND"
+    " CAST(value AS INTEGER) < 2;";
+
+/* The layout of our tables this library writes; a file of a later one is
+ * not written (a later release may keep its dedup hashes elsewhere). */
+#define SCHEMA_VERSION 2
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -599,6 +607,35 @@ static bool schema_present(sqlite3 *db, bool *ok)
     return present;
 }
 
+/* Refuses to write a file whose layout of our tables is later than this
+ * library's: its processes would not see each other's dedup hashes. */
+static rre_status check_version(rre_queue *q, sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key ="
+                           " 'schema_version'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (version <= SCHEMA_VERSION)
+        return RRE_OK;
+    if (q->read_only) {
+        rre__log(RRE_LOG_WARN, "queue",
+                 "'%s' has the layout of a later release (%lld; this library writes %d): "
+                 "reading its events only",
+                 q->path, (long long)version, SCHEMA_VERSION);
+        return RRE_OK;
+    }
+    return rre__error(RRE_EDB,
+                      "'%s' was written by a later release of this library (layout %lld; this "
+                      "one knows up to %d): use that release, since processes of different "
+                      "releases would not see each other's dedup records",
+                      q->path, (long long)version, SCHEMA_VERSION);
+}
+
 static rre_status init_schema(rre_queue *q, sqlite3 *db)
 {
     bool ok;
@@ -608,7 +645,7 @@ static rre_status init_schema(rre_queue *q, sqlite3 *db)
         bool present = schema_present(db, &ok);
         if (ok) {
             if (present)
-                return RRE_OK;
+                return check_version(q, db);
             break;
         }
         int rc = sqlite3_extended_errcode(db);
@@ -629,6 +666,8 @@ static rre_status init_schema(rre_queue *q, sqlite3 *db)
         return RRE_OK;
     }
     st = rre__queue_write_txn(q, db, "creating the queue tables", schema_body, NULL);
+    if (st == RRE_OK)
+        st = check_version(q, db);
     return st;
 }
 

@@ -243,6 +243,9 @@ static void test_file_of_an_earlier_release_keeps_its_dedup_entries(void **state
     assert_int_equal(sql_int(f->path, "SELECT min(indexed_upto) FROM rre_dedup_slices"), x);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_slices"),
                      RRE__QUEUE_DEDUP_SLICES);
+    assert_int_equal(sql_int(f->path, "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key ="
+                                      " 'schema_version'"),
+                     2);
     rre_queue_destroy(q);
 }
 
@@ -452,6 +455,32 @@ static void test_retention_deletes_expired_hashes_from_both_levels(void **state)
     rre_queue_destroy(q);
 }
 
+/* A file whose layout is later than this library's is not written (its
+ * writers would keep dedup records this one does not read); it can still
+ * be read. */
+static void test_file_of_a_later_release_is_refused_for_writing(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f->path, 0, false);
+    bool dup;
+    publish_seq(q, "later", 0, &dup);
+    rre_queue_destroy(q);
+    sql_exec(f->path, "UPDATE rre_meta SET value = '7' WHERE key = 'schema_version'");
+    rre_queue_options o;
+    rre_queue_options_init(&o);
+    o.path = f->path;
+    o.maintenance_interval_ms = -1;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_EDB);
+    assert_non_null(strstr(rre_last_error(), "later release"));
+    o.read_only = true;
+    assert_int_equal(rre_queue_create(&q, &o), RRE_OK);
+    json_t *stats = NULL;
+    assert_int_equal(rre_queue_stats(q, &stats), RRE_OK);
+    assert_int_equal(json_integer_value(json_object_get(stats, "events")), 1);
+    json_decref(stats);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +501,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retention_deletes_expired_hashes_from_both_levels,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_of_a_later_release_is_refused_for_writing, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
