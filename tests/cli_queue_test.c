@@ -129,8 +129,54 @@ static void test_publish_reads_payload_from_stdin_and_takes_source(void **state)
     tu_result_free(&r);
     r = tu_run_cli(NULL, "--db", f->db, "tail", "--format", "text", NULL);
     assert_int_equal(r.status, 0);
-    assert_non_null(strstr(r.out, "NEW_GAMES_AVAILABLE selfplay-7@"));
+    assert_non_null(strstr(r.out, "NEW_GAMES_AVAILABLE"));
+    assert_non_null(strstr(r.out, " selfplay-7@"));
     tu_result_free(&r);
+}
+
+/* The text format for people: aligned columns (id, time, type,
+ * source@host, payload) whatever the widths of the values, times in UTC or
+ * in the local zone with --local-time, no colour into a pipe. */
+static void test_tail_text_is_aligned_columns_with_utc_or_local_times(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 12; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        tu_result r = tu_run_cli(NULL, "--db", f->db, "publish",
+                                 i % 2 ? "NEW_GAMES_AVAILABLE" : "ELO_UPDATED", "--payload",
+                                 payload, "--source", i % 3 ? "a" : "a-much-longer-source", NULL);
+        assert_int_equal(r.status, 0);
+        tu_result_free(&r);
+    }
+    setenv("TZ", "Asia/Kolkata", 1);
+    tu_result r = tu_run_cli(NULL, "--db", f->db, "tail", "--format", "text", NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strchr(r.out, '\033'));
+    /* Every line's payload starts in the same column; times end in Z. */
+    long column = -1;
+    int lines = 0;
+    for (char *line = r.out; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        char *brace = strchr(line, '{');
+        assert_non_null(brace);
+        if (column < 0)
+            column = brace - line;
+        assert_int_equal(brace - line, column);
+        assert_non_null(memchr(line, 'Z', (size_t)(brace - line))); /* a UTC time */
+        lines++;
+        if (end == NULL)
+            break;
+        line = end + 1;
+    }
+    assert_int_equal(lines, 12);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--format", "text", "--local-time", "-n", "1",
+                   NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "+0530"));
+    tu_result_free(&r);
+    unsetenv("TZ");
 }
 
 static void test_publish_failures_exit_1_and_store_nothing(void **state)
@@ -554,6 +600,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_publish_then_tail_prints_the_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_publish_reports_duplicate_and_adds_no_row,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tail_text_is_aligned_columns_with_utc_or_local_times,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_reads_payload_from_stdin_and_takes_source,
                                         setup, teardown),

@@ -96,6 +96,18 @@ enum cli_tail_format { CLI_TAIL_JSON, CLI_TAIL_TEXT, CLI_TAIL_CLOUDEVENTS };
  * character; the others are one JSON object. */
 char *cli_tail_line(const rre_event *ev, enum cli_tail_format format);
 
+/* How the text format looks: plain (all zero) when the output is not a
+ * terminal. */
+struct cli_tail_style {
+    bool color;      /* ANSI colours: the id dim, the type by category */
+    bool local_time; /* times in the local zone (with its offset), not UTC */
+    int width;       /* the terminal's columns: the payload is shortened to fit; 0: whole */
+};
+
+/* The text format's line for `ev` in `style` (no newline), malloc'd; NULL
+ * when out of memory. Columns: id, time, type, source@host, payload. */
+char *cli_tail_text(const rre_event *ev, const struct cli_tail_style *style);
+
 /* Writes the figures of rre_queue_stats() `s` in the Prometheus text
  * exposition format to `out`. CLI_OK, or CLI_FAIL when writing failed. */
 int cli_stats_prometheus(FILE *out, const json_t *s);

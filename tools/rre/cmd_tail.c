@@ -15,7 +15,10 @@
  *
  * Formats: json (the default) is one object per event: event_id, type (the
  * canonical NAME), category, source, hostname, timestamp, trace_id (when
- * known), hash, payload. text is "ID TIMESTAMP TYPE SOURCE@HOST PAYLOAD".
+ * known), hash, payload. text is aligned columns "ID TIME TYPE SOURCE@HOST
+ * PAYLOAD", the time in UTC (or the local zone with --local-time); on a
+ * terminal the type is coloured by category unless NO_COLOR is set, and the
+ * payload is shortened to the terminal's width.
  * cloudevents is CloudEvents 1.0 structured JSON: id (the event id),
  * source ("/ringrift/<host>/<source>"), specversion, type ("ringrift.<NAME>"),
  * time, datacontenttype, data, and traceparent when known.
@@ -31,8 +34,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static rre_subscriber *volatile active_subscriber;
 
@@ -92,7 +97,7 @@ static void tail_help(void)
     puts("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
          "                [--since ID|DURATION|TIME | --last N | --from-end] [--limit N]\n"
          "                [--follow] [--no-ack]\n"
-         "                [--format json|text|cloudevents]\n"
+         "                [--format json|text|cloudevents] [--local-time]\n"
          "\n"
          "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
          "subscriber that acknowledges what it printed and resumes there next time\n"
@@ -102,11 +107,16 @@ static void tail_help(void)
          "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
          "end (--from-end, for --follow). --limit N (-n N) stops after N events (0: no\n"
          "limit). --follow (-f) waits for new events until interrupted, or until the reader\n"
-         "of its output goes away. Exit status: 0 success, 1 failure, 2 wrong usage.");
+         "of its output goes away. --format text prints aligned columns (id, time, type,\n"
+         "source@host, payload) with times in UTC, or in the local zone with --local-time;\n"
+         "on a terminal the type is coloured by category (never with NO_COLOR set) and\n"
+         "the payload shortened to the terminal's width. Exit status: 0 success,\n"
+         "1 failure, 2 wrong usage.");
 }
 
 struct tail_state {
     enum cli_tail_format format;
+    struct cli_tail_style style; /* of the text format */
     size_t printed;
     bool output_failed;
 };
@@ -114,7 +124,8 @@ struct tail_state {
 static rre_status print_event(const rre_event *ev, void *user_data)
 {
     struct tail_state *t = user_data;
-    char *line = cli_tail_line(ev, t->format);
+    char *line =
+        t->format == CLI_TAIL_TEXT ? cli_tail_text(ev, &t->style) : cli_tail_line(ev, t->format);
     if (line == NULL) {
         fprintf(stderr, "rre: tail: out of memory\n");
         t->output_failed = true;
@@ -147,7 +158,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     long long limit = 0, last = -1;
     bool follow = false, from_end = false, since_given = false;
     double since_time = -1; /* --since DURATION or TIME: a time to start at */
-    struct tail_state t = {CLI_TAIL_JSON, 0, false};
+    struct tail_state t = {CLI_TAIL_JSON, {false, false, 0}, 0, false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -160,6 +171,8 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             so.no_ack = true;
         } else if (strcmp(a, "--from-end") == 0) {
             from_end = true;
+        } else if (strcmp(a, "--local-time") == 0) {
+            t.style.local_time = true;
         } else if (val == NULL && (strcmp(a, "--subscriber") == 0 || strcmp(a, "--type") == 0 ||
                                    strcmp(a, "--category") == 0 || strcmp(a, "--since") == 0 ||
                                    strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
@@ -228,6 +241,17 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     }
     if (so.no_ack && so.name == NULL)
         so.no_ack = false; /* a reader without a name never acknowledges anyway */
+    if (t.format == CLI_TAIL_TEXT && isatty(STDOUT_FILENO)) {
+        /* For people at a terminal: colour (unless NO_COLOR is set, as
+         * no-color.org asks, or the terminal is "dumb"), and payloads
+         * shortened to its width. Into a pipe or a file: plain lines. */
+        const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+        t.style.color = (no_color == NULL || no_color[0] == '\0') &&
+                        !(term != NULL && strcmp(term, "dumb") == 0);
+        struct winsize ws;
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+            t.style.width = ws.ws_col;
+    }
     if ((from_end || last >= 0) && (so.name != NULL || since_given || (from_end && last >= 0)))
         return cli_usage_error("tail: --from-end and --last N choose where a reader without "
                                "--subscriber starts; not with --subscriber, --since or each "

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Appends `text` to `out` as one URI path segment: every byte but the
  * unreserved characters (RFC 3986: ALPHA DIGIT - . _ ~) percent-encoded, so
@@ -89,25 +90,122 @@ static char *json_text(const json_t *v)
     return v != NULL && rre_canonical_json(v, &text, NULL) == RRE_OK ? text : NULL;
 }
 
+/* The event's time for people: "YYYY-MM-DD HH:MM:SS.mmmZ" in UTC, or in
+ * the local zone with its offset; the stored text (made safe) when it is
+ * not an RFC 3339 time. */
+static char *show_time(const char *stamp, bool local)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    long ms = 0;
+    if (p != NULL && *p == '.') {
+        size_t digits = strspn(p + 1, "0123456789");
+        char frac[4] = "000";
+        memcpy(frac, p + 1, digits < 3 ? digits : 3);
+        ms = strtol(frac, NULL, 10);
+        p += 1 + digits;
+    }
+    time_t t =
+        p != NULL && (strcmp(p, "Z") == 0 || strcmp(p, "+00:00") == 0) ? timegm(&tm) : (time_t)-1;
+    if (t == (time_t)-1)
+        return cli_safe_text(stamp, true);
+    struct tm out;
+    char buf[64], zone[16] = "Z";
+    if (local) {
+        localtime_r(&t, &out);
+        strftime(zone, sizeof zone, "%z", &out);
+    } else {
+        gmtime_r(&t, &out);
+    }
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &out);
+    snprintf(buf + n, sizeof buf - n, ".%03ld%s", ms, zone);
+    return strdup(buf);
+}
+
+/* Bytes of `s` that fill at most `cols` columns (one per character; the
+ * text is UTF-8 without control characters). */
+static size_t fit(const char *s, size_t cols)
+{
+    size_t i = 0, used = 0;
+    while (s[i] != '\0' && used < cols) {
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        used++;
+    }
+    return i;
+}
+
+static size_t columns(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+char *cli_tail_text(const rre_event *ev, const struct cli_tail_style *style)
+{
+    /* Nothing another writer put in a row reaches the terminal as a control
+     * character. */
+    char *payload = json_text(ev->payload);
+    char *safe_payload = cli_safe_text(payload != NULL ? payload : "{}", false);
+    char *source = cli_safe_text(ev->source[0] ? ev->source : "-", true);
+    char *host = cli_safe_text(ev->hostname, true);
+    char *when = show_time(ev->timestamp, style->local_time);
+    char *line = NULL;
+    if (safe_payload != NULL && source != NULL && host != NULL && when != NULL) {
+        char *who = NULL;
+        if (asprintf(&who, "%s@%s", source, host) >= 0) {
+            const char *name = rre_event_name(ev->type);
+            const rre_event_info *info = rre_event_get(ev->type);
+            /* Aligned: id 8, time 28, type 30, source@host 24 (longer ones
+             * push); on a terminal too narrow for that and 30 columns of
+             * payload, single spaces instead. */
+            int tw = 28, nw = 30, ww = 24, gap = 2;
+            int head = snprintf(NULL, 0, "%8lld  %-*s  %-*s  %-*s  ", (long long)ev->event_id, tw,
+                                when, nw, name, ww, who);
+            if (style->width > 0 && head + 30 > style->width) {
+                tw = nw = ww = 0;
+                gap = 1;
+                head =
+                    snprintf(NULL, 0, "%8lld %s %s %s ", (long long)ev->event_id, when, name, who);
+            }
+            size_t room = (size_t)-1;
+            if (style->width > 0)
+                room = style->width > head + 10 ? (size_t)(style->width - head) : 10;
+            size_t keep = strlen(safe_payload);
+            bool cut = columns(safe_payload) > room;
+            if (cut)
+                keep = fit(safe_payload, room - 1);
+            static const char *const hue[] = {"34", "35", "36", "32", "33", "31"};
+            char on_type[16] = "";
+            if (style->color && info != NULL)
+                snprintf(on_type, sizeof on_type, "\033[%sm",
+                         hue[(unsigned)info->category % (sizeof hue / sizeof *hue)]);
+            const char *dim = style->color ? "\033[2m" : "", *off = style->color ? "\033[0m" : "";
+            if (asprintf(&line, "%s%8lld%s%*s%-*s%*s%s%-*s%s%*s%-*s%*s%.*s%s", dim,
+                         (long long)ev->event_id, off, gap, "", tw, when, gap, "", on_type, nw,
+                         name, on_type[0] != '\0' ? off : "", gap, "", ww, who, gap, "", (int)keep,
+                         safe_payload, cut ? "\u2026" : "") < 0)
+                line = NULL;
+            free(who);
+        }
+    }
+    free(payload);
+    free(safe_payload);
+    free(source);
+    free(host);
+    free(when);
+    return line;
+}
+
 char *cli_tail_line(const rre_event *ev, enum cli_tail_format format)
 {
     if (format == CLI_TAIL_TEXT) {
-        /* Nothing another writer put in a row reaches the terminal as a
-         * control character. */
-        char *payload = json_text(ev->payload);
-        char *safe_payload = cli_safe_text(payload != NULL ? payload : "{}", false);
-        char *source = cli_safe_text(ev->source[0] ? ev->source : "-", true);
-        char *host = cli_safe_text(ev->hostname, true);
-        char *line = NULL;
-        if (safe_payload != NULL && source != NULL && host != NULL &&
-            asprintf(&line, "%lld %s %s %s@%s %s", (long long)ev->event_id, ev->timestamp,
-                     rre_event_name(ev->type), source, host, safe_payload) < 0)
-            line = NULL;
-        free(payload);
-        free(safe_payload);
-        free(source);
-        free(host);
-        return line;
+        struct cli_tail_style plain = {false, false, 0};
+        return cli_tail_text(ev, &plain);
     }
     json_t *o = event_json(ev, format);
     char *text = json_text(o);
