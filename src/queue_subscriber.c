@@ -225,7 +225,24 @@ static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
     c->have_cursor = rc == SQLITE_ROW;
     c->cursor = c->have_cursor ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    /* A since_id past the stored cursor (or a new subscriber's) is recorded
+     * now: a subscriber that stops before its first event must resume
+     * there, not at the oldest event. */
+    if (s->cursor > c->cursor) {
+        rc = rre__queue_run(db,
+                            "INSERT INTO rre_cursors(subscriber_id, last_event_id, updated_at)"
+                            " VALUES (?, ?, ?) ON CONFLICT(subscriber_id) DO UPDATE SET"
+                            " last_event_id = excluded.last_event_id,"
+                            " updated_at = excluded.updated_at",
+                            "tid", s->id, s->cursor, c->now);
+        if (rc != SQLITE_DONE)
+            return rc;
+        c->cursor = s->cursor;
+        c->have_cursor = true;
+    }
+    return SQLITE_OK;
 }
 
 /* Checks the lease is still ours and refreshes the heartbeat; part of every

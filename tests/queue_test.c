@@ -997,6 +997,35 @@ static rre_status keep_hashes(const rre_event *ev, void *ud)
     return RRE_OK;
 }
 
+/* A new durable subscriber told to start after an id records that start at
+ * once: stopped before its first event, it resumes there, not at the
+ * oldest event. */
+static void test_new_durable_subscriber_keeps_its_since_id_without_any_event(void **state)
+{
+    struct fixture *f = *state;
+    bool dup;
+    for (int i = 0; i < 3; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"k\":%d}", i);
+        publish(f->q, RRE_EV_ELO_UPDATED, p, &dup);
+    }
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "late";
+    o.since_id = 3;
+    rre_subscriber *s = NULL;
+    assert_int_equal(rre_subscriber_create(&s, f->q, &o), RRE_OK);
+    rre_subscriber_destroy(s);
+    int64_t later = publish(f->q, RRE_EV_ELO_UPDATED, "{\"k\":3}", &dup);
+    s = durable(f->q, "late");
+    struct sink sk = {0};
+    size_t n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, collect, &sk, &n), RRE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(sk.ids[0], later);
+    rre_subscriber_destroy(s);
+}
+
 static void test_delivered_hash_is_the_content_hash_for_our_rows_and_python_rows(void **state)
 {
     struct fixture *f = *state;
@@ -1346,6 +1375,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_since_id_skips_earlier_events, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_delivered_hash_is_the_content_hash_for_our_rows_and_python_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_new_durable_subscriber_keeps_its_since_id_without_any_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_failure_does_not_block_later_events, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_handler_returning_eclosed_stops_without_acking, setup,

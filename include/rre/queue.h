@@ -56,8 +56,9 @@
  *    handler and that commit gets the rest of that batch again on restart
  *    (at least once); an acked event is never delivered again.
  *  - A new durable subscriber starts at the oldest retained event (or after
- *    `since_id` when given); `since_id` on an existing one moves its cursor
- *    forward, never back.
+ *    `since_id` when given, recorded at once: stopped before its first
+ *    event, it resumes there); `since_id` on an existing one moves its
+ *    cursor forward, never back.
  *  - Wake-up: each subscriber watches the database's directory with inotify
  *    for writes to the database and its WAL and re-reads on every change,
  *    with a fallback re-read every 250 ms for file systems without inotify.
