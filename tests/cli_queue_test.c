@@ -120,6 +120,62 @@ static void test_duplicate_publish_reports_duplicate_and_adds_no_row(void **stat
     tu_result_free(&r);
 }
 
+/* Where tail starts and stops: --until an id or a time, --new (after the
+ * newest), and --start for a subscriber that does not exist yet (new:
+ * after the newest; it then resumes where it stopped). */
+static void test_tail_until_new_and_start_choose_where_it_starts_and_stops(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 5; i++) {
+        char payload[32];
+        snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+        tu_result r =
+            tu_run_cli(NULL, "--db", f->db, "publish", "ELO_UPDATED", "--payload", payload, NULL);
+        assert_int_equal(r.status, 0);
+        tu_result_free(&r);
+    }
+    tu_result r = tu_run_cli(NULL, "--db", f->db, "tail", "--until", "3", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 3);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--until", "2000-01-01", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 0);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--until", "0s", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 5);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--new", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 0);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--subscriber", "fresh", "--start", "new", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 0);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "publish", "ELO_UPDATED", "--payload", "{\"n\":5}", NULL);
+    tu_result_free(&r);
+    /* Exists now: --start new no longer moves it. */
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--subscriber", "fresh", "--start", "new", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 1);
+    assert_non_null(strstr(r.out, "\"n\":5"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--subscriber", "all", "--start", "all", NULL);
+    assert_int_equal(count_lines(r.out), 6);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--start", "new", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--subscriber", "x", "--start", "soon", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", f->db, "tail", "--until", "yesterday", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+}
+
 static void test_publish_reads_payload_from_stdin_and_takes_source(void **state)
 {
     struct fixture *f = *state;
@@ -603,6 +659,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_text_is_aligned_columns_with_utc_or_local_times,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_tail_until_new_and_start_choose_where_it_starts_and_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_reads_payload_from_stdin_and_takes_source,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_failures_exit_1_and_store_nothing, setup,

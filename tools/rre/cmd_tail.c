@@ -47,6 +47,14 @@ static void on_signal(int sig)
     rre_subscriber_close(active_subscriber); /* async-signal-safe */
 }
 
+/* The time now, as seconds since 1970 with their fraction. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Digits only: --since takes it as an event id. */
 static bool is_event_id(const char *text)
 {
@@ -94,24 +102,30 @@ static bool parse_utc_time(const char *text, double *out)
 
 static void tail_help(void)
 {
-    puts("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
-         "                [--since ID|DURATION|TIME | --last N | --from-end] [--limit N]\n"
-         "                [--follow] [--no-ack]\n"
-         "                [--format json|text|cloudevents] [--local-time]\n"
-         "\n"
-         "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
-         "subscriber that acknowledges what it printed and resumes there next time\n"
-         "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
-         "event, after --since ID, at the events of the last DURATION (--since 1h: a\n"
-         "number with a unit s, m, h or d) or from a UTC TIME on (--since\n"
-         "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
-         "end (--from-end, for --follow). --limit N (-n N) stops after N events (0: no\n"
-         "limit). --follow (-f) waits for new events until interrupted, or until the reader\n"
-         "of its output goes away. --format text prints aligned columns (id, time, type,\n"
-         "source@host, payload) with times in UTC, or in the local zone with --local-time;\n"
-         "on a terminal the type is coloured by category (never with NO_COLOR set) and\n"
-         "the payload shortened to the terminal's width. Exit status: 0 success,\n"
-         "1 failure, 2 wrong usage.");
+    puts(
+        "usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
+        "                [--since ID|DURATION|TIME | --last N | --new] [--until ID|DURATION|TIME]\n"
+        "                [--start all|new] [--limit N]\n"
+        "                [--follow] [--no-ack]\n"
+        "                [--format json|text|cloudevents] [--local-time]\n"
+        "\n"
+        "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
+        "subscriber that acknowledges what it printed and resumes there next time\n"
+        "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
+        "event, after --since ID, at the events of the last DURATION (--since 1h: a\n"
+        "number with a unit s, m, h or d) or from a UTC TIME on (--since\n"
+        "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
+        "end (--new or --from-end, for --follow). A --subscriber that does not exist\n"
+        "yet starts at the oldest retained event (--start all, the default) or after\n"
+        "the newest (--start new). --until stops before the first event after an id,\n"
+        "after DURATION ago or after a UTC TIME. --limit N (-n N) stops after N events\n"
+        "(0: no limit). --follow (-f) waits for new events until interrupted, or until\n"
+        "the reader of its output goes away. --format text prints aligned columns (id, time, "
+        "type,\n"
+        "source@host, payload) with times in UTC, or in the local zone with --local-time;\n"
+        "on a terminal the type is coloured by category (never with NO_COLOR set) and\n"
+        "the payload shortened to the terminal's width. Exit status: 0 success,\n"
+        "1 failure, 2 wrong usage.");
 }
 
 struct tail_state {
@@ -119,11 +133,17 @@ struct tail_state {
     struct cli_tail_style style; /* of the text format */
     size_t printed;
     bool output_failed;
+    int64_t until;      /* > 0: stop before the first event with a larger id */
+    bool reached_until; /* an event past it came: stop (it is not acknowledged) */
 };
 
 static rre_status print_event(const rre_event *ev, void *user_data)
 {
     struct tail_state *t = user_data;
+    if (t->until > 0 && ev->event_id > t->until) {
+        t->reached_until = true;
+        return RRE_ECLOSED; /* stops the poll; this event stays unacknowledged */
+    }
     char *line =
         t->format == CLI_TAIL_TEXT ? cli_tail_text(ev, &t->style) : cli_tail_line(ev, t->format);
     if (line == NULL) {
@@ -158,7 +178,9 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     long long limit = 0, last = -1;
     bool follow = false, from_end = false, since_given = false;
     double since_time = -1; /* --since DURATION or TIME: a time to start at */
-    struct tail_state t = {CLI_TAIL_JSON, {false, false, 0}, 0, false};
+    struct tail_state t = {CLI_TAIL_JSON, {false, false, 0}, 0, false, 0, false};
+    double until_time = -1; /* --until DURATION or TIME */
+    const char *start = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,14 +191,15 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             follow = true;
         } else if (strcmp(a, "--no-ack") == 0) {
             so.no_ack = true;
-        } else if (strcmp(a, "--from-end") == 0) {
+        } else if (strcmp(a, "--from-end") == 0 || strcmp(a, "--new") == 0) {
             from_end = true;
         } else if (strcmp(a, "--local-time") == 0) {
             t.style.local_time = true;
         } else if (val == NULL && (strcmp(a, "--subscriber") == 0 || strcmp(a, "--type") == 0 ||
                                    strcmp(a, "--category") == 0 || strcmp(a, "--since") == 0 ||
                                    strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
-                                   strcmp(a, "--last") == 0 || strcmp(a, "--format") == 0)) {
+                                   strcmp(a, "--last") == 0 || strcmp(a, "--format") == 0 ||
+                                   strcmp(a, "--until") == 0 || strcmp(a, "--start") == 0)) {
             return cli_usage_error("tail: %s needs a value", a);
         } else if (strcmp(a, "--subscriber") == 0) {
             if (val[0] == '\0')
@@ -198,12 +221,36 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             if (st != RRE_OK)
                 return cli_fail_category("tail: --category", val);
             ncats++;
+        } else if (strcmp(a, "--start") == 0) {
+            start = argv[++i];
+            if (strcmp(start, "all") != 0 && strcmp(start, "new") != 0)
+                return cli_usage_error("tail: --start is 'all' or 'new', not '%s'", start);
+        } else if (strcmp(a, "--until") == 0) {
+            i++;
+            double ago;
+            size_t len = strlen(val);
+            if (is_event_id(val)) {
+                char *end;
+                errno = 0;
+                long long v = strtoll(val, &end, 10);
+                if (errno != 0 || v <= 0)
+                    return cli_usage_error("tail: --until needs an event id above 0, not '%s'",
+                                           val);
+                t.until = v;
+            } else if (len > 1 && strchr("smhd", val[len - 1]) != NULL &&
+                       cli_parse_duration(val, &ago)) {
+                until_time = now_s() - ago;
+            } else if (!parse_utc_time(val, &until_time)) {
+                return cli_usage_error("tail: --until takes an event id, a duration with its unit "
+                                       "(1h: up to an hour ago) or a UTC time, not '%s'",
+                                       val);
+            }
         } else if (strcmp(a, "--since") == 0 && !is_event_id(val)) {
             i++;
             double ago;
             size_t len = strlen(val);
             if (len > 1 && strchr("smhd", val[len - 1]) != NULL && cli_parse_duration(val, &ago))
-                since_time = (double)time(NULL) - ago;
+                since_time = now_s() - ago;
             else if (!parse_utc_time(val, &since_time))
                 return cli_usage_error("tail: --since takes an event id, a duration with its unit "
                                        "(90s, 30m, 1h, 7d) or a UTC time (2026-12-07T10:00:00Z "
@@ -256,6 +303,8 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         return cli_usage_error("tail: --from-end and --last N choose where a reader without "
                                "--subscriber starts; not with --subscriber, --since or each "
                                "other");
+    if (start != NULL && so.name == NULL)
+        return cli_usage_error("tail: --start chooses where a new --subscriber starts");
     so.types = types;
     so.type_count = ntypes;
     so.categories = cats;
@@ -298,6 +347,43 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         rre_queue_destroy(q);
         return cli_fail_status("tail: --since", st);
     }
+    if (until_time >= 0) {
+        /* Events created before the time have ids up to its position. */
+        int64_t pos = 0;
+        if ((st = rre_queue_position_at(q, until_time, &pos)) != RRE_OK) {
+            rre_queue_destroy(q);
+            return cli_fail_status("tail: --until", st);
+        }
+        if (pos == 0) { /* nothing before it */
+            rre_queue_destroy(q);
+            return CLI_OK;
+        }
+        t.until = pos;
+    }
+    if (start != NULL && strcmp(start, "new") == 0 && !since_given) {
+        /* A subscriber that does not exist yet starts after the newest
+         * event; one that exists resumes where it stopped. */
+        json_t *stats = NULL;
+        st = rre_queue_stats(q, &stats);
+        if (st != RRE_OK) {
+            rre_queue_destroy(q);
+            return cli_fail_status("tail", st);
+        }
+        char id[600];
+        snprintf(id, sizeof id, "%s:stable:%s", rre_queue_hostname(q), so.name);
+        bool exists = false;
+        size_t k;
+        json_t *sub;
+        json_array_foreach(json_object_get(stats, "subscribers"), k, sub)
+        {
+            const char *sid = json_string_value(json_object_get(sub, "id"));
+            if (sid != NULL && strcmp(sid, id) == 0)
+                exists = true;
+        }
+        if (!exists)
+            so.since_id = json_integer_value(json_object_get(stats, "last_event_id"));
+        json_decref(stats);
+    }
     st = rre_subscriber_create(&s, q, &so);
     if (st != RRE_OK) {
         rre_queue_destroy(q);
@@ -324,7 +410,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         if (st == RRE_ECLOSED) {
             if (t.output_failed)
                 rc = CLI_FAIL;
-            break; /* interrupted, or standard output went away */
+            break; /* interrupted, standard output went away, or past --until */
         }
         if (st != RRE_OK) {
             rc = cli_fail_status("tail", st);
