@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -273,6 +274,84 @@ rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_re
         return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
     rre__queue_lock(&q->admin_mu);
     rre_status st = rre__queue_purge_on(q, q->adb, older_than_s, out);
+    rre__queue_unlock(&q->admin_mu);
+    return st;
+}
+
+/* A count of the tables that may be missing (a file the Python side
+ * alone wrote, opened read-only, has none of ours): 0 then. */
+static int64_t count_or_zero(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i] != '\0'; i++) {
+        if (fmt[i] == 'd')
+            sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+        else
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* What a purge would delete now, counted in one read transaction: the same
+ * selections as rre__queue_purge_on(), without deleting. */
+static rre_status preview_on(rre_queue *q, sqlite3 *db, double older_than_s,
+                             rre_queue_purge_result *res)
+{
+    double now = rre__queue_now();
+    double cutoff = now - (older_than_s >= 0 ? older_than_s : q->retention_s);
+    double window = q->dedup_window_s > 0 ? q->dedup_window_s : 0;
+    int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return rre__queue_sqlite_error(db, rc, "counting what a purge would delete");
+    res->events = (uint64_t)count_or_zero(db, "SELECT count(*) FROM events WHERE created_at < ?",
+                                          "d", cutoff);
+    /* The oldest event that would remain; what is below it goes. */
+    int64_t min_live = count_or_zero(
+        db, "SELECT ifnull(min(event_id), 0) FROM events WHERE created_at >= ?", "d", cutoff);
+    if (min_live == 0)
+        min_live = count_or_zero(db, "SELECT ifnull(max(event_id), 0) + 1 FROM events", "");
+    /* Dead subscribers, as the purge finds them. */
+    const char *dead = "SELECT subscriber_id FROM subscribers WHERE last_poll_at < ?1 AND"
+                       " subscriber_id NOT LIKE '%:stable:%' UNION SELECT subscriber_id FROM"
+                       " subscribers WHERE last_poll_at < ?2 AND subscriber_id LIKE '%:stable:%'"
+                       " UNION SELECT subscriber_id FROM rre_cursors WHERE updated_at < ?2 AND"
+                       " subscriber_id NOT IN (SELECT subscriber_id FROM subscribers)";
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM (%s)", dead);
+    double idle = now - q->subscriber_timeout_s, gone = now - q->retention_s;
+    res->subscribers = (uint64_t)count_or_zero(db, sql, "dd", idle, gone);
+    if (res->subscribers == 0)
+        res->subscribers = (uint64_t)count_or_zero(
+            db,
+            "SELECT count(*) FROM (SELECT subscriber_id FROM subscribers WHERE last_poll_at < ?1"
+            " AND subscriber_id NOT LIKE '%:stable:%' UNION SELECT subscriber_id FROM subscribers"
+            " WHERE last_poll_at < ?2 AND subscriber_id LIKE '%:stable:%')",
+            "dd", idle, gone); /* without our tables */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM acks WHERE event_id < ?3 OR subscriber_id IN (%s)", dead);
+    res->acks = (uint64_t)count_or_zero(db, sql, "ddi", idle, gone, min_live);
+    res->poison = (uint64_t)count_or_zero(db, "SELECT count(*) FROM rre_poison WHERE event_id < ?",
+                                          "i", min_live);
+    res->dedup = (uint64_t)count_or_zero(db, "SELECT count(*) FROM rre_hashes WHERE first_seen < ?",
+                                         "d", now - window);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    return RRE_OK;
+}
+
+rre_status rre_queue_purge_preview(rre_queue *q, double older_than_s, rre_queue_purge_result *out)
+{
+    if (q == NULL || out == NULL)
+        return rre__error(RRE_EINVAL, "rre_queue_purge_preview: q and out must not be NULL");
+    memset(out, 0, sizeof *out);
+    rre__queue_lock(&q->admin_mu);
+    rre_status st = preview_on(q, q->adb, older_than_s, out);
     rre__queue_unlock(&q->admin_mu);
     return st;
 }

@@ -610,6 +610,21 @@ static void test_options_take_equals_short_forms_and_tail_starting_points(void *
     r = tu_run_cli(NULL, "--db", db, "stats", "--format=json", NULL);
     assert_non_null(strstr(r.out, "\"events\":3,"));
     tu_result_free(&r);
+    /* --dry-run says what would go and deletes nothing; --force means it. */
+    r = tu_run_cli(NULL, "--db", db, "purge", "--older-than=0", "--dry-run", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "{\"dry_run\":true,\"events\":3,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format=json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":3,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "purge", "--older-than=0", "--force", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "{\"events\":3,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format=json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":0,"));
+    tu_result_free(&r);
     tu_rmtree(dir);
     free(dir);
 }

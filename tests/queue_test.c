@@ -1170,8 +1170,18 @@ static void test_purge_deletes_old_events_their_acks_and_dead_subscribers(void *
                                   "INSERT INTO acks VALUES ('h:123:gone', 2, 1.0);",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
+    /* The preview counts what the purge then deletes, and deletes nothing. */
+    rre_queue_purge_result p;
+    assert_int_equal(rre_queue_purge_preview(f->q, -1, &p), RRE_OK);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM events"), 2);
     rre_queue_purge_result r;
     assert_int_equal(rre_queue_purge(f->q, -1, &r), RRE_OK);
+    assert_int_equal(p.events, r.events);
+    assert_int_equal(p.acks, r.acks);
+    assert_int_equal(p.subscribers, r.subscribers);
+    assert_int_equal(p.poison, r.poison);
+    assert_int_equal(p.dedup, r.dedup);
+    assert_int_equal(rre_queue_purge_preview(NULL, -1, &p), RRE_EINVAL);
     assert_int_equal(r.events, 1);
     assert_true(r.acks >= 2); /* the old event's ack and the dead subscriber's */
     assert_int_equal(r.subscribers, 1);

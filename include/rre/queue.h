@@ -374,6 +374,13 @@ typedef struct rre_queue_purge_result {
  * NULL. */
 RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
 
+/* What rre_queue_purge() with the same `older_than_s` would delete now,
+ * counted in one read transaction without deleting anything (`rre purge
+ * --dry-run`); works on a read-only queue. Another process may change the
+ * figures before a purge runs. */
+RRE_API rre_status rre_queue_purge_preview(rre_queue *q, double older_than_s,
+                                           rre_queue_purge_result *out);
+
 /* The position of a time in the queue, for since_id: events created at or
  * after `unix_time` (seconds since 1970) have larger ids than *since_id
  * (the id before the first of them; the newest id when there is none).

@@ -16,17 +16,21 @@
 
 static void purge_help(void)
 {
-    puts("usage: rre [--db PATH] purge [--older-than DURATION]\n"
+    puts("usage: rre [--db PATH] purge [--older-than DURATION] [--dry-run] [--force]\n"
          "\n"
          "Deletes events older than DURATION (default: the retention window, 24 h or\n"
          "RINGRIFT_CROSS_PROCESS_RETENTION_HOURS), their acks, expired dedup entries and\n"
-         "dead subscribers. DURATION: a number with an optional unit s, m, h or d.\n"
-         "Prints {\"events\":N,\"acks\":N,\"dedup\":N,\"subscribers\":N,\"poison\":N}.");
+         "dead subscribers. DURATION: a number with an optional unit s, m, h or d;\n"
+         "--older-than 0 (every event) needs --force. --dry-run counts what would go and\n"
+         "deletes nothing. Prints {\"events\":N,\"acks\":N,\"dedup\":N,\"subscribers\":N,\n"
+         "\"poison\":N}, with \"dry_run\":true first for a dry run.");
 }
 
 int cmd_purge(const struct cli_globals *g, int argc, char **argv)
 {
     double older = -1;
+    bool dry_run = false, force = false;
+    const char *older_text = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -39,25 +43,33 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("purge: '%s' is not a duration (a number with an optional "
                                        "unit s, m, h or d)",
                                        argv[i]);
-            if (older <= 0)
-                return cli_usage_error("purge: --older-than %s would delete every event; give a "
-                                       "positive duration such as 24h",
-                                       argv[i]);
+            older_text = argv[i];
+        } else if (strcmp(a, "--dry-run") == 0) {
+            dry_run = true;
+        } else if (strcmp(a, "--force") == 0) {
+            force = true;
         } else {
             return cli_usage_error("purge: unexpected argument '%s'", a);
         }
     }
+    if (older_text != NULL && older <= 0 && !force && !dry_run)
+        return cli_usage_error("purge: --older-than %s would delete every event; add --force "
+                               "to mean it, or --dry-run to see what would go",
+                               older_text);
     rre_queue *q = NULL;
     if (cli_require_queue_file(g, "purge") != CLI_OK ||
-        cli_open_queue(g, "purge", false, &q) != CLI_OK)
+        (dry_run ? cli_open_queue_read_only(g, "purge", &q)
+                 : cli_open_queue(g, "purge", false, &q)) != CLI_OK)
         return CLI_FAIL;
     rre_queue_purge_result r;
-    rre_status st = rre_queue_purge(q, older, &r);
+    rre_status st = dry_run ? rre_queue_purge_preview(q, older, &r) : rre_queue_purge(q, older, &r);
     rre_queue_destroy(q);
     if (st != RRE_OK)
         return cli_fail_status("purge", st);
-    printf("{\"events\":%llu,\"acks\":%llu,\"dedup\":%llu,\"subscribers\":%llu,\"poison\":%llu}\n",
-           (unsigned long long)r.events, (unsigned long long)r.acks, (unsigned long long)r.dedup,
-           (unsigned long long)r.subscribers, (unsigned long long)r.poison);
+    printf(
+        "{%s\"events\":%llu,\"acks\":%llu,\"dedup\":%llu,\"subscribers\":%llu,\"poison\":%llu}\n",
+        dry_run ? "\"dry_run\":true," : "", (unsigned long long)r.events,
+        (unsigned long long)r.acks, (unsigned long long)r.dedup, (unsigned long long)r.subscribers,
+        (unsigned long long)r.poison);
     return CLI_OK;
 }
