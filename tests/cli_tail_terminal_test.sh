@@ -6,9 +6,10 @@
 set -eu
 rre=$1
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rre-tail-XXXXXX")
-sock="rre-tail-test-$$"
+base="rre-tail-test-$$"
+runs=0
 cleanup() {
-    tmux -L "$sock" kill-server 2>/dev/null || true
+    for n in 1 2; do tmux -L "$base-$n" kill-server 2>/dev/null || true; done
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -23,9 +24,12 @@ long=$(printf '%0300d' 0)
     >/dev/null 2>&1
 
 # Runs tail in an 80-column pane ($1: extra environment) and keeps what the
-# pane shows, escape sequences included, in $dir/pane.
+# pane shows, escape sequences included, in $dir/pane. Each run has a tmux
+# server of its own: a new client can reach a server that is still going
+# away after kill-server, and fail with "server exited unexpectedly".
 run_tail() {
-    tmux -L "$sock" kill-server 2>/dev/null || true
+    runs=$((runs + 1))
+    sock="$base-$runs"
     rm -f "$dir/done"
     tmux -L "$sock" -f /dev/null new-session -d -s tail -x 80 -y 10 \
         "env $1 TERM=xterm-256color '$rre' --db '$db' tail --format text; touch '$dir/done'; sleep 30"
