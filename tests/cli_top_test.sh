@@ -7,9 +7,11 @@
 set -eu
 rre=$1
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rre-top-XXXXXX")
-sock="rre-top-test-$$"
+base="rre-top-test-$$"
+starts=0
+sock="$base-0"
 cleanup() {
-    tmux -L "$sock" kill-server 2>/dev/null || true
+    for n in 0 1 2; do tmux -L "$base-$n" kill-server 2>/dev/null || true; done
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -50,7 +52,11 @@ wait_dead() {
 }
 
 start_top() {
+    # A tmux server per start: right after kill-server a new client can
+    # reach the server still going away ("server exited unexpectedly").
     tmux -L "$sock" kill-server 2>/dev/null || true
+    starts=$((starts + 1))
+    sock="$base-$starts"
     rm -f "$dir/status"
     # The shell traps SIGINT (Ctrl-C reaches the whole foreground group) so
     # that it lives to record rre's status; rre gets the default action.
