@@ -50,6 +50,7 @@ struct rre_link {
     /* Handler retries (RRE_LINK_HANDLER_RETRIES): set at creation. */
     char *retry_prefix; /* "<reader id>/"; NULL without them */
     bool hooked;
+    bool unique_names; /* this link made the router refuse shared handler names */
     int max_attempts;
     double retry_delay_s, retry_delay_max_s;
     _Atomic uint64_t handler_retries, handler_dead;
@@ -373,6 +374,10 @@ rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
         if (st == RRE_OK &&
             !(link->hooked = rre__router_set_failure_hook(router, on_handler_failed, link)))
             st = rre__error(RRE_EINVAL, "link: the router has a link with handler retries already");
+        if (st == RRE_OK) {
+            st = rre__router_unique_names(router, true);
+            link->unique_names = st == RRE_OK;
+        }
     }
     if (st == RRE_OK)
         st = rre_router_add_sink(router, RRE_ORIGIN_BIT(RRE_ORIGIN_LOCAL), link_sink, link,
@@ -500,6 +505,8 @@ void rre_link_destroy(rre_link *link)
      * recorded. */
     if (link->hooked)
         rre__router_set_failure_hook(link->router, NULL, NULL);
+    if (link->unique_names)
+        (void)rre__router_unique_names(link->router, false);
     rre_subscriber_destroy(link->reader);
     if (link->tracking)
         rre__queue_own_set_tracking(link->queue, false);

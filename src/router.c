@@ -758,6 +758,60 @@ void rre__router_report(struct rre_router *r, const char *name, rre_event_type t
 
 /* ---- subscriptions and sinks ------------------------------------------------------------ */
 
+/* The category of a type, or -1. */
+static int category_of(rre_event_type type)
+{
+    const rre_event_info *info = rre_event_get(type);
+    return info != NULL ? (int)info->category : -1;
+}
+
+/* Whether two handlers receive some of the same events. */
+static bool overlap(const struct rre__sub *a, const struct rre__sub *b)
+{
+    if (a->kind == SUB_SINK || b->kind == SUB_SINK)
+        return false;
+    if (a->kind == SUB_ALL || b->kind == SUB_ALL)
+        return true;
+    if (a->kind == SUB_TYPE && b->kind == SUB_TYPE)
+        return a->type == b->type;
+    if (a->kind == SUB_CATEGORY && b->kind == SUB_CATEGORY)
+        return a->category == b->category;
+    const struct rre__sub *t = a->kind == SUB_TYPE ? a : b, *c = a->kind == SUB_TYPE ? b : a;
+    return category_of(t->type) == (int)c->category;
+}
+
+/* A live handler of `set` named as `s` that shares events with it, or NULL. */
+static const struct rre__sub *name_taken(const struct rre__subset *set, const struct rre__sub *s)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        const struct rre__sub *o = set->subs[i];
+        if (o != s && !atomic_load(&o->removed) && strcmp(o->name, s->name) == 0 && overlap(o, s))
+            return o;
+    }
+    return NULL;
+}
+
+rre_status rre__router_unique_names(struct rre_router *r, bool on)
+{
+    rre__lock(&r->mu);
+    if (on) {
+        for (size_t i = 0; i < r->subs->count; i++) {
+            const struct rre__sub *s = r->subs->subs[i];
+            if (!atomic_load(&s->removed) && name_taken(r->subs, s) != NULL) {
+                rre__unlock(&r->mu);
+                return rre__error(RRE_EINVAL,
+                                  "two handlers named '%s' receive some of the same events; "
+                                  "handler retries find a handler by its name: give them "
+                                  "distinct names",
+                                  s->name);
+            }
+        }
+    }
+    r->unique_names = on;
+    rre__unlock(&r->mu);
+    return RRE_OK;
+}
+
 static rre_status add_sub(rre_router *r, struct rre__sub *s, rre_subscription_id *out)
 {
     rre__lock(&r->mu);
@@ -765,6 +819,16 @@ static rre_status add_sub(rre_router *r, struct rre__sub *s, rre_subscription_id
         rre__unlock(&r->mu);
         free(s);
         return rre__error(RRE_ECLOSED, "router is closed");
+    }
+    if (r->unique_names && s->name[0] != '\0' && name_taken(r->subs, s) != NULL) {
+        rre__unlock(&r->mu);
+        rre_status st = rre__error(RRE_EINVAL,
+                                   "another handler named '%s' receives some of the same events; "
+                                   "with handler retries (a link with RRE_LINK_HANDLER_RETRIES) "
+                                   "handlers that share events need distinct names",
+                                   s->name);
+        free(s);
+        return st;
     }
     struct rre__subset *old = r->subs;
     struct rre__sub **subs = malloc((old->count + 1) * sizeof *subs);

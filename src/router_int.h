@@ -159,6 +159,7 @@ struct rre_router {
     struct rre__dedup dedup;
     struct rre__history history;
     struct rre__subset *subs;
+    bool unique_names; /* handlers that share events must have distinct names */
     uint64_t next_id;
     uint64_t published, injected, duplicates, rejected, violations;
     uint64_t routed_by_type[RRE_EVENT_TYPE_COUNT];
@@ -215,6 +216,12 @@ void rre__router_report(struct rre_router *r, const char *name, rre_event_type t
  * the previous hook is running. False, changing nothing, when a hook is set
  * already and `fn` is not NULL. */
 bool rre__router_set_failure_hook(struct rre_router *r, rre__failure_hook fn, void *data);
+
+/* With `on`, checks that no two handlers that receive some of the same
+ * events share a name, and refuses such a subscription from then on
+ * (handler retries find a handler by its name); RRE_EINVAL naming the two
+ * when they already do. Without `on`, lifts the rule. */
+rre_status rre__router_unique_names(struct rre_router *r, bool on);
 
 /* Tells the hook (when set) that handler `name` returned `rc` on `ev`. */
 void rre__router_handler_failed(struct rre_router *r, const char *name, const rre_event *ev,

@@ -286,6 +286,54 @@ static void test_handler_retries_need_a_durable_name(void **state)
     rre_queue_destroy(q);
 }
 
+static int noop(const rre_event *ev, void *user_data)
+{
+    (void)ev;
+    (void)user_data;
+    return 0;
+}
+
+/* A retry finds its handler by name: with handler retries, two handlers
+ * that receive some of the same events cannot share a name (refused when
+ * the link is made, and when one subscribes); names of handlers that share
+ * no event may repeat, and the rule goes with the link. */
+static void test_handlers_sharing_events_need_distinct_names_with_retries(void **state)
+{
+    (void)state;
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db_path;
+    qo.maintenance_interval_ms = -1;
+    rre_router *r = NULL;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_router_create(&r, NULL), RRE_OK);
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_subscription_id a, b;
+    assert_int_equal(rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "h", noop, NULL, &a),
+                     RRE_OK);
+    assert_int_equal(
+        rre_router_subscribe_category(r, rre_event_get(RRE_EV_TRAINING_COMPLETED)->category, "h",
+                                      noop, NULL, &b),
+        RRE_OK);
+    rre_link_options lo = {.flags = RRE_LINK_HANDLER_RETRIES, .subscriber_name = "names"};
+    rre_link *l = NULL;
+    assert_int_equal(rre_link_create(&l, r, q, &lo), RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "two handlers named 'h'"));
+    assert_null(l);
+    assert_int_equal(rre_router_unsubscribe(r, b), RRE_OK);
+    assert_int_equal(rre_link_create(&l, r, q, &lo), RRE_OK);
+    /* Shares events with the first 'h': refused. */
+    assert_int_equal(rre_router_subscribe_all(r, "h", noop, NULL, NULL), RRE_EINVAL);
+    assert_non_null(strstr(rre_last_error(), "another handler named 'h'"));
+    /* Shares none: allowed. */
+    assert_int_equal(rre_router_subscribe(r, RRE_EV_MODEL_PROMOTED, "h", noop, NULL, NULL), RRE_OK);
+    rre_link_destroy(l);
+    /* Without the link, names may repeat again. */
+    assert_int_equal(rre_router_subscribe_all(r, "h", noop, NULL, NULL), RRE_OK);
+    rre_router_destroy(r);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +345,7 @@ int main(void)
         T(test_retry_of_a_handler_not_subscribed_waits_for_it),
         T(test_local_only_failures_are_not_kept),
         T(test_handler_retries_need_a_durable_name),
+        T(test_handlers_sharing_events_need_distinct_names_with_retries),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -82,8 +82,9 @@ typedef struct rre_link_options {
  * names cannot contain '/', so the two never meet): give handlers names
  * that stay the same across restarts, so a restarted process resumes their
  * retries (`rre dlq replay` sends a dead letter back to that handler), and
- * that differ among the handlers of a type (a retry goes to the first
- * handler of its name). The
+ * that differ among handlers that receive some of the same events: while
+ * the link exists, the router refuses such a name (RRE_EINVAL), and making
+ * the link fails when two handlers share one already. The
  * retries are run by the link's reader thread, synchronously, checked at
  * least four times a second; one whose handler is not subscribed is put
  * off. The failure is still reported as HANDLER_FAILED. */
