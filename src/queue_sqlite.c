@@ -1607,6 +1607,13 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
         return RRE_EUNKNOWN_TYPE;
     if (q->read_only)
         return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
+    rre__queue_lock(&q->async_mu);
+    bool forked = q->async_started && q->async_pid != getpid();
+    rre__queue_unlock(&q->async_mu);
+    if (forked)
+        return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
+                                       "thread is in the parent; open the queue again in the "
+                                       "child");
     struct rre__async_req *a = async_take(q);
     if (a == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");

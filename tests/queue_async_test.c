@@ -524,6 +524,13 @@ static void test_two_threads_closing_at_once_both_wait_for_the_accepted_events(v
 static void test_child_of_fork_is_refused_pipelined_publishing(void **state)
 {
     struct fixture *f = *state;
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer's runtime may deadlock in the child of a process with
+     * threads (its own locks taken at fork): this test would hang there now
+     * and then for reasons of the runtime, not of the queue. */
+    (void)f;
+    skip();
+#endif
     reset();
     assert_int_equal(publish_seq(f->q, "fork", 0, 0), RRE_OK);
     assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
