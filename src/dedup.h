@@ -72,6 +72,13 @@ const struct rre__dedup_entry *rre__dedup_find(const struct rre__dedup *d,
  * dead): with ids put in increasing order, every entry up to `id`. */
 void rre__dedup_drop_upto(struct rre__dedup *d, int64_t id);
 
+/* The i-th oldest entry held (i < rre__dedup_count()), dead ones included. */
+static inline const struct rre__dedup_entry *rre__dedup_at(const struct rre__dedup *d, size_t i)
+{
+    size_t p = d->head + i;
+    return &d->ring[p >= d->ring_cap ? p - d->ring_cap : p];
+}
+
 /* The number of entries held, dead ones included. */
 static inline size_t rre__dedup_count(const struct rre__dedup *d)
 {

@@ -78,7 +78,8 @@ static void count_append(rre_link *link, rre_status st, bool duplicate)
     if (st != RRE_OK)
         link->append_failed++;
     else if (duplicate)
-        link->queue_duplicates++;
+        link->queue_duplicates++; /* another process stored it first; our
+                                     router's dedup drops that row's copy */
     else
         link->appended++;
     unlock(&link->mu);
@@ -116,15 +117,7 @@ static rre_status link_sink(rre_event *ev, void *user_data)
     }
     bool duplicate = false;
     rre_status st = rre_queue_publish_event(link->queue, ev, &duplicate);
-    lock(&link->mu);
-    if (st != RRE_OK)
-        link->append_failed++;
-    else if (duplicate)
-        link->queue_duplicates++; /* another process stored it first; our
-                                     router's dedup drops that row's copy */
-    else
-        link->appended++;
-    unlock(&link->mu);
+    count_append(link, st, duplicate);
     return st;
 }
 

@@ -286,8 +286,7 @@ static int merge_slice(rre__qdedup *d, unsigned sl)
         return SQLITE_NOMEM;
     size_t live = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t p = m->head + i;
-        const struct rre__dedup_entry *e = &m->ring[p >= m->ring_cap ? p - m->ring_cap : p];
+        const struct rre__dedup_entry *e = rre__dedup_at(m, i);
         if (e->id != RRE__DEDUP_DEAD)
             order[live++] = e;
     }

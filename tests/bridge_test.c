@@ -411,8 +411,7 @@ static void test_message_delivered_to_a_lost_fetch_reaches_the_host_anyway(void 
     jsSubOptions_Init(&so);
     so.Stream = stream;
     so.Consumer = rre_bridge_consumer_name(b->bridge);
-    assert_int_equal(js_PullSubscribe(&thief, js, "rre.>", so.Consumer, NULL, &so, NULL),
-                     NATS_OK);
+    assert_int_equal(js_PullSubscribe(&thief, js, "rre.>", so.Consumer, NULL, &so, NULL), NATS_OK);
     /* The bridge's own fetches wait 0.5 s each: a longer one from the
      * thief comes first in the server's queue of waiting requests after at
      * most that long, and takes the next message. Tried a few times, since

@@ -100,6 +100,19 @@ static bool parse_utc_time(const char *text, double *out)
     return true;
 }
 
+/* A duration ago ("90s", "1h": a number and its unit) or a UTC time, as
+ * seconds since 1970. */
+static bool parse_when(const char *text, double *out)
+{
+    double ago;
+    size_t len = strlen(text);
+    if (len > 1 && strchr("smhd", text[len - 1]) != NULL && cli_parse_duration(text, &ago)) {
+        *out = now_s() - ago;
+        return true;
+    }
+    return parse_utc_time(text, out);
+}
+
 static void tail_help(void)
 {
     puts(
@@ -227,8 +240,6 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                 return cli_usage_error("tail: --start is 'all' or 'new', not '%s'", start);
         } else if (strcmp(a, "--until") == 0) {
             i++;
-            double ago;
-            size_t len = strlen(val);
             if (is_event_id(val)) {
                 char *end;
                 errno = 0;
@@ -237,21 +248,14 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                     return cli_usage_error("tail: --until needs an event id above 0, not '%s'",
                                            val);
                 t.until = v;
-            } else if (len > 1 && strchr("smhd", val[len - 1]) != NULL &&
-                       cli_parse_duration(val, &ago)) {
-                until_time = now_s() - ago;
-            } else if (!parse_utc_time(val, &until_time)) {
+            } else if (!parse_when(val, &until_time)) {
                 return cli_usage_error("tail: --until takes an event id, a duration with its unit "
                                        "(1h: up to an hour ago) or a UTC time, not '%s'",
                                        val);
             }
         } else if (strcmp(a, "--since") == 0 && !is_event_id(val)) {
             i++;
-            double ago;
-            size_t len = strlen(val);
-            if (len > 1 && strchr("smhd", val[len - 1]) != NULL && cli_parse_duration(val, &ago))
-                since_time = now_s() - ago;
-            else if (!parse_utc_time(val, &since_time))
+            if (!parse_when(val, &since_time))
                 return cli_usage_error("tail: --since takes an event id, a duration with its unit "
                                        "(90s, 30m, 1h, 7d) or a UTC time (2026-12-07T10:00:00Z "
                                        "or 2026-12-07), not '%s'",
