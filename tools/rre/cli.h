@@ -21,6 +21,7 @@ struct cli_command {
     const char *name;
     const char *summary;
     int (*run)(const struct cli_globals *g, int argc, char **argv);
+    void (*help)(FILE *out); /* the command's help text: --help, rre help, the man page */
 };
 
 /* The commands. */
@@ -37,6 +38,24 @@ int cmd_dlq(const struct cli_globals *g, int argc, char **argv);
 int cmd_bridge(const struct cli_globals *g, int argc, char **argv);
 int cmd_serve_metrics(const struct cli_globals *g, int argc, char **argv);
 int cmd_top(const struct cli_globals *g, int argc, char **argv);
+
+/* Each command's help text, as `rre COMMAND --help` prints it: usage lines
+ * ("usage: rre ..."), a blank line, then the description. The man page is
+ * made from these (rre --help-all, through help2man), so they are the one
+ * source of what each command takes. */
+void cmd_catalog_help(FILE *out);
+void cmd_validate_help(FILE *out);
+void cmd_config_key_help(FILE *out);
+void cmd_demo_help(FILE *out);
+void cmd_flow_help(FILE *out);
+void cmd_publish_help(FILE *out);
+void cmd_tail_help(FILE *out);
+void cmd_stats_help(FILE *out);
+void cmd_purge_help(FILE *out);
+void cmd_dlq_help(FILE *out);
+void cmd_bridge_help(FILE *out);
+void cmd_serve_metrics_help(FILE *out);
+void cmd_top_help(FILE *out);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

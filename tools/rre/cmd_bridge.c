@@ -14,37 +14,38 @@
 #include <string.h>
 #include <time.h>
 
-static void bridge_help(void)
+void cmd_bridge_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] bridge --nats URL[,URL...] [--stream NAME] [--replicas N]\n"
-         "           [--max-age DURATION] [--dedup-window DURATION] [--host NAME]\n"
-         "           [--user U --password P | --creds FILE]\n"
-         "           [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
-         "           [--replay-from all|DURATION] [--metrics-listen ADDR:PORT] [--verbose]\n"
-         "\n"
-         "Carries this host's events to the JetStream stream and the other hosts' events\n"
-         "into this host's queue, until SIGINT or SIGTERM.\n"
-         "\n"
-         "  --nats URL[,URL...]      the NATS servers (nats://host:4222, tls://... for TLS)\n"
-         "  --stream NAME            the stream (default RRE_EVENTS; created when missing)\n"
-         "  --replicas N             stream replicas when creating it (default 1)\n"
-         "  --max-age DURATION       how long the stream keeps events (default 7d)\n"
-         "  --dedup-window DURATION  the stream's duplicate window (default: the queue's, 1h)\n"
-         "  --host NAME              this host's name (default: the system host name); the\n"
-         "                           queue writes it too, so give the same to every process\n"
-         "  --user U --password P    user and password authentication\n"
-         "  --creds FILE             a NATS credentials file\n"
-         "  --tls-ca FILE            CA certificates to verify the server (enables TLS)\n"
-         "  --tls-cert FILE --tls-key FILE   a client certificate\n"
-         "  --replay-from all|DURATION       on this host's first start, import the events the\n"
-         "                           stream holds (all) or received in the last DURATION,\n"
-         "                           instead of only new ones\n"
-         "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-         "                           (the bridge's counters and the queue's figures)\n"
-         "  --verbose                log state changes and informational messages too\n"
-         "\n"
-         "An existing stream is used as it is; a setting given here that differs from it is\n"
-         "an error. DURATION: a number with an optional unit s, m, h or d.");
+    fputs("usage: rre [--db PATH] bridge --nats URL[,URL...] [--stream NAME] [--replicas N]\n"
+          "           [--max-age DURATION] [--dedup-window DURATION] [--host NAME]\n"
+          "           [--user U --password P | --creds FILE]\n"
+          "           [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+          "           [--replay-from all|DURATION] [--metrics-listen ADDR:PORT] [--verbose]\n"
+          "\n"
+          "Carries this host's events to the JetStream stream and the other hosts' events\n"
+          "into this host's queue, until SIGINT or SIGTERM.\n"
+          "\n"
+          "  --nats URL[,URL...]      the NATS servers (nats://host:4222, tls://... for TLS)\n"
+          "  --stream NAME            the stream (default RRE_EVENTS; created when missing)\n"
+          "  --replicas N             stream replicas when creating it (default 1)\n"
+          "  --max-age DURATION       how long the stream keeps events (default 7d)\n"
+          "  --dedup-window DURATION  the stream's duplicate window (default: the queue's, 1h)\n"
+          "  --host NAME              this host's name (default: the system host name); the\n"
+          "                           queue writes it too, so give the same to every process\n"
+          "  --user U --password P    user and password authentication\n"
+          "  --creds FILE             a NATS credentials file\n"
+          "  --tls-ca FILE            CA certificates to verify the server (enables TLS)\n"
+          "  --tls-cert FILE --tls-key FILE   a client certificate\n"
+          "  --replay-from all|DURATION       on this host's first start, import the events the\n"
+          "                           stream holds (all) or received in the last DURATION,\n"
+          "                           instead of only new ones\n"
+          "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+          "                           (the bridge's counters and the queue's figures)\n"
+          "  --verbose                log state changes and informational messages too\n"
+          "\n"
+          "An existing stream is used as it is; a setting given here that differs from it is\n"
+          "an error. DURATION: a number with an optional unit s, m, h or d.\n",
+          out);
 }
 
 static void log_to_stderr(rre_log_level level, const char *component, const char *message,
@@ -201,7 +202,7 @@ int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            bridge_help();
+            cmd_bridge_help(stdout);
             return CLI_OK;
         }
         if (strcmp(a, "--verbose") == 0) {

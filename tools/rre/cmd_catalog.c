@@ -137,14 +137,15 @@ static int list_all(const char *category_name, const char *search, const char *f
     return CLI_OK;
 }
 
-static void catalog_help(void)
+void cmd_catalog_help(FILE *out)
 {
-    puts("usage: rre catalog [--category C] [--search WORD] [--format text|json|markdown]\n"
-         "       rre catalog TYPE [--format text|json|json-schema]\n"
-         "\n"
-         "Lists every event type, or shows one. TYPE is any spelling: the NAME, the\n"
-         "legacy value, a stage-event name, in any letter case. --search keeps the\n"
-         "types whose name or description contains WORD (any case).");
+    fputs("usage: rre catalog [--category C] [--search WORD] [--format text|json|markdown]\n"
+          "       rre catalog TYPE [--format text|json|json-schema]\n"
+          "\n"
+          "Lists every event type, or shows one. TYPE is any spelling: the NAME, the\n"
+          "legacy value, a stage-event name, in any letter case. --search keeps the\n"
+          "types whose name or description contains WORD (any case).\n",
+          out);
 }
 
 int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
@@ -154,7 +155,7 @@ int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            catalog_help();
+            cmd_catalog_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--category") == 0 || strcmp(a, "--format") == 0 ||
                    strcmp(a, "--search") == 0) {

@@ -14,20 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void config_key_help(void)
+void cmd_config_key_help(FILE *out)
 {
-    puts("usage: rre config-key parse KEY\n"
-         "       rre config-key make BOARD N\n"
-         "\n"
-         "A config key is <board>_<n>p: board one of hex8, square8, square19,\n"
-         "hexagonal, and n from 2 to 4 (e.g. hex8_2p).");
+    fputs("usage: rre config-key parse KEY\n"
+          "       rre config-key make BOARD N\n"
+          "\n"
+          "A config key is <board>_<n>p: board one of hex8, square8, square19,\n"
+          "hexagonal, and n from 2 to 4 (e.g. hex8_2p).\n",
+          out);
 }
 
 int cmd_config_key(const struct cli_globals *g, int argc, char **argv)
 {
     (void)g;
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        config_key_help();
+        cmd_config_key_help(stdout);
         return CLI_OK;
     }
     if (argc < 2)

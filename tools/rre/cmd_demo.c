@@ -303,32 +303,33 @@ static bool parse_count(const char *text, long min, long max, long *out)
     return true;
 }
 
-static void demo_help(void)
+void cmd_demo_help(FILE *out)
 {
-    printf("usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
-           "                [--storm N] [--pace MS] [--quiet] [--hosts N [--nats URL]]\n"
-           "\n"
-           "Runs the training pipeline of the event catalog with one process per\n"
-           "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
-           "distribution, quality monitor, regression/rollback manager), talking only\n"
-           "through events on the SQLite queue, and injects a dedup storm, a training\n"
-           "failure, a quality drop and a regression. Prints a summary and the flow\n"
-           "checker's verdict; exits 0 only when the whole run is clean.\n"
-           "\n"
-           "  --configs LIST     comma-separated config keys (default %s)\n"
-           "  --iterations N     pipeline iterations per config, 1..100 (default %d)\n"
-           "  --db PATH          the queue database (default: a fresh temporary one);\n"
-           "                     its other events and earlier runs are left alone\n"
-           "  --timeout SECONDS  give up after this long (default 120)\n"
-           "  --storm N          events the echo loop re-emits (default 50)\n"
-           "  --pace MS          time each coordinator spends on a stage (default 40)\n"
-           "  --quiet            print only the summary\n"
-           "  --hosts N          spread the coordinators over N simulated hosts, 2..%d (training\n"
-           "                     and the rest on one, selfplay and sync on the others), each\n"
-           "                     with its own queue and a bridge to a NATS JetStream stream\n"
-           "  --nats URL         the NATS server for --hosts (default: a private nats-server\n"
-           "                     on a free loopback port, stopped at the end)\n",
-           DEFAULT_CONFIGS, DEFAULT_ITERATIONS, DEMO_MAX_HOSTS);
+    fprintf(out,
+            "usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
+            "                [--storm N] [--pace MS] [--quiet] [--hosts N [--nats URL]]\n"
+            "\n"
+            "Runs the training pipeline of the event catalog with one process per\n"
+            "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
+            "distribution, quality monitor, regression/rollback manager), talking only\n"
+            "through events on the SQLite queue, and injects a dedup storm, a training\n"
+            "failure, a quality drop and a regression. Prints a summary and the flow\n"
+            "checker's verdict; exits 0 only when the whole run is clean.\n"
+            "\n"
+            "  --configs LIST     comma-separated config keys (default %s)\n"
+            "  --iterations N     pipeline iterations per config, 1..100 (default %d)\n"
+            "  --db PATH          the queue database (default: a fresh temporary one);\n"
+            "                     its other events and earlier runs are left alone\n"
+            "  --timeout SECONDS  give up after this long (default 120)\n"
+            "  --storm N          events the echo loop re-emits (default 50)\n"
+            "  --pace MS          time each coordinator spends on a stage (default 40)\n"
+            "  --quiet            print only the summary\n"
+            "  --hosts N          spread the coordinators over N simulated hosts, 2..%d (training\n"
+            "                     and the rest on one, selfplay and sync on the others), each\n"
+            "                     with its own queue and a bridge to a NATS JetStream stream\n"
+            "  --nats URL         the NATS server for --hosts (default: a private nats-server\n"
+            "                     on a free loopback port, stopped at the end)\n",
+            DEFAULT_CONFIGS, DEFAULT_ITERATIONS, DEMO_MAX_HOSTS);
 }
 
 /* One coordinator process: its role and the host it runs on. */
@@ -417,7 +418,7 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            demo_help();
+            cmd_demo_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = true;

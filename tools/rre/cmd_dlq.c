@@ -22,18 +22,19 @@
 #include <string.h>
 #include <time.h>
 
-static void dlq_help(void)
+void cmd_dlq_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] dlq list [--subscriber S] [--format text|json]\n"
-         "       rre [--db PATH] dlq show ID\n"
-         "       rre [--db PATH] dlq replay ID|--all [--subscriber S]\n"
-         "       rre [--db PATH] dlq drop ID|--older-than DURATION [--subscriber S]\n"
-         "\n"
-         "The dead letters: events a durable subscriber's handler failed on after every\n"
-         "retry, or rejected. S is a subscriber name on this host or a full id\n"
-         "(host:stable:name). replay sends a letter back to its own subscriber only;\n"
-         "drop deletes letters by ID or by age (DURATION: a number with an optional unit\n"
-         "s, m, h or d).");
+    fputs("usage: rre [--db PATH] dlq list [--subscriber S] [--format text|json]\n"
+          "       rre [--db PATH] dlq show ID\n"
+          "       rre [--db PATH] dlq replay ID|--all [--subscriber S]\n"
+          "       rre [--db PATH] dlq drop ID|--older-than DURATION [--subscriber S]\n"
+          "\n"
+          "The dead letters: events a durable subscriber's handler failed on after every\n"
+          "retry, or rejected. S is a subscriber name on this host or a full id\n"
+          "(host:stable:name). replay sends a letter back to its own subscriber only;\n"
+          "drop deletes letters by ID or by age (DURATION: a number with an optional unit\n"
+          "s, m, h or d).\n",
+          out);
 }
 
 /* A positive dead-letter id, or 0 when `text` is not one. */
@@ -135,7 +136,7 @@ int cmd_dlq(const struct cli_globals *g, int argc, char **argv)
         return cli_usage_error("dlq: give list, show, replay or drop (rre dlq --help)");
     const char *verb = argv[1];
     if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
-        dlq_help();
+        cmd_dlq_help(stdout);
         return CLI_OK;
     }
     bool is_list = strcmp(verb, "list") == 0, is_show = strcmp(verb, "show") == 0;
@@ -149,7 +150,7 @@ int cmd_dlq(const struct cli_globals *g, int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            dlq_help();
+            cmd_dlq_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--subscriber") == 0 && !is_show) {
             if (i + 1 >= argc)

@@ -23,24 +23,25 @@
 #include <string.h>
 #include <time.h>
 
-static void flow_help(void)
+void cmd_flow_help(FILE *out)
 {
-    puts("usage: rre flow check [--db PATH | --file F] [--since ID] [--stall-after DURATION]\n"
-         "                      [--partial] [--format text|json]\n"
-         "\n"
-         "Checks a stream of events against the lifecycles and the pipeline chain of the\n"
-         "catalog: completions without a start, two terminal events for one run, progress\n"
-         "after the end, steps and pipeline stages out of order, and runs or pipelines that\n"
-         "stopped advancing for longer than --stall-after (default 1h; 30s, 5m, 2h, 1d;\n"
-         "0 turns it off).\n"
-         "\n"
-         "  --file F     read JSON lines (as `rre tail --format json` prints them); - is stdin\n"
-         "  --db PATH    read the durable queue (the default source)\n"
-         "  --since ID   only events after ID; runs already under way are accepted\n"
-         "  --partial    the stream may start in the middle of runs and pipelines\n"
-         "  --format     text (default) or json (one object on one line)\n"
-         "\n"
-         "Exit status: 0 clean, 1 issues found or input unreadable, 2 wrong usage.");
+    fputs("usage: rre flow check [--db PATH | --file F] [--since ID] [--stall-after DURATION]\n"
+          "                      [--partial] [--format text|json]\n"
+          "\n"
+          "Checks a stream of events against the lifecycles and the pipeline chain of the\n"
+          "catalog: completions without a start, two terminal events for one run, progress\n"
+          "after the end, steps and pipeline stages out of order, and runs or pipelines that\n"
+          "stopped advancing for longer than --stall-after (default 1h; 30s, 5m, 2h, 1d;\n"
+          "0 turns it off).\n"
+          "\n"
+          "  --file F     read JSON lines (as `rre tail --format json` prints them); - is stdin\n"
+          "  --db PATH    read the durable queue (the default source)\n"
+          "  --since ID   only events after ID; runs already under way are accepted\n"
+          "  --partial    the stream may start in the middle of runs and pipelines\n"
+          "  --format     text (default) or json (one object on one line)\n"
+          "\n"
+          "Exit status: 0 clean, 1 issues found or input unreadable, 2 wrong usage.\n",
+          out);
 }
 
 /* Parses "30s", "5m", "2h", "1d" or a bare number of seconds. */
@@ -190,7 +191,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            flow_help();
+            cmd_flow_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--partial") == 0) {
             opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
@@ -287,7 +288,7 @@ int cmd_flow(const struct cli_globals *g, int argc, char **argv)
     if (argc < 2)
         return cli_usage_error("flow: missing sub-command (check; see rre flow --help)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        flow_help();
+        cmd_flow_help(stdout);
         return CLI_OK;
     }
     if (strcmp(argv[1], "check") == 0)

@@ -20,24 +20,25 @@
 #include <sys/random.h>
 #include <time.h>
 
-static void publish_help(void)
+void cmd_publish_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] publish TYPE [--payload JSON|-] [--source NAME] [--strict]\n"
-         "       rre [--db PATH] publish --lines [--source NAME] [--strict] < EVENTS.jsonl\n"
-         "\n"
-         "Appends an event to the durable queue shared with the other processes of this\n"
-         "host. TYPE is any spelling of an event type. Without --payload, or with\n"
-         "--payload -, the payload is read from standard input. Validation problems are\n"
-         "printed on stderr; --strict rejects the event instead. --source defaults to \"rre\".\n"
-         "Prints {\"event_id\":N,\"duplicate\":false,\"hash\":\"...\"}; a duplicate within the\n"
-         "dedup window prints \"duplicate\":true and adds no row.\n"
-         "\n"
-         "--lines reads many events from standard input, one JSON object per line:\n"
-         "{\"type\": TYPE, \"payload\": {...}} (and \"source\" to override --source).\n"
-         "Every line is checked first; a bad line (or, with --strict, a payload with\n"
-         "problems) publishes nothing and names the line. The events are then stored\n"
-         "in one transaction, and one result line is printed per event, in order.\n"
-         "Exit status: 0 published or duplicate, 1 failure, 2 wrong usage.");
+    fputs("usage: rre [--db PATH] publish TYPE [--payload JSON|-] [--source NAME] [--strict]\n"
+          "       rre [--db PATH] publish --lines [--source NAME] [--strict] < EVENTS.jsonl\n"
+          "\n"
+          "Appends an event to the durable queue shared with the other processes of this\n"
+          "host. TYPE is any spelling of an event type. Without --payload, or with\n"
+          "--payload -, the payload is read from standard input. Validation problems are\n"
+          "printed on stderr; --strict rejects the event instead. --source defaults to \"rre\".\n"
+          "Prints {\"event_id\":N,\"duplicate\":false,\"hash\":\"...\"}; a duplicate within the\n"
+          "dedup window prints \"duplicate\":true and adds no row.\n"
+          "\n"
+          "--lines reads many events from standard input, one JSON object per line:\n"
+          "{\"type\": TYPE, \"payload\": {...}} (and \"source\" to override --source).\n"
+          "Every line is checked first; a bad line (or, with --strict, a payload with\n"
+          "problems) publishes nothing and names the line. The events are then stored\n"
+          "in one transaction, and one result line is printed per event, in order.\n"
+          "Exit status: 0 published or duplicate, 1 failure, 2 wrong usage.\n",
+          out);
 }
 
 static void now_iso(char out[RRE_TIMESTAMP_MAX])
@@ -181,7 +182,7 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            publish_help();
+            cmd_publish_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--payload") == 0) {
             if (i + 1 >= argc)

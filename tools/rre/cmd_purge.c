@@ -14,16 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void purge_help(void)
+void cmd_purge_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] purge [--older-than DURATION] [--dry-run] [--force]\n"
-         "\n"
-         "Deletes events older than DURATION (default: the retention window, 24 h or\n"
-         "RINGRIFT_CROSS_PROCESS_RETENTION_HOURS), their acks, expired dedup entries and\n"
-         "dead subscribers. DURATION: a number with an optional unit s, m, h or d;\n"
-         "--older-than 0 (every event) needs --force. --dry-run counts what would go and\n"
-         "deletes nothing. Prints {\"events\":N,\"acks\":N,\"dedup\":N,\"subscribers\":N,\n"
-         "\"poison\":N}, with \"dry_run\":true first for a dry run.");
+    fputs("usage: rre [--db PATH] purge [--older-than DURATION] [--dry-run] [--force]\n"
+          "\n"
+          "Deletes events older than DURATION (default: the retention window, 24 h or\n"
+          "RINGRIFT_CROSS_PROCESS_RETENTION_HOURS), their acks, expired dedup entries and\n"
+          "dead subscribers. DURATION: a number with an optional unit s, m, h or d;\n"
+          "--older-than 0 (every event) needs --force. --dry-run counts what would go and\n"
+          "deletes nothing. Prints {\"events\":N,\"acks\":N,\"dedup\":N,\"subscribers\":N,\n"
+          "\"poison\":N}, with \"dry_run\":true first for a dry run.\n",
+          out);
 }
 
 int cmd_purge(const struct cli_globals *g, int argc, char **argv)
@@ -34,7 +35,7 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            purge_help();
+            cmd_purge_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--older-than") == 0) {
             if (i + 1 >= argc)

@@ -12,14 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void serve_help(void)
+void cmd_serve_metrics_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] serve-metrics --metrics-listen ADDR:PORT\n"
-         "\n"
-         "Serves the queue's figures (those of `rre stats --format prometheus`) at\n"
-         "http://ADDR:PORT/metrics until SIGINT or SIGTERM. ADDR:PORT such as\n"
-         "127.0.0.1:9465, :9465 (every address) or [::1]:9465. The queue is opened\n"
-         "read-only. Exit status: 0 stopped by a signal, 1 failure, 2 wrong usage.");
+    fputs("usage: rre [--db PATH] serve-metrics --metrics-listen ADDR:PORT\n"
+          "\n"
+          "Serves the queue's figures (those of `rre stats --format prometheus`) at\n"
+          "http://ADDR:PORT/metrics until SIGINT or SIGTERM. ADDR:PORT such as\n"
+          "127.0.0.1:9465, :9465 (every address) or [::1]:9465. The queue is opened\n"
+          "read-only. Exit status: 0 stopped by a signal, 1 failure, 2 wrong usage.\n",
+          out);
 }
 
 static void write_metrics(FILE *out, void *user_data)
@@ -39,7 +40,7 @@ int cmd_serve_metrics(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            serve_help();
+            cmd_serve_metrics_help(stdout);
             return CLI_OK;
         }
         const char *v = NULL;

@@ -10,13 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void stats_help(void)
+void cmd_stats_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] stats [--format text|json|prometheus]\n"
-         "\n"
-         "Queue figures: events, events by type, subscribers and how far behind each\n"
-         "is, dedup entries, poison rows, retrying events and dead letters, file size\n"
-         "(database and WAL).");
+    fputs("usage: rre [--db PATH] stats [--format text|json|prometheus]\n"
+          "\n"
+          "Queue figures: events, events by type, subscribers and how far behind each\n"
+          "is, dedup entries, poison rows, retrying events and dead letters, file size\n"
+          "(database and WAL).\n",
+          out);
 }
 
 /* Prints `text` made safe for a terminal (see cli_safe_text), left-aligned
@@ -91,7 +92,7 @@ int cmd_stats(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            stats_help();
+            cmd_stats_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--format") == 0) {
             if (i + 1 >= argc)

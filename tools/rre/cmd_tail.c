@@ -113,9 +113,9 @@ static bool parse_when(const char *text, double *out)
     return parse_utc_time(text, out);
 }
 
-static void tail_help(void)
+void cmd_tail_help(FILE *out)
 {
-    puts(
+    fputs(
         "usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
         "                [--since ID|DURATION|TIME | --last N | --new] [--until ID|DURATION|TIME]\n"
         "                [--start all|new] [--limit N]\n"
@@ -138,7 +138,8 @@ static void tail_help(void)
         "source@host, payload) with times in UTC, or in the local zone with --local-time;\n"
         "on a terminal the type is coloured by category (never with NO_COLOR set) and\n"
         "the payload shortened to the terminal's width. Exit status: 0 success,\n"
-        "1 failure, 2 wrong usage.");
+        "1 failure, 2 wrong usage.\n",
+        out);
 }
 
 struct tail_state {
@@ -198,7 +199,7 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            tail_help();
+            cmd_tail_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0) {
             follow = true;

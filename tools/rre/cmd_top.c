@@ -34,17 +34,18 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static void top_help(void)
+void cmd_top_help(FILE *out)
 {
-    puts("usage: rre [--db PATH] top [--interval SECONDS] [--once]\n"
-         "\n"
-         "A live view of the queue: events per second by category and the busiest\n"
-         "types over the last 10 s, each subscriber with its lag, poison rows,\n"
-         "events waiting for a retry, dead letters, dedup entries, the file's size,\n"
-         "and the bridge when one runs on it.\n"
-         "Refreshes every --interval seconds (default 1); q or Ctrl-C quits. When\n"
-         "standard output is not a terminal it prints a plain snapshot per refresh;\n"
-         "--once prints one snapshot and exits. The queue is only read.");
+    fputs("usage: rre [--db PATH] top [--interval SECONDS] [--once]\n"
+          "\n"
+          "A live view of the queue: events per second by category and the busiest\n"
+          "types over the last 10 s, each subscriber with its lag, poison rows,\n"
+          "events waiting for a retry, dead letters, dedup entries, the file's size,\n"
+          "and the bridge when one runs on it.\n"
+          "Refreshes every --interval seconds (default 1); q or Ctrl-C quits. When\n"
+          "standard output is not a terminal it prints a plain snapshot per refresh;\n"
+          "--once prints one snapshot and exits. The queue is only read.\n",
+          out);
 }
 
 struct top {
@@ -261,7 +262,7 @@ int cmd_top(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            top_help();
+            cmd_top_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--once") == 0) {
             once = true;

@@ -15,15 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void validate_help(void)
+void cmd_validate_help(FILE *out)
 {
-    puts("usage: rre validate TYPE [--payload JSON|-] [--strict]\n"
-         "\n"
-         "Checks a JSON object payload against the schema of TYPE (aliases such as\n"
-         "config -> config_key are normalised first). Errors: missing required fields,\n"
-         "wrong types. Notes: unknown fields (errors with --strict). Without --payload,\n"
-         "or with --payload -, the payload is read from standard input.\n"
-         "Exit status: 0 valid, 1 invalid, 2 wrong usage.");
+    fputs("usage: rre validate TYPE [--payload JSON|-] [--strict]\n"
+          "\n"
+          "Checks a JSON object payload against the schema of TYPE (aliases such as\n"
+          "config -> config_key are normalised first). Errors: missing required fields,\n"
+          "wrong types. Notes: unknown fields (errors with --strict). Without --payload,\n"
+          "or with --payload -, the payload is read from standard input.\n"
+          "Exit status: 0 valid, 1 invalid, 2 wrong usage.\n",
+          out);
 }
 
 int cmd_validate(const struct cli_globals *g, int argc, char **argv)
@@ -34,7 +35,7 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            validate_help();
+            cmd_validate_help(stdout);
             return CLI_OK;
         } else if (strcmp(a, "--payload") == 0) {
             if (i + 1 >= argc)

@@ -10,20 +10,25 @@
 #include <string.h>
 
 static const struct cli_command commands[] = {
-    {"catalog", "list event types, or show one", cmd_catalog},
-    {"validate", "check a payload against its type's schema", cmd_validate},
-    {"config-key", "parse or make a config key such as hex8_2p", cmd_config_key},
-    {"demo", "run the training pipeline with one process per coordinator", cmd_demo},
-    {"flow", "check a stream of events against the lifecycles and pipeline", cmd_flow},
-    {"publish", "append an event to the durable queue", cmd_publish},
-    {"tail", "print queue events, or follow them as a durable subscriber", cmd_tail},
-    {"stats", "queue figures: events, types, subscribers, file size", cmd_stats},
-    {"purge", "run retention on the queue now", cmd_purge},
-    {"dlq", "dead letters: list, show, replay or drop failed events", cmd_dlq},
-    {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge},
-    {"serve-metrics", "serve the queue's figures to Prometheus over HTTP", cmd_serve_metrics},
-    {"top", "a live view of the queue: rates, busiest types, subscribers' lag", cmd_top},
-    {NULL, NULL, NULL},
+    {"catalog", "list event types, or show one", cmd_catalog, cmd_catalog_help},
+    {"validate", "check a payload against its type's schema", cmd_validate, cmd_validate_help},
+    {"config-key", "parse or make a config key such as hex8_2p", cmd_config_key,
+     cmd_config_key_help},
+    {"demo", "run the training pipeline with one process per coordinator", cmd_demo, cmd_demo_help},
+    {"flow", "check a stream of events against the lifecycles and pipeline", cmd_flow,
+     cmd_flow_help},
+    {"publish", "append an event to the durable queue", cmd_publish, cmd_publish_help},
+    {"tail", "print queue events, or follow them as a durable subscriber", cmd_tail, cmd_tail_help},
+    {"stats", "queue figures: events, types, subscribers, file size", cmd_stats, cmd_stats_help},
+    {"purge", "run retention on the queue now", cmd_purge, cmd_purge_help},
+    {"dlq", "dead letters: list, show, replay or drop failed events", cmd_dlq, cmd_dlq_help},
+    {"bridge", "carry events between this host's queue and a NATS JetStream stream", cmd_bridge,
+     cmd_bridge_help},
+    {"serve-metrics", "serve the queue's figures to Prometheus over HTTP", cmd_serve_metrics,
+     cmd_serve_metrics_help},
+    {"top", "a live view of the queue: rates, busiest types, subscribers' lag", cmd_top,
+     cmd_top_help},
+    {NULL, NULL, NULL, NULL},
 };
 
 /* Wrong usage: an unknown command, with the closest one when it is close. */
@@ -50,8 +55,120 @@ static void usage(FILE *f)
         fprintf(f, "  %-14s %s\n", c->name, c->summary);
     fprintf(f, "\n--db PATH may come anywhere (rre tail --db X); without it, RRE_DB names the\n"
                "queue, else the default location. rre -h/--help, rre -V/--version;\n"
-               "rre help COMMAND or rre COMMAND --help for a command's options.\n"
+               "rre help COMMAND or rre COMMAND --help for a command's options;\n"
+               "rre --help-all for every command's.\n"
                "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
+}
+
+/* The parts of the manual that are not one command's: written after the
+ * commands by --help-all, in the layout help2man reads ("Heading:" starts a
+ * section, an indented "NAME  text" is a tagged paragraph). */
+static const char help_all_intro[] =
+    "Works with the events of the training pipeline: publishes them to the host's\n"
+    "durable queue (a SQLite file shared with the Python processes of the host),\n"
+    "reads them as a durable subscriber, checks payloads against the event catalog\n"
+    "and streams of events against the pipeline's lifecycles, shows the queue's\n"
+    "figures, and carries events between hosts over NATS JetStream.\n"
+    "\n"
+    "--db PATH may be given anywhere on the command line (before a --); given\n"
+    "twice, it is wrong usage. Every option also takes the form --name=value.\n"
+    "A misspelt event type, category or command gets the nearest name as a\n"
+    "suggestion.\n";
+
+static const char help_all_outro[] =
+    "Environment:\n"
+    "  RRE_DB  The queue file when no --db is given (not used by rre demo, which\n"
+    "          writes its own).\n"
+    "  RINGRIFT_COORDINATION_DIR  The directory of the default queue file\n"
+    "                             (events.db); else\n"
+    "                             $XDG_RUNTIME_DIR/ringrift_coordination, else a\n"
+    "                             private directory under /tmp.\n"
+    "  NO_COLOR  When set and not empty, rre tail --format text writes no colour,\n"
+    "            even on a terminal.\n"
+    "  RINGRIFT_CROSS_PROCESS_RETENTION_HOURS  How long events are kept in the\n"
+    "                                          queue (default 24).\n"
+    "  RINGRIFT_SUBSCRIBER_TIMEOUT  Seconds after which a silent subscriber\n"
+    "                               counts as gone (default 300).\n"
+    "\n"
+    "Exit status:\n"
+    "  0  Success (for bridge and serve-metrics: stopped by SIGINT or SIGTERM).\n"
+    "  1  Failure; the reason is printed on standard error.\n"
+    "  2  Wrong usage.\n"
+    "\n"
+    "Examples:\n"
+    "  rre publish TRAINING_COMPLETED --payload - < payload.json\n"
+    "\n"
+    "  rre tail --subscriber ops --format text --follow\n"
+    "\n"
+    "  rre tail --since 1h --type TRAINING_COMPLETED --format text\n"
+    "\n"
+    "  rre stats --format prometheus > /var/lib/prometheus/node-exporter/rre.prom\n"
+    "\n"
+    "  rre bridge --nats nats://nats-1:4222 --metrics-listen 127.0.0.1:9464\n";
+
+/* Writes one command's help for the manual: its heading ("rre NAME:"),
+ * each of its usage lines as a paragraph of one line (continuations
+ * joined, "usage:" left out), then its text as it is. */
+static bool help_for_manual(FILE *out, const struct cli_command *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (mem == NULL)
+        return false;
+    c->help(mem);
+    if (fclose(mem) != 0) {
+        free(text);
+        return false;
+    }
+    fprintf(out, "\nrre %s:", c->name);
+    bool in_usage = true;
+    int usages = 0;
+    for (char *line = text, *next; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (in_usage && line[0] == '\0') {
+            in_usage = false;
+            fputs("\n", out);
+        }
+        if (!in_usage) {
+            fprintf(out, "%s\n", line);
+            continue;
+        }
+        const char *words = line + strspn(line, " ");
+        if (strncmp(words, "usage: ", 7) == 0)
+            words += 7;
+        if (strncmp(words, "rre ", 4) == 0) /* a usage of its own, a paragraph */
+            fprintf(out, "%s  %s", usages++ > 0 ? "\n\n" : "\n", words);
+        else
+            fprintf(out, " %s", words); /* the one before goes on */
+    }
+    if (in_usage)
+        fputs("\n", out);
+    free(text);
+    return true;
+}
+
+/* rre --help-all: the whole manual as text, from which the man page is made
+ * (help2man --help-option=--help-all), so the page and the help texts say
+ * the same. */
+static int help_all(FILE *out)
+{
+    fprintf(out,
+            "Usage: rre [--db PATH] COMMAND [ARGS...]\n"
+            "  or:  rre help COMMAND\n"
+            "  or:  rre -h|--help|--help-all|-V|--version\n\n%s\nCommands:\n",
+            help_all_intro);
+    for (const struct cli_command *c = commands; c->name != NULL; c++)
+        fprintf(out, "  %-14s %s\n", c->name, c->summary);
+    for (const struct cli_command *c = commands; c->name != NULL; c++)
+        if (!help_for_manual(out, c)) {
+            fprintf(stderr, "rre: out of memory\n");
+            return CLI_FAIL;
+        }
+    fprintf(out, "\n%s", help_all_outro);
+    return CLI_OK;
 }
 
 /* Flushes standard output and turns a failed write (a full disk, a closed
@@ -180,6 +297,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return finish_output(CLI_OK);
+        } else if (strcmp(argv[i], "--help-all") == 0) {
+            return finish_output(help_all(stdout));
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
             printf("rre %s\n", rre_version());
             return finish_output(CLI_OK);
@@ -197,8 +316,8 @@ int main(int argc, char **argv)
         }
         for (const struct cli_command *c = commands; c->name != NULL; c++)
             if (strcmp(argv[i + 1], c->name) == 0) {
-                char *help_argv[] = {argv[i + 1], "--help", NULL};
-                return finish_output(c->run(&g, 2, help_argv));
+                c->help(stdout);
+                return finish_output(CLI_OK);
             }
         return unknown_command("help: ", argv[i + 1]);
     }
