@@ -387,3 +387,110 @@ void cli_human_bytes(long long bytes, char *out, size_t cap)
     else
         snprintf(out, cap, "%.1f %s", v, units[u]);
 }
+
+/* ---- options ------------------------------------------------------------- */
+
+void cli_getopt_init(struct cli_getopt *p, const char *cmd, const struct cli_option *opts,
+                     size_t nopts)
+{
+    memset(p, 0, sizeof *p);
+    p->cmd = cmd;
+    p->opts = opts;
+    p->nopts = nopts < CLI_MAX_OPTIONS ? nopts : CLI_MAX_OPTIONS;
+    /* "+" would stop at the first operand; without it operands and options
+     * mix. ":" first: a missing value is told apart from an unknown option. */
+    size_t k = 0;
+    p->shorts[k++] = ':';
+    p->shorts[k++] = 'h';
+    size_t n = 0;
+    for (size_t i = 0; i < p->nopts; i++) {
+        p->longs[n++] =
+            (struct option){opts[i].name, opts[i].has_value ? required_argument : no_argument, NULL,
+                            (int)(256 + i)};
+        if (opts[i].short_name != 0) {
+            p->shorts[k++] = opts[i].short_name;
+            if (opts[i].has_value)
+                p->shorts[k++] = ':';
+        }
+    }
+    p->longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    p->longs[n] = (struct option){NULL, 0, NULL, 0};
+    p->shorts[k] = '\0';
+    optind = 0; /* glibc: start afresh, also after an earlier parse */
+    opterr = 0;
+}
+
+/* The option text at fault, for a message: "--name" without its value. */
+static void offending(char **argv, int argc, char *out, size_t cap)
+{
+    int i = optind - 1;
+    const char *a = i >= 0 && i < argc ? argv[i] : "?";
+    if (optopt != 0 && optopt < 256 && strncmp(a, "--", 2) != 0) {
+        snprintf(out, cap, "-%c", optopt);
+        return;
+    }
+    size_t len = strcspn(a, "=");
+    snprintf(out, cap, "%.*s", (int)(len < 64 ? len : 64), a);
+}
+
+int cli_getopt_next(struct cli_getopt *p, int argc, char **argv, const char **value)
+{
+    *value = NULL;
+    int c = getopt_long(argc, argv, p->shorts, p->longs, NULL);
+    if (c == -1) {
+        p->first_operand = optind;
+        return CLI_OPT_END;
+    }
+    if (c == 'h')
+        return CLI_OPT_HELP;
+    size_t idx = p->nopts;
+    if (c >= 256)
+        idx = (size_t)c - 256;
+    else if (c != '?' && c != ':')
+        for (size_t i = 0; i < p->nopts; i++)
+            if (p->opts[i].short_name == c)
+                idx = i;
+    if (idx < p->nopts) {
+        const struct cli_option *o = &p->opts[idx];
+        if (o->has_value && !o->repeatable && p->seen[idx]++ > 0) {
+            cli_usage_error("%s: --%s is given twice", p->cmd, o->name);
+            return CLI_OPT_USAGE;
+        }
+        *value = optarg;
+        return (int)idx;
+    }
+    char what[80];
+    offending(argv, argc, what, sizeof what);
+    char *safe = cli_safe_text(what, true);
+    const char *shown = safe != NULL ? safe : "?";
+    /* What a long name stands for: the one it is a prefix of, if only one. */
+    const struct option *match = NULL;
+    size_t matches = 0;
+    if (strncmp(what, "--", 2) == 0 && what[2] != '\0')
+        for (const struct option *l = p->longs; l->name != NULL; l++)
+            if (strncmp(l->name, what + 2, strlen(what + 2)) == 0) {
+                matches++;
+                if (match == NULL || strcmp(l->name, what + 2) == 0)
+                    match = l;
+            }
+    if (c == ':') {
+        cli_usage_error("%s: %s needs a value", p->cmd, shown);
+    } else if (match != NULL && match->has_arg == no_argument &&
+               strchr(argv[optind - 1], '=') != NULL) {
+        cli_usage_error("%s: --%s takes no value", p->cmd, match->name);
+    } else if (matches > 1 && strcmp(match->name, what + 2) != 0) {
+        cli_usage_error("%s: option '%s' is ambiguous (see rre help %s)", p->cmd, shown, p->cmd);
+    } else {
+        const char *names[CLI_MAX_OPTIONS + 1];
+        size_t n = 0;
+        for (const struct option *l = p->longs; l->name != NULL; l++)
+            names[n++] = l->name;
+        const char *guess = strncmp(what, "--", 2) == 0 ? cli_suggest(what + 2, names, n) : NULL;
+        if (guess != NULL)
+            cli_usage_error("%s: unknown option '%s' (did you mean --%s?)", p->cmd, shown, guess);
+        else
+            cli_usage_error("%s: unknown option '%s' (see rre help %s)", p->cmd, shown, p->cmd);
+    }
+    free(safe);
+    return CLI_OPT_USAGE;
+}

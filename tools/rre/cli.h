@@ -6,6 +6,7 @@
 
 #include <rre/rre.h>
 
+#include <getopt.h>
 #include <stdio.h>
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
@@ -56,6 +57,51 @@ void cmd_dlq_help(FILE *out);
 void cmd_bridge_help(FILE *out);
 void cmd_serve_metrics_help(FILE *out);
 void cmd_top_help(FILE *out);
+
+/* ---- options: one parser (getopt_long) for every command ---------------- */
+
+/* One option of a command. */
+struct cli_option {
+    const char *name; /* the long name, without "--" */
+    char short_name;  /* its one-letter form, or 0 */
+    bool has_value;   /* takes a value: --name VALUE, --name=VALUE, -x VALUE, -xVALUE */
+    bool repeatable;  /* may be given more than once (--type T --type U); else twice is
+                         wrong usage */
+};
+
+#define CLI_MAX_OPTIONS 40
+
+/* The parser of one command's arguments: options anywhere among the
+ * operands (GNU getopt_long), "--" ends them, a long name may be shortened
+ * to a unique prefix, short flags combine (-fn5). -h and --help are always
+ * known. */
+struct cli_getopt {
+    const char *cmd; /* "tail", "dlq list": the prefix of messages */
+    const struct cli_option *opts;
+    size_t nopts;
+    unsigned char seen[CLI_MAX_OPTIONS];
+    char shorts[2 * CLI_MAX_OPTIONS + 4];
+    struct option longs[CLI_MAX_OPTIONS + 2];
+    int first_operand; /* after CLI_OPT_END: argv[first_operand..argc) are the operands */
+};
+
+enum {
+    CLI_OPT_END = -1,   /* no more options: the operands follow */
+    CLI_OPT_USAGE = -2, /* wrong usage, already reported: return CLI_USAGE */
+    CLI_OPT_HELP = -3,  /* -h or --help: print the command's help, return CLI_OK */
+};
+
+/* Starts parsing argv[1..argc) (argv[0] is the command's name) for the
+ * `nopts` options `opts` (at most CLI_MAX_OPTIONS). */
+void cli_getopt_init(struct cli_getopt *p, const char *cmd, const struct cli_option *opts,
+                     size_t nopts);
+
+/* The next option: its index in `opts`, with *value its value (NULL for a
+ * flag); or CLI_OPT_END, CLI_OPT_USAGE (an unknown option, with the closest
+ * one suggested; a value missing, or given to a flag; a single-valued option
+ * given twice: reported on stderr) or CLI_OPT_HELP. getopt_long permutes
+ * argv so that the operands end up last. */
+int cli_getopt_next(struct cli_getopt *p, int argc, char **argv, const char **value);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

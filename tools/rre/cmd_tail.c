@@ -195,52 +195,91 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
     struct tail_state t = {CLI_TAIL_JSON, {false, false, 0}, 0, false, 0, false};
     double until_time = -1; /* --until DURATION or TIME */
     const char *start = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum {
+        O_FOLLOW,
+        O_NO_ACK,
+        O_NEW,
+        O_FROM_END,
+        O_LOCAL_TIME,
+        O_SUBSCRIBER,
+        O_TYPE,
+        O_CATEGORY,
+        O_START,
+        O_UNTIL,
+        O_SINCE,
+        O_LIMIT,
+        O_LAST,
+        O_FORMAT,
+    };
+    static const struct cli_option opts[] = {
+        [O_FOLLOW] = {"follow", 'f', false, false},
+        [O_NO_ACK] = {"no-ack", 0, false, false},
+        [O_NEW] = {"new", 0, false, false},
+        [O_FROM_END] = {"from-end", 0, false, false},
+        [O_LOCAL_TIME] = {"local-time", 0, false, false},
+        [O_SUBSCRIBER] = {"subscriber", 0, true, false},
+        [O_TYPE] = {"type", 0, true, true},
+        [O_CATEGORY] = {"category", 0, true, true},
+        [O_START] = {"start", 0, true, false},
+        [O_UNTIL] = {"until", 0, true, false},
+        [O_SINCE] = {"since", 0, true, false},
+        [O_LIMIT] = {"limit", 'n', true, false},
+        [O_LAST] = {"last", 0, true, false},
+        [O_FORMAT] = {"format", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "tail", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_tail_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_FOLLOW:
             follow = true;
-        } else if (strcmp(a, "--no-ack") == 0) {
+            break;
+        case O_NO_ACK:
             so.no_ack = true;
-        } else if (strcmp(a, "--from-end") == 0 || strcmp(a, "--new") == 0) {
+            break;
+        case O_NEW:
+        case O_FROM_END:
             from_end = true;
-        } else if (strcmp(a, "--local-time") == 0) {
+            break;
+        case O_LOCAL_TIME:
             t.style.local_time = true;
-        } else if (val == NULL && (strcmp(a, "--subscriber") == 0 || strcmp(a, "--type") == 0 ||
-                                   strcmp(a, "--category") == 0 || strcmp(a, "--since") == 0 ||
-                                   strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
-                                   strcmp(a, "--last") == 0 || strcmp(a, "--format") == 0 ||
-                                   strcmp(a, "--until") == 0 || strcmp(a, "--start") == 0)) {
-            return cli_usage_error("tail: %s needs a value", a);
-        } else if (strcmp(a, "--subscriber") == 0) {
+            break;
+        case O_SUBSCRIBER:
             if (val[0] == '\0')
                 return cli_usage_error("tail: --subscriber needs a name");
-            so.name = argv[++i];
-        } else if (strcmp(a, "--type") == 0) {
-            i++;
+            so.name = val;
+            break;
+        case O_TYPE: {
             if (ntypes == MAX_FILTERS)
                 return cli_usage_error("tail: at most %d --type options", MAX_FILTERS);
             rre_status st = rre_event_lookup(val, &types[ntypes]);
             if (st != RRE_OK)
                 return cli_fail_type("tail: --type", val, st);
             ntypes++;
-        } else if (strcmp(a, "--category") == 0) {
-            i++;
+            break;
+        }
+        case O_CATEGORY: {
             if (ncats == MAX_FILTERS)
                 return cli_usage_error("tail: at most %d --category options", MAX_FILTERS);
             rre_status st = rre_category_lookup(val, &cats[ncats]);
             if (st != RRE_OK)
                 return cli_fail_category("tail: --category", val);
             ncats++;
-        } else if (strcmp(a, "--start") == 0) {
-            start = argv[++i];
+            break;
+        }
+        case O_START:
+            start = val;
             if (strcmp(start, "all") != 0 && strcmp(start, "new") != 0)
                 return cli_usage_error("tail: --start is 'all' or 'new', not '%s'", start);
-        } else if (strcmp(a, "--until") == 0) {
-            i++;
+            break;
+        case O_UNTIL:
             if (is_event_id(val)) {
                 char *end;
                 errno = 0;
@@ -254,30 +293,34 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
                                        "(1h: up to an hour ago) or a UTC time, not '%s'",
                                        val);
             }
-        } else if (strcmp(a, "--since") == 0 && !is_event_id(val)) {
-            i++;
-            if (!parse_when(val, &since_time))
+            break;
+        case O_SINCE:
+            if (!is_event_id(val) && !parse_when(val, &since_time))
                 return cli_usage_error("tail: --since takes an event id, a duration with its unit "
                                        "(90s, 30m, 1h, 7d) or a UTC time (2026-12-07T10:00:00Z "
                                        "or 2026-12-07), not '%s'",
                                        val);
             since_given = true;
-        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0 ||
-                   strcmp(a, "--last") == 0) {
-            i++;
+            if (!is_event_id(val))
+                break;
+            __attribute__((fallthrough)); /* an event id */
+        case O_LIMIT:
+        case O_LAST: {
             char *end;
             errno = 0;
             long long v = strtoll(val, &end, 10);
             if (errno != 0 || end == val || *end != '\0' || v < 0)
-                return cli_usage_error("tail: %s needs a non-negative integer, not '%s'", a, val);
-            if (strcmp(a, "--since") == 0)
-                since_given = true, so.since_id = v;
-            else if (strcmp(a, "--last") == 0)
+                return cli_usage_error("tail: --%s needs a non-negative integer, not '%s'",
+                                       opts[o].name, val);
+            if (o == O_SINCE)
+                so.since_id = v;
+            else if (o == O_LAST)
                 last = v;
             else
                 limit = v;
-        } else if (strcmp(a, "--format") == 0) {
-            i++;
+            break;
+        }
+        case O_FORMAT:
             if (strcmp(val, "json") == 0)
                 t.format = CLI_TAIL_JSON;
             else if (strcmp(val, "text") == 0)
@@ -287,10 +330,11 @@ int cmd_tail(const struct cli_globals *g, int argc, char **argv)
             else
                 return cli_usage_error("tail: unknown format '%s' (json, text or cloudevents)",
                                        val);
-        } else {
-            return cli_usage_error("tail: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("tail: unexpected argument '%s'", argv[p.first_operand]);
     if (so.no_ack && so.name == NULL)
         so.no_ack = false; /* a reader without a name never acknowledges anyway */
     if (t.format == CLI_TAIL_TEXT && isatty(STDOUT_FILENO)) {
