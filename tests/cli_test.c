@@ -629,6 +629,79 @@ static void test_options_take_equals_short_forms_and_tail_starting_points(void *
     free(dir);
 }
 
+/* Every command parses its options with the same getopt_long rules. */
+static void test_options_parse_alike_in_every_command(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    tu_result r =
+        tu_run_cli(NULL, "--db", db, "publish", "ELO_UPDATED", "--payload", "{\"n\":1}", NULL);
+    assert_int_equal(r.status, 0);
+    tu_result_free(&r);
+    /* A single-valued option given twice is wrong usage, in any form. */
+    const char *twice[][6] = {
+        {"tail", "--limit", "1", "--limit=2", NULL},
+        {"stats", "--format", "json", "--format", "text", NULL},
+        {"purge", "--older-than", "1h", "--older-than", "2h", NULL},
+        {"publish", "ELO_UPDATED", "--source", "a", "--source=b", NULL},
+        {"catalog", "--format", "json", "--format=text", NULL},
+        {"bridge", "--nats", "nats://x", "--nats", "nats://y", NULL},
+        {"top", "--interval", "1", "--interval", "2", NULL},
+        {"dlq", "list", "--format", "json", "--format=text", NULL},
+    };
+    for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+        r = tu_run_cli(NULL, "--db", db, twice[i][0], twice[i][1], twice[i][2], twice[i][3],
+                       twice[i][4], twice[i][5], NULL);
+        if (r.status != 2 || strstr(r.err, "given twice") == NULL)
+            fail_msg("rre %s: status %d, stderr '%s'", twice[i][0], r.status, r.err);
+        tu_result_free(&r);
+    }
+    /* Unknown options are named, with the closest known one. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--folow", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown option '--folow' (did you mean --follow?)"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--fromat=json", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "did you mean --format?"));
+    tu_result_free(&r);
+    /* A flag takes no value; a valued option needs one. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--no-ack=yes", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--no-ack takes no value"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--format", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--format needs a value"));
+    tu_result_free(&r);
+    /* A unique prefix stands for the option; an ambiguous one is refused. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--form", "text", "--lim=1", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "ELO_UPDATED"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--l", "1", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "ambiguous"));
+    tu_result_free(&r);
+    /* Short options take their value attached, and combine. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "-n1", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"n\":1"));
+    tu_result_free(&r);
+    /* Options may follow operands; "--" ends the options. */
+    r = tu_run_cli(NULL, "validate", "ELO_UPDATED", "--payload", "{}", "--strict", NULL);
+    assert_int_equal(r.status, 1); /* parsed: the payload lacks required fields */
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--", "--limit", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unexpected argument '--limit'"));
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_a_misspelt_type_gets_a_suggestion(void **state)
 {
     (void)state;
@@ -698,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_help_command_and_short_version),
         cmocka_unit_test(test_unknown_commands_and_categories_get_a_suggestion),
         cmocka_unit_test(test_options_take_equals_short_forms_and_tail_starting_points),
+        cmocka_unit_test(test_options_parse_alike_in_every_command),
         cmocka_unit_test(test_a_misspelt_type_gets_a_suggestion),
         cmocka_unit_test(test_publish_lines_stores_many_events_at_once_or_none),
         cmocka_unit_test(test_version_prints_library_version),

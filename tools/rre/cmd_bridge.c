@@ -169,65 +169,46 @@ static void *watch_signals(void *arg)
     return NULL;
 }
 
-/* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE") when its
- * name is `name`; NULL otherwise. *missing is set when it has no value. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, bool *missing)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0)
-        return NULL;
-    if (a[n] == '=')
-        return a + n + 1;
-    if (a[n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 int cmd_bridge(const struct cli_globals *g, int argc, char **argv)
 {
     rre_bridge_options o;
     rre_bridge_options_init(&o);
     const char *replay = NULL;
     bool verbose = false;
-    static const char *const names[] = {
-        "--nats",     "--stream",  "--replicas",    "--max-age",       "--dedup-window",
-        "--host",     "--user",    "--password",    "--creds",         "--tls-ca",
-        "--tls-cert", "--tls-key", "--replay-from", "--metrics-listen"};
-    const char *values[CLI_ARRAY_LEN(names)] = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    /* The valued options, in the order of values[]; then --verbose. */
+    static const struct cli_option opts[] = {
+        {"nats", 0, true, false},         {"stream", 0, true, false},
+        {"replicas", 0, true, false},     {"max-age", 0, true, false},
+        {"dedup-window", 0, true, false}, {"host", 0, true, false},
+        {"user", 0, true, false},         {"password", 0, true, false},
+        {"creds", 0, true, false},        {"tls-ca", 0, true, false},
+        {"tls-cert", 0, true, false},     {"tls-key", 0, true, false},
+        {"replay-from", 0, true, false},  {"metrics-listen", 0, true, false},
+        {"verbose", 0, false, false},
+    };
+    enum { O_VERBOSE = CLI_ARRAY_LEN(opts) - 1 };
+    const char *values[CLI_ARRAY_LEN(opts)] = {0};
+    struct cli_getopt p;
+    cli_getopt_init(&p, "bridge", opts, CLI_ARRAY_LEN(opts));
+    int k;
+    const char *v;
+    while ((k = cli_getopt_next(&p, argc, argv, &v)) != CLI_OPT_END) {
+        if (k == CLI_OPT_HELP) {
             cmd_bridge_help(stdout);
             return CLI_OK;
         }
-        if (strcmp(a, "--verbose") == 0) {
+        if (k == CLI_OPT_USAGE)
+            return CLI_USAGE;
+        if (k == O_VERBOSE) {
             verbose = true;
             continue;
         }
-        bool matched = false;
-        for (size_t k = 0; k < CLI_ARRAY_LEN(names); k++) {
-            bool missing = false;
-            const char *v = option_value(argc, argv, &i, names[k], &missing);
-            if (missing)
-                return cli_usage_error("bridge: %s needs a value", names[k]);
-            if (v == NULL)
-                continue;
-            if (values[k] != NULL)
-                return cli_usage_error("bridge: %s is given twice", names[k]);
-            if (v[0] == '\0')
-                return cli_usage_error("bridge: %s needs a non-empty value", names[k]);
-            values[k] = v;
-            matched = true;
-            break;
-        }
-        if (!matched)
-            return cli_usage_error("bridge: unexpected argument '%s'", a);
+        if (v[0] == '\0')
+            return cli_usage_error("bridge: --%s needs a non-empty value", opts[k].name);
+        values[k] = v;
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("bridge: unexpected argument '%s'", argv[p.first_operand]);
     o.servers = values[0];
     o.stream = values[1];
     o.host = values[5];

@@ -152,29 +152,38 @@ int cmd_catalog(const struct cli_globals *g, int argc, char **argv)
 {
     (void)g;
     const char *category = NULL, *format = NULL, *type = NULL, *search = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_CATEGORY, O_SEARCH, O_FORMAT };
+    static const struct cli_option opts[] = {
+        [O_CATEGORY] = {"category", 0, true, false},
+        [O_SEARCH] = {"search", 0, true, false},
+        [O_FORMAT] = {"format", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "catalog", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_catalog_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--category") == 0 || strcmp(a, "--format") == 0 ||
-                   strcmp(a, "--search") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("catalog: %s needs a value", a);
-            const char **slot = strcmp(a, "--category") == 0 ? &category
-                                : strcmp(a, "--search") == 0 ? &search
-                                                             : &format;
-            if (*slot != NULL)
-                return cli_usage_error("catalog: %s given twice", a);
-            *slot = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error("catalog: unknown option '%s'", a);
-        } else if (type == NULL) {
-            type = a;
-        } else {
-            return cli_usage_error("catalog: unexpected argument '%s'", a);
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_CATEGORY:
+            category = val;
+            break;
+        case O_SEARCH:
+            search = val;
+            break;
+        case O_FORMAT:
+            format = val;
+            break;
         }
     }
+    if (p.first_operand < argc)
+        type = argv[p.first_operand];
+    if (p.first_operand + 1 < argc)
+        return cli_usage_error("catalog: unexpected argument '%s'", argv[p.first_operand + 1]);
     if (type != NULL) {
         if (category != NULL || search != NULL)
             return cli_usage_error("catalog: --category and --search list types; they cannot be "

@@ -414,48 +414,74 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40, hosts = 1;
     double timeout = 120;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    /* --db is not one of the options here: the tool takes it wherever it
+     * is, as the global option (main.c), which refuses an empty PATH. */
+    enum {
+        O_QUIET,
+        O_CONFIGS,
+        O_ITERATIONS,
+        O_STORM,
+        O_PACE,
+        O_HOSTS,
+        O_NATS,
+        O_TIMEOUT,
+    };
+    static const struct cli_option opts[] = {
+        [O_QUIET] = {"quiet", 0, false, false},
+        [O_CONFIGS] = {"configs", 0, true, false},
+        [O_ITERATIONS] = {"iterations", 0, true, false},
+        [O_STORM] = {"storm", 0, true, false},
+        [O_PACE] = {"pace", 0, true, false},
+        [O_HOSTS] = {"hosts", 0, true, false},
+        [O_NATS] = {"nats", 0, true, false},
+        [O_TIMEOUT] = {"timeout", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "demo", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *v;
+    while ((o = cli_getopt_next(&p, argc, argv, &v)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_demo_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--quiet") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_QUIET:
             quiet = true;
-            continue;
-        }
-        if (v == NULL)
-            return cli_usage_error("demo: %s needs a value (see rre demo --help)", a);
-        i++;
-        if (strcmp(a, "--configs") == 0) {
+            break;
+        case O_CONFIGS:
             configs = v;
-        } else if (strcmp(a, "--db") == 0) {
-            if (v[0] == '\0') /* not the default location: that is the shared queue */
-                return cli_usage_error("demo: --db needs a PATH");
-            db = v;
-        } else if (strcmp(a, "--iterations") == 0) {
+            break;
+        case O_ITERATIONS:
             if (!parse_count(v, 1, 100, &iterations))
                 return cli_usage_error("demo: --iterations must be 1..100, not '%s'", v);
-        } else if (strcmp(a, "--storm") == 0) {
+            break;
+        case O_STORM:
             if (!parse_count(v, 0, 100000, &storm))
                 return cli_usage_error("demo: --storm must be 0..100000, not '%s'", v);
-        } else if (strcmp(a, "--pace") == 0) {
+            break;
+        case O_PACE:
             if (!parse_count(v, 0, 10000, &pace))
                 return cli_usage_error("demo: --pace must be 0..10000 ms, not '%s'", v);
-        } else if (strcmp(a, "--hosts") == 0) {
+            break;
+        case O_HOSTS:
             if (!parse_count(v, 2, DEMO_MAX_HOSTS, &hosts))
                 return cli_usage_error("demo: --hosts must be 2..%d, not '%s'", DEMO_MAX_HOSTS, v);
-        } else if (strcmp(a, "--nats") == 0) {
+            break;
+        case O_NATS:
             if (v[0] == '\0')
                 return cli_usage_error("demo: --nats needs a URL");
             nats_url = v;
-        } else if (strcmp(a, "--timeout") == 0) {
+            break;
+        case O_TIMEOUT:
             if (!cli_parse_duration(v, &timeout) || !(timeout > 0))
                 return cli_usage_error("demo: --timeout must be a positive number, not '%s'", v);
-        } else {
-            return cli_usage_error("demo: unknown option '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("demo: unexpected argument '%s'", argv[p.first_operand]);
 
     if (nats_url != NULL && hosts < 2)
         return cli_usage_error("demo: --nats goes with --hosts N");

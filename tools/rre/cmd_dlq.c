@@ -143,49 +143,84 @@ int cmd_dlq(const struct cli_globals *g, int argc, char **argv)
     bool is_replay = strcmp(verb, "replay") == 0, is_drop = strcmp(verb, "drop") == 0;
     if (!is_list && !is_show && !is_replay && !is_drop)
         return cli_usage_error("dlq: unknown action '%s' (list, show, replay or drop)", verb);
+    enum {
+        O_SUBSCRIBER,
+        O_FORMAT,
+        O_ALL,
+        O_OLDER_THAN,
+        O_COUNT,
+    };
+    static const struct cli_option all_opts[] = {
+        [O_SUBSCRIBER] = {"subscriber", 0, true, false},
+        [O_FORMAT] = {"format", 0, true, false},
+        [O_ALL] = {"all", 0, false, false},
+        [O_OLDER_THAN] = {"older-than", 0, true, false},
+    };
+    /* The options of the action: list --subscriber --format, show none,
+     * replay --subscriber --all, drop --subscriber --older-than; any other
+     * is wrong usage. */
+    unsigned takes = is_list     ? (1u << O_SUBSCRIBER) | (1u << O_FORMAT)
+                     : is_replay ? (1u << O_SUBSCRIBER) | (1u << O_ALL)
+                     : is_drop   ? (1u << O_SUBSCRIBER) | (1u << O_OLDER_THAN)
+                                 : 0u;
+    struct cli_option opts[O_COUNT];
+    int which[O_COUNT]; /* opts[i] is all_opts[which[i]] */
+    size_t nopts = 0;
+    for (int k = 0; k < O_COUNT; k++)
+        if (takes & (1u << k)) {
+            which[nopts] = k;
+            opts[nopts++] = all_opts[k];
+        }
+    char cmd[16];
+    snprintf(cmd, sizeof cmd, "dlq %s", verb);
     const char *sub = NULL, *format = NULL;
     int64_t id = 0;
     bool all = false;
     double older = -1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    /* The action's own arguments follow it: argv[0] is now the action. */
+    argc--;
+    argv++;
+    struct cli_getopt p;
+    cli_getopt_init(&p, cmd, opts, nopts);
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o < 0 ? o : which[o]) {
+        case CLI_OPT_HELP:
             cmd_dlq_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--subscriber") == 0 && !is_show) {
-            if (i + 1 >= argc)
-                return cli_usage_error("dlq %s: --subscriber needs a name or id", verb);
-            if (sub != NULL)
-                return cli_usage_error("dlq %s: --subscriber given twice", verb);
-            sub = argv[++i];
-        } else if (strcmp(a, "--format") == 0 && is_list) {
-            if (i + 1 >= argc)
-                return cli_usage_error("dlq list: --format needs text or json");
-            if (format != NULL)
-                return cli_usage_error("dlq list: --format given twice");
-            format = argv[++i];
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_SUBSCRIBER:
+            sub = val;
+            break;
+        case O_FORMAT:
+            format = val;
             if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0)
                 return cli_usage_error("dlq list: unknown format '%s' (text or json)", format);
-        } else if (strcmp(a, "--all") == 0 && is_replay) {
+            break;
+        case O_ALL:
             all = true;
-        } else if (strcmp(a, "--older-than") == 0 && is_drop) {
-            if (i + 1 >= argc)
-                return cli_usage_error("dlq drop: --older-than needs a DURATION such as 7d");
-            if (older >= 0)
-                return cli_usage_error("dlq drop: --older-than given twice");
-            if (!cli_parse_duration(argv[++i], &older) || older < 0)
+            break;
+        case O_OLDER_THAN:
+            if (!cli_parse_duration(val, &older) || older < 0)
                 return cli_usage_error("dlq drop: '%s' is not a duration (a number with an "
                                        "optional unit s, m, h or d)",
-                                       argv[i]);
-        } else if (a[0] != '-' && !is_list && id == 0) {
-            if ((id = parse_id(a)) == 0)
-                return cli_usage_error("dlq %s: '%s' is not a dead-letter id (a positive "
-                                       "integer, as `rre dlq list` shows)",
-                                       verb, a);
-        } else {
-            return cli_usage_error("dlq %s: unexpected argument '%s'", verb, a);
+                                       val);
+            break;
         }
     }
+    /* The operands: the ID of show, replay and drop; list takes none. */
+    int i = p.first_operand;
+    if (!is_list && i < argc) {
+        if ((id = parse_id(argv[i])) == 0)
+            return cli_usage_error("dlq %s: '%s' is not a dead-letter id (a positive "
+                                   "integer, as `rre dlq list` shows)",
+                                   verb, argv[i]);
+        i++;
+    }
+    if (i < argc)
+        return cli_usage_error("dlq %s: unexpected argument '%s'", verb, argv[i]);
     if (sub != NULL && sub[0] == '\0')
         return cli_usage_error("dlq %s: --subscriber must not be empty", verb);
     if (is_list)

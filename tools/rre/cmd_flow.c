@@ -184,51 +184,69 @@ static void print_text(const rre_flow_checker *c)
 
 static int flow_check(const struct cli_globals *g, int argc, char **argv)
 {
-    const char *file = NULL, *db = NULL, *format = "text";
+    const char *file = NULL, *format = "text";
     int64_t since = 0;
     rre_flow_options opt = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    /* --db is not one of the options here: the tool takes it wherever it
+     * is, as the global option (main.c), into g->db_path. */
+    enum {
+        O_PARTIAL,
+        O_FILE,
+        O_SINCE,
+        O_STALL_AFTER,
+        O_FORMAT,
+    };
+    static const struct cli_option opts[] = {
+        [O_PARTIAL] = {"partial", 0, false, false},
+        [O_FILE] = {"file", 0, true, false},
+        [O_SINCE] = {"since", 0, true, false},
+        [O_STALL_AFTER] = {"stall-after", 0, true, false},
+        [O_FORMAT] = {"format", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "flow check", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        if (o >= 0 && opts[o].has_value && val[0] == '\0')
+            return cli_usage_error("flow check: --%s needs a value", opts[o].name);
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_flow_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--partial") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_PARTIAL:
             opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
-        } else if (strcmp(a, "--file") == 0 || strcmp(a, "--db") == 0 ||
-                   strcmp(a, "--since") == 0 || strcmp(a, "--stall-after") == 0 ||
-                   strcmp(a, "--format") == 0) {
-            if (val == NULL || val[0] == '\0')
-                return cli_usage_error("flow check: %s needs a value", a);
-            i++;
-            if (strcmp(a, "--file") == 0) {
-                file = val;
-            } else if (strcmp(a, "--db") == 0) {
-                db = val;
-            } else if (strcmp(a, "--since") == 0) {
-                if (!parse_event_id(val, &since))
-                    return cli_usage_error("flow check: --since needs an event id, not '%s'", val);
-                opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
-            } else if (strcmp(a, "--stall-after") == 0) {
-                if (!cli_parse_duration(val, &opt.stall_after))
-                    return cli_usage_error("flow check: --stall-after needs a duration such as "
-                                           "30s, 5m, 2h or 1d, not '%s'",
-                                           val);
-                if (opt.stall_after == 0.0)
-                    opt.stall_after = -1.0;
-            } else {
-                if (strcmp(val, "text") != 0 && strcmp(val, "json") != 0)
-                    return cli_usage_error("flow check: --format is text or json, not '%s'", val);
-                format = val;
-            }
-        } else {
-            return cli_usage_error("flow check: unexpected argument '%s'", a);
+            break;
+        case O_FILE:
+            file = val;
+            break;
+        case O_SINCE:
+            if (!parse_event_id(val, &since))
+                return cli_usage_error("flow check: --since needs an event id, not '%s'", val);
+            opt.flags |= RRE_FLOW_PARTIAL_HISTORY;
+            break;
+        case O_STALL_AFTER:
+            if (!cli_parse_duration(val, &opt.stall_after))
+                return cli_usage_error("flow check: --stall-after needs a duration such as "
+                                       "30s, 5m, 2h or 1d, not '%s'",
+                                       val);
+            if (opt.stall_after == 0.0)
+                opt.stall_after = -1.0;
+            break;
+        case O_FORMAT:
+            if (strcmp(val, "text") != 0 && strcmp(val, "json") != 0)
+                return cli_usage_error("flow check: --format is text or json, not '%s'", val);
+            format = val;
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("flow check: unexpected argument '%s'", argv[p.first_operand]);
     /* --db anywhere on the line (the tool takes it as the global option) is
-     * the same choice as --db here; RRE_DB is only a default. */
-    if (db == NULL && g->db_path != NULL && !g->db_from_env)
-        db = g->db_path;
+     * a choice of source; RRE_DB is only a default. */
+    const char *db = g->db_path != NULL && !g->db_from_env ? g->db_path : NULL;
     if (file != NULL && db != NULL)
         return cli_usage_error("flow check: --db and --file are exclusive");
     rre_flow_checker *c = NULL;
@@ -239,7 +257,7 @@ static int flow_check(const struct cli_globals *g, int argc, char **argv)
     double now = 0.0; /* a file: the latest event's time */
     if (file == NULL) {
         now = wall_clock();
-        rc = feed_queue(c, db != NULL ? db : g->db_path, since);
+        rc = feed_queue(c, g->db_path, since);
     } else if (strcmp(file, "-") == 0) {
         rc = feed_file(c, stdin, "standard input", since);
     } else {

@@ -179,31 +179,42 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
 {
     const char *type_name = NULL, *payload_arg = NULL, *source = "rre";
     bool strict = false, many = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_PAYLOAD, O_SOURCE, O_STRICT, O_LINES };
+    static const struct cli_option opts[] = {
+        [O_PAYLOAD] = {"payload", 0, true, false},
+        [O_SOURCE] = {"source", 0, true, false},
+        [O_STRICT] = {"strict", 0, false, false},
+        [O_LINES] = {"lines", 0, false, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "publish", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_publish_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--payload") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("publish: --payload needs a JSON object or -");
-            payload_arg = argv[++i];
-        } else if (strcmp(a, "--source") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("publish: --source needs a NAME");
-            source = argv[++i];
-        } else if (strcmp(a, "--strict") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_PAYLOAD:
+            payload_arg = val; /* "-": standard input */
+            break;
+        case O_SOURCE:
+            source = val;
+            break;
+        case O_STRICT:
             strict = true;
-        } else if (strcmp(a, "--lines") == 0) {
+            break;
+        case O_LINES:
             many = true;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error("publish: unknown option '%s'", a);
-        } else if (type_name == NULL) {
-            type_name = a;
-        } else {
-            return cli_usage_error("publish: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        type_name = argv[p.first_operand];
+    if (p.first_operand + 1 < argc)
+        return cli_usage_error("publish: unexpected argument '%s'", argv[p.first_operand + 1]);
     if (many) {
         if (type_name != NULL || payload_arg != NULL)
             return cli_usage_error("publish: --lines reads types and payloads from standard "

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 void cmd_purge_help(FILE *out)
 {
@@ -32,27 +31,40 @@ int cmd_purge(const struct cli_globals *g, int argc, char **argv)
     double older = -1;
     bool dry_run = false, force = false;
     const char *older_text = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_OLDER_THAN, O_DRY_RUN, O_FORCE };
+    static const struct cli_option opts[] = {
+        [O_OLDER_THAN] = {"older-than", 0, true, false},
+        [O_DRY_RUN] = {"dry-run", 0, false, false},
+        [O_FORCE] = {"force", 0, false, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "purge", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_purge_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--older-than") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("purge: --older-than needs a DURATION such as 24h");
-            if (!cli_parse_duration(argv[++i], &older))
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_OLDER_THAN:
+            if (!cli_parse_duration(val, &older))
                 return cli_usage_error("purge: '%s' is not a duration (a number with an optional "
                                        "unit s, m, h or d)",
-                                       argv[i]);
-            older_text = argv[i];
-        } else if (strcmp(a, "--dry-run") == 0) {
+                                       val);
+            older_text = val;
+            break;
+        case O_DRY_RUN:
             dry_run = true;
-        } else if (strcmp(a, "--force") == 0) {
+            break;
+        case O_FORCE:
             force = true;
-        } else {
-            return cli_usage_error("purge: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("purge: unexpected argument '%s'", argv[p.first_operand]);
     if (older_text != NULL && older <= 0 && !force && !dry_run)
         return cli_usage_error("purge: --older-than %s would delete every event; add --force "
                                "to mean it, or --dry-run to see what would go",

@@ -37,25 +37,22 @@ static void write_metrics(FILE *out, void *user_data)
 int cmd_serve_metrics(const struct cli_globals *g, int argc, char **argv)
 {
     const char *listen = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    static const struct cli_option opts[] = {{"metrics-listen", 0, true, false}};
+    struct cli_getopt p;
+    cli_getopt_init(&p, "serve-metrics", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *v;
+    while ((o = cli_getopt_next(&p, argc, argv, &v)) != CLI_OPT_END) {
+        if (o == CLI_OPT_HELP) {
             cmd_serve_metrics_help(stdout);
             return CLI_OK;
         }
-        const char *v = NULL;
-        if (strncmp(a, "--metrics-listen=", 17) == 0)
-            v = a + 17;
-        else if (strcmp(a, "--metrics-listen") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("serve-metrics: --metrics-listen needs ADDR:PORT");
-            v = argv[++i];
-        } else
-            return cli_usage_error("serve-metrics: unexpected argument '%s'", a);
-        if (listen != NULL)
-            return cli_usage_error("serve-metrics: --metrics-listen is given twice");
+        if (o == CLI_OPT_USAGE)
+            return CLI_USAGE;
         listen = v;
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("serve-metrics: unexpected argument '%s'", argv[p.first_operand]);
     if (listen == NULL)
         return cli_usage_error("serve-metrics: --metrics-listen ADDR:PORT is required");
     if (!cli_metrics_listen_valid(listen))

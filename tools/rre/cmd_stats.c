@@ -89,23 +89,32 @@ static void print_text(const json_t *s)
 int cmd_stats(const struct cli_globals *g, int argc, char **argv)
 {
     const char *format = "text";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_FORMAT };
+    static const struct cli_option opts[] = {
+        [O_FORMAT] = {"format", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "stats", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_stats_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--format") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("stats: --format needs text, json or prometheus");
-            format = argv[++i];
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_FORMAT:
+            format = val;
             if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0 &&
                 strcmp(format, "prometheus") != 0)
                 return cli_usage_error("stats: unknown format '%s' (text, json or prometheus)",
                                        format);
-        } else {
-            return cli_usage_error("stats: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("stats: unexpected argument '%s'", argv[p.first_operand]);
     rre_queue *q = NULL;
     if (cli_require_queue_file(g, "stats") != CLI_OK ||
         cli_open_queue_read_only(g, "stats", &q) != CLI_OK)

@@ -259,22 +259,34 @@ int cmd_top(const struct cli_globals *g, int argc, char **argv)
 {
     double interval = 1.0;
     bool once = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_ONCE, O_INTERVAL };
+    static const struct cli_option opts[] = {
+        [O_ONCE] = {"once", 0, false, false},
+        [O_INTERVAL] = {"interval", 0, true, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "top", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *v;
+    while ((o = cli_getopt_next(&p, argc, argv, &v)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_top_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--once") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_ONCE:
             once = true;
-        } else if (strcmp(a, "--interval") == 0 || strncmp(a, "--interval=", 11) == 0) {
-            const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
-            if (v == NULL || !cli_parse_duration(v, &interval) || interval < 0.1 || interval > 3600)
+            break;
+        case O_INTERVAL:
+            if (!cli_parse_duration(v, &interval) || interval < 0.1 || interval > 3600)
                 return cli_usage_error("top: --interval takes a duration from 0.1 s to 1 h, "
                                        "such as 1 or 5s");
-        } else {
-            return cli_usage_error("top: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        return cli_usage_error("top: unexpected argument '%s'", argv[p.first_operand]);
     struct top *t = calloc(1, sizeof *t);
     if (t == NULL)
         return cli_fail("top: out of memory");

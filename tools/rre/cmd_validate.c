@@ -13,7 +13,6 @@
 #include "cli.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 void cmd_validate_help(FILE *out)
 {
@@ -32,25 +31,34 @@ int cmd_validate(const struct cli_globals *g, int argc, char **argv)
     (void)g;
     const char *type_name = NULL, *payload_arg = NULL;
     bool strict = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    enum { O_PAYLOAD, O_STRICT };
+    static const struct cli_option opts[] = {
+        [O_PAYLOAD] = {"payload", 0, true, false},
+        [O_STRICT] = {"strict", 0, false, false},
+    };
+    struct cli_getopt p;
+    cli_getopt_init(&p, "validate", opts, CLI_ARRAY_LEN(opts));
+    int o;
+    const char *val;
+    while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {
+        switch (o) {
+        case CLI_OPT_HELP:
             cmd_validate_help(stdout);
             return CLI_OK;
-        } else if (strcmp(a, "--payload") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("validate: --payload needs a JSON object or -");
-            payload_arg = argv[++i];
-        } else if (strcmp(a, "--strict") == 0) {
+        case CLI_OPT_USAGE:
+            return CLI_USAGE;
+        case O_PAYLOAD:
+            payload_arg = val; /* "-": standard input */
+            break;
+        case O_STRICT:
             strict = true;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error("validate: unknown option '%s'", a);
-        } else if (type_name == NULL) {
-            type_name = a;
-        } else {
-            return cli_usage_error("validate: unexpected argument '%s'", a);
+            break;
         }
     }
+    if (p.first_operand < argc)
+        type_name = argv[p.first_operand];
+    if (p.first_operand + 1 < argc)
+        return cli_usage_error("validate: unexpected argument '%s'", argv[p.first_operand + 1]);
     if (type_name == NULL)
         return cli_usage_error("validate: missing TYPE (see rre validate --help)");
 

@@ -71,9 +71,13 @@ static const char help_all_intro[] =
     "figures, and carries events between hosts over NATS JetStream.\n"
     "\n"
     "--db PATH may be given anywhere on the command line (before a --); given\n"
-    "twice, it is wrong usage. Every option also takes the form --name=value.\n"
-    "A misspelt event type, category or command gets the nearest name as a\n"
-    "suggestion.\n";
+    "twice, it is wrong usage. Every command parses its options alike (GNU\n"
+    "getopt_long): options may come before or after the operands, -- ends them,\n"
+    "a value follows as --name VALUE or --name=VALUE (-n VALUE or -nVALUE for a\n"
+    "short form), a long name may be shortened while it stays unique, short\n"
+    "flags combine (-fn5), and an option that takes one value given twice is\n"
+    "wrong usage. An unknown option, event type, category or command gets the\n"
+    "nearest name as a suggestion.\n";
 
 static const char help_all_outro[] =
     "Environment:\n"
@@ -215,7 +219,7 @@ static int take_db_option(int *argc, char **argv, struct cli_globals *g)
         /* An empty PATH would mean the default location: a script's unset
          * variable must not send it to the shared database. */
         const char *path = NULL;
-        if (a[4] == '=') /* not split: "--db=" with nothing after it */
+        if (a[4] == '=') /* --db=PATH, or "--db=" with nothing after it */
             path = a + 5;
         else if (i + 1 < *argc)
             path = argv[++i];
@@ -230,61 +234,9 @@ static int take_db_option(int *argc, char **argv, struct cli_globals *g)
     return CLI_OK;
 }
 
-/* Every command takes --name=value as --name value: the arguments are
- * split here once (up to a "--"), into a new argv. NULL when out of memory. */
-static char **split_equals(int *argc, char **argv, char **names)
-{
-    size_t named = 0;
-    char **out = calloc((size_t)*argc * 2 + 1, sizeof *out);
-    if (out == NULL)
-        return NULL;
-    int n = 0;
-    bool rest = false;
-    for (int i = 0; i < *argc; i++) {
-        const char *a = argv[i];
-        const char *eq = strchr(a, '=');
-        if (!rest && strcmp(a, "--") == 0)
-            rest = true;
-        if (i > 0 && !rest && strncmp(a, "--", 2) == 0 && eq != NULL && eq > a + 2) {
-            out[n] = strndup(a, (size_t)(eq - a));
-            if (out[n] == NULL) {
-                free(out);
-                return NULL;
-            }
-            names[named++] = out[n];
-            n++;
-            out[n++] = (char *)eq + 1;
-        } else {
-            out[n++] = argv[i];
-        }
-    }
-    out[n] = NULL;
-    *argc = n;
-    return out;
-}
-
-/* The split arguments, freed at exit (after main has returned). */
-static char **split_argv;
-static char **split_names; /* the names strndup'ed by split_equals, NULL-terminated */
-
-static void free_split(void)
-{
-    for (char **p = split_names; p != NULL && *p != NULL; p++)
-        free(*p);
-    free(split_names);
-    free(split_argv);
-}
-
 int main(int argc, char **argv)
 {
     struct cli_globals g = {0};
-    split_names = calloc((size_t)argc + 1, sizeof *split_names);
-    argv = split_argv = split_names != NULL ? split_equals(&argc, argv, split_names) : NULL;
-    atexit(free_split);
-    if (argv == NULL) {
-        fprintf(stderr, "rre: out of memory\n");
-        return CLI_FAIL;
-    }
     int rc = take_db_option(&argc, argv, &g);
     if (rc != CLI_OK)
         return rc;
