@@ -184,10 +184,14 @@ static void test_demo_rejects_empty_and_malformed_numbers(void **state)
         tu_result r =
             tu_run_cli(NULL, "demo", cases[i][0], cases[i][1], "--configs", "hex8_2p",
                        "--iterations", "1", "--pace", "0", "--timeout", "0.001", "--quiet", NULL);
-        /* Each value is checked as it is read, though a later option overrides it. */
-        if (r.status != 2)
-            print_message("%s '%s': status %d\n", cases[i][0], cases[i][1], r.status);
+        /* Each value is checked as it is read, before the option given again
+         * after it is refused as given twice. */
+        if (r.status != 2 || strstr(r.err, "given twice") != NULL ||
+            strstr(r.err, cases[i][0]) == NULL)
+            print_message("%s '%s': status %d: %s\n", cases[i][0], cases[i][1], r.status, r.err);
         assert_int_equal(r.status, 2);
+        assert_null(strstr(r.err, "given twice"));
+        assert_non_null(strstr(r.err, cases[i][0]));
         tu_result_free(&r);
     }
 }
