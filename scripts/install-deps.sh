@@ -7,7 +7,7 @@ packages=(build-essential cmake pkg-config clang
           libjansson-dev libsqlite3-dev libssl-dev libcmocka-dev
           libnats-dev nats-server openssl python3 python3-pytest python3-pip python3-venv
           prometheus libmicrohttpd-dev libncurses-dev tmux gdb
-          help2man groff-base man-db)
+          help2man groff-base man-db doxygen)
 
 missing=()
 for p in "${packages[@]}"; do

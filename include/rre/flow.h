@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * flow.h - part of the public interface; included by <rre/rre.h>, never alone.
  *
  * The flow checker follows a stream of events and reports where it breaks
@@ -82,82 +83,83 @@
 #ifndef RRE_FLOW_H
 #define RRE_FLOW_H
 
-/* What a report entry is about. */
+/** What a report entry is about. */
 typedef enum rre_flow_issue_kind {
-    RRE_FLOW_VIOLATION = 0, /* an event out of the documented order */
-    RRE_FLOW_STALL = 1,     /* a run or a pipeline that stopped advancing */
-    RRE_FLOW_BAD_INPUT = 2, /* a line of JSON-lines input that could not be read */
+    RRE_FLOW_VIOLATION = 0, /**< an event out of the documented order */
+    RRE_FLOW_STALL = 1,     /**< a run or a pipeline that stopped advancing */
+    RRE_FLOW_BAD_INPUT = 2, /**< a line of JSON-lines input that could not be read */
 } rre_flow_issue_kind;
 
-/* The rule an issue breaks (see RULES and STALLS above; BAD_LINE is a line
+/** The rule an issue breaks (see RULES and STALLS above; BAD_LINE is a line
  * of JSON-lines input that could not be read). */
 typedef enum rre_flow_rule {
-    RRE_FLOW_RULE_MISSING_START = 0,
-    RRE_FLOW_RULE_DUPLICATE_TERMINAL = 1,
-    RRE_FLOW_RULE_AFTER_END = 2,
-    RRE_FLOW_RULE_OUT_OF_ORDER = 3,
-    RRE_FLOW_RULE_RESTARTED = 4,
-    RRE_FLOW_RULE_PIPELINE_ORDER = 5,
-    RRE_FLOW_RULE_RUN_STALLED = 6,
-    RRE_FLOW_RULE_PIPELINE_STALLED = 7,
-    RRE_FLOW_RULE_BAD_LINE = 8,
+    RRE_FLOW_RULE_MISSING_START = 0,      /**< a later step of a run without its first step */
+    RRE_FLOW_RULE_DUPLICATE_TERMINAL = 1, /**< a terminal step after the run ended */
+    RRE_FLOW_RULE_AFTER_END = 2,          /**< any other step after the run ended */
+    RRE_FLOW_RULE_OUT_OF_ORDER = 3,       /**< a step skipped, repeated or late within a run */
+    RRE_FLOW_RULE_RESTARTED = 4,          /**< the first step again before the run ended */
+    RRE_FLOW_RULE_PIPELINE_ORDER = 5,     /**< a pipeline stage out of order for its config */
+    RRE_FLOW_RULE_RUN_STALLED = 6,        /**< a run still not ended after stall_after seconds */
+    RRE_FLOW_RULE_PIPELINE_STALLED = 7,   /**< an unfinished pipeline idle past stall_after */
+    RRE_FLOW_RULE_BAD_LINE = 8,           /**< a line of input that could not be read */
 } rre_flow_rule;
 
-/* One entry of the report. Strings belong to the checker and live until it
+/** One entry of the report. Strings belong to the checker and live until it
  * is destroyed. */
 typedef struct rre_flow_issue {
-    rre_flow_issue_kind kind;
-    rre_flow_rule rule;
-    const char *flow;          /* lifecycle name ("training", ...), "pipeline", or "input" */
-    const char *key_field;     /* "job_id", "config_key", ...; "" when none */
-    const char *key;           /* the run's or pipeline's key value; "" when none */
-    rre_event_type event_type; /* the event involved; RRE_EV_NONE for bad input */
-    int64_t event_id;          /* its durable id; 0 when it has none */
-    uint64_t line;             /* its line in JSON-lines input; 0 otherwise */
-    double time;               /* its time in Unix seconds; 0 when unknown */
-    const char *message;       /* one line for people, e.g. "TRAINING_COMPLETED without
+    rre_flow_issue_kind kind;  /**< what the entry is about */
+    rre_flow_rule rule;        /**< the rule broken */
+    const char *flow;          /**< lifecycle name ("training", ...), "pipeline", or "input" */
+    const char *key_field;     /**< "job_id", "config_key", ...; "" when none */
+    const char *key;           /**< the run's or pipeline's key value; "" when none */
+    rre_event_type event_type; /**< the event involved; RRE_EV_NONE for bad input */
+    int64_t event_id;          /**< its durable id; 0 when it has none */
+    uint64_t line;             /**< its line in JSON-lines input; 0 otherwise */
+    double time;               /**< its time in Unix seconds; 0 when unknown */
+    const char *message;       /**< one line for people, such as "TRAINING_COMPLETED without
                                   TRAINING_STARTED" */
 } rre_flow_issue;
 
-/* Figures about what was checked. */
+/** Figures about what was checked. */
 typedef struct rre_flow_stats {
-    uint64_t events;         /* events fed (bad lines not included) */
-    uint64_t unattributed;   /* lifecycle events with no key value */
-    uint64_t violations;     /* issues of kind VIOLATION, including dropped ones */
-    uint64_t stalls;         /* issues of kind STALL, including dropped ones */
-    uint64_t bad_input;      /* issues of kind BAD_INPUT, including dropped ones */
-    uint64_t issues_dropped; /* issues past max_issues, counted but not kept */
-    uint64_t runs_tracked;   /* runs held now */
-    uint64_t evicted_active; /* active runs forgotten to respect max_runs */
+    uint64_t events;         /**< events fed (bad lines not included) */
+    uint64_t unattributed;   /**< lifecycle events with no key value */
+    uint64_t violations;     /**< issues of kind VIOLATION, including dropped ones */
+    uint64_t stalls;         /**< issues of kind STALL, including dropped ones */
+    uint64_t bad_input;      /**< issues of kind BAD_INPUT, including dropped ones */
+    uint64_t issues_dropped; /**< issues past max_issues, counted but not kept */
+    uint64_t runs_tracked;   /**< runs held now */
+    uint64_t evicted_active; /**< active runs forgotten to respect max_runs */
 } rre_flow_stats;
 
-/* Option flags. */
-#define RRE_FLOW_PARTIAL_HISTORY 0x1u /* the stream may start in the middle (see HISTORY) */
+/* Option flags (rre_flow_options.flags). */
+#define RRE_FLOW_PARTIAL_HISTORY 0x1u /**< the stream may start in the middle (see HISTORY) */
 
-#define RRE_FLOW_DEFAULT_STALL_AFTER 3600.0 /* seconds */
-#define RRE_FLOW_DEFAULT_MAX_RUNS 65536
-#define RRE_FLOW_DEFAULT_MAX_ISSUES 10000
+#define RRE_FLOW_DEFAULT_STALL_AFTER 3600.0 /**< default stall_after, in seconds */
+#define RRE_FLOW_DEFAULT_MAX_RUNS 65536     /**< default max_runs */
+#define RRE_FLOW_DEFAULT_MAX_ISSUES 10000   /**< default max_issues */
 
-/* Options of a checker. A zeroed struct (or NULL) gives the defaults. */
+/** Options of a checker. A zeroed struct (or NULL) gives the defaults. */
 typedef struct rre_flow_options {
-    double stall_after; /* seconds; 0: RRE_FLOW_DEFAULT_STALL_AFTER; negative: no stall check */
-    size_t max_runs;    /* 0: RRE_FLOW_DEFAULT_MAX_RUNS */
-    size_t max_issues;  /* 0: RRE_FLOW_DEFAULT_MAX_ISSUES */
-    unsigned flags;     /* RRE_FLOW_* flags */
+    double stall_after; /**< seconds; 0: RRE_FLOW_DEFAULT_STALL_AFTER; negative: no stall check */
+    size_t max_runs;    /**< 0: RRE_FLOW_DEFAULT_MAX_RUNS */
+    size_t max_issues;  /**< 0: RRE_FLOW_DEFAULT_MAX_ISSUES */
+    unsigned flags;     /**< RRE_FLOW_* flags */
 } rre_flow_options;
 
+/** A flow checker: an opaque handle. */
 typedef struct rre_flow_checker rre_flow_checker;
 
-/* Creates a checker (*out, owned by the caller; free with
+/** Creates a checker (*out, owned by the caller; free with
  * rre_flow_checker_destroy()). `options` may be NULL and is copied.
  * RRE_EINVAL for a NULL out; RRE_ENOMEM; RRE_EINTERNAL when the catalog's
  * lifecycle data cannot be used (more than 64 steps or stages). */
 RRE_API rre_status rre_flow_checker_create(rre_flow_checker **out, const rre_flow_options *options);
 
-/* Frees a checker and its report. NULL does nothing. */
+/** Frees a checker and its report. NULL does nothing. */
 RRE_API void rre_flow_checker_destroy(rre_flow_checker *c);
 
-/* Feeds the next event of the stream. Its time is read from ev->timestamp
+/** Feeds the next event of the stream. Its time is read from ev->timestamp
  * (ISO 8601; an empty or unreadable timestamp takes the time of the previous
  * event). The event is borrowed for the call only. Events of types that no
  * lifecycle or pipeline stage mentions are counted and otherwise ignored.
@@ -166,11 +168,11 @@ RRE_API void rre_flow_checker_destroy(rre_flow_checker *c);
  * added to the report and the call returns RRE_OK. */
 RRE_API rre_status rre_flow_feed(rre_flow_checker *c, const rre_event *ev);
 
-/* Like rre_flow_feed() with the event's time given in Unix seconds (a value
+/** Like rre_flow_feed() with the event's time given in Unix seconds (a value
  * <= 0, or one past the year 9999, falls back to ev->timestamp). */
 RRE_API rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, double time);
 
-/* Feeds one line of JSON-lines input, `line_no` being its 1-based line number
+/** Feeds one line of JSON-lines input, `line_no` being its 1-based line number
  * (kept in the issues it causes). A line is an object with the type under
  * "event_type" or "type" (any spelling rre_event_lookup() accepts, also with
  * the "ringrift." prefix of CloudEvents), the payload under "payload" or
@@ -188,28 +190,31 @@ RRE_API rre_status rre_flow_feed_at(rre_flow_checker *c, const rre_event *ev, do
 RRE_API rre_status rre_flow_feed_json_line(rre_flow_checker *c, const char *line, size_t len,
                                            uint64_t line_no, int64_t since_id);
 
-/* Ends the stream: checks stalls against `now` (Unix seconds; a value <= 0
+/** Ends the stream: checks stalls against `now` (Unix seconds; a value <= 0
  * means the time of the latest event fed). May be called once; later calls
  * and later feeds return RRE_ECLOSED. */
 RRE_API rre_status rre_flow_finish(rre_flow_checker *c, double now);
 
-/* The report: the number of issues kept and one of them (NULL past the end).
- * Issues are in the order they were found; stalls come last. */
+/** The report: the number of issues kept. Issues are in the order they were
+ * found; stalls come last. */
 RRE_API size_t rre_flow_issue_count(const rre_flow_checker *c);
+/** Issue `index` of the report (NULL past the end). */
 RRE_API const rre_flow_issue *rre_flow_issue_get(const rre_flow_checker *c, size_t index);
 
-/* True when no issue of any kind was found (dropped ones included). */
+/** True when no issue of any kind was found (dropped ones included). */
 RRE_API bool rre_flow_clean(const rre_flow_checker *c);
 
-/* The checker's figures so far (events, runs held, issues, evictions). */
+/** The checker's figures so far (events, runs held, issues, evictions). */
 RRE_API void rre_flow_get_stats(const rre_flow_checker *c, rre_flow_stats *out);
 
-/* Static names: "violation", "stall", "bad_input"; "missing_start",
- * "duplicate_terminal", ...; "unknown" when out of range. */
+/** The static name of an issue kind: "violation", "stall", "bad_input";
+ * "unknown" when out of range. */
 RRE_API const char *rre_flow_issue_kind_name(rre_flow_issue_kind kind);
+/** The static name of a rule: "missing_start", "duplicate_terminal", ...;
+ * "unknown" when out of range. */
 RRE_API const char *rre_flow_rule_name(rre_flow_rule rule);
 
-/* The report as a JSON object (*out, owned by the caller, json_decref):
+/** The report as a JSON object (*out, owned by the caller, json_decref):
  * {"clean": bool, "events", "unattributed", "violations", "stalls",
  * "bad_input", "issues_dropped", "evicted_active": integers, "issues": [
  * {"kind", "rule", "flow", "key_field", "key", "event_type", "event_id",

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * link.h - attaching a router to the durable queue. Part of the public
  * interface; included by <rre/rre.h>, never alone.
  *
@@ -32,28 +33,31 @@
 #ifndef RRE_LINK_H
 #define RRE_LINK_H
 
+/** A link between a router and a queue (opaque), made by rre_link_create(). */
 typedef struct rre_link rre_link;
 
-/* Link flags. */
-#define RRE_LINK_ASYNC 0x1u           /* dispatch events from the queue on the router's workers */
-#define RRE_LINK_NO_READER 0x2u       /* only append; do not read other processes' events */
-#define RRE_LINK_SINCE_ID 0x4u        /* a transient reader starts after since_id, not at the end */
-#define RRE_LINK_HANDLER_RETRIES 0x8u /* retry failed handlers; dead letters (needs a name) */
-#define RRE_LINK_PIPELINED 0x10u      /* append with rre_queue_publish_async(): see below */
+/* Link flags, for rre_link_options.flags. */
+#define RRE_LINK_ASYNC 0x1u           /**< dispatch events from the queue on the router's workers */
+#define RRE_LINK_NO_READER 0x2u       /**< only append; do not read other processes' events */
+#define RRE_LINK_SINCE_ID 0x4u        /**< a transient reader starts after since_id, not the end */
+#define RRE_LINK_HANDLER_RETRIES 0x8u /**< retry failed handlers; dead letters (needs a name) */
+#define RRE_LINK_PIPELINED 0x10u      /**< append with rre_queue_publish_async(): see PIPELINED */
 
+/** Options of rre_link_create(); all zero (or a NULL pointer) means the
+ * defaults. */
 typedef struct rre_link_options {
-    unsigned flags; /* RRE_LINK_* */
-    /* A durable subscriber name for the reader: it resumes after a restart
+    unsigned flags; /**< RRE_LINK_* */
+    /** A durable subscriber name for the reader: it resumes after a restart
      * where it stopped (see rre_subscriber_options.name). NULL: a transient
      * reader that starts with the events appended after the link was made. */
     const char *subscriber_name;
-    int64_t since_id;            /* with a durable name or RRE_LINK_SINCE_ID: start after it */
-    const rre_event_type *types; /* read only these types (NULL: all) */
-    size_t type_count;
+    int64_t since_id;            /**< with a durable name or RRE_LINK_SINCE_ID: start after it */
+    const rre_event_type *types; /**< read only these types (NULL: all) */
+    size_t type_count;           /**< number of entries in `types` */
     /* With RRE_LINK_HANDLER_RETRIES, as in rre_subscriber_options: */
-    int max_attempts;         /* a handler's failures before the dead letters; 0 or less: 5 */
-    double retry_delay_s;     /* 0: 2 s, doubled per failure */
-    double retry_delay_max_s; /* 0: 300 s */
+    int max_attempts;         /**< a handler's failures before the dead letters; 0 or less: 5 */
+    double retry_delay_s;     /**< 0: 2 s, doubled per failure */
+    double retry_delay_max_s; /**< 0: 300 s */
 } rre_link_options;
 
 /* PIPELINED. With RRE_LINK_PIPELINED the sink appends each local event with
@@ -89,13 +93,13 @@ typedef struct rre_link_options {
  * least four times a second; one whose handler is not subscribed is put
  * off. The failure is still reported as HANDLER_FAILED. */
 
-/* Links `router` to `queue` (both borrowed; they must outlive the link).
+/** Links `router` to `queue` (both borrowed; they must outlive the link).
  * `opts` may be NULL. Errors: those of rre_router_add_sink() and
  * rre_subscriber_create() (RRE_EHELD for a durable name held elsewhere). */
 RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue *queue,
                                    const rre_link_options *opts);
 
-/* Waits until the reader has passed every event committed before this call
+/** Waits until the reader has passed every event committed before this call
  * (so a test or a shutdown sees what other processes published), or until
  * `timeout_ms` passes (RRE_ETIMEOUT). 0 only checks; a negative timeout
  * waits without limit. With RRE_LINK_NO_READER there is nothing to wait
@@ -105,7 +109,7 @@ RRE_API rre_status rre_link_create(rre_link **out, rre_router *router, rre_queue
  * stopped no longer delivers events from other processes. */
 RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
 
-/* With RRE_LINK_PIPELINED: waits until every event accepted for a pipelined
+/** With RRE_LINK_PIPELINED: waits until every event accepted for a pipelined
  * publish on the link's queue before the call is committed (see
  * rre_queue_flush() for `timeout_ms`), then returns RRE_OK, or the status of
  * the link's own events that were not stored since the previous
@@ -113,22 +117,23 @@ RRE_API rre_status rre_link_sync(rre_link *link, int timeout_ms);
  * committed before the publish returns: RRE_OK at once. */
 RRE_API rre_status rre_link_flush(rre_link *link, int timeout_ms);
 
+/** Counters of a link since it was made, and its reader's position. */
 typedef struct rre_link_counters {
-    uint64_t appended;         /* local events appended to the queue */
-    uint64_t append_failed;    /* ... that the queue refused */
-    uint64_t queue_duplicates; /* ... that another process had already stored */
-    uint64_t read;             /* events read from the queue */
-    uint64_t own_skipped;      /* ... that this link had appended itself */
-    uint64_t injected;         /* ... injected into the router */
-    int64_t last_read_id;      /* the last event id the reader passed */
-    uint64_t handler_retries;  /* handler calls that were retries */
-    uint64_t handler_dead;     /* events moved to the dead letters for a handler */
+    uint64_t appended;         /**< local events appended to the queue */
+    uint64_t append_failed;    /**< ... that the queue refused */
+    uint64_t queue_duplicates; /**< ... that another process had already stored */
+    uint64_t read;             /**< events read from the queue */
+    uint64_t own_skipped;      /**< ... that this link had appended itself */
+    uint64_t injected;         /**< ... injected into the router */
+    int64_t last_read_id;      /**< the last event id the reader passed */
+    uint64_t handler_retries;  /**< handler calls that were retries */
+    uint64_t handler_dead;     /**< events moved to the dead letters for a handler */
 } rre_link_counters;
 
-/* A snapshot of the counters (all zero for a NULL link). */
+/** A snapshot of the counters (all zero for a NULL link). */
 RRE_API void rre_link_get_counters(rre_link *link, rre_link_counters *out);
 
-/* Stops the reader thread and removes the sink; the router and the queue go
+/** Stops the reader thread and removes the sink; the router and the queue go
  * on. NULL does nothing. */
 RRE_API void rre_link_destroy(rre_link *link);
 

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * queue.h - the durable cross-process queue: a SQLite file shared by the
  * processes of one host, C and Python alike. Part of the public interface;
  * included by <rre/rre.h>, never alone.
@@ -11,10 +12,10 @@
  *
  * Decisions the Python contract leaves open, as this library makes them:
  *
- *  - Location: an explicit path wins; else $RINGRIFT_COORDINATION_DIR/events.db,
- *    else $XDG_RUNTIME_DIR/ringrift_coordination/events.db, else
- *    /tmp/ringrift_coordination/events.db for uid 0 and
- *    /tmp/ringrift_coordination_<uid>/events.db otherwise. Empty variables
+ *  - Location: an explicit path wins; else `$RINGRIFT_COORDINATION_DIR/events.db`,
+ *    else `$XDG_RUNTIME_DIR/ringrift_coordination/events.db`, else
+ *    `/tmp/ringrift_coordination/events.db` for uid 0 and
+ *    `/tmp/ringrift_coordination_<uid>/events.db` otherwise. Empty variables
  *    count as unset. Missing parent directories are created (mode 0700); a
  *    database file this library creates, and its -wal and -shm files, are
  *    mode 0600.
@@ -81,82 +82,86 @@
 #ifndef RRE_QUEUE_H
 #define RRE_QUEUE_H
 
-/* The longest host name a queue (and a bridge) takes, in bytes. */
+/** The longest host name a queue (and a bridge) takes, in bytes. */
 #define RRE_HOSTNAME_MAX 255
 
-/* The name of the database file inside the coordination directory. */
+/** The name of the database file inside the coordination directory. */
 #define RRE_QUEUE_FILE_NAME "events.db"
-/* The subscriber name Python's router uses; refused for C subscribers. */
+/** The subscriber name Python's router uses; refused for C subscribers. */
 #define RRE_QUEUE_RESERVED_NAME "event_router"
 
+/** An open queue database (opaque), made by rre_queue_create(). */
 typedef struct rre_queue rre_queue;
+/** A reader of the queue (opaque), made by rre_subscriber_create(). */
 typedef struct rre_subscriber rre_subscriber;
 
+/** How durably the queue commits: SQLite's `synchronous` setting. */
 typedef enum rre_queue_sync {
-    RRE_QUEUE_SYNC_NORMAL = 0, /* synchronous=NORMAL, as Python uses */
-    RRE_QUEUE_SYNC_FULL = 1,   /* synchronous=FULL: durable across power loss */
+    RRE_QUEUE_SYNC_NORMAL = 0, /**< synchronous=NORMAL, as Python uses */
+    RRE_QUEUE_SYNC_FULL = 1,   /**< synchronous=FULL: durable across power loss */
 } rre_queue_sync;
 
-/* Options of rre_queue_create(). Start from rre_queue_options_init(); zero
+/** Options of rre_queue_create(). Start from rre_queue_options_init(); zero
  * and NULL fields mean "the default". Strings are copied. */
 typedef struct rre_queue_options {
-    const char *path;            /* database file; NULL: the default location */
-    const char *hostname;        /* written to `hostname` (at most RRE_HOSTNAME_MAX bytes,
+    const char *path;            /**< database file; NULL: the default location */
+    const char *hostname;        /**< written to `hostname` (at most RRE_HOSTNAME_MAX bytes,
                                     else RRE_EINVAL); NULL: gethostname() */
-    const char *default_source;  /* source of publishes that give none; NULL: "" */
-    rre_queue_sync sync;         /* default NORMAL */
-    int busy_timeout_ms;         /* 0: 60000 */
-    double dedup_window_seconds; /* 0: 3600; negative: no cross-process dedup */
-    double retention_hours;      /* 0: RINGRIFT_CROSS_PROCESS_RETENTION_HOURS or 24 */
-    double subscriber_timeout_s; /* 0: RINGRIFT_SUBSCRIBER_TIMEOUT or 300 */
-    int maintenance_interval_ms; /* 0: 60000; negative: no maintenance thread */
-    int64_t max_page_count;      /* 0: no limit; else PRAGMA max_page_count (tests) */
-    bool read_only;              /* open an existing file read-only; no publish or ack */
+    const char *default_source;  /**< source of publishes that give none; NULL: "" */
+    rre_queue_sync sync;         /**< default NORMAL */
+    int busy_timeout_ms;         /**< 0: 60000 */
+    double dedup_window_seconds; /**< 0: 3600; negative: no cross-process dedup */
+    double retention_hours;      /**< 0: RINGRIFT_CROSS_PROCESS_RETENTION_HOURS or 24 */
+    double subscriber_timeout_s; /**< 0: RINGRIFT_SUBSCRIBER_TIMEOUT or 300 */
+    int maintenance_interval_ms; /**< 0: 60000; negative: no maintenance thread */
+    int64_t max_page_count;      /**< 0: no limit; else PRAGMA max_page_count (tests) */
+    bool read_only;              /**< open an existing file read-only; no publish or ack */
 } rre_queue_options;
 
-/* Fills `opts` with the defaults (see each field). */
+/** Fills `opts` with the defaults (see each field). */
 RRE_API void rre_queue_options_init(rre_queue_options *opts);
 
-/* Writes the default database path (the location rules above, ignoring any
+/** Writes the default database path (the location rules above, ignoring any
  * option) into buf. RRE_ELIMIT when it does not fit in cap. */
 RRE_API rre_status rre_queue_default_path(char *buf, size_t cap);
 
-/* Opens (creating when missing) the queue database. `opts` may be NULL for
+/** Opens (creating when missing) the queue database. `opts` may be NULL for
  * all defaults. On success *out owns the queue; on failure *out is NULL and
  * rre_last_error() says why: RRE_EIO when the directory or file cannot be
  * created or opened, RRE_ECORRUPT for a file that is not a SQLite database,
  * RRE_EREADONLY when it cannot be written (use read_only to read it anyway). */
 RRE_API rre_status rre_queue_create(rre_queue **out, const rre_queue_options *opts);
 
-/* Stops the queue: later publishes return RRE_ECLOSED, subscribers waiting
+/** Stops the queue: later publishes return RRE_ECLOSED, subscribers waiting
  * in rre_subscriber_poll() return RRE_ECLOSED within the fallback re-read
  * interval (250 ms; rre_subscriber_close() wakes one at once), the
  * maintenance thread ends. Publishes already queued are still committed.
  * Idempotent; NULL does nothing. */
 RRE_API void rre_queue_close(rre_queue *q);
 
-/* Closes (if needed) and frees the queue. Its subscribers and links must
+/** Closes (if needed) and frees the queue. Its subscribers and links must
  * have been destroyed first, and no publish may be running. NULL does
  * nothing. */
 RRE_API void rre_queue_destroy(rre_queue *q);
 
-/* The path of the open database file (owned by the queue). */
+/** The path of the open database file (owned by the queue). */
 RRE_API const char *rre_queue_path(const rre_queue *q);
 
-/* The host name the queue writes and uses in subscriber ids. */
+/** The host name the queue writes and uses in subscriber ids. */
 RRE_API const char *rre_queue_hostname(const rre_queue *q);
 
 /* ------------------------------------------------------------------------ */
 /* Publishing                                                                */
 /* ------------------------------------------------------------------------ */
 
+/** What rre_queue_publish() did with an event. */
 typedef struct rre_queue_publish_result {
-    int64_t event_id;            /* the new row, or the earlier one when duplicate */
-    bool duplicate;              /* true: nothing was stored */
-    uint8_t hash[RRE_HASH_SIZE]; /* content hash of the event */
+    int64_t event_id;            /**< the new row, or the earlier one when duplicate */
+    bool duplicate;              /**< true: nothing was stored */
+    uint8_t hash[RRE_HASH_SIZE]; /**< content hash of the event */
 } rre_queue_publish_result;
 
-/* Appends one event. `payload` (a JSON object, borrowed) is written as is:
+/** Appends one event. `payload` (a JSON object, borrowed) is written as is:
  * normalising and validating it is the caller's (the router's) business.
  * `source` may be NULL (the queue's default source). `timestamp` and
  * `trace_id` may be NULL or ""; when given they are added to the stored
@@ -169,12 +174,12 @@ RRE_API rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const js
                                      const char *source, const char *timestamp,
                                      const char *trace_id, rre_queue_publish_result *out);
 
-/* The same for an envelope: type, payload, source, timestamp and trace_id are
+/** The same for an envelope: type, payload, source, timestamp and trace_id are
  * taken from `ev`. On success ev->event_id is set (to the earlier event's id
  * for a duplicate) and ev->hash filled. */
 RRE_API rre_status rre_queue_publish_event(rre_queue *q, rre_event *ev, bool *duplicate);
 
-/* Appends the `n` events of `evs` (type, payload, source, timestamp and
+/** Appends the `n` events of `evs` (type, payload, source, timestamp and
  * trace_id of each, as for rre_queue_publish_event()) in one transaction:
  * either all of them are stored or none is. On success evs[i].event_id and
  * evs[i].hash are set, and duplicates[i] (when `duplicates` is not NULL) is
@@ -194,19 +199,20 @@ RRE_API rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t 
                                            bool *duplicates);
 
 /* Pipelined publishing: the call returns once the event is accepted, and a
- * writer thread of the queue commits accepted events together.
- *
- * The completion of one pipelined publish, on the queue's writer thread:
- * `status` RRE_OK with the stored `event_id` (or, when `duplicate`, the
- * earlier event's id: nothing was stored), or the error that kept the event
- * out (a full disk, a closed queue); `hash` is the content hash. Keep it
- * short: the next commit waits for it. It may publish (pipelined or not);
- * it must not flush (RRE_EINVAL), nor close or destroy the queue (that
- * aborts the program: it would wait for the thread it runs on). */
+ * writer thread of the queue commits accepted events together. */
+
+/** The completion of one pipelined publish, called on the queue's writer
+ * thread. `status` is RRE_OK with the stored `event_id` (or, when
+ * `duplicate`, the earlier event's id: nothing was stored), or the error
+ * that kept the event out (a full disk, a closed queue); `hash` is the
+ * content hash. Keep it short: the next commit waits for it. It may publish
+ * (pipelined or not); it must not flush (RRE_EINVAL), nor close or destroy
+ * the queue (that aborts the program: it would wait for the thread it runs
+ * on). */
 typedef void (*rre_queue_stored_fn)(rre_status status, int64_t event_id, bool duplicate,
                                     const uint8_t hash[RRE_HASH_SIZE], void *user_data);
 
-/* Accepts one event for a pipelined publish: checks and prepares it as
+/** Accepts one event for a pipelined publish: checks and prepares it as
  * rre_queue_publish() does (a payload that is not an object, an unknown type,
  * a read-only or closed queue are refused here, with nothing queued), queues
  * it and returns without waiting for the commit. `done` (may be NULL) is then
@@ -230,7 +236,7 @@ RRE_API rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, co
                                            const char *trace_id, rre_queue_stored_fn done,
                                            void *user_data);
 
-/* Waits until every event accepted by rre_queue_publish_async() before the
+/** Waits until every event accepted by rre_queue_publish_async() before the
  * call (from any thread) has been committed or has failed, and its
  * completion has run. timeout_ms < 0 waits as long as it takes. Returns
  * RRE_OK when none of them failed that this thread has not heard of from an
@@ -245,32 +251,32 @@ RRE_API rre_status rre_queue_flush(rre_queue *q, int timeout_ms);
 /* Subscribing                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Options of rre_subscriber_create(). Zero / NULL fields mean "the default".
+/** Options of rre_subscriber_create(). Zero / NULL fields mean "the default".
  * The arrays are copied. */
 typedef struct rre_subscriber_options {
-    const char *name;            /* durable name; NULL: a transient reader (no ack,
-                                    no cursor, no lease), starting after since_id */
-    const rre_event_type *types; /* deliver only these types (canonical or alias) */
-    size_t type_count;
-    const rre_category *categories; /* ... or these categories (either matches) */
-    size_t category_count;
-    int64_t since_id; /* deliver only events with a larger id */
-    bool no_ack;      /* durable name, but do not record progress */
-    unsigned batch;   /* rows read per query; 0: 512 */
+    const char *name;               /**< durable name; NULL: a transient reader (no ack,
+                                       no cursor, no lease), starting after since_id */
+    const rre_event_type *types;    /**< deliver only these types (canonical or alias) */
+    size_t type_count;              /**< number of entries in `types` */
+    const rre_category *categories; /**< ... or these categories (either matches) */
+    size_t category_count;          /**< number of entries in `categories` */
+    int64_t since_id;               /**< deliver only events with a larger id */
+    bool no_ack;                    /**< durable name, but do not record progress */
+    unsigned batch;                 /**< rows read per query; 0: 512 */
     /* Retries and dead letters (durable subscribers that record progress;
      * see the handler below). */
-    int max_attempts;         /* failed deliveries before the dead letters; 0: 5;
+    int max_attempts;         /**< failed deliveries before the dead letters; 0: 5;
                                  negative: none (a failure is logged, the event acknowledged) */
-    double retry_delay_s;     /* wait before the first retry; 0: 2 s; doubled per failure */
-    double retry_delay_max_s; /* longest wait between retries; 0: 300 s */
-    bool strict_order;        /* a retrying event holds back the later ones (default:
+    double retry_delay_s;     /**< wait before the first retry; 0: 2 s; doubled per failure */
+    double retry_delay_max_s; /**< longest wait between retries; 0: 300 s */
+    bool strict_order;        /**< a retrying event holds back the later ones (default:
                                  they pass while it waits) */
 } rre_subscriber_options;
 
-/* Fills `opts` with the defaults: a transient reader of every type. */
+/** Fills `opts` with the defaults: a transient reader of every type. */
 RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
 
-/* The handler of rre_subscriber_poll(). `ev` and everything it points to are
+/** The handler of rre_subscriber_poll(). `ev` and everything it points to are
  * borrowed until it returns (ev->origin is RRE_ORIGIN_HOST for a row whose
  * hostname is another host's, imported by the bridge, else
  * RRE_ORIGIN_PROCESS; ev->event_id is the row). What it returns decides
@@ -300,7 +306,7 @@ RRE_API void rre_subscriber_options_init(rre_subscriber_options *opts);
  * record nothing: for them every failure is logged and the event passed. */
 typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
 
-/* Creates a subscriber on its own connection. For a durable name it takes
+/** Creates a subscriber on its own connection. For a durable name it takes
  * the name's lease (RRE_EHELD, with a message naming the holder's host and
  * pid, when a live process holds it; RRE_EINVAL for the reserved name, an
  * empty one, one that is not UTF-8 or one with a '/', which names the
@@ -308,7 +314,7 @@ typedef rre_status (*rre_queue_handler)(const rre_event *ev, void *user_data);
 RRE_API rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
                                          const rre_subscriber_options *opts);
 
-/* Delivers up to `max` events (0: no limit other than one batch) in event_id
+/** Delivers up to `max` events (0: no limit other than one batch) in event_id
  * order to `fn`, then acknowledges them. When none is available it waits up
  * to `timeout_ms` (0: do not wait; negative: wait until one arrives or the
  * subscriber or queue is closed) for a commit by any process.
@@ -321,30 +327,31 @@ RRE_API rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
 RRE_API rre_status rre_subscriber_poll(rre_subscriber *s, int timeout_ms, size_t max,
                                        rre_queue_handler fn, void *user_data, size_t *delivered);
 
-/* Wakes a poll that is waiting and makes every later poll return RRE_ECLOSED.
+/** Wakes a poll that is waiting and makes every later poll return RRE_ECLOSED.
  * Any thread; idempotent; NULL does nothing. */
 RRE_API void rre_subscriber_close(rre_subscriber *s);
 
-/* Releases the lease (the cursor stays) and frees the subscriber. Not while
+/** Releases the lease (the cursor stays) and frees the subscriber. Not while
  * another thread is inside rre_subscriber_poll(). NULL does nothing. */
 RRE_API void rre_subscriber_destroy(rre_subscriber *s);
 
-/* The subscriber id ("<host>:stable:<name>", or "<host>:<pid>:reader"). */
+/** The subscriber id ("<host>:stable:<name>", or "<host>:<pid>:reader"). */
 RRE_API const char *rre_subscriber_id(const rre_subscriber *s);
 
+/** Counters of a subscriber since it was made, and its cursor. */
 typedef struct rre_subscriber_counters {
-    uint64_t delivered;      /* events handed to the handler */
-    uint64_t handler_failed; /* ... whose handler reported failure */
-    uint64_t filtered;       /* rows passed by the filter */
-    uint64_t skipped_acked;  /* rows already acked by a Python consumer of this id */
-    uint64_t poison;         /* rows that could not be decoded */
-    int64_t cursor;          /* the last event id passed */
-    uint64_t retried;        /* deliveries that were retries */
-    uint64_t retry_later;    /* ... handlers that answered RRE_ERETRY_LATER */
-    uint64_t dead_lettered;  /* events moved to the dead letters */
+    uint64_t delivered;      /**< events handed to the handler */
+    uint64_t handler_failed; /**< ... whose handler reported failure */
+    uint64_t filtered;       /**< rows passed by the filter */
+    uint64_t skipped_acked;  /**< rows already acked by a Python consumer of this id */
+    uint64_t poison;         /**< rows that could not be decoded */
+    int64_t cursor;          /**< the last event id passed */
+    uint64_t retried;        /**< deliveries that were retries */
+    uint64_t retry_later;    /**< ... handlers that answered RRE_ERETRY_LATER */
+    uint64_t dead_lettered;  /**< events moved to the dead letters */
 } rre_subscriber_counters;
 
-/* A snapshot of the subscriber's counters; call it from the polling thread
+/** A snapshot of the subscriber's counters; call it from the polling thread
  * or while no poll runs. */
 RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber_counters *out);
 
@@ -352,7 +359,7 @@ RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber
 /* Statistics and retention                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Figures about the database as one JSON object (caller owns it):
+/** Figures about the database as one JSON object (caller owns it):
  * path, file_bytes (database + WAL), events, first_event_id, last_event_id,
  * by_type {NAME: count} (unknown spellings under their stored text),
  * subscribers [{id, kind ("stable" or "python"), cursor, behind,
@@ -361,27 +368,29 @@ RRE_API void rre_subscriber_get_counters(const rre_subscriber *s, rre_subscriber
  * a retry) and dead_letters (of every subscriber). */
 RRE_API rre_status rre_queue_stats(rre_queue *q, json_t **out);
 
+/** What retention deleted (rre_queue_purge()) or would delete
+ * (rre_queue_purge_preview()). */
 typedef struct rre_queue_purge_result {
-    uint64_t events;      /* events deleted */
-    uint64_t acks;        /* acks of deleted events */
-    uint64_t dedup;       /* expired dedup entries */
-    uint64_t subscribers; /* dead subscriber rows, leases and cursors */
-    uint64_t poison;      /* poison records of deleted events */
+    uint64_t events;      /**< events deleted */
+    uint64_t acks;        /**< acks of deleted events */
+    uint64_t dedup;       /**< expired dedup entries */
+    uint64_t subscribers; /**< dead subscriber rows, leases and cursors */
+    uint64_t poison;      /**< poison records of deleted events */
 } rre_queue_purge_result;
 
-/* Runs retention now, in batches: events older than `older_than_s` seconds
+/** Runs retention now, in batches: events older than `older_than_s` seconds
  * (negative: the retention window) and everything listed above. `out` may be
  * NULL. */
 RRE_API rre_status rre_queue_purge(rre_queue *q, double older_than_s, rre_queue_purge_result *out);
 
-/* What rre_queue_purge() with the same `older_than_s` would delete now,
+/** What rre_queue_purge() with the same `older_than_s` would delete now,
  * counted in one read transaction without deleting anything (`rre purge
  * --dry-run`); works on a read-only queue. Another process may change the
  * figures before a purge runs. */
 RRE_API rre_status rre_queue_purge_preview(rre_queue *q, double older_than_s,
                                            rre_queue_purge_result *out);
 
-/* The position of a time in the queue, for since_id: events created at or
+/** The position of a time in the queue, for since_id: events created at or
  * after `unix_time` (seconds since 1970) have larger ids than *since_id
  * (the id before the first of them; the newest id when there is none).
  * Ids follow commit order and created_at the writers' clocks, so with
@@ -397,17 +406,17 @@ RRE_API rre_status rre_queue_position_at(rre_queue *q, double unix_time, int64_t
  * means every subscriber. Dead letters are kept until dropped: retention
  * does not delete them. */
 
-/* The dead letters, oldest first, as a JSON array (caller owns it) of
+/** The dead letters, oldest first, as a JSON array (caller owns it) of
  * {id, subscriber, event_id, event_type, source, hostname, created_at,
  * error, attempts, first_failed_at, dead_at}. */
 RRE_API rre_status rre_queue_dlq_list(rre_queue *q, const char *subscriber, json_t **out);
 
-/* One dead letter with its event, as a JSON object: the fields of the list
+/** One dead letter with its event, as a JSON object: the fields of the list
  * plus `payload` (the stored payload; null when it is not JSON).
  * RRE_ENOTFOUND when there is none with that id. */
 RRE_API rre_status rre_queue_dlq_get(rre_queue *q, int64_t id, json_t **out);
 
-/* Replays dead letters: each goes back to its own subscriber only (not to
+/** Replays dead letters: each goes back to its own subscriber only (not to
  * every reader of the queue), due at once, with its attempts counted from
  * zero; the dead letter is removed in the same transaction. `id` > 0 replays
  * that one (RRE_ENOTFOUND when missing, or when it is not `subscriber`'s);
@@ -416,7 +425,7 @@ RRE_API rre_status rre_queue_dlq_get(rre_queue *q, int64_t id, json_t **out);
 RRE_API rre_status rre_queue_dlq_replay(rre_queue *q, int64_t id, const char *subscriber,
                                         uint64_t *count);
 
-/* Deletes dead letters: the one with `id` (> 0; RRE_ENOTFOUND when
+/** Deletes dead letters: the one with `id` (> 0; RRE_ENOTFOUND when
  * missing), or with id 0 those that died more than `older_than_s` seconds
  * ago (>= 0) of `subscriber` (NULL: all). *count may be NULL. */
 RRE_API rre_status rre_queue_dlq_drop(rre_queue *q, int64_t id, double older_than_s,

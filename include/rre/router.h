@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * router.h - part of the public interface; included by <rre/rre.h>, never alone.
  *
  * The router is the single entry point of the event system inside a process.
@@ -100,69 +101,70 @@
 /* Options                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Defaults, the documents' figures where they give one. */
-#define RRE_ROUTER_DEFAULT_DEDUP_WINDOW 3600.0 /* seconds */
-#define RRE_ROUTER_DEFAULT_DEDUP_MAX_ENTRIES 100000
-#define RRE_ROUTER_DEFAULT_HISTORY_SIZE 1000
-#define RRE_ROUTER_DEFAULT_ASYNC_WORKERS 2
-#define RRE_ROUTER_DEFAULT_HANDLER_TIMEOUT 600.0 /* seconds */
-#define RRE_ROUTER_MAX_ASYNC_WORKERS 256
-#define RRE_ROUTER_MAX_HISTORY_SIZE 10000000
-#define RRE_ROUTER_MAX_DEDUP_ENTRIES 100000000
-#define RRE_ROUTER_NAME_MAX 128 /* longest source or subscription name, NUL included */
+/* Defaults, the documents' figures where they give one, and limits. */
+#define RRE_ROUTER_DEFAULT_DEDUP_WINDOW 3600.0      /**< dedup window, in seconds */
+#define RRE_ROUTER_DEFAULT_DEDUP_MAX_ENTRIES 100000 /**< most hashes in the dedup window */
+#define RRE_ROUTER_DEFAULT_HISTORY_SIZE 1000        /**< events kept in the history */
+#define RRE_ROUTER_DEFAULT_ASYNC_WORKERS 2          /**< worker threads for asynchronous dispatch */
+#define RRE_ROUTER_DEFAULT_HANDLER_TIMEOUT 600.0    /**< handler timeout, in seconds */
+#define RRE_ROUTER_MAX_ASYNC_WORKERS 256            /**< most worker threads allowed */
+#define RRE_ROUTER_MAX_HISTORY_SIZE 10000000        /**< largest history size allowed */
+#define RRE_ROUTER_MAX_DEDUP_ENTRIES 100000000      /**< most dedup entries allowed */
+#define RRE_ROUTER_NAME_MAX 128 /**< longest source or subscription name, NUL included */
 
-/* The router's clock: microseconds since the Unix epoch (UTC). Called from
+/** The router's clock: microseconds since the Unix epoch (UTC). Called from
  * any thread, with no router lock held; must be thread-safe. */
 typedef int64_t (*rre_clock_fn)(void *user_data);
 
-/* Options for rre_router_create(). An options object is not thread-safe;
+/** Options for rre_router_create(). An options object is not thread-safe;
  * the router copies what it needs, so the object may be destroyed (or reused)
  * as soon as rre_router_create() returns. */
 typedef struct rre_router_options rre_router_options;
 
-/* Makes an options object holding the defaults: validation WARN, dedup on,
+/** Makes an options object holding the defaults: validation WARN, dedup on,
  * window 3600 s, 100,000 dedup entries, history 1,000, 2 async workers,
  * handler timeout 600 s, the real-time clock, source "" (meaning: the
  * program's name, from the process), the watchdog interval derived from the
  * timeout (a tenth of it, between 1 ms and 1 s). */
 RRE_API rre_status rre_router_options_create(rre_router_options **out);
+/** Frees an options object; NULL does nothing. */
 RRE_API void rre_router_options_destroy(rre_router_options *opts);
 
-/* Validation of published payloads: RRE_VALIDATE_OFF, _WARN (the default:
+/** Validation of published payloads: RRE_VALIDATE_OFF, _WARN (the default:
  * problems are counted and logged, the event goes on) or _STRICT (an invalid
  * payload is refused with RRE_EINVALID_PAYLOAD). */
 RRE_API rre_status rre_router_options_set_validation(rre_router_options *opts,
                                                      rre_validation_mode mode);
-/* Turns the dedup window on or off for the whole router. */
+/** Turns the dedup window on or off for the whole router. */
 RRE_API rre_status rre_router_options_set_dedup(rre_router_options *opts, bool enabled);
-/* Window length in seconds (> 0). */
+/** Window length in seconds (> 0). */
 RRE_API rre_status rre_router_options_set_dedup_window(rre_router_options *opts, double seconds);
-/* Most hashes remembered at once (1..RRE_ROUTER_MAX_DEDUP_ENTRIES). */
+/** Most hashes remembered at once (1..RRE_ROUTER_MAX_DEDUP_ENTRIES). */
 RRE_API rre_status rre_router_options_set_dedup_max_entries(rre_router_options *opts,
                                                             size_t entries);
-/* Events kept in the history (0..RRE_ROUTER_MAX_HISTORY_SIZE; 0 keeps none). */
+/** Events kept in the history (0..RRE_ROUTER_MAX_HISTORY_SIZE; 0 keeps none). */
 RRE_API rre_status rre_router_options_set_history_size(rre_router_options *opts, size_t events);
-/* Worker threads for asynchronous dispatch (1..RRE_ROUTER_MAX_ASYNC_WORKERS).
+/** Worker threads for asynchronous dispatch (1..RRE_ROUTER_MAX_ASYNC_WORKERS).
  * Threads are started when the first asynchronous event is published. */
 RRE_API rre_status rre_router_options_set_async_workers(rre_router_options *opts, size_t workers);
-/* Seconds a handler call may run before it is reported as HANDLER_TIMEOUT;
+/** Seconds a handler call may run before it is reported as HANDLER_TIMEOUT;
  * 0 turns the watchdog off. The report comes within one watchdog interval
  * of the timeout (a call's start is read from the watchdog's last look at
  * the clock, except for the first handler of a dispatch). */
 RRE_API rre_status rre_router_options_set_handler_timeout(rre_router_options *opts, double seconds);
-/* Real-time interval at which the watchdog looks at the clock, in seconds
+/** Real-time interval at which the watchdog looks at the clock, in seconds
  * (> 0); 0 restores the default derived from the timeout. */
 RRE_API rre_status rre_router_options_set_watchdog_interval(rre_router_options *opts,
                                                             double seconds);
-/* The clock (NULL restores the real-time clock). */
+/** The clock (NULL restores the real-time clock). */
 RRE_API rre_status rre_router_options_set_clock(rre_router_options *opts, rre_clock_fn fn,
                                                 void *user_data);
-/* The default source of events published without one, and the
+/** The default source of events published without one, and the
  * `coordinator` of the reports the router makes. Copied; at most
  * RRE_ROUTER_NAME_MAX - 1 bytes. NULL or "" means the program's name. */
 RRE_API rre_status rre_router_options_set_source(rre_router_options *opts, const char *source);
 
-/* The host name local events carry (ev->hostname): NULL or "" means the
+/** The host name local events carry (ev->hostname): NULL or "" means the
  * system's. Give the name the router's queue writes (rre_queue_hostname())
  * when it was opened with another, so an event reads the same in process
  * and in the queue. At most RRE_HOSTNAME_MAX bytes of UTF-8, else
@@ -173,14 +175,16 @@ RRE_API rre_status rre_router_options_set_hostname(rre_router_options *opts, con
 /* Life cycle                                                                */
 /* ------------------------------------------------------------------------ */
 
+/** A router (opaque): the event system of one process, made by
+ * rre_router_create(). */
 typedef struct rre_router rre_router;
 
-/* Makes a router. `opts` may be NULL (the defaults). No thread is started
+/** Makes a router. `opts` may be NULL (the defaults). No thread is started
  * until one is needed (the watchdog with the first subscription when a
  * timeout is set, workers with the first asynchronous publish). */
 RRE_API rre_status rre_router_create(rre_router **out, const rre_router_options *opts);
 
-/* Stops the router: later publishes, injections and subscriptions fail with
+/** Stops the router: later publishes, injections and subscriptions fail with
  * RRE_ECLOSED; queued asynchronous deliveries that have not started are
  * dropped (counted as cancelled); running handlers and sinks are waited
  * for on every thread (a synchronous publish in progress calls no further
@@ -189,7 +193,7 @@ RRE_API rre_status rre_router_create(rre_router **out, const rre_router_options 
  * from a handler or sink of this router (RRE_EINVAL). NULL does nothing. */
 RRE_API rre_status rre_router_close(rre_router *r);
 
-/* Waits until no asynchronous delivery is queued or running, or until
+/** Waits until no asynchronous delivery is queued or running, or until
  * `timeout_seconds` of real time have passed (RRE_ETIMEOUT; a negative
  * value, infinity or more than 10^9 seconds waits without limit; NaN is
  * RRE_EINVAL). Handlers that keep publishing asynchronously can
@@ -197,7 +201,7 @@ RRE_API rre_status rre_router_close(rre_router *r);
  * thread of this router it returns RRE_EINVAL rather than wait for itself. */
 RRE_API rre_status rre_router_flush(rre_router *r, double timeout_seconds);
 
-/* Closes the router if needed and frees it. Subscriptions and sinks go
+/** Closes the router if needed and frees it. Subscriptions and sinks go
  * with it. Must not be called while another thread still uses it. Called
  * from a handler or sink of this router it logs an error and does nothing.
  * NULL does nothing. */
@@ -207,37 +211,37 @@ RRE_API void rre_router_destroy(rre_router *r);
 /* Publishing                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Publish flags. */
-#define RRE_PUBLISH_ASYNC 0x1u      /* dispatch on the worker threads, return at once */
-#define RRE_PUBLISH_NO_DEDUP 0x2u   /* skip the dedup window for this event (still hashed) */
-#define RRE_PUBLISH_LOCAL_ONLY 0x4u /* keep it in this process: no sink (queue, bridge) sees it */
+/* Publish flags, for rre_publish_options.flags. */
+#define RRE_PUBLISH_ASYNC 0x1u      /**< dispatch on the worker threads, return at once */
+#define RRE_PUBLISH_NO_DEDUP 0x2u   /**< skip the dedup window for this event (still hashed) */
+#define RRE_PUBLISH_LOCAL_ONLY 0x4u /**< stays in this process: no sink (queue, bridge) sees it */
 
-/* Per-publish options. All-zero (or a NULL pointer) means: synchronous,
+/** Per-publish options. All-zero (or a NULL pointer) means: synchronous,
  * envelope fields from the payload or made by the router. The strings are
  * borrowed for the duration of the call. */
 typedef struct rre_publish_options {
-    unsigned flags;        /* RRE_PUBLISH_* */
-    const char *source;    /* publishing component; NULL: payload's or router's default */
-    const char *timestamp; /* ISO 8601; NULL: payload's or now */
-    const char *trace_id;  /* W3C traceparent or a 32-hex trace id; NULL: see above */
+    unsigned flags;        /**< RRE_PUBLISH_* */
+    const char *source;    /**< publishing component; NULL: payload's or router's default */
+    const char *timestamp; /**< ISO 8601; NULL: payload's or now */
+    const char *trace_id;  /**< W3C traceparent or a 32-hex trace id; NULL: see above */
 } rre_publish_options;
 
-/* What happened to a publish. Filled on RRE_OK and on
+/** What happened to a publish. Filled on RRE_OK and on
  * RRE_EINVALID_PAYLOAD (problems); otherwise its contents are unspecified. */
 typedef struct rre_publish_result {
-    rre_event_type type;               /* the resolved canonical type */
-    bool duplicate;                    /* dropped by the dedup window */
-    uint8_t hash[RRE_HASH_SIZE];       /* content hash */
-    char timestamp[RRE_TIMESTAMP_MAX]; /* envelope timestamp */
-    char trace_id[RRE_TRACE_ID_MAX];   /* envelope traceparent */
-    int64_t event_id;                  /* set by a sink that persisted it, else 0 */
-    size_t delivered;                  /* sync: handlers called; async: subscribers queued */
-    size_t failed;                     /* sync: handlers that returned non-zero */
-    rre_status sink_status;            /* first failure of a sink, RRE_OK when none */
-    rre_problems problems;             /* validation (empty when validation is off) */
+    rre_event_type type;               /**< the resolved canonical type */
+    bool duplicate;                    /**< dropped by the dedup window */
+    uint8_t hash[RRE_HASH_SIZE];       /**< content hash */
+    char timestamp[RRE_TIMESTAMP_MAX]; /**< envelope timestamp */
+    char trace_id[RRE_TRACE_ID_MAX];   /**< envelope traceparent */
+    int64_t event_id;                  /**< set by a sink that persisted it, else 0 */
+    size_t delivered;                  /**< sync: handlers called; async: subscribers queued */
+    size_t failed;                     /**< sync: handlers that returned non-zero */
+    rre_status sink_status;            /**< first failure of a sink, RRE_OK when none */
+    rre_problems problems;             /**< validation (empty when validation is off) */
 } rre_publish_result;
 
-/* Publishes `payload` (a JSON object, borrowed; see OWNERSHIP) as an event of
+/** Publishes `payload` (a JSON object, borrowed; see OWNERSHIP) as an event of
  * the type spelled `type` (NAME, value, queue spelling or stage event, any
  * case). `opts` and `out` may be NULL. Errors: RRE_EUNKNOWN_TYPE,
  * RRE_ENOT_OBJECT (payload NULL or not an object), RRE_ELIMIT (nesting too
@@ -249,7 +253,7 @@ typedef struct rre_publish_result {
 RRE_API rre_status rre_router_publish(rre_router *r, const char *type, json_t *payload,
                                       const rre_publish_options *opts, rre_publish_result *out);
 
-/* The same with the type given directly (an alias type is resolved to the
+/** The same with the type given directly (an alias type is resolved to the
  * type it maps to). */
 RRE_API rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *payload,
                                            const rre_publish_options *opts,
@@ -259,17 +263,17 @@ RRE_API rre_status rre_router_publish_type(rre_router *r, rre_event_type type, j
 /* Subscribing                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* A handler. `ev` and everything it points to are borrowed until it
+/** A handler. `ev` and everything it points to are borrowed until it
  * returns; the payload must not be modified (see rre_event_copy). Returns 0
  * on success, anything else is a failure (counted and reported as
  * HANDLER_FAILED; the other handlers run regardless). */
 typedef int (*rre_handler_fn)(const rre_event *ev, void *user_data);
 
-/* Identifies a subscription or a sink; never 0, never reused by a router. */
+/** Identifies a subscription or a sink; never 0, never reused by a router. */
 typedef uint64_t rre_subscription_id;
 
-/* Subscribes `fn` to one type (an alias type is resolved), to every type of
- * a category, or to every event. `name` (copied, at most
+/** Subscribes `fn` to one type (an alias type is resolved); the functions
+ * below subscribe it to every type of a category, or to every event. `name` (copied, at most
  * RRE_ROUTER_NAME_MAX - 1 bytes; NULL or "" makes "handler-<id>") appears
  * in reports and statistics. Handlers of an event run in the order they
  * subscribed. `out` may be NULL. Errors: RRE_EUNKNOWN_TYPE,
@@ -279,17 +283,21 @@ typedef uint64_t rre_subscription_id;
 RRE_API rre_status rre_router_subscribe(rre_router *r, rre_event_type type, const char *name,
                                         rre_handler_fn fn, void *user_data,
                                         rre_subscription_id *out);
+/** Subscribes `fn` to every type of `category`, as rre_router_subscribe()
+ * does to one type. */
 RRE_API rre_status rre_router_subscribe_category(rre_router *r, rre_category category,
                                                  const char *name, rre_handler_fn fn,
                                                  void *user_data, rre_subscription_id *out);
+/** Subscribes `fn` to every event, as rre_router_subscribe() does to one
+ * type. */
 RRE_API rre_status rre_router_subscribe_all(rre_router *r, const char *name, rre_handler_fn fn,
                                             void *user_data, rre_subscription_id *out);
-/* By spelling: any spelling of a type, a category name, or "*" for all. */
+/** By spelling: any spelling of a type, a category name, or "*" for all. */
 RRE_API rre_status rre_router_subscribe_spelling(rre_router *r, const char *spelling,
                                                  const char *name, rre_handler_fn fn,
                                                  void *user_data, rre_subscription_id *out);
 
-/* Removes a subscription. When it returns, the handler is not running on
+/** Removes a subscription. When it returns, the handler is not running on
  * any other thread and will never be called again; its queued asynchronous
  * deliveries are dropped. Called from inside the handler itself, it returns
  * at once and that current call simply finishes. Called from a handler for
@@ -303,11 +311,12 @@ RRE_API rre_status rre_router_unsubscribe(rre_router *r, rre_subscription_id id)
 /* Sinks and injection: the seams for the durable queue and the bridge       */
 /* ------------------------------------------------------------------------ */
 
-/* Origin masks for sinks. */
+/** Origin masks for sinks: the bit of one origin (an rre_origin). */
 #define RRE_ORIGIN_BIT(origin) (1u << (unsigned)(origin))
+/** The origin mask of every origin: LOCAL, PROCESS and HOST. */
 #define RRE_ORIGIN_ALL 0x7u
 
-/* A sink receives each accepted (non-duplicate) event whose origin is in its
+/** A sink receives each accepted (non-duplicate) event whose origin is in its
  * mask, on the thread that published or injected it, before history and
  * dispatch. It may set ev->event_id (the durable id), which history and
  * handlers then see; it must not change anything else. A non-OK return is
@@ -316,14 +325,14 @@ RRE_API rre_status rre_router_unsubscribe(rre_router *r, rre_subscription_id id)
  * it came from: the origin says where that is. */
 typedef rre_status (*rre_sink_fn)(rre_event *ev, void *user_data);
 
-/* Adds a sink for the events whose origin bit is in `origins`. Sinks run in
+/** Adds a sink for the events whose origin bit is in `origins`. Sinks run in
  * the order they were added. */
 RRE_API rre_status rre_router_add_sink(rre_router *r, unsigned origins, rre_sink_fn fn,
                                        void *user_data, rre_subscription_id *out);
-/* Removes a sink with the guarantees of rre_router_unsubscribe(). */
+/** Removes a sink with the guarantees of rre_router_unsubscribe(). */
 RRE_API rre_status rre_router_remove_sink(rre_router *r, rre_subscription_id id);
 
-/* Injects an event that came from elsewhere (ev->origin PROCESS or HOST,
+/** Injects an event that came from elsewhere (ev->origin PROCESS or HOST,
  * ev->event_id as stored there). It is deduplicated (by ev->hash, or the
  * computed hash when ev->hash is all zero), recorded and dispatched locally
  * like a publish (ASYNC in opts->flags dispatches on the workers), passed
@@ -338,27 +347,30 @@ RRE_API rre_status rre_router_inject(rre_router *r, const rre_event *ev,
 /* History                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A list of events owned by the caller (payloads referenced, strings owned
+/** A list of events owned by the caller (payloads referenced, strings owned
  * by the list). Free with rre_event_list_free(). */
 typedef struct rre_event_list {
-    size_t count;
-    rre_event *events; /* oldest first, newest last */
+    size_t count;      /**< number of events */
+    rre_event *events; /**< oldest first, newest last */
 } rre_event_list;
 
-/* The last `max_count` events of the history (0: all it holds), of type
+/** The last `max_count` events of the history (0: all it holds), of type
  * `type` only unless it is RRE_EV_NONE, newest last. The list is a snapshot;
  * the payloads are the published objects (read-only). */
 RRE_API rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_count,
                                       rre_event_list **out);
+/** Frees a list made by rre_router_history(); NULL does nothing. */
 RRE_API void rre_event_list_free(rre_event_list *list);
 
-/* Copies an envelope (to keep an event after its handler returned): the
+/** Copies an envelope (to keep an event after its handler returned): the
  * payload is referenced (json_incref), the strings copied. Free the copy with
  * rre_event_free(). */
 RRE_API rre_status rre_event_copy(const rre_event *ev, rre_event **out);
+/** Frees a copy made by rre_event_copy(), dropping its payload reference;
+ * NULL does nothing. */
 RRE_API void rre_event_free(rre_event *ev);
 
-/* The event as a JSON object: {type, payload, source, hostname, timestamp,
+/** The event as a JSON object: {type, payload, source, hostname, timestamp,
  * trace_id, hash, event_id, origin}. Caller owns the result. */
 RRE_API rre_status rre_event_to_json_envelope(const rre_event *ev, json_t **out);
 
@@ -366,66 +378,72 @@ RRE_API rre_status rre_event_to_json_envelope(const rre_event *ev, json_t **out)
 /* Statistics and flow validation                                            */
 /* ------------------------------------------------------------------------ */
 
+/** The router's statistics: counts since it was made, and sizes now. */
 typedef struct rre_router_stats {
-    uint64_t events_published;     /* accepted local events (not duplicates, not rejected) */
-    uint64_t events_injected;      /* accepted events from other processes or hosts */
-    uint64_t events_delivered;     /* handler calls made */
-    uint64_t duplicates_prevented; /* dropped by the dedup window */
-    uint64_t events_rejected;      /* strict validation failures */
-    uint64_t schema_violations;    /* events with at least one validation error */
-    uint64_t handler_failures;     /* handler calls that returned non-zero */
-    uint64_t handler_timeouts;     /* handler calls that ran past the timeout */
-    uint64_t sink_failures;        /* sink calls that returned non-OK */
-    uint64_t async_pending;        /* asynchronous deliveries queued or running now */
-    uint64_t async_cancelled;      /* queued deliveries dropped by close or unsubscribe */
-    size_t subscribers;            /* live subscriptions */
-    size_t sinks;                  /* live sinks */
-    size_t history_size;           /* events in the history now */
-    size_t dedup_entries;          /* hashes in the dedup window now */
-    size_t workers;                /* worker threads running now */
-    uint64_t routed_by_type[RRE_EVENT_TYPE_COUNT];            /* accepted, per type */
-    uint64_t schema_violations_by_type[RRE_EVENT_TYPE_COUNT]; /* per type */
+    uint64_t events_published;     /**< accepted local events (not duplicates, not rejected) */
+    uint64_t events_injected;      /**< accepted events from other processes or hosts */
+    uint64_t events_delivered;     /**< handler calls made */
+    uint64_t duplicates_prevented; /**< dropped by the dedup window */
+    uint64_t events_rejected;      /**< strict validation failures */
+    uint64_t schema_violations;    /**< events with at least one validation error */
+    uint64_t handler_failures;     /**< handler calls that returned non-zero */
+    uint64_t handler_timeouts;     /**< handler calls that ran past the timeout */
+    uint64_t sink_failures;        /**< sink calls that returned non-OK */
+    uint64_t async_pending;        /**< asynchronous deliveries queued or running now */
+    uint64_t async_cancelled;      /**< queued deliveries dropped by close or unsubscribe */
+    size_t subscribers;            /**< live subscriptions */
+    size_t sinks;                  /**< live sinks */
+    size_t history_size;           /**< events in the history now */
+    size_t dedup_entries;          /**< hashes in the dedup window now */
+    size_t workers;                /**< worker threads running now */
+    uint64_t routed_by_type[RRE_EVENT_TYPE_COUNT];            /**< accepted, per type */
+    uint64_t schema_violations_by_type[RRE_EVENT_TYPE_COUNT]; /**< per type */
 } rre_router_stats;
 
-/* A consistent snapshot of the statistics. */
+/** A consistent snapshot of the statistics. */
 RRE_API rre_status rre_router_get_stats(rre_router *r, rre_router_stats *out);
 
-/* The statistics as a JSON object with the field names above; the by-type
+/** The statistics as a JSON object with the field names above; the by-type
  * maps are objects keyed by canonical NAME holding only non-zero counts.
  * Caller owns the result. */
 RRE_API rre_status rre_router_stats_json(rre_router *r, json_t **out);
 
-/* What rre_router_validate_flow() can find. */
+/** What rre_router_validate_flow() can find. */
 typedef enum rre_router_issue_kind {
-    RRE_ROUTER_ISSUE_DUPLICATE_RATE = 0, /* suggests an amplification loop */
-    RRE_ROUTER_ISSUE_HANDLER_FAILING,    /* a handler's latest calls failed */
-    RRE_ROUTER_ISSUE_HANDLER_STUCK,      /* a handler is running past its timeout */
-    RRE_ROUTER_ISSUE_LIFECYCLE,          /* a lifecycle violation in the history */
+    RRE_ROUTER_ISSUE_DUPLICATE_RATE = 0, /**< suggests an amplification loop */
+    RRE_ROUTER_ISSUE_HANDLER_FAILING,    /**< a handler's latest calls failed */
+    RRE_ROUTER_ISSUE_HANDLER_STUCK,      /**< a handler is running past its timeout */
+    RRE_ROUTER_ISSUE_LIFECYCLE,          /**< a lifecycle violation in the history */
 } rre_router_issue_kind;
 
-/* Thresholds of the duplicate-rate rule: more than
+/** Thresholds of the duplicate-rate rule: more than
  * RRE_ROUTER_LOOP_DUPLICATES duplicates in all (the seed's figure), or at
  * least RRE_ROUTER_LOOP_MIN_EVENTS publishes of which more than half were
- * duplicates. A handler is failing when its last
- * RRE_ROUTER_FAILING_CALLS calls (or all of them, if fewer) failed. */
+ * duplicates. */
 #define RRE_ROUTER_LOOP_DUPLICATES 1000
-#define RRE_ROUTER_LOOP_MIN_EVENTS 100
+#define RRE_ROUTER_LOOP_MIN_EVENTS 100 /**< see RRE_ROUTER_LOOP_DUPLICATES */
+/** A handler is failing when its last RRE_ROUTER_FAILING_CALLS calls (or
+ * all of them, if fewer) failed. */
 #define RRE_ROUTER_FAILING_CALLS 3
 
+/** The size of rre_router_issue.message, NUL included; a longer message is
+ * cut. */
 #define RRE_ROUTER_ISSUE_MAX 256
 
+/** One issue found by rre_router_validate_flow(). */
 typedef struct rre_router_issue {
-    rre_router_issue_kind kind;
-    char message[RRE_ROUTER_ISSUE_MAX]; /* one sentence */
+    rre_router_issue_kind kind;         /**< what kind of issue */
+    char message[RRE_ROUTER_ISSUE_MAX]; /**< one sentence */
 } rre_router_issue;
 
+/** The report of rre_router_validate_flow(). */
 typedef struct rre_router_health {
-    bool healthy; /* no issue */
-    size_t issue_count;
-    rre_router_issue *issues; /* owned; free with rre_router_health_free() */
+    bool healthy;             /**< no issue */
+    size_t issue_count;       /**< number of entries in `issues` */
+    rre_router_issue *issues; /**< owned; free with rre_router_health_free() */
 } rre_router_health;
 
-/* Checks the router's state now: the duplicate rate, failing and stuck
+/** Checks the router's state now: the duplicate rate, failing and stuck
  * handlers, and lifecycle violations in the history found by the flow
  * checker (<rre/flow.h>): a later step without the first step of its run
  * (TRAINING_COMPLETED without TRAINING_STARTED for the same job), steps out
@@ -436,12 +454,12 @@ typedef struct rre_router_health {
  * use the flow checker on the durable queue for that. Works at any time,
  * also after close. */
 RRE_API rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out);
-/* Frees the issues of a report filled by rre_router_validate_flow() (not the
+/** Frees the issues of a report filled by rre_router_validate_flow() (not the
  * struct itself); NULL does nothing. */
 RRE_API void rre_router_health_free(rre_router_health *health);
-/* The same as {"healthy": bool, "issues": [{"kind": "...", "message": "..."}]}. */
+/** The same as {"healthy": bool, "issues": [{"kind": "...", "message": "..."}]}. */
 RRE_API rre_status rre_router_validate_flow_json(rre_router *r, json_t **out);
-/* The name of an issue kind as in the JSON report ("unknown" out of range). */
+/** The name of an issue kind as in the JSON report ("unknown" out of range). */
 RRE_API const char *rre_router_issue_kind_name(rre_router_issue_kind kind);
 
 /* The typed emitters, one per documented event (generated). */
