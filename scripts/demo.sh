@@ -2,9 +2,18 @@
 # Builds the project and runs the main job. Extra arguments go to `rre demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+say() { printf 'demo.sh: %s\n' "$*" >&2; }
+say "checking the Debian packages it needs (installing any that are missing)..."
 scripts/install-deps.sh
+say "configuring the build in build/..."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+say "building (a minute or two the first time)..."
+if ! cmake --build build -j "$(nproc 2>/dev/null || echo 2)" >build/demo-build.log 2>&1; then
+    tail -n 40 build/demo-build.log >&2
+    say "the build failed; the whole log is in build/demo-build.log"
+    exit 1
+fi
+say "running: build/rre demo $*"
 rre=build/rre
 if "$rre" --help | grep -q '^  demo '; then
     exec "$rre" demo "$@"

@@ -3,7 +3,7 @@
  * over the embedded SQLite queue.
  *
  *   rre demo [--configs hex8_2p,square8_4p,...] [--iterations N] [--db PATH]
- *            [--timeout SECONDS] [--storm N] [--pace MS] [--quiet]
+ *            [--timeout SECONDS] [--storm N] [--pace MS] [--quiet] [--keep]
  *            [--hosts N [--nats URL]]
  *
  * The driver forks one process per coordinator (demo_roles.c), then follows
@@ -26,9 +26,12 @@
  * queue, which sees every host's events; the summary adds the cross-host
  * latency and the events carried per direction.
  *
- * SIGINT, SIGTERM and SIGHUP end a run as a timeout does: the coordinators
- * are asked to stop, then killed after a short grace, the summary is printed,
- * a temporary database is removed, and the exit status is 1. The driver keeps
+ * SIGINT, SIGTERM and SIGHUP end a run early: the coordinators are asked to
+ * stop, then killed after a short grace, the live lines are left in their
+ * last state, the summary says "interrupted" (and lists as injected only the
+ * faults that were), a temporary database is removed (unless --keep), and
+ * the exit status is 128 + the signal's number (130 for a Ctrl-C), as a
+ * shell reports it. The driver keeps
  * these signals blocked in all its threads (the threads the library starts
  * inherit the mask) and takes them in its wait loop with sigtimedwait(). The
  * coordinators ignore SIGINT, so a Ctrl-C on the terminal, which reaches the
@@ -56,8 +59,8 @@
 struct config_progress {
     int iteration;       /* latest iteration seen */
     int done;            /* iterations ended */
-    rre_event_type last; /* latest event type */
-    char outcome[64];    /* how the latest iteration ended */
+    rre_event_type last; /* latest event type of that iteration */
+    char outcome[64];    /* how that iteration ended, or what it did; "" while it runs */
 };
 
 struct driver {
@@ -72,8 +75,18 @@ struct driver {
     double *host_latency_ms; /* from another host, through the bridges */
     size_t host_latency_count, host_latency_cap;
     rre_flow_checker *flow;
-    json_t *shutdowns; /* coordinator name -> state_snapshot */
+    json_t *shutdowns;          /* coordinator name -> state_snapshot */
+    bool injected[FAULT_COUNT]; /* the fault's first consequence was seen */
     bool drawn;
+    bool frozen; /* the run is over: the live lines are not drawn again */
+};
+
+/* The event that shows a fault was injected, at its config and iteration. */
+static const rre_event_type fault_marker[FAULT_COUNT] = {
+    [FAULT_STORM] = RRE_EV_QUALITY_SCORE_UPDATED, /* published right after the echo loop */
+    [FAULT_TRAINING_FAILURE] = RRE_EV_TRAINING_FAILED,
+    [FAULT_QUALITY_DROP] = RRE_EV_QUALITY_DEGRADED,
+    [FAULT_REGRESSION] = RRE_EV_REGRESSION_DETECTED,
 };
 
 static double now_seconds(void)
@@ -110,7 +123,7 @@ static int config_of(const struct driver *d, const json_t *payload)
 
 static void draw(struct driver *d)
 {
-    if (d->quiet || !d->tty)
+    if (d->quiet || !d->tty || d->frozen)
         return;
     if (d->drawn)
         printf("\033[%zuA", d->cfg.config_count);
@@ -128,7 +141,8 @@ static void iteration_ended(struct driver *d, int ci, int iteration, const char 
 {
     struct config_progress *p = &d->progress[ci];
     p->done++;
-    snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
+    if (iteration == p->iteration) /* a late end of an earlier one does not show */
+        snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
     if (!d->quiet && !d->tty)
         printf("  %s iteration %d/%d: %s\n", d->cfg.configs[ci], iteration, d->cfg.iterations,
                outcome);
@@ -174,9 +188,18 @@ static int driver_handler(const rre_event *ev, void *user_data)
     if (ci >= 0) {
         struct config_progress *p = &d->progress[ci];
         int iteration = (int)json_integer_value(json_object_get(ev->payload, "iteration"));
-        if (iteration > p->iteration)
+        for (int f = 0; f < FAULT_COUNT; f++)
+            if (ev->type == fault_marker[f] && d->cfg.fault_iteration[f] == iteration &&
+                d->cfg.fault_config[f] == (size_t)ci)
+                d->injected[f] = true;
+        /* The line shows the latest iteration: its stage and, once it ended,
+         * how; an earlier iteration's late events do not change it. */
+        if (iteration > p->iteration) {
             p->iteration = iteration;
-        p->last = ev->type;
+            p->outcome[0] = '\0';
+        }
+        if (iteration == p->iteration)
+            p->last = ev->type;
         char outcome[64];
         switch (ev->type) {
         case RRE_EV_MODEL_DISTRIBUTION_COMPLETE:
@@ -191,7 +214,8 @@ static int driver_handler(const rre_event *ev, void *user_data)
         case RRE_EV_SELFPLAY_RATE_CHANGED:
             snprintf(outcome, sizeof outcome, "selfplay rate x%.2f",
                      json_number_value(json_object_get(ev->payload, "new_rate")));
-            snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
+            if (iteration == p->iteration)
+                snprintf(p->outcome, sizeof p->outcome, "%s", outcome);
             break;
         default:
             break;
@@ -307,14 +331,16 @@ void cmd_demo_help(FILE *out)
 {
     fprintf(out,
             "usage: rre demo [--configs LIST] [--iterations N] [--db PATH] [--timeout SECONDS]\n"
-            "                [--storm N] [--pace MS] [--quiet] [--hosts N [--nats URL]]\n"
+            "                [--storm N] [--pace MS] [--quiet] [--keep] [--hosts N [--nats URL]]\n"
             "\n"
             "Runs the training pipeline of the event catalog with one process per\n"
             "coordinator (selfplay, sync, export, training, evaluation, promotion,\n"
             "distribution, quality monitor, regression/rollback manager), talking only\n"
             "through events on the SQLite queue, and injects a dedup storm, a training\n"
             "failure, a quality drop and a regression. Prints a summary and the flow\n"
-            "checker's verdict; exits 0 only when the whole run is clean.\n"
+            "checker's verdict; exits 0 only when the whole run is clean. Ctrl-C (or\n"
+            "SIGTERM) stops it early: the summary says interrupted, and the exit status is\n"
+            "128 + the signal's number (130).\n"
             "\n"
             "  --configs LIST     comma-separated config keys (default %s)\n"
             "  --iterations N     pipeline iterations per config, 1..100 (default %d)\n"
@@ -324,6 +350,8 @@ void cmd_demo_help(FILE *out)
             "  --storm N          events the echo loop re-emits (default 50)\n"
             "  --pace MS          time each coordinator spends on a stage (default 40)\n"
             "  --quiet            print only the summary\n"
+            "  --keep             keep the temporary database(s) and print the commands\n"
+            "                     to look at them\n"
             "  --hosts N          spread the coordinators over N simulated hosts, 2..%d (training\n"
             "                     and the rest on one, selfplay and sync on the others), each\n"
             "                     with its own queue and a bridge to a NATS JetStream stream\n"
@@ -413,11 +441,12 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
                *nats_url = NULL;
     long iterations = DEFAULT_ITERATIONS, storm = 50, pace = 40, hosts = 1;
     double timeout = 120;
-    bool quiet = false;
+    bool quiet = false, keep = false;
     /* --db is not one of the options here: the tool takes it wherever it
      * is, as the global option (main.c), which refuses an empty PATH. */
     enum {
         O_QUIET,
+        O_KEEP,
         O_CONFIGS,
         O_ITERATIONS,
         O_STORM,
@@ -427,13 +456,10 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         O_TIMEOUT,
     };
     static const struct cli_option opts[] = {
-        [O_QUIET] = {"quiet", 0, false, false},
-        [O_CONFIGS] = {"configs", 0, true, false},
-        [O_ITERATIONS] = {"iterations", 0, true, false},
-        [O_STORM] = {"storm", 0, true, false},
-        [O_PACE] = {"pace", 0, true, false},
-        [O_HOSTS] = {"hosts", 0, true, false},
-        [O_NATS] = {"nats", 0, true, false},
+        [O_QUIET] = {"quiet", 0, false, false},    [O_KEEP] = {"keep", 0, false, false},
+        [O_CONFIGS] = {"configs", 0, true, false}, [O_ITERATIONS] = {"iterations", 0, true, false},
+        [O_STORM] = {"storm", 0, true, false},     [O_PACE] = {"pace", 0, true, false},
+        [O_HOSTS] = {"hosts", 0, true, false},     [O_NATS] = {"nats", 0, true, false},
         [O_TIMEOUT] = {"timeout", 0, true, false},
     };
     struct cli_getopt p;
@@ -447,6 +473,9 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             return CLI_OK;
         case CLI_OPT_USAGE:
             return CLI_USAGE;
+        case O_KEEP:
+            keep = true;
+            break;
         case O_QUIET:
             quiet = true;
             break;
@@ -612,9 +641,13 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             printf("rre demo: %zu configs x %d iterations, %zu coordinator processes on %d hosts, "
                    "NATS %s\n",
                    d->cfg.config_count, d->cfg.iterations, ncoord, hs->count, hs->servers);
-        else
+        else if (tmpdir[0] == '\0' || keep)
             printf("rre demo: %zu configs x %d iterations, %zu coordinator processes, queue %s\n",
                    d->cfg.config_count, d->cfg.iterations, ncoord, d->cfg.db_path);
+        else /* a path about to disappear is not worth showing */
+            printf("rre demo: %zu configs x %d iterations, %zu coordinator processes, a "
+                   "temporary queue (--keep keeps it)\n",
+                   d->cfg.config_count, d->cfg.iterations, ncoord);
         for (int f = 0; f < FAULT_COUNT; f++)
             if (d->cfg.fault_iteration[f] > 0)
                 printf("  fault: %-17s at %s iteration %d\n", demo_fault_name((enum demo_fault)f),
@@ -697,6 +730,20 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             break;
         interrupted = 0;
     }
+    /* The live lines end here, in their last state (an interrupted
+     * config's marked so), drawn once more over the ^C the terminal echoed
+     * below them; events still coming during the shutdown do not move them,
+     * so no half-drawn line is left among what follows. */
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; interrupted > 0 && i < d->cfg.config_count; i++)
+        if (d->progress[i].done < d->cfg.iterations)
+            snprintf(d->progress[i].outcome, sizeof d->progress[i].outcome, "interrupted");
+    if (d->drawn) {
+        printf("\r\033[K");
+        draw(d);
+    }
+    d->frozen = true;
+    pthread_mutex_unlock(&d->mu);
     if (interrupted > 0)
         fprintf(stderr, "rre demo: interrupted by %s; stopping the coordinators\n",
                 strsignal(interrupted));
@@ -768,7 +815,10 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     }
 
     qsort(d->latency_ms, d->latency_count, sizeof *d->latency_ms, compare_double);
-    printf("\nsummary (%.2f s)\n", elapsed);
+    if (interrupted > 0)
+        printf("\nsummary (interrupted by %s after %.2f s)\n", strsignal(interrupted), elapsed);
+    else
+        printf("\nsummary (%.2f s)\n", elapsed);
     printf("  events by type (%llu in all):\n", (unsigned long long)d->events);
     for (int t = 0; t < RRE_EVENT_TYPE_COUNT; t++)
         if (d->by_type[t] > 0)
@@ -795,12 +845,32 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     printf("  duplicates prevented: %llu\n", (unsigned long long)duplicates);
     printf("  handler failures: %llu\n", (unsigned long long)failures);
     printf("  schema violations: %llu\n", (unsigned long long)violations);
+    /* Only what happened counts as injected; the others are said apart. */
+    pthread_mutex_lock(&d->mu);
+    bool injected[FAULT_COUNT];
+    memcpy(injected, d->injected, sizeof injected);
+    pthread_mutex_unlock(&d->mu);
+    int n = 0;
     printf("  faults injected:");
     for (int f = 0; f < FAULT_COUNT; f++)
-        printf("%s %s%s", f ? "," : "", demo_fault_name((enum demo_fault)f),
-               d->cfg.fault_iteration[f] > 0 ? "" : " (not scheduled: too few iterations)");
-    printf("\n");
-    if (d->cfg.fault_iteration[FAULT_STORM] > 0 && storm > 0 && duplicates < (uint64_t)storm) {
+        if (injected[f])
+            printf("%s %s", n++ ? "," : "", demo_fault_name((enum demo_fault)f));
+    printf("%s\n", n == 0 ? " none" : "");
+    if (n < FAULT_COUNT) {
+        n = 0;
+        printf("  faults not injected:");
+        for (int f = 0; f < FAULT_COUNT; f++)
+            if (!injected[f])
+                printf("%s %s (%s)", n++ ? "," : "", demo_fault_name((enum demo_fault)f),
+                       d->cfg.fault_iteration[f] == 0 ? "not scheduled: too few iterations"
+                       : finished                     ? "its event never came"
+                                                      : "the run ended before it");
+        printf("\n");
+    }
+    for (int f = 0; f < FAULT_COUNT; f++)
+        if (finished && d->cfg.fault_iteration[f] > 0 && !injected[f])
+            ok = false; /* scheduled, and the whole run went by without it */
+    if (injected[FAULT_STORM] && storm > 0 && duplicates < (uint64_t)storm) {
         fprintf(stderr, "rre demo: the storm of %ld repeats was not absorbed by dedup\n", storm);
         ok = false;
     }
@@ -819,8 +889,25 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     }
     if (!clean)
         ok = false;
-    printf("  verdict: %s\n", ok ? "OK" : "FAILED");
-    rc = ok ? CLI_OK : CLI_FAIL;
+    if (interrupted > 0) {
+        /* As a shell reports a command a signal ended: 128 + its number. */
+        printf("  verdict: INTERRUPTED\n");
+        rc = 128 + interrupted;
+    } else {
+        printf("  verdict: %s\n", ok ? "OK" : "FAILED");
+        rc = ok ? CLI_OK : CLI_FAIL;
+    }
+    if (keep && tmpdir[0] != '\0') {
+        const char *db0 = hs->count > 0 ? hs->host[0].db : d->cfg.db_path;
+        printf("\nkept the run's files in %s; to look at them:\n"
+               "  rre --db %s tail --format text\n"
+               "  rre --db %s stats\n"
+               "  rre --db %s flow check\n",
+               tmpdir, db0, db0, db0);
+        if (hs->count > 0)
+            printf("(the other hosts' queues: %s/<host>/events.db)\n", tmpdir);
+        tmpdir[0] = '\0'; /* nothing is removed */
+    }
 
 out:
     for (size_t i = 0; i < ncoord; i++)
