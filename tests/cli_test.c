@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -719,7 +720,7 @@ static void test_a_misspelt_type_gets_a_suggestion(void **state)
     tu_result_free(&r);
 }
 
-static void test_publish_lines_stores_many_events_at_once_or_none(void **state)
+static void test_publish_lines_stores_good_lines_and_reports_bad_ones_in_place(void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp();
@@ -735,29 +736,123 @@ static void test_publish_lines_stores_many_events_at_once_or_none(void **state)
     assert_non_null(strstr(r.out, "{\"event_id\":1,\"duplicate\":false,"));
     assert_non_null(strstr(r.out, "{\"event_id\":2,\"duplicate\":false,"));
     assert_non_null(strstr(r.out, "{\"event_id\":1,\"duplicate\":true,"));
+    assert_non_null(strstr(r.out, "\"line\":4}"));
     tu_result_free(&r);
-    /* A bad line (named), or --strict with problems: nothing is stored. */
-    const char *bad[] = {"{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\nnot json\n",
-                         "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n"
-                         "{\"type\":\"ELO_UPDATED\"}\n",
-                         "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n"
-                         "{\"type\":\"NOPE\",\"payload\":{}}\n"};
-    for (size_t i = 0; i < 3; i++) {
-        r = tu_run_cli(bad[i], "--db", db, "publish", "--lines", NULL);
-        assert_int_equal(r.status, 1);
-        assert_non_null(strstr(r.err, "line 2"));
-        tu_result_free(&r);
-    }
-    r = tu_run_cli("{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n", "--db", db, "publish",
+    /* A bad line (not JSON, no payload, an unknown type) is left out and
+     * reported in its place; the lines around it are stored. */
+    r = tu_run_cli("{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":7}}\n"
+                   "not json\n"
+                   "{\"type\":\"ELO_UPDATED\"}\n"
+                   "{\"type\":\"ELO_UPDATDE\",\"payload\":{}}\n"
+                   "{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":8}}\n",
+                   "--db", db, "publish", "--lines", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "line 2: malformed JSON"));
+    assert_non_null(strstr(r.err, "line 3: expected"));
+    assert_non_null(strstr(r.err, "line 4: unknown event type 'ELO_UPDATDE' (did you mean"));
+    const char *l1 = strstr(r.out, "\"line\":1}");
+    const char *l2 = strstr(r.out, "{\"line\":2,\"error\":\"malformed JSON");
+    const char *l3 = strstr(r.out, "{\"line\":3,\"error\":");
+    const char *l4 = strstr(r.out, "{\"line\":4,\"error\":");
+    const char *l5 = strstr(r.out, "\"line\":5}");
+    assert_true(l1 != NULL && l2 != NULL && l3 != NULL && l4 != NULL && l5 != NULL);
+    assert_true(l1 < l2 && l2 < l3 && l3 < l4 && l4 < l5); /* input order */
+    tu_result_free(&r);
+    /* --strict refuses a payload with problems, alone. */
+    r = tu_run_cli("{\"type\":\"ELO_UPDATED\",\"payload\":{\"a\":9}}\n", "--db", db, "publish",
                    "--lines", "--strict", NULL);
     assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "{\"line\":1,\"error\":\"does not match the schema"));
     tu_result_free(&r);
     r = tu_run_cli(NULL, "--db", db, "stats", "--format", "json", NULL);
-    assert_non_null(strstr(r.out, "\"events\":2,"));
+    assert_non_null(strstr(r.out, "\"events\":4,"));
     tu_result_free(&r);
-    r = tu_run_cli(NULL, "--db", db, "publish", "--lines", "ELO_UPDATED", NULL);
+    /* With a TYPE, each line is a payload; batches of 2 store all 5. */
+    r = tu_run_cli("{\"b\":1}\n{\"b\":2}\n{\"b\":3}\n[4]\n{\"b\":5}\n{\"b\":6}\n", "--db", db,
+                   "publish", "ELO_UPDATED", "--lines", "--batch", "2", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "{\"line\":4,\"error\":\"payload is not a JSON object"));
+    assert_non_null(strstr(r.out, "\"line\":6}"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "stats", "--format", "json", NULL);
+    assert_non_null(strstr(r.out, "\"events\":9,"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "publish", "--lines", "--payload", "{}", NULL);
     assert_int_equal(r.status, 2);
     tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "publish", "ELO_UPDATED", "--batch", "5", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "publish", "--lines", "--batch", "0", NULL);
+    assert_int_equal(r.status, 2);
+    tu_result_free(&r);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Reads one line from `fd` within `ms`; false on timeout or end. */
+static bool read_line_within(int fd, char *buf, size_t cap, int ms)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, ms) != 1)
+            return false;
+        ssize_t got = read(fd, buf + n, 1);
+        if (got <= 0)
+            return false;
+        if (buf[n] == '\n')
+            break;
+        n++;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+/* A producer that writes a line now and then: each event is stored and its
+ * result printed while standard input stays open. */
+static void test_publish_lines_stores_each_line_of_a_slow_producer_at_once(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char db[600];
+    snprintf(db, sizeof db, "%s/events.db", dir);
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        char *argv[] = {"rre", "--db", db, "publish", "ELO_UPDATED", "--lines", NULL};
+        execv(RRE_TEST_CLI, argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    char line[512];
+    for (int i = 1; i <= 3; i++) {
+        char payload[64];
+        int len = snprintf(payload, sizeof payload, "{\"slow\":%d}\n", i);
+        assert_int_equal(write(in[1], payload, (size_t)len), len);
+        /* The result comes although the input is still open. */
+        assert_true(read_line_within(out[0], line, sizeof line, 20000));
+        char want[32];
+        snprintf(want, sizeof want, "\"line\":%d}", i);
+        assert_non_null(strstr(line, want));
+        assert_non_null(strstr(line, "\"duplicate\":false"));
+    }
+    close(in[1]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(out[0]);
     tu_rmtree(dir);
     free(dir);
 }
@@ -773,7 +868,8 @@ int main(void)
         cmocka_unit_test(test_options_take_equals_short_forms_and_tail_starting_points),
         cmocka_unit_test(test_options_parse_alike_in_every_command),
         cmocka_unit_test(test_a_misspelt_type_gets_a_suggestion),
-        cmocka_unit_test(test_publish_lines_stores_many_events_at_once_or_none),
+        cmocka_unit_test(test_publish_lines_stores_good_lines_and_reports_bad_ones_in_place),
+        cmocka_unit_test(test_publish_lines_stores_each_line_of_a_slow_producer_at_once),
         cmocka_unit_test(test_version_prints_library_version),
         cmocka_unit_test(test_no_command_is_usage_error),
         cmocka_unit_test(test_unknown_command_is_usage_error_naming_it),

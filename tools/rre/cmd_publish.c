@@ -15,15 +15,22 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 void cmd_publish_help(FILE *out)
 {
     fputs("usage: rre [--db PATH] publish TYPE [--payload JSON|-] [--source NAME] [--strict]\n"
-          "       rre [--db PATH] publish --lines [--source NAME] [--strict] < EVENTS.jsonl\n"
+          "       rre [--db PATH] publish --lines [--source NAME] [--strict] [--batch N] < "
+          "EVENTS.jsonl\n"
+          "       rre [--db PATH] publish TYPE --lines [--source NAME] [--strict] [--batch N] < "
+          "PAYLOADS.jsonl\n"
           "\n"
           "Appends an event to the durable queue shared with the other processes of this\n"
           "host. TYPE is any spelling of an event type. Without --payload, or with\n"
@@ -32,12 +39,20 @@ void cmd_publish_help(FILE *out)
           "Prints {\"event_id\":N,\"duplicate\":false,\"hash\":\"...\"}; a duplicate within the\n"
           "dedup window prints \"duplicate\":true and adds no row.\n"
           "\n"
-          "--lines reads many events from standard input, one JSON object per line:\n"
-          "{\"type\": TYPE, \"payload\": {...}} (and \"source\" to override --source).\n"
-          "Every line is checked first; a bad line (or, with --strict, a payload with\n"
-          "problems) publishes nothing and names the line. The events are then stored\n"
-          "in one transaction, and one result line is printed per event, in order.\n"
-          "Exit status: 0 published or duplicate, 1 failure, 2 wrong usage.\n",
+          "--lines reads events from standard input, one JSON object per line:\n"
+          "{\"type\": TYPE, \"payload\": {...}} (and \"source\" to override --source), or,\n"
+          "with a TYPE, one payload object per line. Each line is checked on its own: a\n"
+          "bad one (not JSON, an unknown type, or with --strict a payload with problems)\n"
+          "is left out and reported, on stderr at once and in the output as\n"
+          "{\"line\":N,\"error\":\"...\"}, and the other lines go on. The good ones are\n"
+          "committed together, --batch N at a time (default 500) or as soon as no more\n"
+          "input is waiting, so a producer that writes now and then sees each event\n"
+          "stored at once. One result line per input line (blank lines aside), in input\n"
+          "order, printed once its batch is committed, with \"line\":N added. If a\n"
+          "commit fails, that batch's events are reported as not stored and reading\n"
+          "stops there.\n"
+          "Exit status: 0 every event published or duplicate, 1 a line refused or a\n"
+          "failure, 2 wrong usage.\n",
           out);
 }
 
@@ -64,127 +79,304 @@ static void new_traceparent(char out[RRE_TRACE_ID_MAX])
     snprintf(out, RRE_TRACE_ID_MAX, "00-%.32s-%.16s-01", hex, hex + 32);
 }
 
-#define LINES_MAX_BYTES (256u * 1024u * 1024u) /* standard input for --lines */
+/* --lines: the most events committed together, by default. */
+#define LINES_BATCH_DEFAULT 500
+#define LINES_BATCH_MAX 100000
 
-/* `rre publish --lines`: every line checked, then all stored at once. */
-static int publish_lines(const struct cli_globals *g, const char *default_source, bool strict)
+/* One input line's place in the output: an event of the batch, or the
+ * reason the line was refused. */
+struct line_result {
+    size_t lineno;
+    size_t event; /* index in the batch's events; SIZE_MAX when refused */
+    char *error;  /* why it was refused (malloc'd) */
+};
+
+struct lines_batch {
+    rre_event *evs;
+    json_t **docs; /* what each event's payload belongs to */
+    size_t nevs;
+    struct line_result *results;
+    size_t nresults, cap;
+};
+
+/* The longest line --lines reads (a payload is at most 1 MiB anyway). */
+#define LINES_LINE_MAX (4u * 1024u * 1024u)
+
+/* Standard input read line by line with a buffer of our own, so that what
+ * is buffered is known (stdio does not say). */
+struct line_reader {
+    char *buf;
+    size_t start, end, cap;
+    bool eof;
+    int err; /* errno of a failed read */
+};
+
+/* The next line, without its newline, in *line and *len (valid until the
+ * next call); false at the end of the input or on a read error. A line
+ * longer than LINES_LINE_MAX is skipped with *too_long set. */
+static bool next_line(struct line_reader *r, char **line, size_t *len, bool *too_long)
 {
-    size_t len = 0;
-    char *text = cli_read_stdin(LINES_MAX_BYTES, &len);
-    if (text == NULL)
-        return cli_fail("publish: reading standard input: %s", strerror(errno));
-    size_t cap = 64, n = 0;
-    rre_event *evs = calloc(cap, sizeof *evs);
-    json_t **lines = calloc(cap, sizeof *lines);
-    int rc = evs != NULL && lines != NULL ? CLI_OK : cli_fail("publish: out of memory");
-    char ts[RRE_TIMESTAMP_MAX];
-    now_iso(ts);
-    size_t lineno = 0;
-    for (char *p = text, *end = text + len; rc == CLI_OK && p < end;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t l = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-        char *line = p;
-        p += l + 1;
+    *too_long = false;
+    bool skipping = false;
+    size_t scanned = r->start;
+    for (;;) {
+        char *nl = r->end > scanned ? memchr(r->buf + scanned, '\n', r->end - scanned) : NULL;
+        if (nl != NULL || (r->eof && r->end > r->start)) {
+            size_t stop = nl != NULL ? (size_t)(nl - r->buf) : r->end;
+            *line = r->buf + r->start;
+            *len = stop - r->start;
+            r->start = nl != NULL ? stop + 1 : stop;
+            if (skipping) {
+                *too_long = true;
+                *len = 0;
+            }
+            return true;
+        }
+        if (r->eof || r->err != 0)
+            return false;
+        if (r->end - r->start > LINES_LINE_MAX) { /* drop what is read of it */
+            skipping = true;
+            r->start = r->end;
+        }
+        if (r->start > 0) { /* keep the start of the line at the buffer's start */
+            memmove(r->buf, r->buf + r->start, r->end - r->start);
+            r->end -= r->start;
+            r->start = 0;
+        }
+        scanned = r->end;
+        if (r->cap - r->end < 65536) {
+            size_t cap = r->cap ? r->cap * 2 : 131072;
+            char *buf = realloc(r->buf, cap);
+            if (buf == NULL) {
+                r->err = ENOMEM;
+                return false;
+            }
+            r->buf = buf;
+            r->cap = cap;
+        }
+        ssize_t n = read(STDIN_FILENO, r->buf + r->end, r->cap - r->end);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r->err = errno;
+        else if (n == 0)
+            r->eof = true;
+        else
+            r->end += (size_t)n;
+    }
+}
+
+/* True when no further line is at hand: nothing buffered and nothing to
+ * read right now (a producer that writes now and then). What is pending
+ * is then committed rather than kept waiting. */
+static bool input_idle(const struct line_reader *r)
+{
+    if (r->end > r->start || r->eof)
+        return false;
+    struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+static bool batch_grow(struct lines_batch *b)
+{
+    if (b->nresults < b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    rre_event *evs = realloc(b->evs, cap * sizeof *evs);
+    if (evs != NULL)
+        b->evs = evs;
+    json_t **docs = evs != NULL ? realloc(b->docs, cap * sizeof *docs) : NULL;
+    if (docs != NULL)
+        b->docs = docs;
+    struct line_result *res = docs != NULL ? realloc(b->results, cap * sizeof *res) : NULL;
+    if (res == NULL)
+        return false;
+    b->results = res;
+    b->cap = cap;
+    return true;
+}
+
+/* Commits the batch's events in one transaction and prints one line per
+ * input line of it, in input order. false when the commit failed: every
+ * event of the batch is then reported as not stored. */
+static bool batch_flush(struct lines_batch *b, rre_queue *q, bool *any_refused)
+{
+    bool ok = true;
+    bool dups[LINES_BATCH_MAX];
+    char why[300] = "";
+    if (b->nevs > 0) {
+        rre_status st = rre_queue_publish_batch(q, b->evs, b->nevs, dups);
+        if (st != RRE_OK) {
+            snprintf(why, sizeof why, "not stored: %s: %s", rre_strerror(st), rre_last_error());
+            ok = false;
+        }
+    }
+    for (size_t i = 0; i < b->nresults; i++) {
+        struct line_result *r = &b->results[i];
+        const char *error = r->event == SIZE_MAX ? r->error : ok ? NULL : why;
+        if (error != NULL) {
+            json_t *o = json_pack("{s:I, s:s}", "line", (json_int_t)r->lineno, "error", error);
+            char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+            printf("%s\n", text != NULL ? text : "{\"error\":\"out of memory\"}");
+            free(text);
+            json_decref(o);
+            if (r->event != SIZE_MAX)
+                fprintf(stderr, "rre: publish: line %zu: %s\n", r->lineno, why);
+            *any_refused = true;
+        } else {
+            const rre_event *ev = &b->evs[r->event];
+            char hex[RRE_HASH_HEX_SIZE];
+            rre_hash_to_hex(ev->hash, hex);
+            printf("{\"event_id\":%lld,\"duplicate\":%s,\"hash\":\"%s\",\"line\":%zu}\n",
+                   (long long)ev->event_id, dups[r->event] ? "true" : "false", hex, r->lineno);
+        }
+        free(r->error);
+    }
+    for (size_t i = 0; i < b->nevs; i++)
+        json_decref(b->docs[i]);
+    b->nevs = b->nresults = 0;
+    fflush(stdout);
+    return ok;
+}
+
+/* Refuses line `lineno`: said on stderr now, and in the output in its place. */
+static bool refuse(struct lines_batch *b, size_t lineno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool refuse(struct lines_batch *b, size_t lineno, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "rre: publish: line %zu: %s\n", lineno, why);
+    if (!batch_grow(b))
+        return false;
+    b->results[b->nresults++] = (struct line_result){lineno, SIZE_MAX, strdup(why)};
+    return true;
+}
+
+/* `rre publish [TYPE] --lines`: standard input line by line, each line
+ * checked on its own; the good ones committed in batches of `batch` (or as
+ * soon as no more input is waiting), a refused one reported in its place
+ * while the others go on. */
+static int publish_lines(const struct cli_globals *g, const char *type_name,
+                         const char *default_source, bool strict, long batch)
+{
+    rre_event_type fixed = RRE_EV_NONE;
+    if (type_name != NULL) {
+        rre_status st = rre_event_lookup(type_name, &fixed);
+        if (st != RRE_OK)
+            return cli_fail_type("publish", type_name, st);
+    }
+    rre_queue *q = NULL;
+    if (cli_open_queue(g, "publish", false, &q) != CLI_OK)
+        return CLI_FAIL;
+    struct lines_batch b = {0};
+    bool any_refused = false, failed = false;
+    struct line_reader in = {0};
+    char *line;
+    size_t l, lineno = 0;
+    bool too_long;
+    while (!failed && next_line(&in, &line, &l, &too_long)) {
         lineno++;
         while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
             l--;
+        if (too_long) {
+            failed = !refuse(&b, lineno, "longer than %u bytes", LINES_LINE_MAX);
+            continue;
+        }
         if (l == 0)
             continue; /* blank lines are allowed */
         json_t *o = NULL;
         rre_status st = rre_payload_parse(line, l, &o);
-        const char *tname = json_string_value(json_object_get(o, "type"));
-        json_t *payload = json_object_get(o, "payload");
-        const char *src = json_string_value(json_object_get(o, "source"));
-        rre_event_type type = RRE_EV_NONE;
+        json_t *payload = type_name != NULL ? o : json_object_get(o, "payload");
+        const char *tname =
+            type_name != NULL ? type_name : json_string_value(json_object_get(o, "type"));
+        const char *src =
+            type_name != NULL ? NULL : json_string_value(json_object_get(o, "source"));
+        rre_event_type type = fixed;
+        bool good = false;
         if (st != RRE_OK) {
-            rc = cli_fail("publish: line %zu: %s: %s", lineno, rre_strerror(st), rre_last_error());
-        } else if (tname == NULL || !json_is_object(payload)) {
-            rc = cli_fail("publish: line %zu: expected {\"type\": TYPE, \"payload\": {...}}",
-                          lineno);
-        } else if ((st = rre_event_lookup(tname, &type)) != RRE_OK) {
-            char what[64];
-            snprintf(what, sizeof what, "publish: line %zu", lineno);
-            rc = cli_fail_type(what, tname, st);
+            failed = !refuse(&b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
+        } else if (type_name == NULL && (tname == NULL || !json_is_object(payload))) {
+            failed = !refuse(&b, lineno, "expected {\"type\": TYPE, \"payload\": {...}}");
+        } else if (type_name == NULL && (st = rre_event_lookup(tname, &type)) != RRE_OK) {
+            const char *guess = cli_suggest_type(tname);
+            char *safe = cli_safe_text(tname, true);
+            failed = !refuse(&b, lineno, "unknown event type '%s'%s%s%s", safe != NULL ? safe : "?",
+                             guess ? " (did you mean " : "", guess ? guess : "", guess ? "?)" : "");
+            free(safe);
         } else {
             rre_payload_normalize(payload);
             rre_problems problems;
             st = rre_validate(type, payload, RRE_VALIDATE_NOTES, &problems);
             if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD) {
-                rc = cli_fail_status("publish", st);
-            } else if (problems.errors + problems.notes > 0) {
+                failed = !refuse(&b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
+            } else if (problems.errors + problems.notes > 0 && strict) {
                 fprintf(stderr, "line %zu (%s):\n", lineno, rre_event_name(type));
-                cli_print_problems(&problems, strict ? "" : "warning: ");
-                if (strict)
-                    rc = cli_fail("publish: line %zu does not match the schema of %s (--strict): "
-                                  "nothing was published",
-                                  lineno, rre_event_name(type));
+                cli_print_problems(&problems, "");
+                failed = !refuse(&b, lineno, "does not match the schema of %s (--strict)",
+                                 rre_event_name(type));
+            } else {
+                if (problems.errors + problems.notes > 0) {
+                    fprintf(stderr, "line %zu (%s):\n", lineno, rre_event_name(type));
+                    cli_print_problems(&problems, "warning: ");
+                }
+                good = true;
             }
         }
-        if (rc != CLI_OK) {
-            json_decref(o);
+        if (good && !batch_grow(&b))
+            failed = true;
+        if (good && !failed) {
+            rre_event *ev = &b.evs[b.nevs];
+            memset(ev, 0, sizeof *ev);
+            ev->type = type;
+            ev->payload = payload;
+            ev->source = src != NULL ? src : default_source;
+            now_iso(ev->timestamp);
+            new_traceparent(ev->trace_id);
+            b.docs[b.nevs] = o; /* owns the payload (and the source string) */
+            b.results[b.nresults++] = (struct line_result){lineno, b.nevs, NULL};
+            b.nevs++;
+            o = NULL;
+        }
+        json_decref(o);
+        if (failed) {
+            cli_fail("publish: out of memory");
             break;
         }
-        if (n == cap) {
-            cap *= 2;
-            rre_event *ne = realloc(evs, cap * sizeof *evs);
-            json_t **nlines = ne != NULL ? realloc(lines, cap * sizeof *lines) : NULL;
-            if (ne != NULL)
-                evs = ne;
-            if (nlines == NULL) {
-                json_decref(o);
-                rc = cli_fail("publish: out of memory");
-                break;
-            }
-            lines = nlines;
-        }
-        lines[n] = o;
-        memset(&evs[n], 0, sizeof evs[n]);
-        evs[n].type = type;
-        evs[n].payload = payload;
-        evs[n].source = src != NULL ? src : default_source;
-        snprintf(evs[n].timestamp, sizeof evs[n].timestamp, "%s", ts);
-        new_traceparent(evs[n].trace_id);
-        n++;
+        if ((long)b.nevs >= batch || input_idle(&in))
+            failed = !batch_flush(&b, q, &any_refused);
     }
-    rre_queue *q = NULL;
-    bool *dups = rc == CLI_OK && n > 0 ? calloc(n, sizeof *dups) : NULL;
-    if (rc == CLI_OK && n > 0 && dups == NULL)
-        rc = cli_fail("publish: out of memory");
-    if (rc == CLI_OK && n > 0 && cli_open_queue(g, "publish", false, &q) != CLI_OK)
-        rc = CLI_FAIL;
-    if (rc == CLI_OK && n > 0) {
-        rre_status st = rre_queue_publish_batch(q, evs, n, dups);
-        if (st != RRE_OK) {
-            rc = cli_fail_status("publish", st);
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                char hex[RRE_HASH_HEX_SIZE];
-                rre_hash_to_hex(evs[i].hash, hex);
-                printf("{\"event_id\":%lld,\"duplicate\":%s,\"hash\":\"%s\"}\n",
-                       (long long)evs[i].event_id, dups[i] ? "true" : "false", hex);
-            }
-        }
+    if (!failed && in.err != 0) {
+        cli_fail("publish: reading standard input: %s", strerror(in.err));
+        failed = true;
     }
+    if (!batch_flush(&b, q, &any_refused))
+        failed = true;
+    free(in.buf);
+    free(b.evs);
+    free(b.docs);
+    free(b.results);
     rre_queue_destroy(q);
-    for (size_t i = 0; i < n; i++)
-        json_decref(lines[i]);
-    free(dups);
-    free(lines);
-    free(evs);
-    free(text);
-    return rc;
+    if (failed)
+        fprintf(stderr, "rre: publish: stopped at line %zu; the lines after it were not read\n",
+                lineno);
+    return failed || any_refused ? CLI_FAIL : CLI_OK;
 }
 
 int cmd_publish(const struct cli_globals *g, int argc, char **argv)
 {
     const char *type_name = NULL, *payload_arg = NULL, *source = "rre";
     bool strict = false, many = false;
-    enum { O_PAYLOAD, O_SOURCE, O_STRICT, O_LINES };
+    const char *batch_arg = NULL;
+    enum { O_PAYLOAD, O_SOURCE, O_STRICT, O_LINES, O_BATCH };
     static const struct cli_option opts[] = {
-        [O_PAYLOAD] = {"payload", 0, true, false},
-        [O_SOURCE] = {"source", 0, true, false},
-        [O_STRICT] = {"strict", 0, false, false},
-        [O_LINES] = {"lines", 0, false, false},
+        [O_PAYLOAD] = {"payload", 0, true, false}, [O_SOURCE] = {"source", 0, true, false},
+        [O_STRICT] = {"strict", 0, false, false},  [O_LINES] = {"lines", 0, false, false},
+        [O_BATCH] = {"batch", 0, true, false},
     };
     struct cli_getopt p;
     cli_getopt_init(&p, "publish", opts, CLI_ARRAY_LEN(opts));
@@ -209,17 +401,32 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
         case O_LINES:
             many = true;
             break;
+        case O_BATCH:
+            batch_arg = val;
+            break;
         }
     }
     if (p.first_operand < argc)
         type_name = argv[p.first_operand];
     if (p.first_operand + 1 < argc)
         return cli_usage_error("publish: unexpected argument '%s'", argv[p.first_operand + 1]);
+    if (batch_arg != NULL && !many)
+        return cli_usage_error("publish: --batch goes with --lines");
     if (many) {
-        if (type_name != NULL || payload_arg != NULL)
-            return cli_usage_error("publish: --lines reads types and payloads from standard "
-                                   "input; give no TYPE or --payload with it");
-        return publish_lines(g, source, strict);
+        if (payload_arg != NULL)
+            return cli_usage_error("publish: --lines reads the payloads from standard input; "
+                                   "give no --payload with it");
+        long batch = LINES_BATCH_DEFAULT;
+        if (batch_arg != NULL) {
+            char *end;
+            errno = 0;
+            batch = strtol(batch_arg, &end, 10);
+            if (errno != 0 || end == batch_arg || *end != '\0' || batch < 1 ||
+                batch > LINES_BATCH_MAX)
+                return cli_usage_error("publish: --batch takes a number from 1 to %d, not '%s'",
+                                       LINES_BATCH_MAX, batch_arg);
+        }
+        return publish_lines(g, type_name, source, strict, batch);
     }
     if (type_name == NULL)
         return cli_usage_error("publish: missing TYPE (see rre publish --help)");
