@@ -77,7 +77,15 @@ static const char help_all_intro[] =
     "short form), a long name may be shortened while it stays unique, short\n"
     "flags combine (-fn5), and an option that takes one value given twice is\n"
     "wrong usage. An unknown option, event type, category or command gets the\n"
-    "nearest name as a suggestion.\n";
+    "nearest name as a suggestion.\n"
+    "\n"
+    "Output formats: a command whose output is a stream of records prints one JSON\n"
+    "object per line (publish's results, tail's events, purge's counts), for jq\n"
+    "and scripts; tail --format text is the view for people. A command that shows\n"
+    "a view prints text (stats, catalog, dlq list, flow check, validate, top),\n"
+    "with sizes in binary units (3.2 MiB), and --format json for scripts where it\n"
+    "has one. The format never depends on whether the output is a terminal, so a\n"
+    "script gets what a person saw; only colour and shortening to the width do.\n";
 
 static const char help_all_outro[] =
     "Environment:\n"
