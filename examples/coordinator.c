@@ -1,5 +1,5 @@
 /*
- * coordinator.c - the seed's Pipeline Coordinator Pattern in C: a
+ * coordinator.c - the pipeline coordinator pattern in C: a
  * coordinator subscribes early, and each completion event triggers the next
  * stage by publishing from inside its handler (event chaining):
  *

@@ -6,7 +6,7 @@
  * A publish goes through these steps, in order:
  *
  *   1. resolve the type (any spelling, stage-event names included);
- *   2. rename the seed's field aliases in the payload (rre_payload_normalize);
+ *   2. rename the catalog's field aliases in the payload (rre_payload_normalize);
  *   3. validate by the router's mode: off, warn (the default: problems are
  *      counted per type, logged, and the event goes on) or strict (the
  *      publish fails with RRE_EINVALID_PAYLOAD and the list of problems);
@@ -43,7 +43,7 @@
  * that they never sleep. The watchdog thread wakes at a real-time interval to
  * look at that clock.
  *
- * DECISIONS where the documents are silent:
+ * DECISIONS where the catalog is silent:
  *  - A duplicate is not an error: the publish returns RRE_OK and the result
  *    says duplicate.
  *  - The dedup window starts when an event is first accepted; duplicates
@@ -101,7 +101,7 @@
 /* Options                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Defaults, the documents' figures where they give one, and limits. */
+/* Defaults, the catalog's figures where they give one, and limits. */
 #define RRE_ROUTER_DEFAULT_DEDUP_WINDOW 3600.0      /**< dedup window, in seconds */
 #define RRE_ROUTER_DEFAULT_DEDUP_MAX_ENTRIES 100000 /**< most hashes in the dedup window */
 #define RRE_ROUTER_DEFAULT_HISTORY_SIZE 1000        /**< events kept in the history */
@@ -417,7 +417,7 @@ typedef enum rre_router_issue_kind {
 } rre_router_issue_kind;
 
 /** Thresholds of the duplicate-rate rule: more than
- * RRE_ROUTER_LOOP_DUPLICATES duplicates in all (the seed's figure), or at
+ * RRE_ROUTER_LOOP_DUPLICATES duplicates in all (the catalog's figure), or at
  * least RRE_ROUTER_LOOP_MIN_EVENTS publishes of which more than half were
  * duplicates. */
 #define RRE_ROUTER_LOOP_DUPLICATES 1000

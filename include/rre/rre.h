@@ -215,7 +215,7 @@ typedef struct rre_field_info {
     const char *name;        /**< the field's name in the payload */
     rre_field_type type;     /**< the type its value must have */
     unsigned flags;          /**< RRE_FIELD_* flags */
-    const char *description; /**< "" when the documents give none */
+    const char *description; /**< "" when the catalog gives none */
 } rre_field_info;
 
 /** The catalog's description of an event type (see rre_event_get()). */
@@ -224,13 +224,13 @@ typedef struct rre_event_info {
     const char *name;             /**< canonical NAME, such as "TRAINING_COMPLETED" */
     const char *value;            /**< legacy lowercase value, such as "training_completed" */
     rre_category category;        /**< its category */
-    bool documented;              /**< described by the seed documents */
+    bool documented;              /**< documented by the catalog (its Documented column) */
     const char *queue_spelling;   /**< what the shared database's event_type column holds */
     rre_event_type alias_of;      /**< RRE_EV_NONE, or the type this one resolves to */
     const char *description;      /**< one line; never NULL */
     size_t field_count;           /**< known payload fields */
     const rre_field_info *fields; /**< the field_count known fields; NULL when none */
-    bool has_schema;              /**< the documents give a payload schema for it */
+    bool has_schema;              /**< the catalog gives a payload schema for it */
 } rre_event_info;
 
 /** The description of a type, or NULL when `type` is out of range. The
@@ -276,7 +276,7 @@ RRE_API size_t rre_stage_event_count(void);
 /** Stage event `index`; NULL past the end. */
 RRE_API const rre_stage_event_info *rre_stage_event_get(size_t index);
 
-/* Lifecycles: the ordering guarantees of the documents, as data. A lifecycle
+/* Lifecycles: the ordering guarantees of the catalog, as data. A lifecycle
  * is a sequence of steps; a step is one of several types. */
 #define RRE_STEP_REPEATABLE 0x1u /**< step flag: the step may occur 0..N times */
 #define RRE_STEP_TERMINAL 0x2u   /**< step flag: the step ends the lifecycle */
@@ -353,7 +353,7 @@ RRE_API rre_status rre_payload_parse(const char *text, size_t len, json_t **out)
  * as too deep (RRE_ELIMIT). */
 RRE_API rre_status rre_payload_check(const json_t *payload);
 
-/** Renames the seed's field aliases to their canonical names, in place, only
+/** Renames the catalog's field aliases to their canonical names, in place, only
  * where the canonical field is absent: config -> config_key, checkpoint_path
  * and path -> model_path, loss -> final_loss, samples -> samples_trained,
  * games -> games_played. Returns the number of fields renamed.
@@ -406,7 +406,7 @@ typedef enum rre_validation_mode {
 typedef enum rre_problem_kind {
     RRE_PROBLEM_MISSING = 0,   /**< a required field is absent */
     RRE_PROBLEM_WRONG_TYPE,    /**< a known field has the wrong type */
-    RRE_PROBLEM_UNKNOWN_FIELD, /**< a note, not an error: a field the documents do not list */
+    RRE_PROBLEM_UNKNOWN_FIELD, /**< a note, not an error: a field the catalog does not list */
 } rre_problem_kind;
 
 #define RRE_PROBLEMS_MAX 16      /**< problems an rre_problems stores */
@@ -543,10 +543,10 @@ RRE_API const char *rre_board_name(rre_board board);
 RRE_API rre_status rre_board_parse(const char *name, rre_board *out);
 
 /* ------------------------------------------------------------------------ */
-/* Payload extraction (the seed's event_utils)                               */
+/* Payload extraction (as the Python event_utils module)                    */
 /* ------------------------------------------------------------------------ */
 
-/** The config key of a payload with the seed's fallbacks: config_key, then
+/** The config key of a payload with the catalog's fallbacks: config_key, then
  * config, then board_type + num_players. Writes it to buf (RRE_CONFIG_KEY_MAX
  * bytes) and returns buf, or NULL when none can be found or it is invalid.
  * A candidate that is absent, not a string (num_players: not an integer) or
@@ -555,7 +555,7 @@ RRE_API rre_status rre_board_parse(const char *name, rre_board *out);
 RRE_API const char *rre_extract_config_key(const json_t *payload, char *buf, size_t cap);
 
 /** The model path with fallbacks: model_path, checkpoint_path, path. Borrowed
- * from the payload; NULL when absent or not a string. Like the seed's
+ * from the payload; NULL when absent or not a string. Like the catalog's
  * `a or b or c`, an empty string or a non-string falls through to the next. */
 RRE_API const char *rre_extract_model_path(const json_t *payload);
 

@@ -1,5 +1,5 @@
 """Typed emitters: one `emit_<type>` coroutine per event type whose payload
-the documents give, made from the library's catalog when the module is
+the catalog gives, made from the library's catalog when the module is
 imported (never written by hand, like the C emitters), plus the emitter
 names and keyword arguments the catalog's usage examples show.
 

@@ -18,7 +18,7 @@ class _BoardAndPlayers(NamedTuple):
 
 class ParsedConfigKey(_BoardAndPlayers):
     """A parsed config key: .board_type, .num_players and .raw (the key as
-    given). It unpacks as the documents' tuple: board, players = ..."""
+    given). It unpacks as the catalog's tuple: board, players = ..."""
 
     def __new__(cls, board_type, num_players, raw):
         self = super().__new__(cls, board_type, num_players)

@@ -1,5 +1,5 @@
 /*
- * cmd_demo.c - `rre demo`: the seed's pipeline, run by cooperating processes
+ * cmd_demo.c - `rre demo`: the catalog's pipeline, run by cooperating processes
  * over the embedded SQLite queue.
  *
  *   rre demo [--configs hex8_2p,square8_4p,...] [--iterations N] [--db PATH]

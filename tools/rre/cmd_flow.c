@@ -95,7 +95,7 @@ static rre_status on_queue_event(const rre_event *ev, void *user_data)
 {
     struct queue_feed *qf = user_data;
     /* Rows are delivered as stored; rows written by other producers may use
-     * the seed's field aliases, which are normalised on a shallow copy. */
+     * the catalog's field aliases, which are normalised on a shallow copy. */
     rre_event copy = *ev;
     copy.payload = json_copy(ev->payload);
     if (copy.payload == NULL) {

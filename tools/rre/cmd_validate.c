@@ -1,13 +1,13 @@
 /*
  * cmd_validate.c - `rre validate TYPE [--payload JSON|-] [--strict]`.
  *
- * Checks a payload against the schema of TYPE after normalising the seed's
+ * Checks a payload against the schema of TYPE after normalising the catalog's
  * field aliases, as a publish would. Prints one JSON summary line on stdout
  * and one line per problem on stderr. Exit 0 when valid, 1 when not (or when
  * the payload is not a JSON object, or TYPE is unknown), 2 on wrong usage.
  *
  * Missing required fields and wrongly typed fields are errors. Fields the
- * documents do not list are notes; --strict makes them errors too. Without
+ * catalog does not list are notes; --strict makes them errors too. Without
  * --payload the payload is read from standard input.
  */
 #include "cli.h"

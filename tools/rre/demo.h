@@ -1,5 +1,5 @@
 /*
- * demo.h - the pipeline demo of `rre demo`: the coordinators of the seed's
+ * demo.h - the pipeline demo of `rre demo`: the coordinators of the catalog's
  * flows, each run in a process of its own, talking only through events on
  * the durable queue.
  */

@@ -3,7 +3,7 @@
  *
  * Each coordinator is a process with a router (strict validation) linked to
  * the durable queue. It subscribes to the events that start its stage and
- * publishes what the seed's flows say that stage publishes. Every payload
+ * publishes what the catalog's flows say that stage publishes. Every payload
  * carries config_key and iteration so that the next stage, the flow checker
  * and the progress display can follow one config through its iterations,
  * and the run's id (demo_run), so that a run on a database that holds an
