@@ -397,9 +397,11 @@ void cli_getopt_init(struct cli_getopt *p, const char *cmd, const struct cli_opt
     p->cmd = cmd;
     p->opts = opts;
     p->nopts = nopts < CLI_MAX_OPTIONS ? nopts : CLI_MAX_OPTIONS;
-    /* "+" would stop at the first operand; without it operands and options
-     * mix. ":" first: a missing value is told apart from an unknown option. */
+    /* "-" first: getopt hands each operand over in order (code 1) and the
+     * operands are gathered here, whatever POSIXLY_CORRECT says; ":" next:
+     * a missing value is told apart from an unknown option. */
     size_t k = 0;
+    p->shorts[k++] = '-';
     p->shorts[k++] = ':';
     p->shorts[k++] = 'h';
     size_t n = 0;
@@ -420,27 +422,56 @@ void cli_getopt_init(struct cli_getopt *p, const char *cmd, const struct cli_opt
     opterr = 0;
 }
 
-/* The option text at fault, for a message: "--name" without its value. */
+void cli_getopt_stop_at_operand(struct cli_getopt *p)
+{
+    p->shorts[0] = '+';
+}
+
+/* The option text at fault, for a message: "--name" without its value, or
+ * "-x" for a short one (the letter may sit in a group such as -fx, whose
+ * argv entry optind does not point past yet). */
 static void offending(char **argv, int argc, char *out, size_t cap)
 {
-    int i = optind - 1;
-    const char *a = i >= 0 && i < argc ? argv[i] : "?";
-    if (optopt != 0 && optopt < 256 && strncmp(a, "--", 2) != 0) {
-        snprintf(out, cap, "-%c", optopt);
+    if (optopt != 0 && optopt < 256) {
+        unsigned char c = (unsigned char)optopt;
+        if (c > ' ' && c < 0x7f)
+            snprintf(out, cap, "-%c", c);
+        else
+            snprintf(out, cap, "-(byte 0x%02x)", c);
         return;
     }
+    int i = optind - 1;
+    const char *a = i >= 0 && i < argc ? argv[i] : "?";
     size_t len = strcspn(a, "=");
     snprintf(out, cap, "%.*s", (int)(len < 64 ? len : 64), a);
+}
+
+/* The end of the options: the operands gathered (in order) go just before
+ * those after a "--", which getopt leaves at the end, so that they are
+ * argv[first_operand..argc) together. Slots before optind were read
+ * already and may be written. */
+static int end_of_options(struct cli_getopt *p, char **argv)
+{
+    int rest = optind;
+    p->first_operand = rest - (int)p->noperands;
+    for (size_t i = 0; i < p->noperands; i++)
+        argv[p->first_operand + (int)i] = p->operands[i];
+    return CLI_OPT_END;
 }
 
 int cli_getopt_next(struct cli_getopt *p, int argc, char **argv, const char **value)
 {
     *value = NULL;
-    int c = getopt_long(argc, argv, p->shorts, p->longs, NULL);
-    if (c == -1) {
-        p->first_operand = optind;
-        return CLI_OPT_END;
+    int c;
+    while ((c = getopt_long(argc, argv, p->shorts, p->longs, NULL)) == 1) {
+        if (p->noperands == CLI_MAX_OPERANDS) {
+            cli_usage_error("%s: too many arguments (at most %d)", p->cmd, CLI_MAX_OPERANDS);
+            return CLI_OPT_USAGE;
+        }
+        p->operands[p->noperands++] = optarg;
     }
+    if (c == -1)
+        return end_of_options(p, argv);
     if (c == 'h')
         return CLI_OPT_HELP;
     size_t idx = p->nopts;
@@ -473,13 +504,14 @@ int cli_getopt_next(struct cli_getopt *p, int argc, char **argv, const char **va
                 if (match == NULL || strcmp(l->name, what + 2) == 0)
                     match = l;
             }
+    bool ambiguous = matches > 1 && strcmp(match->name, what + 2) != 0;
     if (c == ':') {
         cli_usage_error("%s: %s needs a value", p->cmd, shown);
-    } else if (match != NULL && match->has_arg == no_argument &&
+    } else if (ambiguous) {
+        cli_usage_error("%s: option '%s' is ambiguous (see rre help %s)", p->cmd, shown, p->cmd);
+    } else if (match != NULL && match->has_arg == no_argument && optind > 0 && optind <= argc &&
                strchr(argv[optind - 1], '=') != NULL) {
         cli_usage_error("%s: --%s takes no value", p->cmd, match->name);
-    } else if (matches > 1 && strcmp(match->name, what + 2) != 0) {
-        cli_usage_error("%s: option '%s' is ambiguous (see rre help %s)", p->cmd, shown, p->cmd);
     } else {
         const char *names[CLI_MAX_OPTIONS + 1];
         size_t n = 0;

@@ -70,6 +70,7 @@ struct cli_option {
 };
 
 #define CLI_MAX_OPTIONS 40
+#define CLI_MAX_OPERANDS 64
 
 /* The parser of one command's arguments: options anywhere among the
  * operands (GNU getopt_long), "--" ends them, a long name may be shortened
@@ -83,6 +84,8 @@ struct cli_getopt {
     char shorts[2 * CLI_MAX_OPTIONS + 4];
     struct option longs[CLI_MAX_OPTIONS + 2];
     int first_operand; /* after CLI_OPT_END: argv[first_operand..argc) are the operands */
+    char *operands[CLI_MAX_OPERANDS]; /* gathered while parsing */
+    size_t noperands;
 };
 
 enum {
@@ -96,11 +99,18 @@ enum {
 void cli_getopt_init(struct cli_getopt *p, const char *cmd, const struct cli_option *opts,
                      size_t nopts);
 
+/* Options only before the first operand, as POSIX has it: what follows it
+ * is all operands (for a command whose operands may begin with '-', such
+ * as a negative number). Call right after cli_getopt_init(). */
+void cli_getopt_stop_at_operand(struct cli_getopt *p);
+
 /* The next option: its index in `opts`, with *value its value (NULL for a
  * flag); or CLI_OPT_END, CLI_OPT_USAGE (an unknown option, with the closest
  * one suggested; a value missing, or given to a flag; a single-valued option
- * given twice: reported on stderr) or CLI_OPT_HELP. getopt_long permutes
- * argv so that the operands end up last. */
+ * given twice: reported on stderr) or CLI_OPT_HELP. At CLI_OPT_END the
+ * operands are argv[first_operand..argc), in their order (argv is
+ * rearranged; also with POSIXLY_CORRECT set). More than CLI_MAX_OPERANDS
+ * operands are wrong usage. */
 int cli_getopt_next(struct cli_getopt *p, int argc, char **argv, const char **value);
 
 /* Prints "rre: <message>" to stderr and returns CLI_USAGE. */

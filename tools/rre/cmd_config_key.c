@@ -27,9 +27,11 @@ void cmd_config_key_help(FILE *out)
 int cmd_config_key(const struct cli_globals *g, int argc, char **argv)
 {
     (void)g;
-    /* No options but -h/--help; the sub-command and its words are operands. */
+    /* No options but -h/--help, before the sub-command; its words are all
+     * operands, a negative N included (refused as out of range). */
     struct cli_getopt p;
     cli_getopt_init(&p, "config-key", NULL, 0);
+    cli_getopt_stop_at_operand(&p);
     int o;
     const char *val;
     while ((o = cli_getopt_next(&p, argc, argv, &val)) != CLI_OPT_END) {

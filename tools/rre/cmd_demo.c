@@ -190,7 +190,8 @@ static int driver_handler(const rre_event *ev, void *user_data)
         int iteration = (int)json_integer_value(json_object_get(ev->payload, "iteration"));
         for (int f = 0; f < FAULT_COUNT; f++)
             if (ev->type == fault_marker[f] && d->cfg.fault_iteration[f] == iteration &&
-                d->cfg.fault_config[f] == (size_t)ci)
+                d->cfg.fault_config[f] == (size_t)ci &&
+                (f != FAULT_STORM || d->cfg.storm_repeats > 0)) /* --storm 0: no echo */
                 d->injected[f] = true;
         /* The line shows the latest iteration: its stage and, once it ended,
          * how; an earlier iteration's late events do not change it. */
@@ -738,7 +739,7 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
     for (size_t i = 0; interrupted > 0 && i < d->cfg.config_count; i++)
         if (d->progress[i].done < d->cfg.iterations)
             snprintf(d->progress[i].outcome, sizeof d->progress[i].outcome, "interrupted");
-    if (d->drawn) {
+    if (d->drawn && interrupted > 0) { /* nothing else was written below the lines */
         printf("\r\033[K");
         draw(d);
     }
@@ -773,6 +774,16 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         struct timespec pause = {0, 20 * 1000 * 1000};
         nanosleep(&pause, NULL);
         rre_link_sync(link, 1000);
+    }
+    /* A stop signal during the shutdown (which it cut short) still makes
+     * the run an interrupted one. */
+    if (interrupted == 0) {
+        struct timespec zero = {0, 0};
+        int late = sigtimedwait(&stop_signals, NULL, &zero);
+        if (late > 0) {
+            interrupted = late;
+            fprintf(stderr, "rre demo: interrupted by %s during the shutdown\n", strsignal(late));
+        }
     }
     double elapsed = now_seconds() - started;
 
@@ -897,6 +908,12 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
         printf("  verdict: %s\n", ok ? "OK" : "FAILED");
         rc = ok ? CLI_OK : CLI_FAIL;
     }
+out:
+    for (size_t i = 0; i < ncoord; i++)
+        if (pids[i] > 0)
+            kill(pids[i], SIGKILL);
+    stop_children(pids, ncoord, 0, NULL);
+    /* With --keep, whatever way the run ended, its files stay. */
     if (keep && tmpdir[0] != '\0') {
         const char *db0 = hs->count > 0 ? hs->host[0].db : d->cfg.db_path;
         printf("\nkept the run's files in %s; to look at them:\n"
@@ -908,12 +925,6 @@ int cmd_demo(const struct cli_globals *g, int argc, char **argv)
             printf("(the other hosts' queues: %s/<host>/events.db)\n", tmpdir);
         tmpdir[0] = '\0'; /* nothing is removed */
     }
-
-out:
-    for (size_t i = 0; i < ncoord; i++)
-        if (pids[i] > 0)
-            kill(pids[i], SIGKILL);
-    stop_children(pids, ncoord, 0, NULL);
     rre_link_destroy(link);
     rre_router_destroy(router);
     if (!queue_is_hosts)

@@ -27,10 +27,8 @@
 void cmd_publish_help(FILE *out)
 {
     fputs("usage: rre [--db PATH] publish TYPE [--payload JSON|-] [--source NAME] [--strict]\n"
-          "       rre [--db PATH] publish --lines [--source NAME] [--strict] [--batch N] < "
-          "EVENTS.jsonl\n"
-          "       rre [--db PATH] publish TYPE --lines [--source NAME] [--strict] [--batch N] < "
-          "PAYLOADS.jsonl\n"
+          "       rre [--db PATH] publish [TYPE] --lines [--source NAME] [--strict]\n"
+          "                       [--batch N] < LINES.jsonl\n"
           "\n"
           "Appends an event to the durable queue shared with the other processes of this\n"
           "host. TYPE is any spelling of an event type. Without --payload, or with\n"
@@ -93,6 +91,7 @@ struct line_result {
 
 struct lines_batch {
     rre_event *evs;
+    bool *dups;    /* duplicates[i] of the batch publish */
     json_t **docs; /* what each event's payload belongs to */
     size_t nevs;
     struct line_result *results;
@@ -108,7 +107,8 @@ struct line_reader {
     char *buf;
     size_t start, end, cap;
     bool eof;
-    int err; /* errno of a failed read */
+    bool skipping; /* the line being read is too long: its bytes are dropped */
+    int err;       /* errno of a failed read */
 };
 
 /* The next line, without its newline, in *line and *len (valid until the
@@ -117,25 +117,27 @@ struct line_reader {
 static bool next_line(struct line_reader *r, char **line, size_t *len, bool *too_long)
 {
     *too_long = false;
-    bool skipping = false;
     size_t scanned = r->start;
     for (;;) {
         char *nl = r->end > scanned ? memchr(r->buf + scanned, '\n', r->end - scanned) : NULL;
-        if (nl != NULL || (r->eof && r->end > r->start)) {
+        /* A line ends at its newline, or at the end of the input (a last
+         * line without one, also a too-long one whose bytes were dropped). */
+        if (nl != NULL || (r->eof && (r->end > r->start || r->skipping))) {
             size_t stop = nl != NULL ? (size_t)(nl - r->buf) : r->end;
             *line = r->buf + r->start;
             *len = stop - r->start;
             r->start = nl != NULL ? stop + 1 : stop;
-            if (skipping) {
+            if (r->skipping || *len > LINES_LINE_MAX) {
                 *too_long = true;
                 *len = 0;
+                r->skipping = false;
             }
             return true;
         }
         if (r->eof || r->err != 0)
             return false;
         if (r->end - r->start > LINES_LINE_MAX) { /* drop what is read of it */
-            skipping = true;
+            r->skipping = true;
             r->start = r->end;
         }
         if (r->start > 0) { /* keep the start of the line at the buffer's start */
@@ -188,7 +190,10 @@ static bool batch_grow(struct lines_batch *b)
     json_t **docs = evs != NULL ? realloc(b->docs, cap * sizeof *docs) : NULL;
     if (docs != NULL)
         b->docs = docs;
-    struct line_result *res = docs != NULL ? realloc(b->results, cap * sizeof *res) : NULL;
+    bool *dups = docs != NULL ? realloc(b->dups, cap * sizeof *dups) : NULL;
+    if (dups != NULL)
+        b->dups = dups;
+    struct line_result *res = dups != NULL ? realloc(b->results, cap * sizeof *res) : NULL;
     if (res == NULL)
         return false;
     b->results = res;
@@ -202,10 +207,9 @@ static bool batch_grow(struct lines_batch *b)
 static bool batch_flush(struct lines_batch *b, rre_queue *q, bool *any_refused)
 {
     bool ok = true;
-    bool dups[LINES_BATCH_MAX];
     char why[300] = "";
     if (b->nevs > 0) {
-        rre_status st = rre_queue_publish_batch(q, b->evs, b->nevs, dups);
+        rre_status st = rre_queue_publish_batch(q, b->evs, b->nevs, b->dups);
         if (st != RRE_OK) {
             snprintf(why, sizeof why, "not stored: %s: %s", rre_strerror(st), rre_last_error());
             ok = false;
@@ -213,7 +217,9 @@ static bool batch_flush(struct lines_batch *b, rre_queue *q, bool *any_refused)
     }
     for (size_t i = 0; i < b->nresults; i++) {
         struct line_result *r = &b->results[i];
-        const char *error = r->event == SIZE_MAX ? r->error : ok ? NULL : why;
+        const char *error = r->event == SIZE_MAX ? (r->error != NULL ? r->error : "refused")
+                            : ok                 ? NULL
+                                                 : why;
         if (error != NULL) {
             json_t *o = json_pack("{s:I, s:s}", "line", (json_int_t)r->lineno, "error", error);
             char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -228,7 +234,7 @@ static bool batch_flush(struct lines_batch *b, rre_queue *q, bool *any_refused)
             char hex[RRE_HASH_HEX_SIZE];
             rre_hash_to_hex(ev->hash, hex);
             printf("{\"event_id\":%lld,\"duplicate\":%s,\"hash\":\"%s\",\"line\":%zu}\n",
-                   (long long)ev->event_id, dups[r->event] ? "true" : "false", hex, r->lineno);
+                   (long long)ev->event_id, b->dups[r->event] ? "true" : "false", hex, r->lineno);
         }
         free(r->error);
     }
@@ -285,10 +291,10 @@ static int publish_lines(const struct cli_globals *g, const char *type_name,
             l--;
         if (too_long) {
             failed = !refuse(&b, lineno, "longer than %u bytes", LINES_LINE_MAX);
-            continue;
+            goto next;
         }
         if (l == 0)
-            continue; /* blank lines are allowed */
+            goto next; /* blank lines are allowed */
         json_t *o = NULL;
         rre_status st = rre_payload_parse(line, l, &o);
         json_t *payload = type_name != NULL ? o : json_object_get(o, "payload");
@@ -347,7 +353,10 @@ static int publish_lines(const struct cli_globals *g, const char *type_name,
             cli_fail("publish: out of memory");
             break;
         }
-        if ((long)b.nevs >= batch || input_idle(&in))
+    next:
+        /* Refused lines count too: a long run of them is reported as it
+         * goes, not kept until the end. */
+        if (!failed && ((long)b.nresults >= batch || input_idle(&in)))
             failed = !batch_flush(&b, q, &any_refused);
     }
     if (!failed && in.err != 0) {
@@ -357,6 +366,7 @@ static int publish_lines(const struct cli_globals *g, const char *type_name,
     if (!batch_flush(&b, q, &any_refused))
         failed = true;
     free(in.buf);
+    free(b.dups);
     free(b.evs);
     free(b.docs);
     free(b.results);

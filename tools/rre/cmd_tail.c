@@ -115,31 +115,29 @@ static bool parse_when(const char *text, double *out)
 
 void cmd_tail_help(FILE *out)
 {
-    fputs(
-        "usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
-        "                [--since ID|DURATION|TIME | --last N | --new] [--until ID|DURATION|TIME]\n"
-        "                [--start all|new] [--limit N]\n"
-        "                [--follow] [--no-ack]\n"
-        "                [--format json|text|cloudevents] [--local-time]\n"
-        "\n"
-        "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
-        "subscriber that acknowledges what it printed and resumes there next time\n"
-        "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
-        "event, after --since ID, at the events of the last DURATION (--since 1h: a\n"
-        "number with a unit s, m, h or d) or from a UTC TIME on (--since\n"
-        "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
-        "end (--new or --from-end, for --follow). A --subscriber that does not exist\n"
-        "yet starts at the oldest retained event (--start all, the default) or after\n"
-        "the newest (--start new). --until stops before the first event after an id,\n"
-        "after DURATION ago or after a UTC TIME. --limit N (-n N) stops after N events\n"
-        "(0: no limit). --follow (-f) waits for new events until interrupted, or until\n"
-        "the reader of its output goes away. --format text prints aligned columns (id, time, "
-        "type,\n"
-        "source@host, payload) with times in UTC, or in the local zone with --local-time;\n"
-        "on a terminal the type is coloured by category (never with NO_COLOR set) and\n"
-        "the payload shortened to the terminal's width. Exit status: 0 success,\n"
-        "1 failure, 2 wrong usage.\n",
-        out);
+    fputs("usage: rre [--db PATH] tail [--subscriber NAME] [--type T]... [--category C]...\n"
+          "                [--since ID|DURATION|TIME | --last N | --new]\n"
+          "                [--until ID|DURATION|TIME] [--start all|new] [--limit N]\n"
+          "                [--follow] [--no-ack]\n"
+          "                [--format json|text|cloudevents] [--local-time]\n"
+          "\n"
+          "Prints queue events oldest first, one per line. With --subscriber, a durable\n"
+          "subscriber that acknowledges what it printed and resumes there next time\n"
+          "(--no-ack: read without acknowledging); without one it starts at the oldest\n"
+          "event, after --since ID, at the events of the last DURATION (--since 1h: a\n"
+          "number with a unit s, m, h or d) or from a UTC TIME on (--since\n"
+          "2026-12-07T10:00:00Z, or a date), at the last N events (--last N) or at the\n"
+          "end (--new or --from-end, for --follow). A --subscriber that does not exist\n"
+          "yet starts at the oldest retained event (--start all, the default) or after\n"
+          "the newest (--start new). --until stops before the first event after an id,\n"
+          "after DURATION ago or after a UTC TIME. --limit N (-n N) stops after N events\n"
+          "(0: no limit). --follow (-f) waits for new events until interrupted, or until\n"
+          "the reader of its output goes away. --format text prints aligned columns (id,\n"
+          "time, type, source@host, payload) with times in UTC, or in the local zone with\n"
+          "--local-time; on a terminal the type is coloured by category (never with\n"
+          "NO_COLOR set) and the payload shortened to the terminal's width. Exit status:\n"
+          "0 success, 1 failure, 2 wrong usage.\n",
+          out);
 }
 
 struct tail_state {

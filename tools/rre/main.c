@@ -57,7 +57,8 @@ static void usage(FILE *f)
                "queue, else the default location. rre -h/--help, rre -V/--version;\n"
                "rre help COMMAND or rre COMMAND --help for a command's options;\n"
                "rre --help-all for every command's.\n"
-               "Exit status: 0 success, 1 failure, 2 wrong usage.\n");
+               "Exit status: 0 success, 1 failure, 2 wrong usage (demo: 128+N when stopped\n"
+               "by signal N).\n");
 }
 
 /* The parts of the manual that are not one command's: written after the
@@ -106,6 +107,7 @@ static const char help_all_outro[] =
     "  0  Success (for bridge and serve-metrics: stopped by SIGINT or SIGTERM).\n"
     "  1  Failure; the reason is printed on standard error.\n"
     "  2  Wrong usage.\n"
+    "  128+N  rre demo stopped by signal N (130 for Ctrl-C).\n"
     "\n"
     "Examples:\n"
     "  rre publish TRAINING_COMPLETED --payload - < payload.json\n"
