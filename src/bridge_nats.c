@@ -28,6 +28,8 @@
  * stream sequence reached in one transaction, then acknowledge. Messages
  * are taken in stream-sequence order only (see bridge.h).
  */
+#include "canonical.h"
+#include "dynlib.h"
 #include "envelope.h"
 #include "queue_sqlite.h"
 
@@ -35,13 +37,138 @@
 
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* libnats is opened when the first bridge is made (see dynlib.h), so a
+ * process that never bridges maps neither it nor libssl: these are the
+ * functions used, each then called through its resolved pointer. */
+#define NATS_FUNCTIONS(X) \
+    X(jsConsumerConfig_Init) \
+    X(jsConsumerInfo_Destroy) \
+    X(jsCtx_Destroy) \
+    X(jsMsgMetaData_Destroy) \
+    X(jsOptions_Init) \
+    X(jsPubOptions_Init) \
+    X(jsStreamConfig_Init) \
+    X(jsStreamInfo_Destroy) \
+    X(jsSubOptions_Init) \
+    X(js_AddConsumer) \
+    X(js_AddStream) \
+    X(js_DeleteConsumer) \
+    X(js_GetConsumerInfo) \
+    X(js_GetStreamInfo) \
+    X(js_PublishAsyncGetPendingList) \
+    X(js_PublishMsgAsync) \
+    X(js_PullSubscribe) \
+    X(natsConnection_Close) \
+    X(natsConnection_Connect) \
+    X(natsConnection_Destroy) \
+    X(natsConnection_JetStream) \
+    X(natsMsgHeader_Get) \
+    X(natsMsgHeader_Keys) \
+    X(natsMsgHeader_Set) \
+    X(natsMsgList_Destroy) \
+    X(natsMsg_Ack) \
+    X(natsMsg_Create) \
+    X(natsMsg_Destroy) \
+    X(natsMsg_GetData) \
+    X(natsMsg_GetDataLength) \
+    X(natsMsg_GetMetaData) \
+    X(natsMsg_GetSubject) \
+    X(natsMsg_Term) \
+    X(natsOptions_Create) \
+    X(natsOptions_Destroy) \
+    X(natsOptions_LoadCATrustedCertificates) \
+    X(natsOptions_LoadCertificatesChain) \
+    X(natsOptions_SetAllowReconnect) \
+    X(natsOptions_SetClosedCB) \
+    X(natsOptions_SetErrorHandler) \
+    X(natsOptions_SetMaxPingsOut) \
+    X(natsOptions_SetName) \
+    X(natsOptions_SetPingInterval) \
+    X(natsOptions_SetSecure) \
+    X(natsOptions_SetServers) \
+    X(natsOptions_SetTimeout) \
+    X(natsOptions_SetUserCredentialsFromFiles) \
+    X(natsOptions_SetUserInfo) \
+    X(natsStatus_GetText) \
+    X(natsSubscription_Destroy) \
+    X(natsSubscription_Fetch) \
+    X(natsSubscription_Unsubscribe) \
+    X(nats_GetLastError)
+
+#define NATS_INDEX(f) NATSFN_##f,
+#define NATS_NAME(f) #f,
+enum { NATS_FUNCTIONS(NATS_INDEX) NATSFN_COUNT };
+static const char *const nats_names[] = {NATS_FUNCTIONS(NATS_NAME)};
+static void *nats_fn[NATSFN_COUNT];
+static struct rre__dynlib nats_lib = {RRE_LIBNATS_SONAME, nats_names, nats_fn, NATSFN_COUNT,
+                                      PTHREAD_ONCE_INIT, RRE_OK, ""};
+
+static void nats_open(void)
+{
+    rre__dynlib_open(&nats_lib, RRE_ENATS);
+}
+
+#define NATS_CALL(f) ((__typeof__(f) *)nats_fn[NATSFN_##f])
+#define jsConsumerConfig_Init NATS_CALL(jsConsumerConfig_Init)
+#define jsConsumerInfo_Destroy NATS_CALL(jsConsumerInfo_Destroy)
+#define jsCtx_Destroy NATS_CALL(jsCtx_Destroy)
+#define jsMsgMetaData_Destroy NATS_CALL(jsMsgMetaData_Destroy)
+#define jsOptions_Init NATS_CALL(jsOptions_Init)
+#define jsPubOptions_Init NATS_CALL(jsPubOptions_Init)
+#define jsStreamConfig_Init NATS_CALL(jsStreamConfig_Init)
+#define jsStreamInfo_Destroy NATS_CALL(jsStreamInfo_Destroy)
+#define jsSubOptions_Init NATS_CALL(jsSubOptions_Init)
+#define js_AddConsumer NATS_CALL(js_AddConsumer)
+#define js_AddStream NATS_CALL(js_AddStream)
+#define js_DeleteConsumer NATS_CALL(js_DeleteConsumer)
+#define js_GetConsumerInfo NATS_CALL(js_GetConsumerInfo)
+#define js_GetStreamInfo NATS_CALL(js_GetStreamInfo)
+#define js_PublishAsyncGetPendingList NATS_CALL(js_PublishAsyncGetPendingList)
+#define js_PublishMsgAsync NATS_CALL(js_PublishMsgAsync)
+#define js_PullSubscribe NATS_CALL(js_PullSubscribe)
+#define natsConnection_Close NATS_CALL(natsConnection_Close)
+#define natsConnection_Connect NATS_CALL(natsConnection_Connect)
+#define natsConnection_Destroy NATS_CALL(natsConnection_Destroy)
+#define natsConnection_JetStream NATS_CALL(natsConnection_JetStream)
+#define natsMsgHeader_Get NATS_CALL(natsMsgHeader_Get)
+#define natsMsgHeader_Keys NATS_CALL(natsMsgHeader_Keys)
+#define natsMsgHeader_Set NATS_CALL(natsMsgHeader_Set)
+#define natsMsgList_Destroy NATS_CALL(natsMsgList_Destroy)
+#define natsMsg_Ack NATS_CALL(natsMsg_Ack)
+#define natsMsg_Create NATS_CALL(natsMsg_Create)
+#define natsMsg_Destroy NATS_CALL(natsMsg_Destroy)
+#define natsMsg_GetData NATS_CALL(natsMsg_GetData)
+#define natsMsg_GetDataLength NATS_CALL(natsMsg_GetDataLength)
+#define natsMsg_GetMetaData NATS_CALL(natsMsg_GetMetaData)
+#define natsMsg_GetSubject NATS_CALL(natsMsg_GetSubject)
+#define natsMsg_Term NATS_CALL(natsMsg_Term)
+#define natsOptions_Create NATS_CALL(natsOptions_Create)
+#define natsOptions_Destroy NATS_CALL(natsOptions_Destroy)
+#define natsOptions_LoadCATrustedCertificates NATS_CALL(natsOptions_LoadCATrustedCertificates)
+#define natsOptions_LoadCertificatesChain NATS_CALL(natsOptions_LoadCertificatesChain)
+#define natsOptions_SetAllowReconnect NATS_CALL(natsOptions_SetAllowReconnect)
+#define natsOptions_SetClosedCB NATS_CALL(natsOptions_SetClosedCB)
+#define natsOptions_SetErrorHandler NATS_CALL(natsOptions_SetErrorHandler)
+#define natsOptions_SetMaxPingsOut NATS_CALL(natsOptions_SetMaxPingsOut)
+#define natsOptions_SetName NATS_CALL(natsOptions_SetName)
+#define natsOptions_SetPingInterval NATS_CALL(natsOptions_SetPingInterval)
+#define natsOptions_SetSecure NATS_CALL(natsOptions_SetSecure)
+#define natsOptions_SetServers NATS_CALL(natsOptions_SetServers)
+#define natsOptions_SetTimeout NATS_CALL(natsOptions_SetTimeout)
+#define natsOptions_SetUserCredentialsFromFiles NATS_CALL(natsOptions_SetUserCredentialsFromFiles)
+#define natsOptions_SetUserInfo NATS_CALL(natsOptions_SetUserInfo)
+#define natsStatus_GetText NATS_CALL(natsStatus_GetText)
+#define natsSubscription_Destroy NATS_CALL(natsSubscription_Destroy)
+#define natsSubscription_Fetch NATS_CALL(natsSubscription_Fetch)
+#define natsSubscription_Unsubscribe NATS_CALL(natsSubscription_Unsubscribe)
+#define nats_GetLastError NATS_CALL(nats_GetLastError)
 
 #define DEFAULT_MAX_AGE_S (7.0 * 24 * 3600)
 #define DEFAULT_IN_FLIGHT 256
@@ -453,6 +580,9 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
     rre_status checked = rre_bridge_options_check(opts);
     if (checked != RRE_OK)
         return checked;
+    checked = rre__dynlib_load(&nats_lib, nats_open);
+    if (checked != RRE_OK)
+        return checked;
     const char *host = opts->host != NULL ? opts->host : rre_queue_hostname(queue);
     if (host == NULL || host[0] == '\0' || !valid_utf8(host, strlen(host)))
         return rre__error(RRE_EINVAL, "the queue's host name is empty or not valid UTF-8");
@@ -478,11 +608,9 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
     if (st == RRE_OK)
         host_token(host, b->token);
     if (st == RRE_OK) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (EVP_Digest(host, strlen(host), md, &mdlen, EVP_sha256(), NULL) != 1)
-            st = rre__error(RRE_ECRYPTO, "hashing the host name failed");
-        else
+        uint8_t md[RRE_HASH_SIZE];
+        st = rre__sha256(host, strlen(host), md);
+        if (st == RRE_OK)
             snprintf(b->consumer, sizeof b->consumer, "rre_%s_%02x%02x%02x%02x", b->token, md[0],
                      md[1], md[2], md[3]);
         snprintf(b->pos_name, sizeof b->pos_name, "inbound:%s:%s", b->stream, b->consumer);

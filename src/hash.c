@@ -3,21 +3,60 @@
  * its type, a newline, and the canonical JSON of its payload without the
  * top-level envelope fields. The same hash is the dedup key everywhere.
  *
- * DESIGN: the SHA-256 implementation is fetched from libcrypto once per
- * process (pthread_once) and never released. Each thread keeps its own
- * EVP_MD_CTX in thread-local storage, created on the thread's first hash and
- * freed by a pthread key destructor when the thread exits; reusing it is
- * measurably cheaper than EVP_Digest(), which creates and frees a context
- * per call. Nothing here is shared between threads except the fetched
+ * DESIGN: libcrypto is opened on the first hash (dynlib.h), so a process
+ * that never hashes never maps it; the SHA-256 implementation is then
+ * fetched from it once per process (pthread_once) and never released. Each
+ * thread keeps its own EVP_MD_CTX in thread-local storage, created on the
+ * thread's first hash and freed by a pthread key destructor when the
+ * thread exits; reusing it is measurably cheaper than EVP_Digest(), which
+ * creates and frees a context per call. Nothing here is shared between threads except the fetched
  * digest, which libcrypto allows to be used concurrently, so no lock is
  * needed.
  */
 #include "canonical.h"
+#include "dynlib.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <string.h>
+
+/* libcrypto is opened on the first hash (see dynlib.h): these are the
+ * functions used, each then called through its resolved pointer. */
+#define CRYPTO_FUNCTIONS(X)                                                                        \
+    X(EVP_MD_fetch)                                                                                \
+    X(EVP_MD_CTX_new)                                                                              \
+    X(EVP_MD_CTX_free)                                                                             \
+    X(EVP_DigestInit_ex2)                                                                          \
+    X(EVP_DigestUpdate)                                                                            \
+    X(EVP_DigestFinal_ex)                                                                          \
+    X(ERR_get_error)                                                                               \
+    X(ERR_error_string_n)                                                                          \
+    X(ERR_clear_error)
+
+#define CRYPTO_INDEX(f) CRYPTO_##f,
+#define CRYPTO_NAME(f) #f,
+enum { CRYPTO_FUNCTIONS(CRYPTO_INDEX) CRYPTO_COUNT };
+static const char *const crypto_names[] = {CRYPTO_FUNCTIONS(CRYPTO_NAME)};
+static void *crypto_fn[CRYPTO_COUNT];
+static struct rre__dynlib crypto_lib = {RRE_LIBCRYPTO_SONAME, crypto_names, crypto_fn, CRYPTO_COUNT,
+                                        PTHREAD_ONCE_INIT, RRE_OK, ""};
+
+static void crypto_open(void)
+{
+    rre__dynlib_open(&crypto_lib, RRE_ECRYPTO);
+}
+
+#define CRYPTO_CALL(f) ((__typeof__(f) *)crypto_fn[CRYPTO_##f])
+#define EVP_MD_fetch CRYPTO_CALL(EVP_MD_fetch)
+#define EVP_MD_CTX_new CRYPTO_CALL(EVP_MD_CTX_new)
+#define EVP_MD_CTX_free CRYPTO_CALL(EVP_MD_CTX_free)
+#define EVP_DigestInit_ex2 CRYPTO_CALL(EVP_DigestInit_ex2)
+#define EVP_DigestUpdate CRYPTO_CALL(EVP_DigestUpdate)
+#define EVP_DigestFinal_ex CRYPTO_CALL(EVP_DigestFinal_ex)
+#define ERR_get_error CRYPTO_CALL(ERR_get_error)
+#define ERR_error_string_n CRYPTO_CALL(ERR_error_string_n)
+#define ERR_clear_error CRYPTO_CALL(ERR_clear_error)
 
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 static EVP_MD *sha256_md;            /* written once under sha256_once, then read-only */
@@ -33,6 +72,8 @@ static void free_thread_ctx(void *ctx)
 
 static void sha256_init(void)
 {
+    if (rre__dynlib_load(&crypto_lib, crypto_open) != RRE_OK)
+        return; /* sha256_md stays NULL: every hash reports the load's failure */
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     sha256_key_ok = pthread_key_create(&sha256_ctx_key, free_thread_ctx) == 0;
 }
@@ -65,6 +106,8 @@ static EVP_MD_CTX *get_thread_ctx(void)
 rre_status rre__sha256(const void *data, size_t len, uint8_t out[RRE_HASH_SIZE])
 {
     pthread_once(&sha256_once, sha256_init);
+    if (crypto_lib.status != RRE_OK) /* libcrypto could not be loaded: say why */
+        return rre__dynlib_load(&crypto_lib, crypto_open);
     if (sha256_md == NULL)
         return crypto_error("fetching the digest");
     EVP_MD_CTX *ctx = get_thread_ctx();

@@ -1,0 +1,184 @@
+/*
+ * lazy_libraries_test.c - libcrypto and libnats are opened on first use: a
+ * process that only consumes rows this library wrote (their hashes are
+ * stored) maps neither them nor libssl; the first hash maps libcrypto, the
+ * first bridge libnats.
+ *
+ * Each check runs in a fresh program (this one, started again with
+ * --child), since a forked child would inherit what the test has mapped.
+ * This program links neither library itself.
+ */
+#include "testutil.h"
+
+#include <rre/rre.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EVENTS 200
+
+/* The first line of /proc/self/maps that names `what`, or NULL. */
+static char *mapped(const char *what)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return NULL;
+    static char line[1024];
+    char *found = NULL;
+    while (found == NULL && fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, what) != NULL)
+            found = line;
+    fclose(f);
+    return found;
+}
+
+static int fail_child(const char *why, const char *detail)
+{
+    fprintf(stderr, "child: %s%s%s\n", why, detail != NULL ? ": " : "", detail ? detail : "");
+    return 3;
+}
+
+static rre_status count(const rre_event *ev, void *user_data)
+{
+    (void)ev;
+    (*(int *)user_data)++;
+    return RRE_OK;
+}
+
+/* --child DB consume|hash|bridge */
+static int child(const char *db, const char *what)
+{
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db;
+    qo.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    if (rre_queue_create(&q, &qo) != RRE_OK)
+        return fail_child("opening the queue", rre_last_error());
+    rre_subscriber_options so;
+    rre_subscriber_options_init(&so);
+    so.name = "lazy";
+    rre_subscriber *s = NULL;
+    if (rre_subscriber_create(&s, q, &so) != RRE_OK)
+        return fail_child("subscribing", rre_last_error());
+    int got = 0;
+    for (int i = 0; i < 100 && got < EVENTS; i++)
+        if (rre_subscriber_poll(s, 1000, 0, count, &got, NULL) != RRE_OK)
+            return fail_child("polling", rre_last_error());
+    if (got != EVENTS)
+        return fail_child("not every event came", NULL);
+    /* Consuming stored rows needs neither library. */
+    const char *names[] = {"libcrypto", "libssl", "libnats"};
+    for (size_t i = 0; i < 3; i++)
+        if (mapped(names[i]) != NULL)
+            return fail_child("mapped while only consuming", mapped(names[i]));
+    if (strcmp(what, "hash") == 0) {
+        uint8_t hash[RRE_HASH_SIZE];
+        json_t *p = json_pack("{s:i}", "n", 1);
+        rre_status st = rre_content_hash(RRE_EV_ELO_UPDATED, p, hash);
+        json_decref(p);
+        if (st != RRE_OK)
+            return fail_child("hashing", rre_last_error());
+        if (mapped("libcrypto") == NULL)
+            return fail_child("libcrypto is not mapped after a hash", NULL);
+        if (mapped("libnats") != NULL)
+            return fail_child("libnats is mapped after a hash", NULL);
+    } else if (strcmp(what, "bridge") == 0) {
+        rre_bridge_options bo;
+        rre_bridge_options_init(&bo);
+        bo.servers = "nats://127.0.0.1:1"; /* never connected to: the bridge is not run */
+        bo.host = "lazyhost";
+        rre_bridge *b = NULL;
+        if (rre_bridge_create(&b, q, &bo) != RRE_OK)
+            return fail_child("making a bridge", rre_last_error());
+        if (mapped("libnats") == NULL)
+            return fail_child("libnats is not mapped after making a bridge", NULL);
+        rre_bridge_destroy(b);
+    }
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+    return 0;
+}
+
+static int run_child(const char *db, const char *what)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "lazy_libraries_test", "--child", db, what, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *filled_queue(char **dir)
+{
+    *dir = tu_mkdtemp();
+    char *db = malloc(600);
+    assert_non_null(db);
+    snprintf(db, 600, "%s/events.db", *dir);
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db;
+    qo.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    for (int i = 0; i < EVENTS; i++) {
+        json_t *p = json_pack("{s:s, s:i}", "config_key", "hex8_2p", "n", i);
+        assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "test", NULL, NULL, NULL),
+                         RRE_OK);
+        json_decref(p);
+    }
+    rre_queue_destroy(q);
+    return db;
+}
+
+static void test_a_consumer_of_stored_rows_maps_no_crypto_nor_nats(void **state)
+{
+    (void)state;
+    char *dir;
+    char *db = filled_queue(&dir);
+    assert_int_equal(run_child(db, "consume"), 0);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_the_first_hash_maps_libcrypto_and_not_libnats(void **state)
+{
+    (void)state;
+    char *dir;
+    char *db = filled_queue(&dir);
+    assert_int_equal(run_child(db, "hash"), 0);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_the_first_bridge_maps_libnats(void **state)
+{
+    (void)state;
+    char *dir;
+    char *db = filled_queue(&dir);
+    assert_int_equal(run_child(db, "bridge"), 0);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--child") == 0)
+        return child(argv[2], argv[3]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_consumer_of_stored_rows_maps_no_crypto_nor_nats),
+        cmocka_unit_test(test_the_first_hash_maps_libcrypto_and_not_libnats),
+        cmocka_unit_test(test_the_first_bridge_maps_libnats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
