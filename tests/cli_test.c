@@ -699,6 +699,29 @@ static void test_options_parse_alike_in_every_command(void **state)
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "unexpected argument '--limit'"));
     tu_result_free(&r);
+    /* ... also with POSIXLY_CORRECT set, which would stop glibc at the
+     * first operand. */
+    setenv("POSIXLY_CORRECT", "1", 1);
+    r = tu_run_cli(NULL, "validate", "ELO_UPDATED", "--payload", "{}", "--strict", NULL);
+    unsetenv("POSIXLY_CORRECT");
+    assert_int_equal(r.status, 1);
+    assert_null(strstr(r.err, "unexpected argument"));
+    tu_result_free(&r);
+    /* An ambiguous prefix with a value is called ambiguous; a short option
+     * unknown inside a group is named itself. */
+    r = tu_run_cli(NULL, "--db", db, "tail", "--f=1", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "ambiguous"));
+    tu_result_free(&r);
+    r = tu_run_cli(NULL, "--db", db, "tail", "--follow", "-xf", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unknown option '-x'"));
+    tu_result_free(&r);
+    /* config-key's words are operands, a negative number too. */
+    r = tu_run_cli(NULL, "config-key", "make", "hex8", "-1", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "outside 2..4"));
+    tu_result_free(&r);
     tu_rmtree(dir);
     free(dir);
 }
