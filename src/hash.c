@@ -16,6 +16,7 @@
 #include "canonical.h"
 #include "dynlib.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 /* libcrypto is opened on the first hash (see dynlib.h): these are the
  * functions used, each then called through its resolved pointer. */
 #define CRYPTO_FUNCTIONS(X)                                                                        \
+    X(OPENSSL_init_crypto)                                                                         \
     X(EVP_MD_fetch)                                                                                \
     X(EVP_MD_CTX_new)                                                                              \
     X(EVP_MD_CTX_free)                                                                             \
@@ -48,6 +50,7 @@ static void crypto_open(void)
 }
 
 #define CRYPTO_CALL(f) ((__typeof__(f) *)crypto_fn[CRYPTO_##f])
+#define OPENSSL_init_crypto CRYPTO_CALL(OPENSSL_init_crypto)
 #define EVP_MD_fetch CRYPTO_CALL(EVP_MD_fetch)
 #define EVP_MD_CTX_new CRYPTO_CALL(EVP_MD_CTX_new)
 #define EVP_MD_CTX_free CRYPTO_CALL(EVP_MD_CTX_free)
@@ -74,6 +77,13 @@ static void sha256_init(void)
 {
     if (rre__dynlib_load(&crypto_lib, crypto_open) != RRE_OK)
         return; /* sha256_md stays NULL: every hash reports the load's failure */
+    /* The content hash needs SHA-256 from the default provider only: the
+     * system's openssl.cnf (providers, engines, policies for TLS) is not
+     * read for it, which spares about half a MiB of resident pages. A
+     * program that initialises OpenSSL itself, earlier or later, still gets
+     * its configuration: each part of the initialisation runs once, when
+     * first asked for. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     sha256_key_ok = pthread_key_create(&sha256_ctx_key, free_thread_ctx) == 0;
 }
