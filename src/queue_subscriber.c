@@ -430,7 +430,7 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     s->durable = opts->name != NULL;
     s->ack = s->durable && !opts->no_ack;
     s->token = random_token();
-    s->batch = opts->batch > 0 ? opts->batch : 512;
+    s->batch = opts->batch > 0 ? opts->batch : 256;
     s->retries = s->ack && opts->max_attempts >= 0;
     s->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 5;
     s->retry_delay_s = opts->retry_delay_s > 0 ? opts->retry_delay_s : 2.0;

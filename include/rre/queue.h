@@ -262,7 +262,7 @@ typedef struct rre_subscriber_options {
     size_t category_count;          /**< number of entries in `categories` */
     int64_t since_id;               /**< deliver only events with a larger id */
     bool no_ack;                    /**< durable name, but do not record progress */
-    unsigned batch;                 /**< rows read per query; 0: 512 */
+    unsigned batch;                 /**< rows read per query; 0: 256 */
     /* Retries and dead letters (durable subscribers that record progress;
      * see the handler below). */
     int max_attempts;         /**< failed deliveries before the dead letters; 0: 5;
