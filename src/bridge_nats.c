@@ -47,59 +47,59 @@
 /* libnats is opened when the first bridge is made (see dynlib.h), so a
  * process that never bridges maps neither it nor libssl: these are the
  * functions used, each then called through its resolved pointer. */
-#define NATS_FUNCTIONS(X) \
-    X(jsConsumerConfig_Init) \
-    X(jsConsumerInfo_Destroy) \
-    X(jsCtx_Destroy) \
-    X(jsMsgMetaData_Destroy) \
-    X(jsOptions_Init) \
-    X(jsPubOptions_Init) \
-    X(jsStreamConfig_Init) \
-    X(jsStreamInfo_Destroy) \
-    X(jsSubOptions_Init) \
-    X(js_AddConsumer) \
-    X(js_AddStream) \
-    X(js_DeleteConsumer) \
-    X(js_GetConsumerInfo) \
-    X(js_GetStreamInfo) \
-    X(js_PublishAsyncGetPendingList) \
-    X(js_PublishMsgAsync) \
-    X(js_PullSubscribe) \
-    X(natsConnection_Close) \
-    X(natsConnection_Connect) \
-    X(natsConnection_Destroy) \
-    X(natsConnection_JetStream) \
-    X(natsMsgHeader_Get) \
-    X(natsMsgHeader_Keys) \
-    X(natsMsgHeader_Set) \
-    X(natsMsgList_Destroy) \
-    X(natsMsg_Ack) \
-    X(natsMsg_Create) \
-    X(natsMsg_Destroy) \
-    X(natsMsg_GetData) \
-    X(natsMsg_GetDataLength) \
-    X(natsMsg_GetMetaData) \
-    X(natsMsg_GetSubject) \
-    X(natsMsg_Term) \
-    X(natsOptions_Create) \
-    X(natsOptions_Destroy) \
-    X(natsOptions_LoadCATrustedCertificates) \
-    X(natsOptions_LoadCertificatesChain) \
-    X(natsOptions_SetAllowReconnect) \
-    X(natsOptions_SetClosedCB) \
-    X(natsOptions_SetErrorHandler) \
-    X(natsOptions_SetMaxPingsOut) \
-    X(natsOptions_SetName) \
-    X(natsOptions_SetPingInterval) \
-    X(natsOptions_SetSecure) \
-    X(natsOptions_SetServers) \
-    X(natsOptions_SetTimeout) \
-    X(natsOptions_SetUserCredentialsFromFiles) \
-    X(natsOptions_SetUserInfo) \
-    X(natsStatus_GetText) \
-    X(natsSubscription_Destroy) \
-    X(natsSubscription_Fetch) \
-    X(natsSubscription_Unsubscribe) \
+#define NATS_FUNCTIONS(X)                                                                          \
+    X(jsConsumerConfig_Init)                                                                       \
+    X(jsConsumerInfo_Destroy)                                                                      \
+    X(jsCtx_Destroy)                                                                               \
+    X(jsMsgMetaData_Destroy)                                                                       \
+    X(jsOptions_Init)                                                                              \
+    X(jsPubOptions_Init)                                                                           \
+    X(jsStreamConfig_Init)                                                                         \
+    X(jsStreamInfo_Destroy)                                                                        \
+    X(jsSubOptions_Init)                                                                           \
+    X(js_AddConsumer)                                                                              \
+    X(js_AddStream)                                                                                \
+    X(js_DeleteConsumer)                                                                           \
+    X(js_GetConsumerInfo)                                                                          \
+    X(js_GetStreamInfo)                                                                            \
+    X(js_PublishAsyncGetPendingList)                                                               \
+    X(js_PublishMsgAsync)                                                                          \
+    X(js_PullSubscribe)                                                                            \
+    X(natsConnection_Close)                                                                        \
+    X(natsConnection_Connect)                                                                      \
+    X(natsConnection_Destroy)                                                                      \
+    X(natsConnection_JetStream)                                                                    \
+    X(natsMsgHeader_Get)                                                                           \
+    X(natsMsgHeader_Keys)                                                                          \
+    X(natsMsgHeader_Set)                                                                           \
+    X(natsMsgList_Destroy)                                                                         \
+    X(natsMsg_Ack)                                                                                 \
+    X(natsMsg_Create)                                                                              \
+    X(natsMsg_Destroy)                                                                             \
+    X(natsMsg_GetData)                                                                             \
+    X(natsMsg_GetDataLength)                                                                       \
+    X(natsMsg_GetMetaData)                                                                         \
+    X(natsMsg_GetSubject)                                                                          \
+    X(natsMsg_Term)                                                                                \
+    X(natsOptions_Create)                                                                          \
+    X(natsOptions_Destroy)                                                                         \
+    X(natsOptions_LoadCATrustedCertificates)                                                       \
+    X(natsOptions_LoadCertificatesChain)                                                           \
+    X(natsOptions_SetAllowReconnect)                                                               \
+    X(natsOptions_SetClosedCB)                                                                     \
+    X(natsOptions_SetErrorHandler)                                                                 \
+    X(natsOptions_SetMaxPingsOut)                                                                  \
+    X(natsOptions_SetName)                                                                         \
+    X(natsOptions_SetPingInterval)                                                                 \
+    X(natsOptions_SetSecure)                                                                       \
+    X(natsOptions_SetServers)                                                                      \
+    X(natsOptions_SetTimeout)                                                                      \
+    X(natsOptions_SetUserCredentialsFromFiles)                                                     \
+    X(natsOptions_SetUserInfo)                                                                     \
+    X(natsStatus_GetText)                                                                          \
+    X(natsSubscription_Destroy)                                                                    \
+    X(natsSubscription_Fetch)                                                                      \
+    X(natsSubscription_Unsubscribe)                                                                \
     X(nats_GetLastError)
 
 #define NATS_INDEX(f) NATSFN_##f,
@@ -108,7 +108,7 @@ enum { NATS_FUNCTIONS(NATS_INDEX) NATSFN_COUNT };
 static const char *const nats_names[] = {NATS_FUNCTIONS(NATS_NAME)};
 static void *nats_fn[NATSFN_COUNT];
 static struct rre__dynlib nats_lib = {RRE_LIBNATS_SONAME, nats_names, nats_fn, NATSFN_COUNT,
-                                      PTHREAD_ONCE_INIT, RRE_OK, ""};
+                                      PTHREAD_ONCE_INIT,  RRE_OK,     ""};
 
 static void nats_open(void)
 {
@@ -237,7 +237,8 @@ struct rre_bridge {
     /* The connection of this session was lost (set by the NATS library's
      * closed callback, or by rre_bridge_run() ending a session). */
     atomic_bool session_over;
-    bool closed_seen; /* mu: the closed callback of this session's connection ran */
+    bool closed_seen;                /* mu: the closed callback of this session's connection ran */
+    struct session_closure *closure; /* this session's, while connected */
 
     /* The outbound ring; mu. */
     struct slot *ring;
@@ -749,20 +750,62 @@ void rre_bridge_get_counters(const rre_bridge *b, rre_bridge_counters *out)
 /* Connecting                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* What the closed callback of one session's connection is given. The
+ * library calls it on a thread of its own, maybe late (after the session
+ * stopped waiting for it, after a later session began, after the bridge
+ * was destroyed): so it holds a reference of its own, and the session lets
+ * go of the bridge in it before moving on. */
+struct session_closure {
+    pthread_mutex_t mu;
+    int refs;      /* mu: the session's, and the library's once connected */
+    rre_bridge *b; /* mu: NULL once the session let go */
+};
+
+static struct session_closure *closure_new(rre_bridge *b)
+{
+    struct session_closure *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    c->refs = 1;
+    c->b = b;
+    return c;
+}
+
+/* Drops a reference; the last one frees it. `detach`: the session lets go
+ * of the bridge, so a late callback touches nothing. */
+static void closure_release(struct session_closure *c, bool detach)
+{
+    pthread_mutex_lock(&c->mu);
+    if (detach)
+        c->b = NULL;
+    int refs = --c->refs;
+    pthread_mutex_unlock(&c->mu);
+    if (refs == 0) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+    }
+}
+
 /* The connection is gone (the library does not reconnect it: see
  * make_options()). Ends the session; rre_bridge_run() connects anew. */
 static void on_closed(natsConnection *nc, void *closure)
 {
     (void)nc;
-    rre_bridge *b = closure;
-    atomic_store(&b->connected, false);
-    atomic_store(&b->session_over, true);
-    /* The last touch of the bridge: end_session() waits for it before the
-     * connection (and maybe the bridge) goes away. */
-    lock(b);
-    b->closed_seen = true;
-    pthread_cond_broadcast(&b->cv);
-    unlock(b);
+    struct session_closure *c = closure;
+    pthread_mutex_lock(&c->mu);
+    rre_bridge *b = c->b;
+    if (b != NULL) {
+        atomic_store(&b->connected, false);
+        atomic_store(&b->session_over, true);
+        /* end_session() waits for this before the connection goes away. */
+        lock(b);
+        b->closed_seen = true;
+        pthread_cond_broadcast(&b->cv);
+        unlock(b);
+    }
+    pthread_mutex_unlock(&c->mu);
+    closure_release(c, false); /* the library's reference */
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -808,8 +851,6 @@ static rre_status make_options(rre_bridge *b, natsOptions **out)
         s = natsOptions_SetPingInterval(o, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetMaxPingsOut(o, 3);
-    if (s == NATS_OK)
-        s = natsOptions_SetClosedCB(o, on_closed, b);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(o, on_async_error, b);
     if (s == NATS_OK && b->user != NULL)
@@ -2010,13 +2051,25 @@ static rre_status connect_nats(rre_bridge *b, natsOptions *no)
         lock(b);
         b->closed_seen = false;
         unlock(b);
+        /* A closure of this session's own for the closed callback (the
+         * connection takes a copy of the options as they are now). */
+        struct session_closure *c = closure_new(b);
+        natsStatus s = c != NULL ? natsOptions_SetClosedCB(no, on_closed, c) : NATS_NO_MEMORY;
         natsConnection *nc = NULL;
-        natsStatus s = natsConnection_Connect(&nc, no);
+        if (s == NATS_OK) {
+            c->refs++; /* the connection's, given back by on_closed() */
+            s = natsConnection_Connect(&nc, no);
+            if (s != NATS_OK)
+                c->refs--; /* a connection that failed never calls it */
+        }
         if (s == NATS_OK) {
             b->nc = nc;
+            b->closure = c;
             atomic_store(&b->connected, true);
             return RRE_OK;
         }
+        if (c != NULL)
+            closure_release(c, true);
         rre_status st = nats_error(s, 0, "connecting to NATS");
         if (s == NATS_PROTOCOL_ERROR && connect_failure_is_fatal(b, s))
             st = rre__error(RRE_ENATS,
@@ -2068,7 +2121,18 @@ static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
             }
             pthread_cond_timedwait(&b->cv, &b->mu, &ts);
         }
+        bool seen = b->closed_seen;
         unlock(b);
+        if (!seen)
+            rre__log(RRE_LOG_WARN, "bridge",
+                     "the NATS library did not report the connection closed within 10 s; "
+                     "going on without it");
+    }
+    if (b->closure != NULL) {
+        /* From here on a late closed callback of this connection touches
+         * nothing of the bridge. */
+        closure_release(b->closure, true);
+        b->closure = NULL;
     }
     jsCtx_Destroy(b->js);
     b->js = NULL;
