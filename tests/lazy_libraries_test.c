@@ -2,7 +2,9 @@
  * lazy_libraries_test.c - libcrypto and libnats are opened on first use: a
  * process that only consumes rows this library wrote (their hashes are
  * stored) maps neither them nor libssl; the first hash maps libcrypto, the
- * first bridge libnats.
+ * first bridge libnats; and when the library found under that name is not
+ * one that has the functions, the call that needed it fails with a
+ * message naming it.
  *
  * Each check runs in a fresh program (this one, started again with
  * --child), since a forked child would inherit what the test has mapped.
@@ -48,9 +50,56 @@ static rre_status count(const rre_event *ev, void *user_data)
     return RRE_OK;
 }
 
+/* --child DB hash-missing|bridge-missing: run with the stand-ins first on
+ * LD_LIBRARY_PATH, the call that needs the library fails with its status
+ * and a message naming it; nothing crashes. */
+static int child_missing(const char *db, const char *what)
+{
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = db;
+    qo.maintenance_interval_ms = -1;
+    rre_queue *q = NULL;
+    if (rre_queue_create(&q, &qo) != RRE_OK)
+        return fail_child("opening the queue", rre_last_error());
+    rre_status st;
+    const char *soname;
+    rre_status want;
+    if (strcmp(what, "hash-missing") == 0) {
+        uint8_t hash[RRE_HASH_SIZE];
+        json_t *p = json_pack("{s:i}", "n", 1);
+        st = rre_content_hash(RRE_EV_ELO_UPDATED, p, hash);
+        /* Every later hash says the same, and so does a publish. */
+        if (st == rre_content_hash(RRE_EV_ELO_UPDATED, p, hash) && st != RRE_OK)
+            st = rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "t", NULL, NULL, NULL);
+        json_decref(p);
+        soname = RRE_TEST_LIBCRYPTO_SONAME;
+        want = RRE_ECRYPTO;
+    } else {
+        rre_bridge_options bo;
+        rre_bridge_options_init(&bo);
+        bo.servers = "nats://127.0.0.1:1";
+        bo.host = "lazyhost";
+        rre_bridge *b = NULL;
+        st = rre_bridge_create(&b, q, &bo);
+        if (st == RRE_OK)
+            rre_bridge_destroy(b);
+        soname = RRE_TEST_LIBNATS_SONAME;
+        want = RRE_ENATS;
+    }
+    if (st != want)
+        return fail_child("not the status expected", rre_status_name(st));
+    if (strstr(rre_last_error(), soname) == NULL)
+        return fail_child("the message does not name the library", rre_last_error());
+    rre_queue_destroy(q);
+    return 0;
+}
+
 /* --child DB consume|hash|bridge */
 static int child(const char *db, const char *what)
 {
+    if (strstr(what, "-missing") != NULL)
+        return child_missing(db, what);
     rre_queue_options qo;
     rre_queue_options_init(&qo);
     qo.path = db;
@@ -108,6 +157,8 @@ static int run_child(const char *db, const char *what)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        if (strstr(what, "-missing") != NULL)
+            setenv("LD_LIBRARY_PATH", RRE_TEST_FAKE_LIBS, 1);
         execl("/proc/self/exe", "lazy_libraries_test", "--child", db, what, (char *)NULL);
         _exit(127);
     }
@@ -171,6 +222,28 @@ static void test_the_first_bridge_maps_libnats(void **state)
     free(dir);
 }
 
+static void test_a_hash_without_a_usable_libcrypto_fails_naming_it(void **state)
+{
+    (void)state;
+    char *dir;
+    char *db = filled_queue(&dir);
+    assert_int_equal(run_child(db, "hash-missing"), 0);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_a_bridge_without_a_usable_libnats_fails_naming_it(void **state)
+{
+    (void)state;
+    char *dir;
+    char *db = filled_queue(&dir);
+    assert_int_equal(run_child(db, "bridge-missing"), 0);
+    free(db);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--child") == 0)
@@ -179,6 +252,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_a_consumer_of_stored_rows_maps_no_crypto_nor_nats),
         cmocka_unit_test(test_the_first_hash_maps_libcrypto_and_not_libnats),
         cmocka_unit_test(test_the_first_bridge_maps_libnats),
+        cmocka_unit_test(test_a_hash_without_a_usable_libcrypto_fails_naming_it),
+        cmocka_unit_test(test_a_bridge_without_a_usable_libnats_fails_naming_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
