@@ -27,12 +27,12 @@ Handlers may be plain functions or `async def` functions:
   thread-safely. A coroutine that raises is reported as HANDLER_FAILED.
 """
 
-import asyncio
 import ctypes
 import enum
 import inspect
 import logging
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -288,10 +288,7 @@ class Router:
         sub.handler = handler
         sub.is_coro = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None))
-        try:
-            sub.loop = asyncio.get_running_loop()
-        except RuntimeError:
-            sub.loop = None
+        sub.loop = _running_loop()
         sub.name = name or getattr(handler, "__qualname__", None) or repr(handler)
         sub.name = sub.name[:120]
         if self._retry_handlers:
@@ -368,6 +365,8 @@ class Router:
         publish started on the running loop."""
         ev, coros = self._publish(event_type, payload, source, timestamp, trace_id,
                                   local_only, dedup)
+        import asyncio  # imported already: this coroutine runs on its loop
+
         loop = asyncio.get_running_loop()
         waits = []
         for coro, sub in coros:
@@ -544,25 +543,32 @@ async def _guarded(sub, coro):
         _report_async_failure(sub, coro, e)
 
 
+def _running_loop():
+    """The asyncio loop running in this thread, or None. asyncio is not
+    imported for it (no loop can run before it is), so that `import rre`
+    does not load asyncio, and with it the ssl module and OpenSSL: several
+    MiB a daemon without coroutines does not need."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        return aio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _schedule(sub, coro, fallback_loop):
-    loop = sub.loop or fallback_loop
-    if loop is None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+    loop = sub.loop or fallback_loop or _running_loop()
     if loop is None or loop.is_closed():
         log.warning("rre: coroutine handler %s has no running event loop; the event is "
                     "dropped for it", sub.name)
         coro.close()
         return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
+    if _running_loop() is loop:
         loop.create_task(_guarded(sub, coro))
     else:
+        import asyncio  # imported already: `loop` is one of its loops
+
         try:
             asyncio.run_coroutine_threadsafe(_guarded(sub, coro), loop)
         except RuntimeError:  # the loop closed meanwhile

@@ -336,3 +336,33 @@ def test_local_events_carry_the_host_name_the_queue_writes(db):
         r.publish_sync("ELO_UPDATED", {"x": 1})
         assert r.queue.hostname == "gpu-07.cluster"
     assert got[0].hostname == "gpu-07.cluster"
+
+
+def test_import_rre_loads_neither_asyncio_nor_ssl_and_coroutines_work_after(db, tmp_path):
+    """`import rre` and get_router() leave asyncio (and with it ssl and
+    OpenSSL, several MiB) unloaded; a daemon that imports asyncio afterwards
+    still gets its coroutine handlers called on its loop."""
+    script = tmp_path / "late_asyncio.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "import rre\n"
+        "from rre.event_router import get_router\n"
+        "r = get_router(db_path=%r)\n"
+        "print('loaded', 'asyncio' in sys.modules, 'ssl' in sys.modules, flush=True)\n"
+        "import asyncio\n"
+        "got = []\n"
+        "async def handler(ev):\n"
+        "    await asyncio.sleep(0)\n"
+        "    got.append(ev.event_type)\n"
+        "async def main():\n"
+        "    r.subscribe('TRAINING_STARTED', handler)\n"
+        "    await r.publish('TRAINING_STARTED', {'config_key': 'hex8_2p', 'job_id': 'j'})\n"
+        "asyncio.run(main())\n"
+        "print('got', got, flush=True)\n" % (os.path.dirname(os.path.dirname(__file__)), db))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "loaded False False"
+    assert lines[1] == "got ['TRAINING_STARTED']"
