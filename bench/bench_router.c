@@ -91,6 +91,50 @@ static int counting_handler(const rre_event *ev, void *user_data)
     return 0;
 }
 
+/* Payloads in batches: the current one, being published, and the one
+ * before it, released only once the current one was published (see BATCH). */
+struct batches {
+    json_t **batch, **previous;
+    long previous_n;
+};
+
+static void batches_init(struct batches *b)
+{
+    b->batch = malloc(BATCH * sizeof *b->batch);
+    b->previous = malloc(BATCH * sizeof *b->previous);
+    b->previous_n = 0;
+    if (b->batch == NULL || b->previous == NULL)
+        exit(1);
+}
+
+/* Releases the batch before the current one, which becomes the previous. */
+static void batches_rotate(struct batches *b, long n)
+{
+    for (long i = 0; i < b->previous_n; i++)
+        json_decref(b->previous[i]);
+    json_t **swap = b->previous;
+    b->previous = b->batch;
+    b->batch = swap;
+    b->previous_n = n;
+}
+
+static void batches_free(struct batches *b)
+{
+    batches_rotate(b, 0);
+    free(b->batch);
+    free(b->previous);
+}
+
+static void publish_all(rre_router *r, json_t **payloads, long n)
+{
+    for (long i = 0; i < n; i++)
+        if (rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, payloads[i], NULL, NULL) !=
+            RRE_OK) {
+            fprintf(stderr, "bench_router: publish failed: %s\n", rre_last_error());
+            exit(1);
+        }
+}
+
 /* One publishing thread of the multi-thread figure. Like run(), it builds
  * its payloads in batches outside the clock: every thread builds a batch,
  * all start publishing theirs together, and the clock runs from that start
@@ -104,33 +148,19 @@ struct publisher {
 static void *publisher_main(void *arg)
 {
     struct publisher *p = arg;
-    json_t **batch = malloc(BATCH * sizeof *batch);
-    json_t **previous = malloc(BATCH * sizeof *previous);
-    long previous_n = 0;
+    struct batches b;
+    batches_init(&b);
     for (long done = 0; done < p->n;) {
         long n = p->n - done < BATCH ? p->n - done : BATCH;
         for (long i = 0; i < n; i++)
-            batch[i] = payload(p->first + done + i);
+            b.batch[i] = payload(p->first + done + i);
         pthread_barrier_wait(p->built);
-        for (long i = 0; i < n; i++)
-            if (rre_router_publish_type(p->r, RRE_EV_TRAINING_COMPLETED, batch[i], NULL, NULL) !=
-                RRE_OK) {
-                fprintf(stderr, "bench_router: publish failed: %s\n", rre_last_error());
-                exit(1);
-            }
+        publish_all(p->r, b.batch, n);
         pthread_barrier_wait(p->done);
-        for (long i = 0; i < previous_n; i++)
-            json_decref(previous[i]);
-        json_t **swap = previous;
-        previous = batch;
-        batch = swap;
-        previous_n = n;
+        batches_rotate(&b, n);
         done += n;
     }
-    for (long i = 0; i < previous_n; i++)
-        json_decref(previous[i]);
-    free(batch);
-    free(previous);
+    batches_free(&b);
     return NULL;
 }
 
@@ -194,43 +224,28 @@ enum mode { HASH_ONLY, PUBLISH };
  * same content (the first publish is accepted, the rest are dropped). */
 static double run(enum mode mode, rre_router *r, long events, bool duplicates, long *first_n)
 {
-    json_t **batch = malloc(BATCH * sizeof *batch);
-    json_t **previous = malloc(BATCH * sizeof *previous);
-    long previous_n = 0;
+    struct batches b;
+    batches_init(&b);
     double spent = 0;
     uint8_t hash[RRE_HASH_SIZE];
-    long done = 0;
-    while (done < events) {
+    for (long done = 0; done < events;) {
         long n = events - done < BATCH ? events - done : BATCH;
         for (long i = 0; i < n; i++)
-            batch[i] = payload(duplicates ? 0 : *first_n + done + i);
+            b.batch[i] = payload(duplicates ? 0 : *first_n + done + i);
         double t0 = now_seconds();
         if (mode == HASH_ONLY) {
             for (long i = 0; i < n; i++)
-                if (rre_content_hash(RRE_EV_TRAINING_COMPLETED, batch[i], hash) != RRE_OK)
+                if (rre_content_hash(RRE_EV_TRAINING_COMPLETED, b.batch[i], hash) != RRE_OK)
                     exit(1);
         } else {
-            for (long i = 0; i < n; i++)
-                if (rre_router_publish_type(r, RRE_EV_TRAINING_COMPLETED, batch[i], NULL, NULL) !=
-                    RRE_OK) {
-                    fprintf(stderr, "bench_router: publish failed: %s\n", rre_last_error());
-                    exit(1);
-                }
+            publish_all(r, b.batch, n);
         }
         spent += now_seconds() - t0;
-        for (long i = 0; i < previous_n; i++)
-            json_decref(previous[i]);
-        json_t **swap = previous;
-        previous = batch;
-        batch = swap;
-        previous_n = n;
+        batches_rotate(&b, n);
         done += n;
     }
-    for (long i = 0; i < previous_n; i++)
-        json_decref(previous[i]);
+    batches_free(&b);
     *first_n += events;
-    free(batch);
-    free(previous);
     return spent;
 }
 

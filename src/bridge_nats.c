@@ -102,20 +102,9 @@
     X(natsSubscription_Unsubscribe)                                                                \
     X(nats_GetLastError)
 
-#define NATS_INDEX(f) NATSFN_##f,
-#define NATS_NAME(f) #f,
-enum { NATS_FUNCTIONS(NATS_INDEX) NATSFN_COUNT };
-static const char *const nats_names[] = {NATS_FUNCTIONS(NATS_NAME)};
-static void *nats_fn[NATSFN_COUNT];
-static struct rre__dynlib nats_lib = {RRE_LIBNATS_SONAME, nats_names, nats_fn, NATSFN_COUNT,
-                                      PTHREAD_ONCE_INIT,  RRE_OK,     ""};
+RRE__DYNLIB_DEFINE(nats_lib, NATS_FUNCTIONS, RRE_LIBNATS_SONAME, RRE_ENATS)
 
-static void nats_open(void)
-{
-    rre__dynlib_open(&nats_lib, RRE_ENATS);
-}
-
-#define NATS_CALL(f) ((__typeof__(f) *)nats_fn[NATSFN_##f])
+#define NATS_CALL(f) RRE__DYNLIB_CALL(nats_lib, f)
 #define jsConsumerConfig_Init NATS_CALL(jsConsumerConfig_Init)
 #define jsConsumerInfo_Destroy NATS_CALL(jsConsumerInfo_Destroy)
 #define jsCtx_Destroy NATS_CALL(jsCtx_Destroy)
@@ -581,7 +570,7 @@ rre_status rre_bridge_create(rre_bridge **out, rre_queue *queue, const rre_bridg
     rre_status checked = rre_bridge_options_check(opts);
     if (checked != RRE_OK)
         return checked;
-    checked = rre__dynlib_load(&nats_lib, nats_open);
+    checked = rre__dynlib_load(&nats_lib, nats_lib_open);
     if (checked != RRE_OK)
         return checked;
     const char *host = opts->host != NULL ? opts->host : rre_queue_hostname(queue);

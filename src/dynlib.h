@@ -39,4 +39,24 @@ void rre__dynlib_open(struct rre__dynlib *lib, rre_status fail_status);
  * the library is loaded, else its failure as the calling thread's error. */
 rre_status rre__dynlib_load(struct rre__dynlib *lib, void (*once_fn)(void));
 
+/* Defines, in one source file, the library `lib` (a struct rre__dynlib
+ * opening `soname`, failing with `fail_status`), a pointer for each
+ * function that LIST(X) names, and `lib##_open`, its pthread_once function:
+ * rre__dynlib_load(&lib, lib##_open) loads it. Then RRE__DYNLIB_CALL(lib,
+ * f) is f's resolved pointer, typed as f's prototype (the source then
+ * redirects each name to it with a #define of its own). */
+#define RRE__DYNLIB_INDEX(f) RRE__FN_##f,
+#define RRE__DYNLIB_NAME(f) #f,
+#define RRE__DYNLIB_DEFINE(lib, LIST, soname, fail_status)                                         \
+    enum { LIST(RRE__DYNLIB_INDEX) RRE__FN_COUNT_##lib };                                          \
+    static const char *const lib##_names[] = {LIST(RRE__DYNLIB_NAME)};                             \
+    static void *lib##_fn[RRE__FN_COUNT_##lib];                                                    \
+    static struct rre__dynlib lib = {                                                              \
+        (soname), lib##_names, lib##_fn, RRE__FN_COUNT_##lib, PTHREAD_ONCE_INIT, RRE_OK, ""};      \
+    static void lib##_open(void)                                                                   \
+    {                                                                                              \
+        rre__dynlib_open(&lib, (fail_status));                                                     \
+    }
+#define RRE__DYNLIB_CALL(lib, f) ((__typeof__(f) *)lib##_fn[RRE__FN_##f])
+
 #endif

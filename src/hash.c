@@ -36,20 +36,9 @@
     X(ERR_error_string_n)                                                                          \
     X(ERR_clear_error)
 
-#define CRYPTO_INDEX(f) CRYPTO_##f,
-#define CRYPTO_NAME(f) #f,
-enum { CRYPTO_FUNCTIONS(CRYPTO_INDEX) CRYPTO_COUNT };
-static const char *const crypto_names[] = {CRYPTO_FUNCTIONS(CRYPTO_NAME)};
-static void *crypto_fn[CRYPTO_COUNT];
-static struct rre__dynlib crypto_lib = {RRE_LIBCRYPTO_SONAME, crypto_names, crypto_fn, CRYPTO_COUNT,
-                                        PTHREAD_ONCE_INIT, RRE_OK, ""};
+RRE__DYNLIB_DEFINE(crypto_lib, CRYPTO_FUNCTIONS, RRE_LIBCRYPTO_SONAME, RRE_ECRYPTO)
 
-static void crypto_open(void)
-{
-    rre__dynlib_open(&crypto_lib, RRE_ECRYPTO);
-}
-
-#define CRYPTO_CALL(f) ((__typeof__(f) *)crypto_fn[CRYPTO_##f])
+#define CRYPTO_CALL(f) RRE__DYNLIB_CALL(crypto_lib, f)
 #define OPENSSL_init_crypto CRYPTO_CALL(OPENSSL_init_crypto)
 #define EVP_MD_fetch CRYPTO_CALL(EVP_MD_fetch)
 #define EVP_MD_CTX_new CRYPTO_CALL(EVP_MD_CTX_new)
@@ -75,7 +64,7 @@ static void free_thread_ctx(void *ctx)
 
 static void sha256_init(void)
 {
-    if (rre__dynlib_load(&crypto_lib, crypto_open) != RRE_OK)
+    if (rre__dynlib_load(&crypto_lib, crypto_lib_open) != RRE_OK)
         return; /* sha256_md stays NULL: every hash reports the load's failure */
     /* The content hash needs SHA-256 from the default provider only: the
      * system's openssl.cnf (providers, engines, policies for TLS) is not
@@ -117,7 +106,7 @@ rre_status rre__sha256(const void *data, size_t len, uint8_t out[RRE_HASH_SIZE])
 {
     pthread_once(&sha256_once, sha256_init);
     if (crypto_lib.status != RRE_OK) /* libcrypto could not be loaded: say why */
-        return rre__dynlib_load(&crypto_lib, crypto_open);
+        return rre__dynlib_load(&crypto_lib, crypto_lib_open);
     if (sha256_md == NULL)
         return crypto_error("fetching the digest");
     EVP_MD_CTX *ctx = get_thread_ctx();

@@ -81,17 +81,6 @@ static rre_status delete_batches(rre_queue *q, sqlite3 *db, struct exec_ctx *c, 
     }
 }
 
-static int64_t query_int(sqlite3 *db, const char *sql, int64_t fallback)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = fallback;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_type(st, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* Collects up to `cap` subscriber ids matching `sql` (one double bound). */
 static size_t collect_ids(sqlite3 *db, const char *sql, double bound, char **ids, size_t cap)
 {
@@ -168,9 +157,10 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
 
     /* Acks and poison records below the oldest remaining event belong to
      * deleted events. */
-    int64_t min_live = query_int(db, "SELECT min(event_id) FROM events", -1);
+    int64_t min_live = rre__queue_query_int(db, "SELECT min(event_id) FROM events", -1);
     if (min_live < 0)
-        min_live = query_int(db, "SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'", 0);
+        min_live = rre__queue_query_int(
+            db, "SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'", 0);
     if (st == RRE_OK && min_live > 0) {
         struct exec_ctx ac = {.sql = "DELETE FROM acks WHERE rowid IN (SELECT rowid FROM acks"
                                      " WHERE event_id < ? LIMIT ?)",

@@ -607,19 +607,23 @@ static bool schema_present(sqlite3 *db, bool *ok)
     return present;
 }
 
+int64_t rre__queue_query_int(sqlite3 *db, const char *sql, int64_t fallback)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = fallback;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
 /* Refuses to write a file whose layout of our tables is later than this
  * library's: its processes would not see each other's dedup hashes. */
 static rre_status check_version(rre_queue *q, sqlite3 *db)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t version = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key ="
-                           " 'schema_version'",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    int64_t version = rre__queue_query_int(
+        db, "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key = 'schema_version'", 0);
     if (version <= SCHEMA_VERSION)
         return RRE_OK;
     if (q->read_only) {

@@ -194,6 +194,10 @@ rre_status rre__queue_connect(const rre_queue *q, sqlite3 **out, int cache_kib);
  * "<what>: <sqlite message>". */
 rre_status rre__queue_sqlite_error(sqlite3 *db, int rc, const char *what);
 
+/* The first column of the first row of `sql` as an integer; `fallback`
+ * when the statement fails, returns no row or a NULL. */
+int64_t rre__queue_query_int(sqlite3 *db, const char *sql, int64_t fallback);
+
 /* True for SQLITE_BUSY and SQLITE_LOCKED in any extended form. */
 bool rre__queue_is_busy(int rc);
 

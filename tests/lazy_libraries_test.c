@@ -50,40 +50,61 @@ static rre_status count(const rre_event *ev, void *user_data)
     return RRE_OK;
 }
 
-/* --child DB hash-missing|bridge-missing: run with the stand-ins first on
- * LD_LIBRARY_PATH, the call that needs the library fails with its status
- * and a message naming it; nothing crashes. */
-static int child_missing(const char *db, const char *what)
+static rre_queue *open_queue(const char *db)
 {
     rre_queue_options qo;
     rre_queue_options_init(&qo);
     qo.path = db;
     qo.maintenance_interval_ms = -1;
     rre_queue *q = NULL;
-    if (rre_queue_create(&q, &qo) != RRE_OK)
-        return fail_child("opening the queue", rre_last_error());
-    rre_status st;
+    return rre_queue_create(&q, &qo) == RRE_OK ? q : NULL;
+}
+
+static rre_status hash_one(void)
+{
+    uint8_t hash[RRE_HASH_SIZE];
+    json_t *p = json_pack("{s:i}", "n", 1);
+    rre_status st = rre_content_hash(RRE_EV_ELO_UPDATED, p, hash);
+    json_decref(p);
+    return st;
+}
+
+/* Makes (and destroys) a bridge on `q`, never connected: it is not run. */
+static rre_status make_bridge(rre_queue *q, bool *nats_mapped)
+{
+    rre_bridge_options bo;
+    rre_bridge_options_init(&bo);
+    bo.servers = "nats://127.0.0.1:1";
+    bo.host = "lazyhost";
+    rre_bridge *b = NULL;
+    rre_status st = rre_bridge_create(&b, q, &bo);
+    *nats_mapped = mapped("libnats") != NULL;
+    if (st == RRE_OK)
+        rre_bridge_destroy(b);
+    return st;
+}
+
+/* --child DB hash-missing|bridge-missing: run with the stand-ins first on
+ * LD_LIBRARY_PATH, the call that needs the library fails with its status
+ * and a message naming it; nothing crashes. */
+static int child_missing(rre_queue *q, const char *what)
+{
+    rre_status st, want;
     const char *soname;
-    rre_status want;
     if (strcmp(what, "hash-missing") == 0) {
-        uint8_t hash[RRE_HASH_SIZE];
-        json_t *p = json_pack("{s:i}", "n", 1);
-        st = rre_content_hash(RRE_EV_ELO_UPDATED, p, hash);
+        st = hash_one();
         /* Every later hash says the same, and so does a publish. */
-        if (st == rre_content_hash(RRE_EV_ELO_UPDATED, p, hash) && st != RRE_OK)
+        if (hash_one() != st)
+            return fail_child("a second hash fails otherwise", rre_last_error());
+        json_t *p = json_pack("{s:i}", "n", 1);
+        if (st != RRE_OK)
             st = rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "t", NULL, NULL, NULL);
         json_decref(p);
         soname = RRE_TEST_LIBCRYPTO_SONAME;
         want = RRE_ECRYPTO;
     } else {
-        rre_bridge_options bo;
-        rre_bridge_options_init(&bo);
-        bo.servers = "nats://127.0.0.1:1";
-        bo.host = "lazyhost";
-        rre_bridge *b = NULL;
-        st = rre_bridge_create(&b, q, &bo);
-        if (st == RRE_OK)
-            rre_bridge_destroy(b);
+        bool nats_mapped;
+        st = make_bridge(q, &nats_mapped);
         soname = RRE_TEST_LIBNATS_SONAME;
         want = RRE_ENATS;
     }
@@ -91,22 +112,12 @@ static int child_missing(const char *db, const char *what)
         return fail_child("not the status expected", rre_status_name(st));
     if (strstr(rre_last_error(), soname) == NULL)
         return fail_child("the message does not name the library", rre_last_error());
-    rre_queue_destroy(q);
     return 0;
 }
 
-/* --child DB consume|hash|bridge */
-static int child(const char *db, const char *what)
+/* --child DB consume|hash|bridge: consumes the stored rows first. */
+static int child_consume(rre_queue *q, const char *what)
 {
-    if (strstr(what, "-missing") != NULL)
-        return child_missing(db, what);
-    rre_queue_options qo;
-    rre_queue_options_init(&qo);
-    qo.path = db;
-    qo.maintenance_interval_ms = -1;
-    rre_queue *q = NULL;
-    if (rre_queue_create(&q, &qo) != RRE_OK)
-        return fail_child("opening the queue", rre_last_error());
     rre_subscriber_options so;
     rre_subscriber_options_init(&so);
     so.name = "lazy";
@@ -117,6 +128,7 @@ static int child(const char *db, const char *what)
     for (int i = 0; i < 100 && got < EVENTS; i++)
         if (rre_subscriber_poll(s, 1000, 0, count, &got, NULL) != RRE_OK)
             return fail_child("polling", rre_last_error());
+    rre_subscriber_destroy(s);
     if (got != EVENTS)
         return fail_child("not every event came", NULL);
     /* Consuming stored rows needs neither library. */
@@ -125,31 +137,30 @@ static int child(const char *db, const char *what)
         if (mapped(names[i]) != NULL)
             return fail_child("mapped while only consuming", mapped(names[i]));
     if (strcmp(what, "hash") == 0) {
-        uint8_t hash[RRE_HASH_SIZE];
-        json_t *p = json_pack("{s:i}", "n", 1);
-        rre_status st = rre_content_hash(RRE_EV_ELO_UPDATED, p, hash);
-        json_decref(p);
-        if (st != RRE_OK)
+        if (hash_one() != RRE_OK)
             return fail_child("hashing", rre_last_error());
         if (mapped("libcrypto") == NULL)
             return fail_child("libcrypto is not mapped after a hash", NULL);
         if (mapped("libnats") != NULL)
             return fail_child("libnats is mapped after a hash", NULL);
     } else if (strcmp(what, "bridge") == 0) {
-        rre_bridge_options bo;
-        rre_bridge_options_init(&bo);
-        bo.servers = "nats://127.0.0.1:1"; /* never connected to: the bridge is not run */
-        bo.host = "lazyhost";
-        rre_bridge *b = NULL;
-        if (rre_bridge_create(&b, q, &bo) != RRE_OK)
+        bool nats_mapped;
+        if (make_bridge(q, &nats_mapped) != RRE_OK)
             return fail_child("making a bridge", rre_last_error());
-        if (mapped("libnats") == NULL)
+        if (!nats_mapped)
             return fail_child("libnats is not mapped after making a bridge", NULL);
-        rre_bridge_destroy(b);
     }
-    rre_subscriber_destroy(s);
-    rre_queue_destroy(q);
     return 0;
+}
+
+static int child(const char *db, const char *what)
+{
+    rre_queue *q = open_queue(db);
+    if (q == NULL)
+        return fail_child("opening the queue", rre_last_error());
+    int rc = strstr(what, "-missing") != NULL ? child_missing(q, what) : child_consume(q, what);
+    rre_queue_destroy(q);
+    return rc;
 }
 
 static int run_child(const char *db, const char *what)
@@ -173,12 +184,8 @@ static char *filled_queue(char **dir)
     char *db = malloc(600);
     assert_non_null(db);
     snprintf(db, 600, "%s/events.db", *dir);
-    rre_queue_options qo;
-    rre_queue_options_init(&qo);
-    qo.path = db;
-    qo.maintenance_interval_ms = -1;
-    rre_queue *q = NULL;
-    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_queue *q = open_queue(db);
+    assert_non_null(q);
     for (int i = 0; i < EVENTS; i++) {
         json_t *p = json_pack("{s:s, s:i}", "config_key", "hex8_2p", "n", i);
         assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "test", NULL, NULL, NULL),
@@ -189,59 +196,45 @@ static char *filled_queue(char **dir)
     return db;
 }
 
-static void test_a_consumer_of_stored_rows_maps_no_crypto_nor_nats(void **state)
+/* Runs the child check `what` against a queue of stored rows. */
+static void check_in_child(const char *what)
 {
-    (void)state;
     char *dir;
     char *db = filled_queue(&dir);
-    assert_int_equal(run_child(db, "consume"), 0);
+    assert_int_equal(run_child(db, what), 0);
     free(db);
     tu_rmtree(dir);
     free(dir);
+}
+
+static void test_a_consumer_of_stored_rows_maps_no_crypto_nor_nats(void **state)
+{
+    (void)state;
+    check_in_child("consume");
 }
 
 static void test_the_first_hash_maps_libcrypto_and_not_libnats(void **state)
 {
     (void)state;
-    char *dir;
-    char *db = filled_queue(&dir);
-    assert_int_equal(run_child(db, "hash"), 0);
-    free(db);
-    tu_rmtree(dir);
-    free(dir);
+    check_in_child("hash");
 }
 
 static void test_the_first_bridge_maps_libnats(void **state)
 {
     (void)state;
-    char *dir;
-    char *db = filled_queue(&dir);
-    assert_int_equal(run_child(db, "bridge"), 0);
-    free(db);
-    tu_rmtree(dir);
-    free(dir);
+    check_in_child("bridge");
 }
 
 static void test_a_hash_without_a_usable_libcrypto_fails_naming_it(void **state)
 {
     (void)state;
-    char *dir;
-    char *db = filled_queue(&dir);
-    assert_int_equal(run_child(db, "hash-missing"), 0);
-    free(db);
-    tu_rmtree(dir);
-    free(dir);
+    check_in_child("hash-missing");
 }
 
 static void test_a_bridge_without_a_usable_libnats_fails_naming_it(void **state)
 {
     (void)state;
-    char *dir;
-    char *db = filled_queue(&dir);
-    assert_int_equal(run_child(db, "bridge-missing"), 0);
-    free(db);
-    tu_rmtree(dir);
-    free(dir);
+    check_in_child("bridge-missing");
 }
 
 int main(int argc, char **argv)

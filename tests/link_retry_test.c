@@ -257,17 +257,24 @@ static void test_local_only_failures_are_not_kept(void **state)
     node_close(&n);
 }
 
-static void test_handler_retries_need_a_durable_name(void **state)
+/* A router and a queue on db_path without its maintenance thread, not
+ * linked yet. */
+static void open_router_and_queue(rre_router **r, rre_queue **q)
 {
-    (void)state;
     rre_queue_options qo;
     rre_queue_options_init(&qo);
     qo.path = db_path;
     qo.maintenance_interval_ms = -1;
+    assert_int_equal(rre_router_create(r, NULL), RRE_OK);
+    assert_int_equal(rre_queue_create(q, &qo), RRE_OK);
+}
+
+static void test_handler_retries_need_a_durable_name(void **state)
+{
+    (void)state;
     rre_router *r = NULL;
     rre_queue *q = NULL;
-    assert_int_equal(rre_router_create(&r, NULL), RRE_OK);
-    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    open_router_and_queue(&r, &q);
     rre_link_options lo = {.flags = RRE_LINK_HANDLER_RETRIES};
     rre_link *l = NULL;
     assert_int_equal(rre_link_create(&l, r, q, &lo), RRE_EINVAL);
@@ -300,14 +307,9 @@ static int noop(const rre_event *ev, void *user_data)
 static void test_handlers_sharing_events_need_distinct_names_with_retries(void **state)
 {
     (void)state;
-    rre_queue_options qo;
-    rre_queue_options_init(&qo);
-    qo.path = db_path;
-    qo.maintenance_interval_ms = -1;
     rre_router *r = NULL;
     rre_queue *q = NULL;
-    assert_int_equal(rre_router_create(&r, NULL), RRE_OK);
-    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    open_router_and_queue(&r, &q);
     rre_subscription_id a, b;
     assert_int_equal(rre_router_subscribe(r, RRE_EV_TRAINING_COMPLETED, "h", noop, NULL, &a),
                      RRE_OK);

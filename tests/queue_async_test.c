@@ -61,31 +61,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
-}
-
 /* Events one thread offers while writes are held: past the bound of
  * 65,536 waiting events and a writer's group of 4,096. */
 #define RRE_TEST_FLOOD 75000
@@ -153,11 +128,12 @@ static void test_accepted_events_are_stored_in_order_and_each_completion_runs_on
         if (i > 0)
             assert_true(g.ids[i] > g.ids[i - 1]);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), N);
     /* The stored order is the accepted order. */
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events a JOIN events b ON b.event_id ="
-                                      " a.event_id + 1 WHERE json_extract(b.payload, '$.seq') <>"
-                                      " json_extract(a.payload, '$.seq') + 1"),
+    assert_int_equal(tu_sql_int(f->path,
+                                "SELECT count(*) FROM events a JOIN events b ON b.event_id ="
+                                " a.event_id + 1 WHERE json_extract(b.payload, '$.seq') <>"
+                                " json_extract(a.payload, '$.seq') + 1"),
                      0);
 }
 
@@ -171,7 +147,7 @@ static void test_duplicate_is_reported_by_its_completion_with_the_first_id(void 
     assert_false(g.dup[0]);
     assert_true(g.dup[1]);
     assert_int_equal(g.ids[1], g.ids[0]);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 1);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 1);
 }
 
 static void test_bad_input_is_refused_at_the_call_and_nothing_is_queued(void **state)
@@ -207,7 +183,7 @@ static void test_bad_input_is_refused_at_the_call_and_nothing_is_queued(void **s
     json_decref(obj);
     assert_int_equal(rre_queue_flush(f->q, 0), RRE_OK);
     assert_int_equal(g.n, 0);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 0);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 0);
 }
 
 /* A transaction that fails fails its events' completions, and the next
@@ -216,8 +192,8 @@ static void test_failed_commit_is_reported_to_completions_and_to_flush(void **st
 {
     struct fixture *f = *state;
     reset();
-    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
-                      " SELECT RAISE(ABORT, 'refused by the test'); END");
+    tu_sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+                         " SELECT RAISE(ABORT, 'refused by the test'); END");
     for (int i = 0; i < 10; i++)
         assert_int_equal(publish_seq(f->q, "refused", i, i), RRE_OK);
     rre_status st = rre_queue_flush(f->q, -1);
@@ -228,11 +204,11 @@ static void test_failed_commit_is_reported_to_completions_and_to_flush(void **st
         assert_int_not_equal(g.status[i], RRE_OK);
         assert_int_equal(g.ids[i], 0);
     }
-    sql_exec(f->path, "DROP TRIGGER refuse");
+    tu_sql_exec(f->path, "DROP TRIGGER refuse");
     assert_int_equal(publish_seq(f->q, "refused", 0, 10), RRE_OK);
     assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
     assert_int_equal(g.status[10], RRE_OK);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 1);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 1);
 }
 
 /* Closing commits what was accepted before, runs every completion, and
@@ -249,7 +225,7 @@ static void test_close_stores_what_was_accepted_and_refuses_the_rest(void **stat
     for (int i = 0; i < N; i++)
         assert_int_equal(g.status[i], RRE_OK);
     assert_int_equal(publish_seq(f->q, "close", N, 0), RRE_ECLOSED);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), N);
 }
 
 /* A completion may publish again (pipelined, past the bound too) but not
@@ -290,7 +266,7 @@ static void test_completion_may_publish_but_not_flush(void **state)
     for (int i = 0; i < 1000 && atomic_load(&chained) < 51; i++)
         assert_int_equal(rre_queue_flush(f->q, 10000), RRE_OK);
     assert_int_equal(atomic_load(&chained), 51);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 51);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 51);
 }
 
 /* Several threads publish pipelined at once, past the bound of waiting
@@ -329,7 +305,7 @@ static void test_threads_publishing_pipelined_keep_each_ones_order(void **state)
     for (int t = 0; t < T; t++)
         for (int i = 1; i < N; i++)
             assert_true(g.ids[t * N + i] > g.ids[t * N + i - 1]);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), T * N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), T * N);
 }
 
 /* A publisher process SIGKILLed at a random moment: every event whose
@@ -391,12 +367,12 @@ static void test_publisher_killed_at_random_loses_nothing_flushed(void **state)
         int last = -1;
         for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
             last = atoi(line);
-        int64_t stored = sql_int(path, "SELECT count(*) FROM events");
+        int64_t stored = tu_sql_int(path, "SELECT count(*) FROM events");
         print_message("round %d: flushed up to %d, %lld stored\n", round, last, (long long)stored);
         assert_true(stored >= last + 1);
         /* No gap: the stored events are exactly seq 0 .. stored-1. */
         assert_int_equal(
-            sql_int(path, "SELECT max(json_extract(payload, '$.seq')) + 1 FROM events"), stored);
+            tu_sql_int(path, "SELECT max(json_extract(payload, '$.seq')) + 1 FROM events"), stored);
     }
 }
 
@@ -426,8 +402,8 @@ static void test_every_thread_hears_of_its_failed_events_from_its_own_flush(void
 {
     struct fixture *f = *state;
     reset();
-    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
-                      " SELECT RAISE(ABORT, 'refused by the test'); END");
+    tu_sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+                         " SELECT RAISE(ABORT, 'refused by the test'); END");
     pthread_barrier_init(&both_published, NULL, 2);
     struct flusher a = {f->q, 0, RRE_OK, RRE_OK}, b = {f->q, 100, RRE_OK, RRE_OK};
     pthread_t ta, tb;
@@ -440,7 +416,7 @@ static void test_every_thread_hears_of_its_failed_events_from_its_own_flush(void
     assert_int_equal(a.again, RRE_OK);
     assert_int_equal(b.again, RRE_OK);
     pthread_barrier_destroy(&both_published);
-    sql_exec(f->path, "DROP TRIGGER refuse");
+    tu_sql_exec(f->path, "DROP TRIGGER refuse");
 }
 
 /* A writer held up by another connection's write lock: flush times out,
@@ -489,7 +465,7 @@ test_flush_times_out_and_publishers_wait_past_the_bound_while_writes_are_held(vo
     sqlite3_close(holder);
     pthread_join(t, NULL);
     assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), RRE_TEST_FLOOD);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), RRE_TEST_FLOOD);
 }
 
 /* Two threads closing at once: both return after everything accepted
@@ -515,7 +491,7 @@ static void test_two_threads_closing_at_once_both_wait_for_the_accepted_events(v
     assert_int_equal(g.n, N);
     for (int i = 0; i < N; i++)
         assert_int_equal(g.status[i], RRE_OK);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), N);
 }
 
 /* In a child of fork() the parent's writer thread is not there: the child's
@@ -551,7 +527,7 @@ static void test_child_of_fork_is_refused_pipelined_publishing(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_int_equal(publish_seq(f->q, "fork", 1, 1), RRE_OK);
     assert_int_equal(rre_queue_flush(f->q, -1), RRE_OK);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 2);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 2);
 }
 
 int main(void)

@@ -67,31 +67,6 @@ static int64_t publish_seq(rre_queue *q, const char *tag, int seq, bool *dup)
     return r.event_id;
 }
 
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
-}
-
 /* The hashes a writer holds in memory. */
 static size_t held(const rre__qdedup *d)
 {
@@ -118,7 +93,7 @@ static void test_same_content_from_two_handles_is_stored_once_across_merges(void
         assert_false(dup);
     }
     assert_true(b->wdedup.merges >= 1);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 1);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 1);
     assert_int_equal(publish_seq(a, "x", 0, &dup), x);
     assert_true(dup);
     assert_int_equal(publish_seq(b, "x", 0, &dup), x);
@@ -131,8 +106,8 @@ static void test_same_content_from_two_handles_is_stored_once_across_merges(void
     /* A writer never holds much more than its bound. */
     assert_true(held(&a->wdedup) <= 8);
     assert_true(held(&b->wdedup) <= 8);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 21);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_hashes"), 21);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 21);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_hashes"), 21);
     rre_queue_destroy(a);
     rre_queue_destroy(b);
 }
@@ -158,7 +133,7 @@ static void test_batch_with_repeats_across_a_merge_reports_the_first_ids(void **
     }
     for (int i = 0; i < 2 * N; i++)
         json_decref(evs[i].payload);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), N);
     rre_queue_destroy(q);
 }
 
@@ -170,8 +145,8 @@ static void test_failed_batch_leaves_no_hash_behind(void **state)
     rre_queue *q = open_queue(f->path, 1000, false);
     bool dup;
     publish_seq(q, "before", 0, &dup);
-    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.payload LIKE"
-                      " '%boom%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    tu_sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.payload LIKE"
+                         " '%boom%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
     rre_event evs[3];
     memset(evs, 0, sizeof evs);
     for (int i = 0; i < 3; i++)
@@ -180,12 +155,12 @@ static void test_failed_batch_leaves_no_hash_behind(void **state)
     evs[1].payload = json_pack("{s:s}", "tag", "two");
     evs[2].payload = json_pack("{s:s}", "tag", "boom");
     assert_int_not_equal(rre_queue_publish_batch(q, evs, 3, NULL), RRE_OK);
-    sql_exec(f->path, "DROP TRIGGER refuse");
+    tu_sql_exec(f->path, "DROP TRIGGER refuse");
     bool dups[2];
     assert_int_equal(rre_queue_publish_batch(q, evs, 2, dups), RRE_OK);
     assert_false(dups[0]);
     assert_false(dups[1]);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 3);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 3);
     /* And the memory was reloaded: what was stored before is still known. */
     assert_true(publish_seq(q, "before", 0, &dup) > 0);
     assert_true(dup);
@@ -210,10 +185,10 @@ static void test_file_of_an_earlier_release_keeps_its_dedup_entries(void **state
     bool dup;
     int64_t x = publish_seq(q, "old", 1, &dup);
     rre_queue_destroy(q);
-    sql_exec(f->path,
-             "INSERT OR REPLACE INTO rre_dedup SELECT * FROM rre_hashes;"
-             " DROP TABLE rre_hashes; DROP TABLE rre_dedup_slices; DROP TABLE rre_dedup_index;"
-             " DELETE FROM rre_meta WHERE key = 'dedup_merges'");
+    tu_sql_exec(f->path,
+                "INSERT OR REPLACE INTO rre_dedup SELECT * FROM rre_hashes;"
+                " DROP TABLE rre_hashes; DROP TABLE rre_dedup_slices; DROP TABLE rre_dedup_index;"
+                " DELETE FROM rre_meta WHERE key = 'dedup_merges'");
     /* Read-only first: the table of hashes is missing; hashes are computed. */
     rre_queue *ro = open_queue(f->path, 1000, true);
     rre_subscriber_options so;
@@ -240,11 +215,11 @@ static void test_file_of_an_earlier_release_keeps_its_dedup_entries(void **state
     assert_true(dup);
     publish_seq(q, "new", 1, &dup);
     assert_false(dup);
-    assert_int_equal(sql_int(f->path, "SELECT min(indexed_upto) FROM rre_dedup_slices"), x);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_slices"),
+    assert_int_equal(tu_sql_int(f->path, "SELECT min(indexed_upto) FROM rre_dedup_slices"), x);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_slices"),
                      RRE__QUEUE_DEDUP_SLICES);
-    assert_int_equal(sql_int(f->path, "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key ="
-                                      " 'schema_version'"),
+    assert_int_equal(tu_sql_int(f->path, "SELECT CAST(value AS INTEGER) FROM rre_meta WHERE key ="
+                                         " 'schema_version'"),
                      2);
     rre_queue_destroy(q);
 }
@@ -293,9 +268,9 @@ static void test_processes_publishing_the_same_contents_store_each_once(void **s
         assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), N);
-    assert_int_equal(sql_int(f->path, "SELECT count(DISTINCT payload) FROM events"), N);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") > 0);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(DISTINCT payload) FROM events"), N);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") > 0);
     rre_queue_destroy(q);
 }
 
@@ -309,26 +284,26 @@ static void test_failed_merge_is_put_off_and_the_events_are_stored(void **state)
     rre_queue *q = open_queue(f->path, 4, false);
     bool dup;
     publish_seq(q, "first", 0, &dup);
-    sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON rre_dedup_index BEGIN"
-                      " SELECT RAISE(ABORT, 'refused by the test'); END");
+    tu_sql_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON rre_dedup_index BEGIN"
+                         " SELECT RAISE(ABORT, 'refused by the test'); END");
     int64_t ids[20];
     for (int i = 0; i < 20; i++) {
         ids[i] = publish_seq(q, "refused", i, &dup);
         assert_false(dup);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index"), 0);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index"), 0);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(publish_seq(q, "refused", i, &dup), ids[i]);
         assert_true(dup);
     }
-    sql_exec(f->path, "DROP TRIGGER refuse");
+    tu_sql_exec(f->path, "DROP TRIGGER refuse");
     publish_seq(q, "after", 0, &dup);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 16);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 16);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(publish_seq(q, "refused", i, &dup), ids[i]);
         assert_true(dup);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 22);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 22);
     rre_queue_destroy(q);
 }
 
@@ -352,7 +327,7 @@ static void test_content_past_its_window_is_stored_again_from_either_level(void 
     for (int i = 0; i < 10; i++)
         first[i] = publish_seq(q, "aged", i, &dup);
     /* Most are in the index now, a few in memory. */
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 6);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 6);
     usleep(400 * 1000);
     for (int i = 0; i < 10; i++) {
         int64_t again = publish_seq(q, "aged", i, &dup);
@@ -361,7 +336,7 @@ static void test_content_past_its_window_is_stored_again_from_either_level(void 
         assert_int_equal(publish_seq(q, "aged", i, &dup), again);
         assert_true(dup);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 20);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 20);
     rre_queue_destroy(q);
 }
 
@@ -401,7 +376,7 @@ static void test_imported_and_published_copies_are_stored_once(void **state)
         assert_false(rows[i].duplicate);
         ids[i] = rows[i].event_id;
     }
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= N - 4);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= N - 4);
     bool dup;
     for (int i = 0; i < N; i++) {
         assert_int_equal(publish_seq(q, "imported", i, &dup), ids[i]);
@@ -418,7 +393,7 @@ static void test_imported_and_published_copies_are_stored_once(void **state)
         assert_true(rows[i].duplicate);
         assert_int_equal(rows[i].event_id, pub[i]);
     }
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM events"), 2 * N);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM events"), 2 * N);
     rre__importer_close(im);
     rre_queue_destroy(q);
 }
@@ -439,15 +414,15 @@ static void test_retention_deletes_expired_hashes_from_both_levels(void **state)
     bool dup;
     for (int i = 0; i < 300; i++)
         publish_seq(q, "expiring", i, &dup);
-    assert_true(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 296);
+    assert_true(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index") >= 296);
     usleep(300 * 1000);
     publish_seq(q, "fresh", 0, &dup);
     rre_queue_purge_result r;
     assert_int_equal(rre_queue_purge(q, 3600, &r), RRE_OK);
     assert_int_equal(r.dedup, 300);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_hashes"), 1);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM rre_dedup_index WHERE first_seen <"
-                                      " (SELECT first_seen FROM rre_hashes)"),
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_hashes"), 1);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_dedup_index WHERE first_seen <"
+                                         " (SELECT first_seen FROM rre_hashes)"),
                      0);
     /* Still found after the purge: the fresh one. */
     publish_seq(q, "fresh", 0, &dup);
@@ -465,7 +440,7 @@ static void test_file_of_a_later_release_is_refused_for_writing(void **state)
     bool dup;
     publish_seq(q, "later", 0, &dup);
     rre_queue_destroy(q);
-    sql_exec(f->path, "UPDATE rre_meta SET value = '7' WHERE key = 'schema_version'");
+    tu_sql_exec(f->path, "UPDATE rre_meta SET value = '7' WHERE key = 'schema_version'");
     rre_queue_options o;
     rre_queue_options_init(&o);
     o.path = f->path;

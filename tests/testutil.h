@@ -38,4 +38,12 @@ int tu_run_cli_full_output(char *const argv[]);
 /* Reads a whole file; returns malloc'ed text or NULL. */
 char *tu_read_file(const char *path, size_t *len);
 
+/* The first column of the first row of `sql` on the SQLite file `path`
+ * (-1 when no row), through a connection of its own; fails the test when
+ * the statement is wrong. */
+int64_t tu_sql_int(const char *path, const char *sql);
+
+/* Runs `sql` on the SQLite file `path`; fails the test on an error. */
+void tu_sql_exec(const char *path, const char *sql);
+
 #endif

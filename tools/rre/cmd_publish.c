@@ -77,6 +77,26 @@ static void new_traceparent(char out[RRE_TRACE_ID_MAX])
     snprintf(out, RRE_TRACE_ID_MAX, "00-%.32s-%.16s-01", hex, hex + 32);
 }
 
+/* Normalises `payload` and validates it as a publish of `type` would be:
+ * its problems go to stderr (after `heading`, when not NULL), as warnings
+ * unless `strict`. RRE_OK when it may be published; RRE_EINVALID_PAYLOAD
+ * when --strict refuses it; another status when validating failed. */
+static rre_status check_payload(rre_event_type type, json_t *payload, bool strict,
+                                const char *heading)
+{
+    rre_payload_normalize(payload);
+    rre_problems problems;
+    rre_status st = rre_validate(type, payload, RRE_VALIDATE_NOTES, &problems);
+    if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD)
+        return st;
+    if (problems.errors + problems.notes == 0)
+        return RRE_OK;
+    if (heading != NULL)
+        fprintf(stderr, "%s\n", heading);
+    cli_print_problems(&problems, strict ? "" : "warning: ");
+    return strict ? RRE_EINVALID_PAYLOAD : RRE_OK;
+}
+
 /* --lines: the most events committed together, by default. */
 #define LINES_BATCH_DEFAULT 500
 #define LINES_BATCH_MAX 100000
@@ -263,6 +283,66 @@ static bool refuse(struct lines_batch *b, size_t lineno, const char *fmt, ...)
     return true;
 }
 
+/* Checks line `lineno` (`len` bytes at `line`): a good one becomes an
+ * event of the batch, a bad one is refused in its place. `type_name`: the
+ * line is a payload of that type (`fixed`), else an object with "type",
+ * "payload" and maybe "source". false when out of memory. */
+static bool take_line(struct lines_batch *b, const char *line, size_t len, size_t lineno,
+                      const char *type_name, rre_event_type fixed, const char *default_source,
+                      bool strict)
+{
+    json_t *o = NULL;
+    rre_status st = rre_payload_parse(line, len, &o);
+    if (st != RRE_OK)
+        return refuse(b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
+    json_t *payload = o;
+    const char *src = NULL;
+    rre_event_type type = fixed;
+    bool ok = true;
+    if (type_name == NULL) {
+        const char *tname = json_string_value(json_object_get(o, "type"));
+        payload = json_object_get(o, "payload");
+        src = json_string_value(json_object_get(o, "source"));
+        if (tname == NULL || !json_is_object(payload)) {
+            ok = refuse(b, lineno, "expected {\"type\": TYPE, \"payload\": {...}}");
+            goto out;
+        }
+        if (rre_event_lookup(tname, &type) != RRE_OK) {
+            const char *guess = cli_suggest_type(tname);
+            char *safe = cli_safe_text(tname, true);
+            ok = refuse(b, lineno, "unknown event type '%s'%s%s%s", safe != NULL ? safe : "?",
+                        guess ? " (did you mean " : "", guess ? guess : "", guess ? "?)" : "");
+            free(safe);
+            goto out;
+        }
+    }
+    char heading[64];
+    snprintf(heading, sizeof heading, "line %zu (%s):", lineno, rre_event_name(type));
+    st = check_payload(type, payload, strict, heading);
+    if (st == RRE_EINVALID_PAYLOAD) {
+        ok = refuse(b, lineno, "does not match the schema of %s (--strict)", rre_event_name(type));
+    } else if (st != RRE_OK) {
+        ok = refuse(b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
+    } else if (batch_grow(b)) {
+        rre_event *ev = &b->evs[b->nevs];
+        memset(ev, 0, sizeof *ev);
+        ev->type = type;
+        ev->payload = payload;
+        ev->source = src != NULL ? src : default_source;
+        now_iso(ev->timestamp);
+        new_traceparent(ev->trace_id);
+        b->docs[b->nevs] = o; /* owns the payload (and the source string) */
+        b->results[b->nresults++] = (struct line_result){lineno, b->nevs, NULL};
+        b->nevs++;
+        return true;
+    } else {
+        ok = false;
+    }
+out:
+    json_decref(o);
+    return ok;
+}
+
 /* `rre publish [TYPE] --lines`: standard input line by line, each line
  * checked on its own; the good ones committed in batches of `batch` (or as
  * soon as no more input is waiting), a refused one reported in its place
@@ -289,74 +369,17 @@ static int publish_lines(const struct cli_globals *g, const char *type_name,
         lineno++;
         while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
             l--;
-        if (too_long) {
+        if (too_long)
             failed = !refuse(&b, lineno, "longer than %u bytes", LINES_LINE_MAX);
-            goto next;
-        }
-        if (l == 0)
-            goto next; /* blank lines are allowed */
-        json_t *o = NULL;
-        rre_status st = rre_payload_parse(line, l, &o);
-        json_t *payload = type_name != NULL ? o : json_object_get(o, "payload");
-        const char *tname =
-            type_name != NULL ? type_name : json_string_value(json_object_get(o, "type"));
-        const char *src =
-            type_name != NULL ? NULL : json_string_value(json_object_get(o, "source"));
-        rre_event_type type = fixed;
-        bool good = false;
-        if (st != RRE_OK) {
-            failed = !refuse(&b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
-        } else if (type_name == NULL && (tname == NULL || !json_is_object(payload))) {
-            failed = !refuse(&b, lineno, "expected {\"type\": TYPE, \"payload\": {...}}");
-        } else if (type_name == NULL && (st = rre_event_lookup(tname, &type)) != RRE_OK) {
-            const char *guess = cli_suggest_type(tname);
-            char *safe = cli_safe_text(tname, true);
-            failed = !refuse(&b, lineno, "unknown event type '%s'%s%s%s", safe != NULL ? safe : "?",
-                             guess ? " (did you mean " : "", guess ? guess : "", guess ? "?)" : "");
-            free(safe);
-        } else {
-            rre_payload_normalize(payload);
-            rre_problems problems;
-            st = rre_validate(type, payload, RRE_VALIDATE_NOTES, &problems);
-            if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD) {
-                failed = !refuse(&b, lineno, "%s: %s", rre_strerror(st), rre_last_error());
-            } else if (problems.errors + problems.notes > 0 && strict) {
-                fprintf(stderr, "line %zu (%s):\n", lineno, rre_event_name(type));
-                cli_print_problems(&problems, "");
-                failed = !refuse(&b, lineno, "does not match the schema of %s (--strict)",
-                                 rre_event_name(type));
-            } else {
-                if (problems.errors + problems.notes > 0) {
-                    fprintf(stderr, "line %zu (%s):\n", lineno, rre_event_name(type));
-                    cli_print_problems(&problems, "warning: ");
-                }
-                good = true;
-            }
-        }
-        if (good && !batch_grow(&b))
-            failed = true;
-        if (good && !failed) {
-            rre_event *ev = &b.evs[b.nevs];
-            memset(ev, 0, sizeof *ev);
-            ev->type = type;
-            ev->payload = payload;
-            ev->source = src != NULL ? src : default_source;
-            now_iso(ev->timestamp);
-            new_traceparent(ev->trace_id);
-            b.docs[b.nevs] = o; /* owns the payload (and the source string) */
-            b.results[b.nresults++] = (struct line_result){lineno, b.nevs, NULL};
-            b.nevs++;
-            o = NULL;
-        }
-        json_decref(o);
+        else if (l > 0) /* blank lines are allowed */
+            failed = !take_line(&b, line, l, lineno, type_name, fixed, default_source, strict);
         if (failed) {
             cli_fail("publish: out of memory");
             break;
         }
-    next:
         /* Refused lines count too: a long run of them is reported as it
          * goes, not kept until the end. */
-        if (!failed && ((long)b.nresults >= batch || input_idle(&in)))
+        if ((long)b.nresults >= batch || input_idle(&in))
             failed = !batch_flush(&b, q, &any_refused);
     }
     if (!failed && in.err != 0) {
@@ -451,16 +474,11 @@ int cmd_publish(const struct cli_globals *g, int argc, char **argv)
     if (rc != CLI_OK)
         return rc;
 
-    rre_payload_normalize(payload);
-    rre_problems problems;
-    st = rre_validate(type, payload, RRE_VALIDATE_NOTES, &problems);
-    if (st != RRE_OK && st != RRE_EINVALID_PAYLOAD) {
+    st = check_payload(type, payload, strict, NULL);
+    if (st != RRE_OK) {
         json_decref(payload);
-        return cli_fail_status("publish", st);
-    }
-    cli_print_problems(&problems, strict ? "" : "warning: ");
-    if (strict && problems.errors + problems.notes > 0) {
-        json_decref(payload);
+        if (st != RRE_EINVALID_PAYLOAD)
+            return cli_fail_status("publish", st);
         return cli_fail("publish: the payload does not match the schema of %s (--strict): "
                         "nothing was published",
                         rre_event_name(type));
