@@ -390,9 +390,38 @@ rre_status rre_event_copy(const rre_event *ev, rre_event **out)
     memcpy(strings + ls, host, lh);
     copy->source = strings;
     copy->hostname = strings + ls;
+    copy->payload_text = NULL;
+    copy->payload_len = 0;
+    if (ev->payload_text != NULL) {
+        char *text = malloc(ev->payload_len + 1);
+        if (text == NULL) {
+            free(copy);
+            return rre__error(RRE_ENOMEM, "rre_event_copy: out of memory");
+        }
+        memcpy(text, ev->payload_text, ev->payload_len);
+        text[ev->payload_len] = '\0';
+        copy->payload_text = text;
+        copy->payload_len = ev->payload_len;
+    }
     copy->payload = json_incref(ev->payload);
     *out = copy;
     return RRE_OK;
+}
+
+rre_status rre_event_payload(const rre_event *ev, json_t **out)
+{
+    if (out == NULL)
+        return rre__error(RRE_EINVAL, "rre_event_payload: out is NULL");
+    *out = NULL;
+    if (ev == NULL)
+        return rre__error(RRE_EINVAL, "rre_event_payload: event is NULL");
+    if (ev->payload != NULL) {
+        *out = json_incref(ev->payload);
+        return RRE_OK;
+    }
+    if (ev->payload_text == NULL)
+        return rre__error(RRE_EINVAL, "rre_event_payload: the event has no payload");
+    return rre_payload_parse(ev->payload_text, ev->payload_len, out);
 }
 
 void rre_event_free(rre_event *ev)
@@ -400,6 +429,7 @@ void rre_event_free(rre_event *ev)
     if (ev == NULL)
         return;
     json_decref(ev->payload);
+    free((char *)ev->payload_text);
     free(ev);
 }
 
@@ -423,14 +453,20 @@ rre_status rre_event_to_json_envelope(const rre_event *ev, json_t **out)
     *out = NULL;
     if (ev == NULL)
         return rre__error(RRE_EINVAL, "rre_event_to_json_envelope: event is NULL");
+    json_t *payload = json_null();
+    if (ev->payload != NULL || ev->payload_text != NULL) {
+        rre_status st = rre_event_payload(ev, &payload);
+        if (st != RRE_OK)
+            return st;
+    }
     char hex[RRE_HASH_HEX_SIZE];
     rre_hash_to_hex(ev->hash, hex);
-    json_t *obj = json_pack(
-        "{s:s, s:O, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "type", rre_event_name(ev->type),
-        "payload", ev->payload != NULL ? ev->payload : json_null(), "source",
-        ev->source != NULL ? ev->source : "", "hostname", ev->hostname != NULL ? ev->hostname : "",
-        "timestamp", ev->timestamp, "trace_id", ev->trace_id, "hash", hex, "event_id",
-        (json_int_t)ev->event_id, "origin", origin_name(ev->origin));
+    json_t *obj =
+        json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "type", rre_event_name(ev->type),
+                  "payload", payload, "source", ev->source != NULL ? ev->source : "", "hostname",
+                  ev->hostname != NULL ? ev->hostname : "", "timestamp", ev->timestamp, "trace_id",
+                  ev->trace_id, "hash", hex, "event_id", (json_int_t)ev->event_id, "origin",
+                  origin_name(ev->origin));
     if (obj == NULL)
         return rre__error(RRE_ENOMEM, "rre_event_to_json_envelope: cannot build the object");
     *out = obj;

@@ -55,7 +55,7 @@ struct row {
     enum row_kind kind;
     bool handled;
     double created_at;
-    char *text; /* held reading: the stored payload text, when it is JSON as stored */
+    char *text; /* held or lazy reading: the payload text (as stored, or made JSON) */
     size_t text_len;
     rre_event ev;
     char *strings; /* source and hostname, one allocation */
@@ -87,6 +87,14 @@ struct rre_subscriber {
     /* Held reading (rre__subscriber_read): the position read up to, which
      * runs ahead of the recorded cursor until rre__subscriber_commit(). */
     bool held;
+    bool lazy;        /* lazy_payload: rows with a stored hash are not parsed */
+    bool python_acks; /* acknowledged events get an acks row (not cursor_only, or
+                         the id is found to be Python's) */
+    /* The spelling of the type of the last row decoded, and its type: rows
+     * of one type often come in runs. */
+    char last_type_text[64];
+    size_t last_type_len; /* 0: none yet (no type is spelled with no letter) */
+    rre_event_type last_type;
     int64_t read_pos;
     char *held_host; /* held reading: only rows of this host are decoded and delivered */
     int64_t last_heartbeat_ms;
@@ -227,6 +235,26 @@ static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return rc;
+    /* cursor_only: an id with acks rows and no cursor of ours is a Python
+     * consumer's; it keeps seeing our progress. */
+    if (!s->python_acks && !c->have_cursor) {
+        rc = sqlite3_prepare_v2(db, "SELECT 1 FROM acks WHERE subscriber_id = ? LIMIT 1", -1, &st,
+                                NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_ROW) {
+            s->python_acks = true;
+            rre__log(RRE_LOG_INFO, "queue",
+                     "'%s' has Python acks and no cursor: it is a Python consumer's id, and "
+                     "acks rows are written for it (cursor_only does not apply)",
+                     s->id);
+        } else if (rc != SQLITE_DONE) {
+            return rc;
+        }
+    }
     /* A since_id past the stored cursor (or a new subscriber's) is recorded
      * now: a subscriber that stops before its first event must resume
      * there, not at the oldest event. */
@@ -359,7 +387,11 @@ static rre_status set_filters(rre_subscriber *s, const rre_subscriber_options *o
     return RRE_OK;
 }
 
-/* The read of new rows. The content hash stored with rows this library
+/* The read of new rows. An event a Python consumer of the same id
+ * acknowledged is passed; the acks are looked up only for events up to the
+ * highest id acknowledged under this id (a subquery SQLite evaluates once per
+ * read), so a subscriber whose acks are all its own, behind its cursor, pays
+ * no lookup per row. The content hash stored with rows this library
  * wrote saves recomputing it (rows of other writers have none); a file
  * opened read-only that lacks the table of hashes (written only by the
  * Python side, or by an earlier release) is read without them. */
@@ -367,10 +399,12 @@ static rre_status prepare_read(rre_subscriber *s)
 {
     static const char *const sql[2][2] = {
         {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
+         " e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id = ?1) AND"
          " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
          " e.event_id), d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
          " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
          "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
+         " e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id = ?1) AND"
          " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
          " e.event_id), NULL FROM events e WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3"},
         {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
@@ -429,8 +463,10 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
     atomic_init(&s->closed, false);
     s->durable = opts->name != NULL;
     s->ack = s->durable && !opts->no_ack;
+    s->lazy = opts->lazy_payload;
+    s->python_acks = !opts->cursor_only;
     s->token = random_token();
-    s->batch = opts->batch > 0 ? opts->batch : 256;
+    s->batch = opts->batch > 0 ? opts->batch : opts->lazy_payload ? 1024 : 256;
     s->retries = s->ack && opts->max_attempts >= 0;
     s->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 5;
     s->retry_delay_s = opts->retry_delay_s > 0 ? opts->retry_delay_s : 2.0;
@@ -633,18 +669,9 @@ static void format_created_at(double created_at, char out[RRE_TIMESTAMP_MAX])
 {
     if (!(created_at >= 0 && created_at < CREATED_AT_MAX))
         created_at = 0; /* rows are checked before; never convert out of range */
-    time_t secs = (time_t)created_at;
-    long micros = (long)((created_at - (double)secs) * 1e6 + 0.5);
-    if (micros >= 1000000) {
-        secs++;
-        micros -= 1000000;
-    }
-    if (micros < 0)
-        micros = 0;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, RRE_TIMESTAMP_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, RRE_TIMESTAMP_MAX - n, ".%06dZ", (int)micros);
+    int64_t secs = (int64_t)created_at;
+    int64_t micros = (int64_t)((created_at - (double)secs) * 1e6 + 0.5);
+    rre__timestamp_format(secs * 1000000 + micros, out);
 }
 
 /* Sets the envelope time and trace of a delivered event from the payload's
@@ -763,11 +790,12 @@ static bool row_strings(sqlite3_stmt *st, struct row *r)
     return r->strings != NULL;
 }
 
-/* Held reading of a row whose content hash is stored (one this library
- * wrote or imported): the text is kept as it is, not parsed; the envelope
- * fields are found by a scan. False when out of memory. */
-static bool decode_held_known(rre_subscriber *s, sqlite3_stmt *st, struct row *r,
-                              rre_event_type type, const char *text, size_t len)
+/* Held or lazy reading of a row whose content hash is stored (one this
+ * library wrote or imported, so its payload was checked then): the text is
+ * kept as it is, not parsed; the envelope fields are found by a scan. False
+ * when out of memory. */
+static bool decode_known_unparsed(rre_subscriber *s, sqlite3_stmt *st, struct row *r,
+                                  rre_event_type type, const char *text, size_t len)
 {
     r->text = malloc(len + 1);
     if (r->text == NULL || !row_strings(st, r)) {
@@ -781,6 +809,8 @@ static bool decode_held_known(rre_subscriber *s, sqlite3_stmt *st, struct row *r
     rre_event *ev = &r->ev;
     ev->type = type;
     ev->payload = NULL;
+    ev->payload_text = r->text;
+    ev->payload_len = len;
     ev->event_id = r->id;
     ev->origin = strcmp(ev->hostname, s->q->hostname) != 0 && ev->hostname[0] != '\0'
                      ? RRE_ORIGIN_HOST
@@ -800,6 +830,13 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     r->kind = ROW_DELIVER;
     if (sqlite3_column_int(st, 6) != 0) {
         r->kind = ROW_ACKED;
+        if (!s->python_acks && s->ack) {
+            s->python_acks = true;
+            rre__log(RRE_LOG_WARN, "queue",
+                     "another consumer of '%s' acknowledged event %lld: a Python consumer shares "
+                     "the id, and acks rows are written from now on (cursor_only does not apply)",
+                     s->id, (long long)r->id);
+        }
         return;
     }
     /* created_at as another writer may have stored it: numeric text is read
@@ -837,12 +874,20 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     }
     const char *type_text = (const char *)sqlite3_column_text(st, 1);
     int type_len = sqlite3_column_bytes(st, 1);
-    rre_event_type type;
-    if (type_text == NULL || rre_event_lookup_n(type_text, (size_t)type_len, &type) != RRE_OK) {
+    rre_event_type type = s->last_type;
+    if (type_text != NULL && type_len > 0 && (size_t)type_len == s->last_type_len &&
+        memcmp(type_text, s->last_type_text, (size_t)type_len) == 0) {
+        /* the type of the row before */
+    } else if (type_text == NULL ||
+               rre_event_lookup_n(type_text, (size_t)type_len, &type) != RRE_OK) {
         r->kind = ROW_POISON;
         snprintf(r->reason, sizeof r->reason, "unknown event type '%.60s'",
                  type_text != NULL ? type_text : "");
         return;
+    } else if ((size_t)type_len <= sizeof s->last_type_text) {
+        memcpy(s->last_type_text, type_text, (size_t)type_len);
+        s->last_type_len = (size_t)type_len;
+        s->last_type = type;
     }
     if (s->filter && !s->type_mask[type] && !s->category_mask[rre_event_get(type)->category]) {
         r->kind = ROW_SKIP;
@@ -850,15 +895,15 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     }
     const char *text = (const char *)sqlite3_column_text(st, 2);
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
-    if (s->held && text != NULL && sqlite3_column_type(st, 7) == SQLITE_BLOB &&
+    if ((s->held || s->lazy) && text != NULL && sqlite3_column_type(st, 7) == SQLITE_BLOB &&
         sqlite3_column_bytes(st, 7) == RRE_HASH_SIZE) {
-        if (!decode_held_known(s, st, r, type, text, len))
+        if (!decode_known_unparsed(s, st, r, type, text, len))
             r->kind = ROW_NOMEM;
         return;
     }
     json_t *payload = NULL;
     rre_status pst = rre_payload_parse(text != NULL ? text : "", text != NULL ? len : 0, &payload);
-    if (pst == RRE_OK && s->held && text != NULL) {
+    if (pst == RRE_OK && (s->held || s->lazy) && text != NULL) {
         r->text = malloc(len + 1);
         if (r->text == NULL) {
             json_decref(payload);
@@ -874,7 +919,12 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
         char *fixed = replace_non_finite(text, len, &fixed_len);
         if (fixed != NULL) {
             pst = rre_payload_parse(fixed, fixed_len, &payload);
-            free(fixed);
+            if (pst == RRE_OK && s->lazy) { /* the text handed over is JSON */
+                r->text = fixed;
+                r->text_len = fixed_len;
+            } else {
+                free(fixed);
+            }
         }
     }
     if (pst == RRE_ENOMEM) {
@@ -897,6 +947,8 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     rre_event *ev = &r->ev;
     ev->type = type;
     ev->payload = payload;
+    ev->payload_text = s->lazy ? r->text : NULL;
+    ev->payload_len = s->lazy ? r->text_len : 0;
     ev->event_id = r->id;
     /* A row written under another host's name came through the bridge. */
     ev->origin =
@@ -1057,8 +1109,10 @@ static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, d
     int rc = SQLITE_DONE;
     if (!r->from_retry) {
         /* A new row: the copy comes from what was decoded, so nothing but
-         * valid UTF-8 is stored whatever the row held. */
-        char *payload = json_dumps(r->ev.payload, JSON_COMPACT);
+         * valid UTF-8 is stored whatever the row held (a row delivered
+         * unparsed is one this library checked when it stored it). */
+        char *payload = r->ev.payload != NULL ? json_dumps(r->ev.payload, JSON_COMPACT)
+                                              : strdup(r->text);
         if (payload == NULL)
             return SQLITE_NOMEM;
         if (r->outcome == OUT_RETRY)
@@ -1145,7 +1199,7 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
             }
             if (r->outcome == OUT_NONE)
                 continue;
-            if (r->outcome != OUT_RETRY) {
+            if (r->outcome != OUT_RETRY && s->python_acks) {
                 sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(ack, 2, r->id);
                 sqlite3_bind_double(ack, 3, now);
@@ -1177,8 +1231,8 @@ static int ack_body(sqlite3 *db, void *vctx, rre_status *body_status)
                 break;
             rc = SQLITE_OK;
         }
-        if ((r->kind == ROW_DELIVER && r->handled && r->outcome != OUT_RETRY) ||
-            r->kind == ROW_POISON) {
+        if (s->python_acks && ((r->kind == ROW_DELIVER && r->handled && r->outcome != OUT_RETRY) ||
+                               r->kind == ROW_POISON)) {
             sqlite3_bind_text(ack, 1, s->id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(ack, 2, r->id);
             sqlite3_bind_double(ack, 3, now);

@@ -607,6 +607,8 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
     rre_event ev;
     ev.type = type;
     ev.payload = payload;
+    ev.payload_text = NULL;
+    ev.payload_len = 0;
     ev.event_id = 0;
     ev.origin = RRE_ORIGIN_LOCAL;
     rre_status st = rre_content_hash(type, payload, ev.hash);
@@ -666,6 +668,8 @@ rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publi
         out->problems.count = out->problems.errors = out->problems.notes = 0;
 
     rre_event ev = *in;
+    ev.payload_text = NULL; /* the caller's; handlers get the parsed payload */
+    ev.payload_len = 0;
     if (info->alias_of != RRE_EV_NONE)
         ev.type = info->alias_of;
     static const uint8_t zero[RRE_HASH_SIZE] = {0};
@@ -1087,6 +1091,8 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
         memcpy(ev->hash, e->hash, RRE_HASH_SIZE);
         ev->event_id = e->event_id;
         ev->origin = (rre_origin)e->origin;
+        ev->payload_text = NULL;
+        ev->payload_len = 0;
     }
     rre__unlock(&r->mu);
     *out = list;

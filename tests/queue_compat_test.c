@@ -403,6 +403,212 @@ static void test_a_python_subscriber_row_is_left_alone_while_alive(void **state)
     rre_queue_destroy(q);
 }
 
+/* ---- lazy_payload and cursor_only ---------------------------------------- */
+
+struct lazy_got {
+    size_t n;
+    bool parsed[MAX_EVENTS];      /* ev->payload was set */
+    char text[MAX_EVENTS][128];   /* ev->payload_text */
+    json_t *payload[MAX_EVENTS];  /* rre_event_payload() */
+    json_t *envelope[MAX_EVENTS]; /* rre_event_to_json_envelope() */
+    rre_event *copy[MAX_EVENTS];  /* rre_event_copy() */
+};
+
+static rre_status keep_lazy(const rre_event *ev, void *ud)
+{
+    struct lazy_got *g = ud;
+    if (g->n < MAX_EVENTS) {
+        g->parsed[g->n] = ev->payload != NULL;
+        assert_non_null(ev->payload_text);
+        snprintf(g->text[g->n], sizeof g->text[0], "%.*s", (int)ev->payload_len, ev->payload_text);
+        assert_int_equal(rre_event_payload(ev, &g->payload[g->n]), RRE_OK);
+        assert_int_equal(rre_event_to_json_envelope(ev, &g->envelope[g->n]), RRE_OK);
+        assert_int_equal(rre_event_copy(ev, &g->copy[g->n]), RRE_OK);
+        g->n++;
+    }
+    return RRE_OK;
+}
+
+static void lazy_got_free(struct lazy_got *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        json_decref(g->payload[i]);
+        json_decref(g->envelope[i]);
+        rre_event_free(g->copy[i]);
+    }
+    g->n = 0;
+}
+
+static size_t drain_with(rre_queue *q, const rre_subscriber_options *o, rre_queue_handler fn,
+                         void *ud)
+{
+    rre_subscriber *s;
+    assert_int_equal(rre_subscriber_create(&s, q, o), RRE_OK);
+    size_t n = 0;
+    assert_int_equal(rre_subscriber_poll(s, 0, 0, fn, ud, &n), RRE_OK);
+    rre_subscriber_destroy(s);
+    return n;
+}
+
+static void test_lazy_payload_hands_our_rows_as_text_and_parses_other_writers_rows(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    json_t *p = json_pack("{s:s,s:f}", "model_id", "m", "elo", 1.5);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "c", NULL, NULL, NULL), RRE_OK);
+    py_insert(f, "elo_updated", "{\"model_id\": \"p\", \"x\": NaN}", "py");
+    py_insert(f, "elo_updated", "{\"model_id\": ", "py"); /* poison: never delivered */
+    py_insert(f, "elo_updated", "{\"model_id\": \"q\"}", "py");
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "lazy";
+    o.lazy_payload = true;
+    struct lazy_got g = {0};
+    assert_int_equal(drain_with(q, &o, keep_lazy, &g), 3);
+    assert_int_equal(g.n, 3);
+
+    /* Ours: not parsed; the text is the stored one; parsed on request. */
+    assert_false(g.parsed[0]);
+    char *stored = tu_sql_text(f->path, "SELECT payload FROM events WHERE event_id = 1");
+    assert_string_equal(g.text[0], stored);
+    free(stored);
+    assert_true(json_equal(g.payload[0], p));
+    assert_true(json_equal(json_object_get(g.envelope[0], "payload"), p));
+    /* A copy keeps the text after the handler returned. */
+    assert_null(g.copy[0]->payload);
+    json_t *again = NULL;
+    assert_int_equal(rre_event_payload(g.copy[0], &again), RRE_OK);
+    assert_true(json_equal(again, p));
+    json_decref(again);
+
+    /* Another writer's rows: parsed and checked; the text is JSON (NaN is
+     * null in it, as in the object). */
+    assert_true(g.parsed[1]);
+    assert_string_equal(g.text[1], "{\"model_id\": \"p\", \"x\": null}");
+    assert_true(json_is_null(json_object_get(g.payload[1], "x")));
+    assert_true(g.parsed[2]);
+    assert_string_equal(json_string_value(json_object_get(g.payload[2], "model_id")), "q");
+    json_t *env = g.envelope[2];
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(env, "payload"), "model_id")), "q");
+    lazy_got_free(&g);
+    json_decref(p);
+    rre_queue_destroy(q);
+}
+
+static void test_event_payload_of_an_event_without_one_is_einval(void **state)
+{
+    (void)state;
+    rre_event ev;
+    memset(&ev, 0, sizeof ev);
+    json_t *out = (json_t *)&ev; /* must be reset */
+    assert_int_equal(rre_event_payload(&ev, &out), RRE_EINVAL);
+    assert_null(out);
+    assert_int_equal(rre_event_payload(NULL, &out), RRE_EINVAL);
+    ev.payload = json_object();
+    assert_int_equal(rre_event_payload(&ev, &out), RRE_OK);
+    assert_ptr_equal(out, ev.payload);
+    json_decref(out);
+    json_decref(ev.payload);
+    ev.payload = NULL;
+    ev.payload_text = "[1]";
+    ev.payload_len = 3;
+    assert_int_equal(rre_event_payload(&ev, &out), RRE_ENOT_OBJECT);
+    assert_null(out);
+}
+
+static int64_t acks_of(struct fixture *f, const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM acks WHERE subscriber_id = '%s'", id);
+    return tu_sql_int(f->path, sql);
+}
+
+static rre_status count_events(const rre_event *ev, void *ud)
+{
+    (void)ev;
+    (*(size_t *)ud)++;
+    return RRE_OK;
+}
+
+static void publish_elo(rre_queue *q, int i)
+{
+    json_t *p = json_pack("{s:s,s:i}", "model_id", "m", "i", i);
+    assert_int_equal(rre_queue_publish(q, RRE_EV_ELO_UPDATED, p, "c", NULL, NULL, NULL), RRE_OK);
+    json_decref(p);
+}
+
+static void test_cursor_only_writes_no_acks_rows_and_resumes_from_its_cursor(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    for (int i = 0; i < 3; i++)
+        publish_elo(q, i);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "fast";
+    o.cursor_only = true;
+    size_t seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 3);
+    assert_int_equal(acks_of(f, "c-host:stable:fast"), 0);
+    assert_int_equal(
+        tu_sql_int(
+            f->path,
+            "SELECT last_event_id FROM rre_cursors WHERE subscriber_id = 'c-host:stable:fast'"),
+        3);
+    publish_elo(q, 3);
+    seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
+    assert_int_equal(acks_of(f, "c-host:stable:fast"), 0);
+    /* The default writes them. */
+    o.name = "compatible";
+    o.cursor_only = false;
+    seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 4);
+    assert_int_equal(acks_of(f, "c-host:stable:compatible"), 4);
+    rre_queue_destroy(q);
+}
+
+static void test_cursor_only_writes_acks_for_an_id_python_used_before(void **state)
+{
+    struct fixture *f = *state;
+    py_insert(f, "elo_updated", "{\"i\": 1}", "py");
+    py_insert(f, "elo_updated", "{\"i\": 2}", "py");
+    tu_sql_exec(f->path, "INSERT INTO acks VALUES ('c-host:stable:was-python', 1, 1.0)");
+    rre_queue *q = open_queue(f);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "was-python";
+    o.cursor_only = true;
+    size_t seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
+    assert_int_equal(acks_of(f, "c-host:stable:was-python"), 2);
+    rre_queue_destroy(q);
+}
+
+static void test_cursor_only_writes_acks_once_another_consumer_of_the_id_acks(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    publish_elo(q, 0);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "shared";
+    o.cursor_only = true;
+    size_t seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
+    assert_int_equal(acks_of(f, "c-host:stable:shared"), 0);
+    /* A Python consumer of the same id takes event 2; we get event 3 and
+     * from then on write acks, so it sees our progress. */
+    publish_elo(q, 1);
+    publish_elo(q, 2);
+    tu_sql_exec(f->path, "INSERT INTO acks VALUES ('c-host:stable:shared', 2, 1.0)");
+    seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
+    assert_int_equal(acks_of(f, "c-host:stable:shared"), 2);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +623,16 @@ int main(void)
             test_our_rows_answer_the_python_poll_and_decode_as_it_expects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_our_acks_are_seen_by_the_python_poll_for_the_same_id,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lazy_payload_hands_our_rows_as_text_and_parses_other_writers_rows, setup,
+            teardown),
+        cmocka_unit_test(test_event_payload_of_an_event_without_one_is_einval),
+        cmocka_unit_test_setup_teardown(
+            test_cursor_only_writes_no_acks_rows_and_resumes_from_its_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_only_writes_acks_for_an_id_python_used_before,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cursor_only_writes_acks_once_another_consumer_of_the_id_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_python_subscriber_row_is_left_alone_while_alive,
                                         setup, teardown),
     };

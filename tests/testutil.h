@@ -43,6 +43,10 @@ char *tu_read_file(const char *path, size_t *len);
  * the statement is wrong. */
 int64_t tu_sql_int(const char *path, const char *sql);
 
+/* The first column of the first row of `sql` as text the caller frees
+ * (NULL when no row or NULL). */
+char *tu_sql_text(const char *path, const char *sql);
+
 /* Runs `sql` on the SQLite file `path`; fails the test on an error. */
 void tu_sql_exec(const char *path, const char *sql);
 

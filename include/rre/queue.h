@@ -262,7 +262,7 @@ typedef struct rre_subscriber_options {
     size_t category_count;          /**< number of entries in `categories` */
     int64_t since_id;               /**< deliver only events with a larger id */
     bool no_ack;                    /**< durable name, but do not record progress */
-    unsigned batch;                 /**< rows read per query; 0: 256 */
+    unsigned batch;                 /**< rows read per query; 0: 256, or 1024 with lazy_payload */
     /* Retries and dead letters (durable subscribers that record progress;
      * see the handler below). */
     int max_attempts;         /**< failed deliveries before the dead letters; 0: 5;
@@ -271,6 +271,22 @@ typedef struct rre_subscriber_options {
     double retry_delay_max_s; /**< longest wait between retries; 0: 300 s */
     bool strict_order;        /**< a retrying event holds back the later ones (default:
                                  they pass while it waits) */
+    /** Hand over payloads as text, parsed only when the handler asks: a row
+     * whose content hash this library stored with it (its payload was checked
+     * when it was published or imported) is delivered with `payload` NULL and
+     * `payload_text` set; call rre_event_payload() for the object. Rows of
+     * other writers are parsed and checked as usual, and carry both. */
+    bool lazy_payload;
+    /** Record progress only in this library's cursor, without Python's
+     * `acks` rows (one row per event, which is most of what delivery costs).
+     * For a daemon no Python consumer will ever run as: a Python consumer
+     * that later takes this id sees every retained event as new. Acks rows
+     * are still written when the id is found to be Python's: it has acks
+     * rows but no cursor of this library when the subscriber starts, or an
+     * event arrives that another consumer of the id acknowledged (then a
+     * warning is logged once). Events Python acknowledged are skipped
+     * either way. */
+    bool cursor_only;
 } rre_subscriber_options;
 
 /** Fills `opts` with the defaults: a transient reader of every type. */

@@ -369,6 +369,13 @@ RRE_API rre_status rre_event_copy(const rre_event *ev, rre_event **out);
 /** Frees a copy made by rre_event_copy(), dropping its payload reference;
  * NULL does nothing. */
 RRE_API void rre_event_free(rre_event *ev);
+/** The payload of an event as a new reference (*out, the caller decrefs it):
+ * `ev->payload` when it is set, else the object parsed from
+ * `ev->payload_text` (an event a subscriber with `lazy_payload` delivered),
+ * with the limits and errors of rre_payload_parse(). Each call on a lazy
+ * event parses again: keep the result if it is needed twice. RRE_EINVAL when
+ * the event has neither. */
+RRE_API rre_status rre_event_payload(const rre_event *ev, json_t **out);
 
 /** The event as a JSON object: {type, payload, source, hostname, timestamp,
  * trace_id, hash, event_id, origin}. Caller owns the result. */

@@ -634,6 +634,12 @@ typedef struct rre_event {
     uint8_t hash[RRE_HASH_SIZE];       /**< content hash (rre_content_hash) */
     int64_t event_id;                  /**< durable queue id, 0 when not persisted */
     rre_origin origin;                 /**< where the event came from */
+    /** The payload's JSON text as the queue holds it, for events a subscriber
+     * with `lazy_payload` delivers (then `payload` may be NULL: see
+     * rre_event_payload()); NULL otherwise. Not NUL-terminated in general:
+     * use payload_len. */
+    const char *payload_text;
+    size_t payload_len; /**< bytes of payload_text */
 } rre_event;
 
 #include <rre/router.h>

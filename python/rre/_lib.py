@@ -110,6 +110,8 @@ class Event(ctypes.Structure):
         ("hash", ctypes.c_uint8 * HASH_SIZE),
         ("event_id", c_int64),
         ("origin", c_int),
+        ("payload_text", c_void_p),
+        ("payload_len", c_size_t),
     ]
 
 
@@ -193,6 +195,8 @@ class SubscriberOptions(ctypes.Structure):
         ("retry_delay_s", c_double),
         ("retry_delay_max_s", c_double),
         ("strict_order", c_bool),
+        ("lazy_payload", c_bool),
+        ("cursor_only", c_bool),
     ]
 
 

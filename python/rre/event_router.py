@@ -30,6 +30,7 @@ Handlers may be plain functions or `async def` functions:
 import ctypes
 import enum
 import inspect
+import json
 import logging
 import os
 import sys
@@ -84,10 +85,16 @@ _NAMES = tuple(t.name for t in catalog.TYPES)
 _SPELLINGS = {}
 
 
+def _payload_of(ev):
+    if ev.payload_text:
+        return json.loads(ctypes.string_at(ev.payload_text, ev.payload_len).decode("utf-8"))
+    return _lib.from_json_t(ev.payload) or {}
+
+
 def _event_from_c(ev, payload=None):
     return RouterEvent(
         event_type=_NAMES[ev.type],
-        payload=payload if payload is not None else (_lib.from_json_t(ev.payload) or {}),
+        payload=payload if payload is not None else _payload_of(ev),
         source=dec(ev.source) or "",
         timestamp=dec(ev.timestamp),
         trace_id=dec(ev.trace_id),

@@ -293,6 +293,32 @@ def test_queue_batch_publish_is_all_or_nothing_and_reports_duplicates(db):
     assert {e.source for e in events} == {"batch"}
 
 
+
+def test_subscriber_payloads_equal_what_was_published_and_cursor_only_writes_no_acks(db):
+    import sqlite3
+
+    published = [{"config_key": "hex8_2p", "n": i, "loss": 0.0423, "who": "z\u00fcrich",
+                  "nested": {"b": [1, 2.5, None, True]}} for i in range(3)]
+    with rre.Queue(db) as q:
+        for p in published:
+            q.publish("TRAINING_STARTED", p, source="t")
+        # A row another writer stored, in the Python side's own format.
+        con = sqlite3.connect(db)
+        con.execute("INSERT INTO events (event_type, payload, source, hostname, created_at)"
+                    " VALUES ('training_started', ?, 'py', 'py-host', strftime('%s','now'))",
+                    (json.dumps({"config_key": "sq8_4p", "n": 3, "x": float("nan")}),))
+        con.commit()
+        with q.subscriber("fast", cursor_only=True) as fast, q.subscriber("compat") as compat:
+            got_fast = fast.poll(timeout=1.0)
+            got_compat = compat.poll(timeout=1.0)
+        acks = dict(con.execute("SELECT subscriber_id, count(*) FROM acks GROUP BY 1").fetchall())
+        con.close()
+    for got in (got_fast, got_compat):
+        assert [e.payload for e in got[:3]] == published
+        assert got[3].payload["config_key"] == "sq8_4p" and got[3].payload["x"] is None
+    assert not any(k.endswith(":stable:fast") for k in acks)
+    assert [v for k, v in acks.items() if k.endswith(":stable:compat")] == [4]
+
 def test_closing_a_queue_first_closes_what_uses_it(db):
     import rre
 
