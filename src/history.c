@@ -127,7 +127,7 @@ void rre__history_free(struct rre__history *h)
 {
     for (size_t i = 0; i < h->count; i++) {
         struct rre__history_entry *e = &h->ring[pos(h, i)];
-        json_decref(e->payload);
+        free(e->text);
         pool_put(h, e->source);
         pool_put(h, e->hostname);
     }
@@ -155,23 +155,30 @@ static bool grow(struct rre__history *h)
     return true;
 }
 
-rre_status rre__history_push(struct rre__history *h, const rre_event *ev, int64_t time,
-                             const struct rre__trace *trace, json_t **evicted)
+rre_status rre__history_push(struct rre__history *h, const rre_event *ev, const char *text,
+                             size_t len, int64_t time, const struct rre__trace *trace,
+                             char **evicted)
 {
     *evicted = NULL;
     if (h->size == 0)
         return RRE_OK;
+    if (len > UINT32_MAX)
+        return rre__error(RRE_ELIMIT, "history: payload text too long");
     if (h->count == h->cap && h->cap < h->size && !grow(h) && h->cap == 0)
         return rre__error(RRE_ENOMEM, "history: out of memory");
-    struct rre__pooled_str *source = pool_get(h, ev->source, 0);
+    char *copy = malloc(len + 1);
+    struct rre__pooled_str *source = copy != NULL ? pool_get(h, ev->source, 0) : NULL;
     struct rre__pooled_str *host = source != NULL ? pool_get(h, ev->hostname, 1) : NULL;
     if (host == NULL) {
         pool_put(h, source);
+        free(copy);
         return rre__error(RRE_ENOMEM, "history: out of memory");
     }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
     if (h->count == h->cap) {
         struct rre__history_entry *old = &h->ring[h->head];
-        *evicted = old->payload;
+        *evicted = old->text;
         pool_put(h, old->source);
         pool_put(h, old->hostname);
         h->head = h->head + 1 == h->cap ? 0 : h->head + 1;
@@ -179,7 +186,8 @@ rre_status rre__history_push(struct rre__history *h, const rre_event *ev, int64_
         h->dropped++;
     }
     struct rre__history_entry *e = &h->ring[pos(h, h->count)];
-    e->payload = json_incref(ev->payload);
+    e->text = copy;
+    e->text_len = (uint32_t)len;
     e->source = source;
     e->hostname = host;
     e->event_id = ev->event_id;
@@ -210,5 +218,7 @@ size_t rre__history_memory(const struct rre__history *h)
     for (size_t i = 0; i < h->bucket_count; i++)
         for (const struct rre__pooled_str *s = h->buckets[i]; s != NULL; s = s->next)
             bytes += sizeof *s + s->len + 1;
+    for (size_t i = 0; i < h->count; i++)
+        bytes += h->ring[pos(h, i)].text_len + 1u;
     return bytes;
 }

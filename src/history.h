@@ -1,9 +1,14 @@
 /*
  * history.h - the router's bounded history: a ring of the last N accepted
- * events, each a fixed-size envelope plus a reference to its payload.
+ * events, each a fixed-size envelope plus its payload as canonical JSON text.
  *
- * Memory per event is the entry (about 100 bytes) and the payload object,
- * which is shared with the publisher and the subscribers, never copied.
+ * Memory per event is the entry (about 100 bytes) and the payload's text
+ * (about 250 bytes for an 11-field payload), not the payload object, which
+ * for jansson is about 1.7 KB and about 30 allocations: holding the object
+ * would keep that much heap per event alive, and the router would pay for
+ * freeing the oldest one on every publish. The text is what the content
+ * hash is computed over (the publish writes it anyway), so keeping it costs
+ * one copy; the rare reader of the history parses it back.
  * Sources and hostnames are interned in a reference-counted string pool, so
  * a string is stored once however many entries name it and is freed when the
  * last of them leaves the ring. The ring grows by doubling up to its size.
@@ -17,7 +22,8 @@
 struct rre__pooled_str; /* an interned string */
 
 struct rre__history_entry {
-    json_t *payload;                  /* one reference */
+    char *text; /* the payload's canonical JSON, NUL-terminated */
+    uint32_t text_len;
     struct rre__pooled_str *source;   /* one reference */
     struct rre__pooled_str *hostname; /* one reference */
     int64_t event_id;
@@ -47,16 +53,17 @@ struct rre__history {
 /* Starts an empty history keeping at most `size` events (0: none). */
 void rre__history_init(struct rre__history *h, size_t size);
 
-/* Releases every entry and the pool. Payload references are dropped with
- * json_decref, so call it without a lock a payload's destructor might need. */
+/* Releases every entry and the pool. */
 void rre__history_free(struct rre__history *h);
 
-/* Appends an event (the envelope's strings are interned, the payload gets a
- * reference). When the ring is full the oldest entry leaves it; its payload
- * reference is handed to the caller in *evicted (NULL when none) to be
- * dropped once the lock is released. On RRE_ENOMEM nothing changes. */
-rre_status rre__history_push(struct rre__history *h, const rre_event *ev, int64_t time,
-                             const struct rre__trace *trace, json_t **evicted);
+/* Appends an event whose payload's canonical JSON is text[0..len) (the
+ * envelope's strings are interned, the text copied). When the ring is full
+ * the oldest entry leaves it; its text is handed to the caller in *evicted
+ * (NULL when none) to be freed once the lock is released. On RRE_ENOMEM
+ * nothing changes. */
+rre_status rre__history_push(struct rre__history *h, const rre_event *ev, const char *text,
+                             size_t len, int64_t time, const struct rre__trace *trace,
+                             char **evicted);
 
 /* Sets the event_id of the newest entry with this hash, if it is still held
  * (a sink may persist an event after it was recorded). */
@@ -68,7 +75,7 @@ const struct rre__history_entry *rre__history_at(const struct rre__history *h, s
 
 const char *rre__pooled_str_get(const struct rre__pooled_str *s);
 
-/* Bytes allocated for entries and pooled strings (payloads not included). */
+/* Bytes allocated for entries, pooled strings and payload texts. */
 size_t rre__history_memory(const struct rre__history *h);
 
 #endif /* RRE_HISTORY_H */

@@ -7,6 +7,8 @@
  */
 #include "router_int.h"
 
+#include "canonical.h"
+
 #include "flow.h"
 
 #include <math.h>
@@ -404,12 +406,13 @@ static void fill_result(rre_publish_result *out, const rre_event *ev, bool dupli
     out->sink_status = RRE_OK;
 }
 
-/* Steps 6-9 for an event whose envelope is complete. */
-static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
-                               const struct rre__trace *trace, int64_t now, unsigned flags,
-                               bool violation, rre_publish_result *out)
+/* Steps 6-9 for an event whose envelope is complete; canon[0..canon_len) is
+ * the canonical JSON of its payload, for the history. */
+static rre_status accept_event(rre_router *r, rre_event *ev, const char *canon, size_t canon_len,
+                               int64_t time, const struct rre__trace *trace, int64_t now,
+                               unsigned flags, bool violation, rre_publish_result *out)
 {
-    json_t *evicted = NULL;
+    char *evicted = NULL;
     rre__lock(&r->mu);
     if (atomic_load_explicit(&r->closed, memory_order_relaxed)) {
         rre__unlock(&r->mu);
@@ -439,9 +442,9 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
                  (flags & RRE_PUBLISH_LOCAL_ONLY) == 0;
     rre_status hs = RRE_OK;
     if (!sinks)
-        hs = rre__history_push(&r->history, ev, time, trace, &evicted);
+        hs = rre__history_push(&r->history, ev, canon, canon_len, time, trace, &evicted);
     rre__unlock(&r->mu);
-    rre_payload_release(evicted);
+    free(evicted);
 
     fill_result(out, ev, false);
     rre_status result = RRE_OK;
@@ -455,9 +458,9 @@ static rre_status accept_event(rre_router *r, rre_event *ev, int64_t time,
         if (out != NULL)
             out->event_id = ev->event_id;
         rre__lock(&r->mu);
-        hs = rre__history_push(&r->history, ev, time, trace, &evicted);
+        hs = rre__history_push(&r->history, ev, canon, canon_len, time, trace, &evicted);
         rre__unlock(&r->mu);
-        rre_payload_release(evicted);
+        free(evicted);
     }
     if (hs != RRE_OK)
         rre__log(RRE_LOG_WARN, "router", "%s not recorded in the history: out of memory",
@@ -552,6 +555,10 @@ static void log_problems(rre_event_type type, const rre_problems *pr, bool rejec
     }
 }
 
+static rre_status publish_hashed(rre_router *r, rre_event *evp, const char *canon, size_t canon_len,
+                                 json_t *payload, const rre_publish_options *opts, bool violation,
+                                 rre_publish_result *out);
+
 rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *payload,
                                    const rre_publish_options *opts, rre_publish_result *out)
 {
@@ -611,9 +618,38 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
     ev.payload_len = 0;
     ev.event_id = 0;
     ev.origin = RRE_ORIGIN_LOCAL;
-    rre_status st = rre_content_hash(type, payload, ev.hash);
-    if (st != RRE_OK)
+    /* The hash is computed over "NAME\n" and the canonical payload without
+     * its envelope fields; that text is the history's copy too, unless the
+     * payload has envelope fields, which the history keeps. */
+    char stack[RRE__CANONICAL_STACK_BUF];
+    struct rre__buf buf;
+    rre__buf_init(&buf, stack, sizeof stack);
+    rre_status st = rre__content_hash_with_buf(type, payload, &buf, ev.hash);
+    size_t skip = strlen(rre_event_name(type)) + 1;
+    if (st == RRE_OK && r->history.size > 0 &&
+        (json_object_get(payload, "timestamp") != NULL ||
+         json_object_get(payload, "trace_id") != NULL)) {
+        rre__buf_reset(&buf);
+        st = rre__canonical_write(payload, &buf);
+        skip = 0;
+    }
+    if (st != RRE_OK) {
+        rre__buf_free(&buf);
         return st;
+    }
+    st = publish_hashed(r, &ev, buf.data + skip, buf.len - skip, payload, opts, violation, out);
+    rre__buf_free(&buf);
+    return st;
+}
+
+/* Steps 4 (the envelope's time, trace and source) to 9 of a publish whose
+ * content hash is computed. */
+static rre_status publish_hashed(rre_router *r, rre_event *evp, const char *canon, size_t canon_len,
+                                 json_t *payload, const rre_publish_options *opts, bool violation,
+                                 rre_publish_result *out)
+{
+    rre_event ev = *evp;
+    rre_status st;
     int64_t now = r->clock(r->clock_data);
     int64_t time = now;
     if (opts->timestamp != NULL) {
@@ -633,7 +669,7 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
     ev.source = opts->source != NULL ? opts->source : default_source(r, payload);
     ev.hostname = r->hostname;
 
-    return accept_event(r, &ev, time, &trace, now, opts->flags, violation, out);
+    return accept_event(r, &ev, canon, canon_len, time, &trace, now, opts->flags, violation, out);
 }
 
 rre_status rre_router_publish(rre_router *r, const char *type, json_t *payload,
@@ -691,7 +727,17 @@ rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publi
         ev.source = default_source(r, ev.payload);
     if (ev.hostname == NULL)
         ev.hostname = "";
-    return accept_event(r, &ev, time, &trace, now, opts->flags, false, out);
+    /* The history keeps the payload's canonical text. */
+    char stack[RRE__CANONICAL_STACK_BUF];
+    struct rre__buf buf;
+    rre__buf_init(&buf, stack, sizeof stack);
+    rre_status st = RRE_OK;
+    if (r->history.size > 0)
+        st = rre__canonical_write(ev.payload, &buf);
+    if (st == RRE_OK)
+        st = accept_event(r, &ev, buf.data, buf.len, time, &trace, now, opts->flags, false, out);
+    rre__buf_free(&buf);
+    return st;
 }
 
 bool rre__router_set_failure_hook(struct rre_router *r, rre__failure_hook fn, void *data)
@@ -1058,8 +1104,8 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
         if (type != RRE_EV_NONE && e->type != (int16_t)type)
             continue;
         n++;
-        bytes +=
-            strlen(rre__pooled_str_get(e->source)) + strlen(rre__pooled_str_get(e->hostname)) + 2;
+        bytes += strlen(rre__pooled_str_get(e->source)) + strlen(rre__pooled_str_get(e->hostname)) +
+                 e->text_len + 3;
     }
     rre_event_list *list = malloc(sizeof *list + n * sizeof(rre_event) + bytes);
     if (list == NULL) {
@@ -1076,7 +1122,11 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
             continue;
         rre_event *ev = &list->events[k++];
         ev->type = (rre_event_type)e->type;
-        ev->payload = json_incref(e->payload);
+        ev->payload = NULL;
+        memcpy(strings, e->text, e->text_len + 1u);
+        ev->payload_text = strings;
+        ev->payload_len = e->text_len;
+        strings += e->text_len + 1u;
         const char *src = rre__pooled_str_get(e->source);
         const char *host = rre__pooled_str_get(e->hostname);
         size_t ls = strlen(src) + 1, lh = strlen(host) + 1;
@@ -1091,10 +1141,22 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
         memcpy(ev->hash, e->hash, RRE_HASH_SIZE);
         ev->event_id = e->event_id;
         ev->origin = (rre_origin)e->origin;
-        ev->payload_text = NULL;
-        ev->payload_len = 0;
     }
     rre__unlock(&r->mu);
+    /* The payloads are parsed from their texts after the lock is released. */
+    for (size_t i = 0; i < n; i++) {
+        rre_event *ev = &list->events[i];
+        rre_status st = rre_payload_parse(ev->payload_text, ev->payload_len, &ev->payload);
+        if (st != RRE_OK) {
+            list->count = i;
+            rre_event_list_free(list);
+            return st == RRE_ENOMEM ? st
+                                    : rre__error(RRE_EINTERNAL,
+                                                 "rre_router_history: a kept payload does not "
+                                                 "parse: %s",
+                                                 rre_last_error());
+        }
+    }
     *out = list;
     return RRE_OK;
 }

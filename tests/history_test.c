@@ -12,7 +12,6 @@ static rre_event make_event(int n, const char *source)
     rre_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = RRE_EV_TRAINING_STARTED;
-    ev.payload = json_pack("{s:i}", "n", n);
     ev.source = source;
     ev.hostname = "host-a";
     ev.hash[0] = (uint8_t)n;
@@ -20,9 +19,20 @@ static rre_event make_event(int n, const char *source)
     return ev;
 }
 
+/* The payload text of event n. */
+static const char *text_of(int n, char buf[32])
+{
+    snprintf(buf, 32, "{\"n\":%d}", n);
+    return buf;
+}
+
 static int entry_n(const struct rre__history_entry *e)
 {
-    return (int)json_integer_value(json_object_get(e->payload, "n"));
+    int n = -1;
+    assert_int_equal(sscanf(e->text, "{\"n\":%d}", &n), 1);
+    char again[32];
+    assert_int_equal(e->text_len, strlen(text_of(n, again)));
+    return n;
 }
 
 static void push(struct rre__history *h, int n, const char *source)
@@ -30,10 +40,10 @@ static void push(struct rre__history *h, int n, const char *source)
     rre_event ev = make_event(n, source);
     struct rre__trace trace;
     rre__trace_new(&trace);
-    json_t *evicted = NULL;
-    assert_int_equal(rre__history_push(h, &ev, n, &trace, &evicted), RRE_OK);
-    json_decref(evicted);
-    json_decref(ev.payload);
+    char *evicted = NULL, buf[32];
+    const char *text = text_of(n, buf);
+    assert_int_equal(rre__history_push(h, &ev, text, strlen(text), n, &trace, &evicted), RRE_OK);
+    free(evicted);
 }
 
 static void test_entries_are_kept_oldest_first_newest_last(void **state)
@@ -49,7 +59,7 @@ static void test_entries_are_kept_oldest_first_newest_last(void **state)
     rre__history_free(&h);
 }
 
-static void test_full_ring_drops_the_oldest_and_hands_back_its_payload(void **state)
+static void test_full_ring_drops_the_oldest_and_hands_back_its_text(void **state)
 {
     (void)state;
     struct rre__history h;
@@ -59,12 +69,12 @@ static void test_full_ring_drops_the_oldest_and_hands_back_its_payload(void **st
     rre_event ev = make_event(3, "src");
     struct rre__trace trace;
     rre__trace_new(&trace);
-    json_t *evicted = NULL;
-    assert_int_equal(rre__history_push(&h, &ev, 3, &trace, &evicted), RRE_OK);
+    char *evicted = NULL, buf[32];
+    const char *text = text_of(3, buf);
+    assert_int_equal(rre__history_push(&h, &ev, text, strlen(text), 3, &trace, &evicted), RRE_OK);
     assert_non_null(evicted);
-    assert_int_equal(json_integer_value(json_object_get(evicted, "n")), 0);
-    json_decref(evicted);
-    json_decref(ev.payload);
+    assert_string_equal(evicted, "{\"n\":0}");
+    free(evicted);
     assert_int_equal(h.count, 3);
     assert_int_equal(h.dropped, 1);
     assert_int_equal(entry_n(rre__history_at(&h, 0)), 1);
@@ -114,7 +124,6 @@ static void test_set_event_id_marks_the_newest_entry_with_that_hash(void **state
     push(&h, 2, "src");
     rre_event ev = make_event(2, "src");
     rre__history_set_event_id(&h, ev.hash, 42);
-    json_decref(ev.payload);
     assert_int_equal(rre__history_at(&h, 1)->event_id, 42);
     assert_int_equal(rre__history_at(&h, 0)->event_id, 0);
     rre__history_free(&h);
@@ -128,7 +137,8 @@ static void test_memory_per_entry_is_small(void **state)
     rre__history_init(&h, 1000);
     for (int i = 0; i < 1000; i++)
         push(&h, i, "src");
-    assert_true(rre__history_memory(&h) <= 1000 * sizeof(struct rre__history_entry) + 1024);
+    /* The entries, the texts ({"n":999} and a NUL: 10 bytes at most), the pool. */
+    assert_true(rre__history_memory(&h) <= 1000 * (sizeof(struct rre__history_entry) + 10) + 1024);
     rre__history_free(&h);
 }
 
@@ -136,7 +146,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_entries_are_kept_oldest_first_newest_last),
-        cmocka_unit_test(test_full_ring_drops_the_oldest_and_hands_back_its_payload),
+        cmocka_unit_test(test_full_ring_drops_the_oldest_and_hands_back_its_text),
         cmocka_unit_test(test_size_zero_keeps_nothing),
         cmocka_unit_test(test_strings_are_interned_once_and_freed_with_their_last_entry),
         cmocka_unit_test(test_set_event_id_marks_the_newest_entry_with_that_hash),

@@ -494,6 +494,46 @@ static void test_history_is_bounded_and_queried_by_type_and_count_newest_last(vo
     rre_router_destroy(r);
 }
 
+static void test_history_keeps_payloads_as_canonical_text_equal_in_content(void **state)
+{
+    (void)state;
+    rre_router *r = new_router();
+    /* Keys out of order, nested values, a non-ASCII string, and envelope
+     * fields in the payload (outside the hash, kept in the history). */
+    json_t *a = json_pack("{s:s, s:f, s:{s:[i,b,n]}, s:s}", "model_id", "m\xc3\xa9", "elo", 1503.25,
+                          "extra", "list", 1, 1, "config_key", "hex8_2p");
+    json_t *b = json_pack("{s:s, s:f, s:s, s:s}", "model_id", "m2", "elo", 0.0423, "timestamp",
+                          "2026-01-02T03:04:05Z", "trace_id",
+                          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", a, NULL, NULL), RRE_OK);
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", b, NULL, NULL), RRE_OK);
+    rre_event_list *list = NULL;
+    assert_int_equal(rre_router_history(r, RRE_EV_NONE, 0, &list), RRE_OK);
+    assert_int_equal(list->count, 2);
+    assert_true(json_equal(list->events[0].payload, a));
+    assert_true(json_equal(list->events[1].payload, b));
+    for (size_t i = 0; i < 2; i++) {
+        char *canon = NULL;
+        assert_int_equal(rre_canonical_json(list->events[i].payload, &canon, NULL), RRE_OK);
+        assert_int_equal(list->events[i].payload_len, strlen(canon));
+        assert_memory_equal(list->events[i].payload_text, canon, strlen(canon));
+        free(canon);
+    }
+    /* A real with an integral value is kept as an integer, as the queue
+     * stores it (the content hash does not tell them apart). */
+    json_t *c = json_pack("{s:s, s:f}", "model_id", "m3", "elo", 1500.0);
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", c, NULL, NULL), RRE_OK);
+    rre_event_list_free(list);
+    assert_int_equal(rre_router_history(r, RRE_EV_NONE, 1, &list), RRE_OK);
+    assert_true(json_is_integer(json_object_get(list->events[0].payload, "elo")));
+    assert_int_equal(json_integer_value(json_object_get(list->events[0].payload, "elo")), 1500);
+    rre_event_list_free(list);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    rre_router_destroy(r);
+}
+
 static void test_stats_json_has_every_figure(void **state)
 {
     (void)state;
@@ -1576,6 +1616,7 @@ int main(void)
         cmocka_unit_test(test_dedup_can_be_turned_off_for_the_router_or_one_event),
         cmocka_unit_test(test_memory_stays_bounded_under_a_flood_of_distinct_events),
         cmocka_unit_test(test_history_is_bounded_and_queried_by_type_and_count_newest_last),
+        cmocka_unit_test(test_history_keeps_payloads_as_canonical_text_equal_in_content),
         cmocka_unit_test(test_stats_json_has_every_figure),
         cmocka_unit_test(test_handlers_run_in_subscription_order),
         cmocka_unit_test(test_subscribe_rejects_bad_arguments),

@@ -355,8 +355,11 @@ typedef struct rre_event_list {
 } rre_event_list;
 
 /** The last `max_count` events of the history (0: all it holds), of type
- * `type` only unless it is RRE_EV_NONE, newest last. The list is a snapshot;
- * the payloads are the published objects (read-only). */
+ * `type` only unless it is RRE_EV_NONE, newest last. The list is a snapshot.
+ * The history keeps each payload as its canonical JSON text (compact, keys
+ * sorted, a real with an integral value written as an integer, as in the
+ * queue): each event's `payload_text` is that text and its `payload` an
+ * object parsed from it, equal in content to the published one. */
 RRE_API rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_count,
                                       rre_event_list **out);
 /** Frees a list made by rre_router_history(); NULL does nothing. */
