@@ -683,6 +683,25 @@ rre_status rre_router_publish(rre_router *r, const char *type, json_t *payload,
     return rre_router_publish_type(r, t, payload, opts, out);
 }
 
+rre_status rre_router_publish_text(rre_router *r, const char *type, const char *text, size_t len,
+                                   const rre_publish_options *opts, rre_publish_result *out)
+{
+    if (out != NULL) {
+        out->problems.count = out->problems.errors = out->problems.notes = 0;
+        out->sink_status = RRE_OK;
+        out->duplicate = false;
+    }
+    if (text == NULL)
+        return rre__error(RRE_ENOT_OBJECT, "rre_router_publish_text: the text is NULL");
+    json_t *payload = NULL;
+    rre_status st = rre_payload_parse(text, len, &payload);
+    if (st != RRE_OK)
+        return st;
+    st = rre_router_publish(r, type, payload, opts, out);
+    rre_payload_release(payload);
+    return st;
+}
+
 rre_status rre_router_inject(rre_router *r, const rre_event *in, const rre_publish_options *opts,
                              rre_publish_result *out)
 {

@@ -458,6 +458,52 @@ static void test_memory_stays_bounded_under_a_flood_of_distinct_events(void **st
     rre_router_destroy(r);
 }
 
+static void test_publish_text_parses_then_publishes_and_refuses_bad_text(void **state)
+{
+    (void)state;
+    rre_router *r = new_router();
+    struct recorder rec;
+    recorder_init(&rec);
+    assert_int_equal(rre_router_subscribe(r, RRE_EV_ELO_UPDATED, "rec", record, &rec, NULL),
+                     RRE_OK);
+    /* Not NUL-terminated: only len bytes are read. */
+    const char text[] = "{\"model_id\":\"m\",\"elo\":1500.5}garbage";
+    rre_publish_result res;
+    assert_int_equal(
+        rre_router_publish_text(r, "elo_updated", text, sizeof text - 1 - 7, NULL, &res), RRE_OK);
+    assert_int_equal(res.delivered, 1);
+    assert_int_equal(rec.count, 1);
+    json_t *want = json_pack("{s:s,s:f}", "model_id", "m", "elo", 1500.5);
+    assert_true(json_equal(rec.last->payload, want));
+    json_decref(want);
+    /* The same content again is a duplicate, as with an object. */
+    assert_int_equal(
+        rre_router_publish_text(r, "ELO_UPDATED", text, sizeof text - 1 - 7, NULL, &res), RRE_OK);
+    assert_true(res.duplicate);
+    static const struct {
+        const char *text;
+        rre_status want;
+    } bad[] = {
+        {"{\"model_id\":", RRE_EJSON},
+        {"[1,2]", RRE_ENOT_OBJECT},
+        {"{\"a\":1,\"a\":2}", RRE_EJSON},
+        {"", RRE_EJSON},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        res.duplicate = true;
+        assert_int_equal(
+            rre_router_publish_text(r, "ELO_UPDATED", bad[i].text, strlen(bad[i].text), NULL, &res),
+            bad[i].want);
+        assert_false(res.duplicate);
+        assert_int_equal(res.sink_status, RRE_OK);
+    }
+    assert_int_equal(rre_router_publish_text(r, "ELO_UPDATED", NULL, 0, NULL, NULL),
+                     RRE_ENOT_OBJECT);
+    assert_int_equal(rec.count, 1);
+    recorder_free(&rec);
+    rre_router_destroy(r);
+}
+
 /* ---- history and stats ----------------------------------------------------------------- */
 
 static void test_history_is_bounded_and_queried_by_type_and_count_newest_last(void **state)
@@ -1616,6 +1662,7 @@ int main(void)
         cmocka_unit_test(test_dedup_can_be_turned_off_for_the_router_or_one_event),
         cmocka_unit_test(test_memory_stays_bounded_under_a_flood_of_distinct_events),
         cmocka_unit_test(test_history_is_bounded_and_queried_by_type_and_count_newest_last),
+        cmocka_unit_test(test_publish_text_parses_then_publishes_and_refuses_bad_text),
         cmocka_unit_test(test_history_keeps_payloads_as_canonical_text_equal_in_content),
         cmocka_unit_test(test_stats_json_has_every_figure),
         cmocka_unit_test(test_handlers_run_in_subscription_order),

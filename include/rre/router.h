@@ -259,6 +259,15 @@ RRE_API rre_status rre_router_publish_type(rre_router *r, rre_event_type type, j
                                            const rre_publish_options *opts,
                                            rre_publish_result *out);
 
+/** The same with the payload given as JSON text (`len` bytes, need not be
+ * NUL-terminated), parsed as rre_payload_parse() does (its errors: RRE_EJSON,
+ * RRE_ENOT_OBJECT, RRE_ELIMIT); the parsed object is released when the
+ * publish returns (handlers that keep it take their own reference). One call
+ * where a binding would otherwise make three (parse, publish, release). */
+RRE_API rre_status rre_router_publish_text(rre_router *r, const char *type, const char *text,
+                                           size_t len, const rre_publish_options *opts,
+                                           rre_publish_result *out);
+
 /* ------------------------------------------------------------------------ */
 /* Subscribing                                                               */
 /* ------------------------------------------------------------------------ */

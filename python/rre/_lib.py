@@ -263,6 +263,10 @@ _PROTOS = {
         c_int,
         [c_void_p, c_char_p, c_void_p, POINTER(PublishOptions), POINTER(PublishResult)],
     ),
+    "rre_router_publish_text": (
+        c_int,
+        [c_void_p, c_char_p, c_char_p, c_size_t, POINTER(PublishOptions), POINTER(PublishResult)],
+    ),
     "rre_router_subscribe": (c_int, [c_void_p, c_int, c_char_p, HANDLER_FN, c_void_p, POINTER(c_uint64)]),
     "rre_router_subscribe_all": (c_int, [c_void_p, c_char_p, HANDLER_FN, c_void_p, POINTER(c_uint64)]),
     "rre_router_unsubscribe": (c_int, [c_void_p, c_uint64]),
@@ -372,8 +376,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_defaul
                             separators=(",", ":"))
 
 
-def to_json_t(payload):
-    """A Python mapping as a new jansson object (the caller releases it)."""
+def to_json_text(payload):
+    """A Python mapping as JSON text (bytes) for the library to parse."""
     if type(payload) is not dict:
         if isinstance(payload, dict):
             pass
@@ -394,7 +398,12 @@ def to_json_t(payload):
         raise errors.InvalidArgumentError(
             "RRE_EINVAL", "the payload cannot be written as JSON: %s" % e
         ) from None
-    data = text.encode(ENCODING, "surrogatepass")
+    return text.encode(ENCODING, "surrogatepass")
+
+
+def to_json_t(payload):
+    """A Python mapping as a new jansson object (the caller releases it)."""
+    data = to_json_text(payload)
     out = c_void_p()
     check(lib.rre_payload_parse(data, len(data), ctypes.byref(out)))
     return out

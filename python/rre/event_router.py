@@ -395,7 +395,7 @@ class Router:
             payload = {}
         elif not isinstance(payload, dict) and hasattr(payload, "keys"):
             payload = dict(payload)
-        pj = _lib.to_json_t(payload)
+        data = _lib.to_json_text(payload)
         depth = getattr(_local, "depth", 0)
         pool = getattr(_local, "pool", None)
         if pool is None:
@@ -414,7 +414,6 @@ class Router:
             optsp = ctypes.byref(opts)
         r = self._r
         if r is None:
-            lib.rre_payload_release(pj)
             raise _closed_error()
         started = []
         delivered = []
@@ -422,11 +421,11 @@ class Router:
         _local.ctx = (started, payload, delivered)
         _local.depth = depth + 1
         try:
-            st = lib.rre_router_publish(r, spelling, pj, optsp, ctypes.byref(res))
+            st = lib.rre_router_publish_text(r, spelling, data, len(data), optsp,
+                                             ctypes.byref(res))
         finally:
             _local.ctx = outer
             _local.depth = depth
-            lib.rre_payload_release(pj)
         if st == 7:
             err = _lib.errors.from_status(st, _lib.last_error())
             err.problems = _problems(res)
