@@ -22,6 +22,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/* This process's id, without a system call per publish (glibc no longer
+ * caches getpid(), and a system call is slow on a virtual machine):
+ * read once, then again in the child of every fork() (an atfork handler),
+ * which is where it changes. */
+static atomic_int cached_pid;
+static pthread_once_t cached_pid_once = PTHREAD_ONCE_INIT;
+
+static void cached_pid_reset(void)
+{
+    atomic_store(&cached_pid, (int)getpid());
+}
+
+static void cached_pid_init(void)
+{
+    cached_pid_reset();
+    pthread_atfork(NULL, NULL, cached_pid_reset);
+}
+
+static pid_t current_pid(void)
+{
+    pthread_once(&cached_pid_once, cached_pid_init);
+    return (pid_t)atomic_load_explicit(&cached_pid, memory_order_relaxed);
+}
+
 /* The Python side's schema, exactly as it creates it. Never altered. */
 static const char PYTHON_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS events ("
@@ -882,7 +906,7 @@ void rre_queue_destroy(rre_queue *q)
     pthread_mutex_destroy(&q->own_mu);
     /* In a child of fork() the writer's condition variables may have
      * waiters of the parent, which destroying them would wait for. */
-    if (!q->async_started || q->async_pid == getpid()) {
+    if (!q->async_started || q->async_pid == current_pid()) {
         pthread_mutex_destroy(&q->async_mu);
         pthread_cond_destroy(&q->async_cv);
         pthread_cond_destroy(&q->async_room_cv);
@@ -1570,7 +1594,7 @@ static void async_stop(rre_queue *q)
 {
     rre__queue_lock(&q->async_mu);
     q->async_stop = true;
-    if (q->async_started && q->async_pid != getpid()) {
+    if (q->async_started && q->async_pid != current_pid()) {
         /* Not even a broadcast: the condition variables' waiters are
          * threads of the parent, and glibc would wait for them. */
         rre__queue_unlock(&q->async_mu);
@@ -1612,7 +1636,7 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
     if (q->read_only)
         return rre__error(RRE_EREADONLY, "the queue '%s' was opened read-only", q->path);
     rre__queue_lock(&q->async_mu);
-    bool forked = q->async_started && q->async_pid != getpid();
+    bool forked = q->async_started && q->async_pid != current_pid();
     rre__queue_unlock(&q->async_mu);
     if (forked)
         return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
@@ -1642,7 +1666,7 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
     a->user_data = user_data;
 
     rre__queue_lock(&q->async_mu);
-    if (q->async_started && q->async_pid != getpid()) {
+    if (q->async_started && q->async_pid != current_pid()) {
         rre__queue_unlock(&q->async_mu);
         async_free(a);
         return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
@@ -1658,7 +1682,7 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
                               strerror(rc));
         }
         q->async_started = true;
-        q->async_pid = getpid();
+        q->async_pid = current_pid();
         if (q->async_id == 0)
             q->async_id = atomic_fetch_add(&next_queue_id, 1);
     }
@@ -1694,7 +1718,7 @@ rre_status rre__queue_flush_from(rre_queue *q, uint64_t from, int timeout_ms, ui
     uint64_t target = q->async_accepted;
     if (upto != NULL)
         *upto = from;
-    if (q->async_started && q->async_pid != getpid() && q->async_completed < target) {
+    if (q->async_started && q->async_pid != current_pid() && q->async_completed < target) {
         rre__queue_unlock(&q->async_mu);
         return rre__error(RRE_ECLOSED, "this queue handle was opened before fork(): its writer "
                                        "thread is in the parent");
