@@ -551,7 +551,17 @@ static void sort_members(struct member *m, size_t n)
     }
 }
 
-/* The envelope fields left out of the content hash. */
+bool rre__has_envelope_field(const json_t *payload)
+{
+    static const char *const names[] = {"source", "trace_id", "timestamp", "created_at"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (json_object_get(payload, names[i]) != NULL)
+            return true;
+    return false;
+}
+
+/* The envelope fields left out of the content hash (rre__has_envelope_field
+ * names the same four). */
 static bool is_envelope_field(const char *key, size_t len)
 {
     switch (len) {

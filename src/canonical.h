@@ -53,6 +53,10 @@ rre_status rre__canonical_write(const json_t *value, struct rre__buf *buf);
  * keep them. A value that is not an object is RRE_ENOT_OBJECT. */
 rre_status rre__canonical_write_payload(const json_t *payload, struct rre__buf *buf);
 
+/* True when the payload has a top-level envelope field (source, trace_id,
+ * timestamp, created_at), which rre__canonical_write_payload() leaves out. */
+bool rre__has_envelope_field(const json_t *payload);
+
 /* rre_content_hash() writing the hashed text into `buf` (which is reset
  * first and keeps its memory afterwards, so a caller can reuse it). The text
  * is the canonical NAME, a newline and the canonical payload. */

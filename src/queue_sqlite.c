@@ -27,6 +27,7 @@
  * read once, then again in the child of every fork() (an atfork handler),
  * which is where it changes. */
 static atomic_int cached_pid;
+static bool cached_pid_ok; /* the atfork handler is registered (written once) */
 static pthread_once_t cached_pid_once = PTHREAD_ONCE_INIT;
 
 static void cached_pid_reset(void)
@@ -37,12 +38,14 @@ static void cached_pid_reset(void)
 static void cached_pid_init(void)
 {
     cached_pid_reset();
-    pthread_atfork(NULL, NULL, cached_pid_reset);
+    cached_pid_ok = pthread_atfork(NULL, NULL, cached_pid_reset) == 0;
 }
 
 static pid_t current_pid(void)
 {
     pthread_once(&cached_pid_once, cached_pid_init);
+    if (!cached_pid_ok) /* no handler to follow a fork: ask each time */
+        return getpid();
     return (pid_t)atomic_load_explicit(&cached_pid, memory_order_relaxed);
 }
 

@@ -235,9 +235,10 @@ static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return rc;
-    /* cursor_only: an id with acks rows and no cursor of ours is a Python
-     * consumer's; it keeps seeing our progress. */
-    if (!s->python_acks && !c->have_cursor) {
+    /* cursor_only: an id with acks rows is a Python consumer's (a
+     * cursor_only subscriber writes none until it finds that), so it keeps
+     * seeing our progress, across restarts too. */
+    if (!s->python_acks) {
         rc = sqlite3_prepare_v2(db, "SELECT 1 FROM acks WHERE subscriber_id = ? LIMIT 1", -1, &st,
                                 NULL);
         if (rc != SQLITE_OK)
@@ -248,8 +249,8 @@ static int lease_body(sqlite3 *db, void *vctx, rre_status *body_status)
         if (rc == SQLITE_ROW) {
             s->python_acks = true;
             rre__log(RRE_LOG_INFO, "queue",
-                     "'%s' has Python acks and no cursor: it is a Python consumer's id, and "
-                     "acks rows are written for it (cursor_only does not apply)",
+                     "'%s' has acks rows: a Python consumer uses the id, and acks rows are "
+                     "written for it (cursor_only does not apply)",
                      s->id);
         } else if (rc != SQLITE_DONE) {
             return rc;
@@ -390,7 +391,8 @@ static rre_status set_filters(rre_subscriber *s, const rre_subscriber_options *o
 /* The read of new rows. An event a Python consumer of the same id
  * acknowledged is passed; the acks are looked up only for events up to the
  * highest id acknowledged under this id (a subquery SQLite evaluates once per
- * read), so a subscriber whose acks are all its own, behind its cursor, pays
+ * read; a CASE, since SQLite evaluates both sides of an AND in a result
+ * column), so a subscriber whose acks are all its own, behind its cursor, pays
  * no lookup per row. The content hash stored with rows this library
  * wrote saves recomputing it (rows of other writers have none); a file
  * opened read-only that lacks the table of hashes (written only by the
@@ -399,14 +401,16 @@ static rre_status prepare_read(rre_subscriber *s)
 {
     static const char *const sql[2][2] = {
         {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
-         " e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id = ?1) AND"
-         " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
-         " e.event_id), d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
+         " CASE WHEN e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id ="
+         " ?1) THEN EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
+         " e.event_id) ELSE 0 END, d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = "
+         "e.event_id"
          " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
          "SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at,"
-         " e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id = ?1) AND"
-         " EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
-         " e.event_id), NULL FROM events e WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3"},
+         " CASE WHEN e.event_id <= (SELECT max(m.event_id) FROM acks m WHERE m.subscriber_id ="
+         " ?1) THEN EXISTS (SELECT 1 FROM acks a WHERE a.subscriber_id = ?1 AND a.event_id ="
+         " e.event_id) ELSE 0 END, NULL FROM events e WHERE e.event_id > ?2 ORDER BY e.event_id "
+         "LIMIT ?3"},
         {"SELECT e.event_id, e.event_type, e.payload, e.source, e.hostname, e.created_at, 0,"
          " d.hash FROM events e LEFT JOIN rre_hashes d ON d.event_id = e.event_id"
          " WHERE e.event_id > ?2 ORDER BY e.event_id LIMIT ?3",
@@ -1112,7 +1116,7 @@ static int record_retry_outcome(sqlite3 *db, rre_subscriber *s, struct row *r, d
          * valid UTF-8 is stored whatever the row held (a row delivered
          * unparsed is one this library checked when it stored it). */
         char *payload = r->ev.payload != NULL ? json_dumps(r->ev.payload, JSON_COMPACT)
-                                              : strdup(r->text);
+                                              : strndup(r->text, r->text_len);
         if (payload == NULL)
             return SQLITE_NOMEM;
         if (r->outcome == OUT_RETRY)

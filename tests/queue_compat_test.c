@@ -606,6 +606,11 @@ static void test_cursor_only_writes_acks_once_another_consumer_of_the_id_acks(vo
     seen = 0;
     assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
     assert_int_equal(acks_of(f, "c-host:stable:shared"), 2);
+    /* After a restart it still knows: the id has acks rows. */
+    publish_elo(q, 3);
+    seen = 0;
+    assert_int_equal(drain_with(q, &o, count_events, &seen), 1);
+    assert_int_equal(acks_of(f, "c-host:stable:shared"), 3);
     rre_queue_destroy(q);
 }
 

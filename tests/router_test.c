@@ -565,6 +565,30 @@ static void test_history_keeps_payloads_as_canonical_text_equal_in_content(void 
         assert_memory_equal(list->events[i].payload_text, canon, strlen(canon));
         free(canon);
     }
+    /* Every envelope field the hash leaves out is kept: source and
+     * created_at as well. */
+    json_t *d = json_pack("{s:s, s:s, s:i}", "model_id", "m4", "source", "abc", "created_at", 5);
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", d, NULL, NULL), RRE_OK);
+    rre_event_list_free(list);
+    assert_int_equal(rre_router_history(r, RRE_EV_NONE, 1, &list), RRE_OK);
+    assert_true(json_equal(list->events[0].payload, d));
+    json_decref(d);
+    /* A payload built in C beyond what the text parser takes from outside
+     * (40 levels deep, a NUL in a string) is read back all the same. */
+    json_t *deep = json_pack("{s:s}", "model_id", "m5"), *inner = json_object();
+    json_object_set_new(deep, "nested", inner);
+    for (int i = 0; i < 40; i++) {
+        json_t *next = json_object();
+        json_object_set_new(inner, "x", next);
+        inner = next;
+    }
+    json_object_set_new(deep, "nul", json_stringn("a\0b", 3));
+    assert_int_equal(rre_router_publish(r, "ELO_UPDATED", deep, NULL, NULL), RRE_OK);
+    rre_event_list_free(list);
+    assert_int_equal(rre_router_history(r, RRE_EV_NONE, 0, &list), RRE_OK);
+    assert_int_equal(list->count, 4);
+    assert_true(json_equal(list->events[3].payload, deep));
+    json_decref(deep);
     /* A real with an integral value is kept as an integer, as the queue
      * stores it (the content hash does not tell them apart). */
     json_t *c = json_pack("{s:s, s:f}", "model_id", "m3", "elo", 1500.0);

@@ -275,17 +275,22 @@ typedef struct rre_subscriber_options {
      * whose content hash this library stored with it (its payload was checked
      * when it was published or imported) is delivered with `payload` NULL and
      * `payload_text` set; call rre_event_payload() for the object. Rows of
-     * other writers are parsed and checked as usual, and carry both. */
+     * other writers are parsed and checked as usual, and carry both. An
+     * event delivered with `payload` NULL must be given its payload (from
+     * rre_event_payload()) before it is passed back to the library
+     * (rre_router_inject(), the batch publish, the flow checker), which
+     * reads `payload`. */
     bool lazy_payload;
     /** Record progress only in this library's cursor, without Python's
      * `acks` rows (one row per event, which is most of what delivery costs).
      * For a daemon no Python consumer will ever run as: a Python consumer
      * that later takes this id sees every retained event as new. Acks rows
      * are still written when the id is found to be Python's: it has acks
-     * rows but no cursor of this library when the subscriber starts, or an
-     * event arrives that another consumer of the id acknowledged (then a
-     * warning is logged once). Events Python acknowledged are skipped
-     * either way. */
+     * rows when the subscriber starts (Python's, or this library's from
+     * before: the id keeps getting them until retention has removed them
+     * all), or an event arrives that another consumer of the id
+     * acknowledged (then a warning is logged once). Events Python
+     * acknowledged are skipped either way. */
     bool cursor_only;
 } rre_subscriber_options;
 
