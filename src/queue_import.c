@@ -24,6 +24,7 @@ struct rre__importer {
     sqlite3 *db;
     sqlite3_stmt *st_insert, *st_pos_get, *st_pos_put;
     rre__qdedup dedup;
+    struct rre__ckpt_asker ckpt; /* its commits' checkpoints */
 };
 
 static const char IMPORT_SCHEMA[] = "CREATE TABLE IF NOT EXISTS rre_bridge_positions ("
@@ -60,6 +61,8 @@ rre_status rre__importer_open(rre_queue *q, rre__importer **out)
         return rre__error(RRE_ENOMEM, "out of memory");
     im->q = q;
     rre_status st = rre__queue_connect(q, &im->db, 1024);
+    if (st == RRE_OK)
+        rre__queue_hook_checkpoints(im->db, &im->ckpt, q);
     if (st == RRE_OK)
         st = rre__queue_write_txn(q, im->db, "creating the bridge's table", schema_body, NULL);
     if (st == RRE_OK)

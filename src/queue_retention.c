@@ -460,6 +460,38 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+static int asker_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    struct rre__ckpt_asker *a = arg;
+    if (frames < a->asked_at)
+        a->asked_at = 0; /* the WAL restarted */
+    if (frames >= RRE__QUEUE_CHECKPOINT_FRAMES &&
+        (a->asked_at == 0 || frames >= a->asked_at + RRE__QUEUE_CHECKPOINT_FRAMES)) {
+        a->asked_at = frames;
+        rre_queue *q = a->q;
+        rre__queue_lock(&q->maint_mu);
+        if (q->maint_started && !q->checkpoint_due) {
+            q->checkpoint_due = true;
+            pthread_cond_signal(&q->maint_cv);
+        }
+        rre__queue_unlock(&q->maint_mu);
+    }
+    return SQLITE_OK;
+}
+
+void rre__queue_hook_checkpoints(sqlite3 *db, struct rre__ckpt_asker *asker, rre_queue *q)
+{
+    asker->q = q;
+    asker->asked_at = 0;
+    rre__queue_lock(&q->maint_mu);
+    bool maintained = q->maint_started;
+    rre__queue_unlock(&q->maint_mu);
+    if (maintained)
+        sqlite3_wal_hook(db, asker_wal_hook, asker);
+}
+
 /* Part 1 of a checkpoint, on the maintenance thread. A round copies what
  * the WAL held when it began; while its fsyncs run, publishers append more.
  * Further rounds copy that, each shorter than the one before, until a round
@@ -521,6 +553,7 @@ static void *maintenance_main(void *arg)
             if (db == NULL && rre__queue_connect(q, &db, 256) != RRE_OK)
                 continue;
             background_checkpoint(db);
+            atomic_fetch_add(&q->ckpt_background, 1);
             atomic_store(&q->ckpt_catch_up, true);
             if (rre__queue_mono_ms() < next)
                 continue;

@@ -128,6 +128,8 @@ struct rre_queue {
     /* Set by the maintenance thread after its checkpoint: the next leader
      * copies the few frames committed meanwhile, so the WAL can restart. */
     _Atomic bool ckpt_catch_up;
+    /* Checkpoints the maintenance thread ran because a commit asked. */
+    _Atomic uint64_t ckpt_background;
 
     /* Pipelined publishes (rre_queue_publish_async()): accepted requests
      * wait in a list that the writer thread submits in groups. */
@@ -269,6 +271,20 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
  * holds RRE__QUEUE_CHECKPOINT_FRAMES frames, and again only after as many
  * more when the WAL did not restart meanwhile. */
 int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
+
+/* Checkpoints for another connection of this process that writes (a
+ * subscriber's acknowledgements, the bridge's imports): with the queue's
+ * maintenance thread running, its commits ask that thread for a checkpoint
+ * once the WAL holds RRE__QUEUE_CHECKPOINT_FRAMES frames (and again only
+ * after as many more), instead of checkpointing inline as SQLite's automatic
+ * checkpoint does, fsyncs included, which held a consumer's next delivery
+ * back by milliseconds. Without the thread the connection keeps SQLite's
+ * automatic checkpoint. `asker` must live as long as the connection. */
+struct rre__ckpt_asker {
+    rre_queue *q;
+    int asked_at; /* WAL frames when this connection last asked; 0: not yet */
+};
+void rre__queue_hook_checkpoints(sqlite3 *db, struct rre__ckpt_asker *asker, rre_queue *q);
 
 /* Called by the leader after its transaction: when the maintenance thread
  * finished a checkpoint since, copies the frames committed during it (see

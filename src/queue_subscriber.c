@@ -100,6 +100,7 @@ struct rre_subscriber {
     int64_t last_heartbeat_ms;
     int64_t heartbeat_interval_ms;
     rre__wake wake;
+    struct rre__ckpt_asker ckpt; /* its commits' checkpoints */
     atomic_bool closed;
     rre_subscriber_counters counters;
     sqlite3_stmt *st_read;
@@ -497,6 +498,8 @@ rre_status rre_subscriber_create(rre_subscriber **out, rre_queue *q,
         st = rre__wake_init(&s->wake, q->dir, q->file_name);
     if (st == RRE_OK)
         st = rre__queue_connect(q, &s->db, 256);
+    if (st == RRE_OK)
+        rre__queue_hook_checkpoints(s->db, &s->ckpt, q);
     if (st == RRE_OK)
         st = prepare_read(s);
     /* Due retries: earliest due first; in strict order, lowest event id

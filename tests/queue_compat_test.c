@@ -9,6 +9,8 @@
 
 #include <rre/rre.h>
 
+#include "queue_sqlite.h"
+
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -614,6 +616,50 @@ static void test_cursor_only_writes_acks_once_another_consumer_of_the_id_acks(vo
     rre_queue_destroy(q);
 }
 
+static void test_a_subscribers_commits_leave_checkpoints_to_the_maintenance_thread(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < 5000; i++) {
+        char payload[32];
+        snprintf(payload, sizeof payload, "{\"i\": %d}", i);
+        if (i % 500 == 0)
+            assert_int_equal(
+                sqlite3_exec(f->py, i == 0 ? "BEGIN" : "COMMIT; BEGIN", NULL, NULL, NULL),
+                SQLITE_OK);
+        py_insert(f, "elo_updated", payload, "py");
+    }
+    assert_int_equal(sqlite3_exec(f->py, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = f->path;
+    qo.hostname = "c-host";
+    qo.maintenance_interval_ms = 60000;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    /* Small batches: over a thousand commits of acknowledgements, which
+     * alone grow the WAL past the checkpoint threshold. */
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "drain";
+    o.batch = 4;
+    size_t seen = 0;
+    rre_subscriber *s;
+    assert_int_equal(rre_subscriber_create(&s, q, &o), RRE_OK);
+    while (seen < 5000) {
+        size_t n = 0;
+        assert_int_equal(rre_subscriber_poll(s, 1000, 0, count_events, &seen, &n), RRE_OK);
+    }
+    /* Those commits asked the queue's maintenance thread for the checkpoint
+     * (rather than running it, fsyncs included, before the next poll). */
+    for (int i = 0; i < 200 && atomic_load(&q->ckpt_background) == 0; i++) {
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&q->ckpt_background) > 0);
+    rre_subscriber_destroy(s);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +684,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_cursor_only_writes_acks_once_another_consumer_of_the_id_acks, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_subscribers_commits_leave_checkpoints_to_the_maintenance_thread, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_a_python_subscriber_row_is_left_alone_while_alive,
                                         setup, teardown),
     };
