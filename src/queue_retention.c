@@ -462,7 +462,6 @@ int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 static int asker_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
-    (void)db;
     (void)name;
     struct rre__ckpt_asker *a = arg;
     if (frames < a->asked_at)
@@ -472,11 +471,17 @@ static int asker_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
         a->asked_at = frames;
         rre_queue *q = a->q;
         rre__queue_lock(&q->maint_mu);
-        if (q->maint_started && !q->checkpoint_due) {
+        bool started = q->maint_started;
+        if (started && !q->checkpoint_due) {
             q->checkpoint_due = true;
             pthread_cond_signal(&q->maint_cv);
         }
         rre__queue_unlock(&q->maint_mu);
+        /* The thread stopped (the queue was closed while this connection
+         * still commits): checkpoint here, as SQLite's automatic checkpoint
+         * would, rather than let the WAL grow. */
+        if (!started)
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
     return SQLITE_OK;
 }
