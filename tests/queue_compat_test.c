@@ -660,6 +660,71 @@ static void test_a_subscribers_commits_leave_checkpoints_to_the_maintenance_thre
     rre_queue_destroy(q);
 }
 
+static int wal_frames_seen;
+
+static int note_frames(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    (void)ud;
+    (void)db;
+    (void)name;
+    wal_frames_seen = frames;
+    return SQLITE_OK;
+}
+
+/* Frames in the WAL after one small commit of a connection that never
+ * checkpoints: small once the WAL was all copied and restarted. */
+static int wal_frames_after_a_commit(const char *path)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_wal_hook(db, note_frames, NULL); /* and so no automatic checkpoint */
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE IF NOT EXISTS test_scratch(x);"
+                                  " INSERT INTO test_scratch VALUES (1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    return wal_frames_seen;
+}
+
+static void test_a_subscriber_checkpoints_itself_once_its_queue_is_closed(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue_options qo;
+    rre_queue_options_init(&qo);
+    qo.path = f->path;
+    qo.hostname = "c-host";
+    qo.maintenance_interval_ms = 60000;
+    rre_queue *q = NULL;
+    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_subscriber_options o;
+    rre_subscriber_options_init(&o);
+    o.name = "late";
+    rre_subscriber *s;
+    assert_int_equal(rre_subscriber_create(&s, q, &o), RRE_OK);
+    /* A WAL past the threshold, from a writer that never checkpoints. */
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "PRAGMA wal_autocheckpoint=0; BEGIN;"
+                                  " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                                  " WHERE i < 25000) INSERT INTO events (event_type, payload,"
+                                  " source, hostname, created_at) SELECT 'elo_updated',"
+                                  " '{\"i\": ' || i || ', \"pad\": \"' || hex(randomblob(400)) ||"
+                                  " '\"}', 'py', 'py-host', strftime('%s','now') FROM n; COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    assert_true(wal_frames_after_a_commit(f->path) > 4000);
+    /* The queue closes (its maintenance thread stops); the subscriber's
+     * last commit, releasing its lease, checkpoints itself. */
+    rre_queue_close(q);
+    rre_subscriber_destroy(s);
+    assert_in_range(wal_frames_after_a_commit(f->path), 1, 100);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +752,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_subscribers_commits_leave_checkpoints_to_the_maintenance_thread, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_subscriber_checkpoints_itself_once_its_queue_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_python_subscriber_row_is_left_alone_while_alive,
                                         setup, teardown),
     };
