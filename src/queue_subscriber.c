@@ -816,8 +816,8 @@ static bool decode_known_unparsed(rre_subscriber *s, sqlite3_stmt *st, struct ro
     rre_event *ev = &r->ev;
     ev->type = type;
     ev->payload = NULL;
-    ev->payload_text = r->text;
-    ev->payload_len = len;
+    ev->payload_text = s->lazy || s->held ? r->text : NULL;
+    ev->payload_len = s->lazy || s->held ? len : 0;
     ev->event_id = r->id;
     ev->origin = strcmp(ev->hostname, s->q->hostname) != 0 && ev->hostname[0] != '\0'
                      ? RRE_ORIGIN_HOST
@@ -902,7 +902,11 @@ static void decode_row(rre_subscriber *s, sqlite3_stmt *st, struct row *r, doubl
     }
     const char *text = (const char *)sqlite3_column_text(st, 2);
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
-    if ((s->held || s->lazy) && text != NULL && sqlite3_column_type(st, 7) == SQLITE_BLOB &&
+    /* A row this library stored (its hash is stored with it) is kept as
+     * text: a lazy or held reader hands the text over, and the others parse
+     * it when they deliver it, so a batch holds texts, not parsed
+     * payloads, and a consumer's memory one payload at a time. */
+    if (text != NULL && sqlite3_column_type(st, 7) == SQLITE_BLOB &&
         sqlite3_column_bytes(st, 7) == RRE_HASH_SIZE) {
         if (!decode_known_unparsed(s, st, r, type, text, len))
             r->kind = ROW_NOMEM;
@@ -1342,13 +1346,34 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
 {
     int64_t cursor = s->cursor;
     size_t handled = 0;
-    bool stopped = false, handler_closed = false;
+    bool stopped = false, handler_closed = false, parse_nomem = false;
     for (size_t i = 0; i < n; i++) {
         struct row *r = &s->rows[i];
+        /* A row kept as text (see decode_row) is parsed now, for its
+         * handler only, and released as soon as the handler returned. */
+        bool late = r->kind == ROW_DELIVER && r->ev.payload == NULL && !s->lazy;
+        if (late) {
+            rre_status pst = rre_payload_parse(r->text, r->text_len, &r->ev.payload);
+            if (pst == RRE_ENOMEM) {
+                /* Not a property of the row: it is read again next time. */
+                stopped = parse_nomem = true;
+                break;
+            }
+            if (pst != RRE_OK) {
+                /* Changed by another writer since this library stored it. */
+                r->kind = ROW_POISON;
+                snprintf(r->reason, sizeof r->reason, "%s: %.100s", rre_strerror(pst),
+                         rre_last_error());
+            }
+        }
         switch (r->kind) {
         case ROW_DELIVER: {
             rre__clear_error();
             rre_status hst = fn != NULL ? fn(&r->ev, user_data) : RRE_OK;
+            if (late) {
+                json_decref(r->ev.payload);
+                r->ev.payload = NULL;
+            }
             if (hst == RRE_ECLOSED) {
                 stopped = handler_closed = true;
                 break;
@@ -1416,6 +1441,9 @@ static rre_status deliver(rre_subscriber *s, size_t n, rre_queue_handler fn, voi
     free_rows(s, n);
     if (st == RRE_OK && handler_closed)
         return rre__error(RRE_ECLOSED, "the handler stopped the poll");
+    if (st == RRE_OK && parse_nomem)
+        return rre__error(RRE_ENOMEM, "out of memory parsing an event of the queue; it is read "
+                                      "again by the next poll");
     return st;
 }
 

@@ -725,6 +725,27 @@ static void test_a_subscriber_checkpoints_itself_once_its_queue_is_closed(void *
     rre_queue_destroy(q);
 }
 
+static void test_a_row_of_ours_changed_into_bad_json_is_set_aside_at_delivery(void **state)
+{
+    struct fixture *f = *state;
+    rre_queue *q = open_queue(f);
+    publish_elo(q, 1);
+    publish_elo(q, 2);
+    publish_elo(q, 3);
+    /* Another writer breaks the stored text of event 2 (its stored hash
+     * says this library checked it). */
+    tu_sql_exec(f->path, "UPDATE events SET payload = '{\"i\": ' WHERE event_id = 2");
+    struct got g = {0};
+    drain(q, "reader", &g);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.id[0], 1);
+    assert_int_equal(g.id[1], 3);
+    assert_int_equal(json_integer_value(json_object_get(g.payload[1], "i")), 3);
+    got_free(&g);
+    assert_int_equal(tu_sql_int(f->path, "SELECT count(*) FROM rre_poison WHERE event_id = 2"), 1);
+    rre_queue_destroy(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +775,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_a_subscriber_checkpoints_itself_once_its_queue_is_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_row_of_ours_changed_into_bad_json_is_set_aside_at_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_python_subscriber_row_is_left_alone_while_alive,
                                         setup, teardown),
     };
