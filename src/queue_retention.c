@@ -438,28 +438,10 @@ static void maintenance_pass(rre_queue *q, sqlite3 **db)
  * When the WAL cannot restart (another process keeps writing, or a reader
  * holds an old snapshot), the hook asks again only after another
  * RRE__QUEUE_CHECKPOINT_FRAMES frames, so checkpoints never run back to back.
- * ckpt_asked_at belongs to the writer role; ckpt_catch_up is atomic.
+ * Subscribers' and the importer's connections ask the same way (part 1
+ * only). Each connection's asker belongs to the thread using it;
+ * ckpt_catch_up is atomic.
  */
-int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    (void)db;
-    (void)name;
-    rre_queue *q = arg;
-    if (frames < q->ckpt_asked_at)
-        q->ckpt_asked_at = 0; /* the WAL restarted */
-    if (frames >= RRE__QUEUE_CHECKPOINT_FRAMES &&
-        (q->ckpt_asked_at == 0 || frames >= q->ckpt_asked_at + RRE__QUEUE_CHECKPOINT_FRAMES)) {
-        q->ckpt_asked_at = frames;
-        rre__queue_lock(&q->maint_mu);
-        if (!q->checkpoint_due) {
-            q->checkpoint_due = true;
-            pthread_cond_signal(&q->maint_cv);
-        }
-        rre__queue_unlock(&q->maint_mu);
-    }
-    return SQLITE_OK;
-}
-
 static int asker_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void)name;

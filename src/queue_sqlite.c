@@ -1019,15 +1019,9 @@ static rre_status open_writer(rre_queue *q)
         sqlite3_close(db);
         return st;
     }
-    /* With a maintenance thread, checkpoints (which fsync) run there, at the
-     * same 500-page threshold, instead of on the publishing thread.
-     * maint_started is read under maint_mu: rre_queue_close() may be
-     * stopping the thread while a publish queued before it opens the writer. */
-    rre__queue_lock(&q->maint_mu);
-    bool maintained = q->maint_started;
-    rre__queue_unlock(&q->maint_mu);
-    if (maintained)
-        sqlite3_wal_hook(db, rre__queue_wal_hook, q);
+    /* With a maintenance thread, checkpoints (which fsync) run there
+     * instead of on the publishing thread. */
+    rre__queue_hook_checkpoints(db, &q->wckpt, q);
     q->wdb = db;
     return RRE_OK;
 }

@@ -91,6 +91,12 @@ void rre__qdedup_after(rre__qdedup *d, bool committed);
  * a call is one transaction. The maintenance thread and
  * each subscriber have connections of their own.
  */
+/* A connection's requests for checkpoints (rre__queue_hook_checkpoints()). */
+struct rre__ckpt_asker {
+    struct rre_queue *q;
+    int asked_at; /* WAL frames when this connection last asked; 0: not yet */
+};
+
 struct rre_queue {
     /* Immutable after rre_queue_create(). */
     char *path;
@@ -122,9 +128,8 @@ struct rre_queue {
     sqlite3_stmt *st_insert;
     rre__qdedup wdedup;
     size_t dedup_mem_max; /* 0: RRE__QUEUE_DEDUP_MEM_MAX; tests set it lower */
-    /* WAL size (frames) when the writer last asked the maintenance thread
-     * for a checkpoint, 0 when none is outstanding; leader role. */
-    int ckpt_asked_at;
+    /* The writer connection's requests for checkpoints; leader role. */
+    struct rre__ckpt_asker wckpt;
     /* Set by the maintenance thread after its checkpoint: the next leader
      * copies the few frames committed meanwhile, so the WAL can restart. */
     _Atomic bool ckpt_catch_up;
@@ -266,24 +271,15 @@ rre_status rre__queue_purge_on(rre_queue *q, sqlite3 *db, double older_than_s,
  * transactions) make a few microseconds per transaction. */
 #define RRE__QUEUE_CHECKPOINT_FRAMES 4000
 
-/* The WAL hook of the writer connection (runs on the leader after each
- * commit): asks the maintenance thread for a passive checkpoint once the WAL
- * holds RRE__QUEUE_CHECKPOINT_FRAMES frames, and again only after as many
- * more when the WAL did not restart meanwhile. */
-int rre__queue_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
-
-/* Checkpoints for another connection of this process that writes (a
- * subscriber's acknowledgements, the bridge's imports): with the queue's
+/* Checkpoints for a connection of this process that writes (the writer's,
+ * a subscriber's acknowledgements, the bridge's imports): with the queue's
  * maintenance thread running, its commits ask that thread for a checkpoint
  * once the WAL holds RRE__QUEUE_CHECKPOINT_FRAMES frames (and again only
- * after as many more), instead of checkpointing inline as SQLite's automatic
- * checkpoint does, fsyncs included, which held a consumer's next delivery
- * back by milliseconds. Without the thread the connection keeps SQLite's
- * automatic checkpoint. `asker` must live as long as the connection. */
-struct rre__ckpt_asker {
-    rre_queue *q;
-    int asked_at; /* WAL frames when this connection last asked; 0: not yet */
-};
+ * after as many more when the WAL did not restart meanwhile), instead of
+ * checkpointing inline as SQLite's automatic checkpoint does, fsyncs
+ * included, which held publishes and a consumer's next delivery back by
+ * milliseconds. Without the thread the connection keeps SQLite's automatic
+ * checkpoint. `asker` must live as long as the connection. */
 void rre__queue_hook_checkpoints(sqlite3 *db, struct rre__ckpt_asker *asker, rre_queue *q);
 
 /* Called by the leader after its transaction: when the maintenance thread

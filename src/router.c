@@ -555,8 +555,8 @@ static void log_problems(rre_event_type type, const rre_problems *pr, bool rejec
     }
 }
 
-static rre_status publish_hashed(rre_router *r, rre_event *evp, const char *canon, size_t canon_len,
-                                 json_t *payload, const rre_publish_options *opts, bool violation,
+static rre_status publish_hashed(rre_router *r, rre_event *ev, const char *canon, size_t canon_len,
+                                 const rre_publish_options *opts, bool violation,
                                  rre_publish_result *out);
 
 rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *payload,
@@ -636,39 +636,37 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
         rre__buf_free(&buf);
         return st;
     }
-    st = publish_hashed(r, &ev, buf.data + skip, buf.len - skip, payload, opts, violation, out);
+    st = publish_hashed(r, &ev, buf.data + skip, buf.len - skip, opts, violation, out);
     rre__buf_free(&buf);
     return st;
 }
 
 /* Steps 4 (the envelope's time, trace and source) to 9 of a publish whose
  * content hash is computed. */
-static rre_status publish_hashed(rre_router *r, rre_event *evp, const char *canon, size_t canon_len,
-                                 json_t *payload, const rre_publish_options *opts, bool violation,
+static rre_status publish_hashed(rre_router *r, rre_event *ev, const char *canon, size_t canon_len,
+                                 const rre_publish_options *opts, bool violation,
                                  rre_publish_result *out)
 {
-    rre_event ev = *evp;
-    rre_status st;
     int64_t now = r->clock(r->clock_data);
     int64_t time = now;
     if (opts->timestamp != NULL) {
         if (!rre__timestamp_parse(opts->timestamp, &time))
             return rre__error(RRE_EINVAL, "timestamp '%.64s' is not ISO 8601", opts->timestamp);
-    } else if (!payload_time(payload, &time)) {
+    } else if (!payload_time(ev->payload, &time)) {
         time = now;
     }
-    rre__timestamp_format(time, ev.timestamp);
+    rre__timestamp_format(time, ev->timestamp);
     struct rre__trace trace;
-    st = make_trace(opts->trace_id, payload, &trace);
+    rre_status st = make_trace(opts->trace_id, ev->payload, &trace);
     if (st != RRE_OK)
         return st;
-    rre__trace_format(&trace, ev.trace_id);
+    rre__trace_format(&trace, ev->trace_id);
     if (opts->source != NULL && !rre__utf8_valid(opts->source, strlen(opts->source)))
         return rre__error(RRE_EINVAL, "the source is not valid UTF-8");
-    ev.source = opts->source != NULL ? opts->source : default_source(r, payload);
-    ev.hostname = r->hostname;
+    ev->source = opts->source != NULL ? opts->source : default_source(r, ev->payload);
+    ev->hostname = r->hostname;
 
-    return accept_event(r, &ev, canon, canon_len, time, &trace, now, opts->flags, violation, out);
+    return accept_event(r, ev, canon, canon_len, time, &trace, now, opts->flags, violation, out);
 }
 
 rre_status rre_router_publish(rre_router *r, const char *type, json_t *payload,

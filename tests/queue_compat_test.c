@@ -94,18 +94,25 @@ static int teardown(void **state)
     return 0;
 }
 
-static rre_queue *open_queue(struct fixture *f)
+/* The queue on the fixture's file, with a maintenance thread of that
+ * interval (negative: none). */
+static rre_queue *open_queue_maintained(struct fixture *f, int maintenance_interval_ms)
 {
     rre_queue_options o;
     rre_queue_options_init(&o);
     o.path = f->path;
     o.hostname = "c-host";
-    o.maintenance_interval_ms = -1;
+    o.maintenance_interval_ms = maintenance_interval_ms;
     rre_queue *q = NULL;
     rre_status st = rre_queue_create(&q, &o);
     if (st != RRE_OK)
         fail_msg("open: %s: %s", rre_strerror(st), rre_last_error());
     return q;
+}
+
+static rre_queue *open_queue(struct fixture *f)
+{
+    return open_queue_maintained(f, -1);
 }
 
 /* Inserts a row the way the Python side does: one INSERT, created_at in
@@ -629,13 +636,7 @@ static void test_a_subscribers_commits_leave_checkpoints_to_the_maintenance_thre
         py_insert(f, "elo_updated", payload, "py");
     }
     assert_int_equal(sqlite3_exec(f->py, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    rre_queue_options qo;
-    rre_queue_options_init(&qo);
-    qo.path = f->path;
-    qo.hostname = "c-host";
-    qo.maintenance_interval_ms = 60000;
-    rre_queue *q = NULL;
-    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_queue *q = open_queue_maintained(f, 60000);
     /* Small batches: over a thousand commits of acknowledgements, which
      * alone grow the WAL past the checkpoint threshold. */
     rre_subscriber_options o;
@@ -691,13 +692,7 @@ static int wal_frames_after_a_commit(const char *path)
 static void test_a_subscriber_checkpoints_itself_once_its_queue_is_closed(void **state)
 {
     struct fixture *f = *state;
-    rre_queue_options qo;
-    rre_queue_options_init(&qo);
-    qo.path = f->path;
-    qo.hostname = "c-host";
-    qo.maintenance_interval_ms = 60000;
-    rre_queue *q = NULL;
-    assert_int_equal(rre_queue_create(&q, &qo), RRE_OK);
+    rre_queue *q = open_queue_maintained(f, 60000);
     rre_subscriber_options o;
     rre_subscriber_options_init(&o);
     o.name = "late";

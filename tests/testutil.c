@@ -194,14 +194,22 @@ int tu_run_cli_full_output(char *const argv[])
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* A connection to `path` and `sql` prepared on it; fails the test when the
+ * statement is wrong. */
+static sqlite3_stmt *sql_prepare(const char *path, const char *sql, sqlite3 **db)
+{
+    assert_int_equal(sqlite3_open(path, db), SQLITE_OK);
+    sqlite3_busy_timeout(*db, 10000);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(*db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(*db));
+    return st;
+}
+
 int64_t tu_sql_int(const char *path, const char *sql)
 {
     sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_stmt *st = sql_prepare(path, sql, &db);
     int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -211,11 +219,7 @@ int64_t tu_sql_int(const char *path, const char *sql)
 char *tu_sql_text(const char *path, const char *sql)
 {
     sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_stmt *st = sql_prepare(path, sql, &db);
     char *v = NULL;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
         v = strdup((const char *)sqlite3_column_text(st, 0));
