@@ -17,7 +17,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRRE_WERROR=ON -DRRE_SANITIZE="$sanitize" >/dev/null
 cmake --build "$dir" -j "$jobs"
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+# handle_abort=1: the stack of an abort is printed too (a test program aborts
+# on a failed check or a crash, see tests/CMakeLists.txt).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:handle_abort=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 ctest --test-dir "$dir" --output-on-failure -j "$jobs"

@@ -569,6 +569,12 @@ static void test_host_token_keeps_letters_digits_dash_and_underscore(void **stat
 
 int main(void)
 {
+    /* Line by line, so that what a test printed survives a crash. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* BRIDGE_TEST_FILTER=test_existing* runs only the tests that match. */
+    const char *filter = getenv("BRIDGE_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_host_token_keeps_letters_digits_dash_and_underscore),
         cmocka_unit_test(test_bad_options_are_refused_by_name),
