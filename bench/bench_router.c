@@ -343,13 +343,19 @@ int main(int argc, char **argv)
         json_decref(p);
     }
     struct mallinfo2 after = mallinfo2();
-    rre__lock(&r->mu);
+    rre__lock(&r->history_mu);
     size_t texts = 0;
     for (size_t i = 0; i < r->history.count; i++)
         texts += rre__history_at(&r->history, i)->text_len + 1u;
-    size_t own = rre__history_memory(&r->history) + rre__dedup_memory(&r->dedup) - texts;
-    size_t held = r->history.count, hashes = r->dedup.count;
-    rre__unlock(&r->mu);
+    size_t own = rre__history_memory(&r->history) - texts;
+    size_t held = r->history.count, hashes = 0;
+    rre__unlock(&r->history_mu);
+    for (unsigned i = 0; i < r->dedup_shards; i++) {
+        rre__lock(&r->dedup[i].mu);
+        own += rre__dedup_memory(&r->dedup[i].d);
+        hashes += r->dedup[i].d.count;
+        rre__unlock(&r->dedup[i].mu);
+    }
     printf("bytes per event held (%zu in history, %zu in dedup): %.1f bytes of router "
            "bookkeeping (goal < 200), %.1f bytes of payload text kept by the history; the heap "
            "and mapped blocks grew by %.1f bytes per event\n",

@@ -113,29 +113,40 @@ static void frame_pop(struct rre__frame *f)
     tl_frame = f->outer;
 }
 
+/* Puts f on the watch list of the calling thread's stripe. */
 static void watch_add(struct rre_router *r, struct rre__frame *f)
 {
-    rre__lock(&r->watch_mu);
+    struct rre__stripe *sp = &r->stripes[rre__stripe_index()];
+    rre__lock(&sp->watch_mu);
+    f->stripe = sp;
     f->wprev = NULL;
-    f->wnext = r->watch_list;
-    if (r->watch_list != NULL)
-        r->watch_list->wprev = f;
-    r->watch_list = f;
+    f->wnext = sp->watch_list;
+    if (sp->watch_list != NULL)
+        sp->watch_list->wprev = f;
+    sp->watch_list = f;
     f->watched = true;
-    rre__unlock(&r->watch_mu);
+    rre__unlock(&sp->watch_mu);
 }
 
 static void watch_remove(struct rre_router *r, struct rre__frame *f)
 {
-    rre__lock(&r->watch_mu);
+    (void)r;
+    struct rre__stripe *sp = f->stripe;
+    rre__lock(&sp->watch_mu);
     if (f->wprev != NULL)
         f->wprev->wnext = f->wnext;
     else
-        r->watch_list = f->wnext;
+        sp->watch_list = f->wnext;
     if (f->wnext != NULL)
         f->wnext->wprev = f->wprev;
     f->watched = false;
-    rre__unlock(&r->watch_mu);
+    rre__unlock(&sp->watch_mu);
+}
+
+static void add_delivered(struct rre_router *r, uint64_t calls)
+{
+    atomic_fetch_add_explicit(&r->stripes[rre__stripe_index()].delivered, calls,
+                              memory_order_relaxed);
 }
 
 const rre_event *rre__current_event(void)
@@ -242,7 +253,7 @@ size_t rre__dispatch_sync(struct rre_router *r, struct rre__subset *set, const r
     if (f.watched)
         watch_remove(r, &f);
     frame_pop(&f);
-    atomic_fetch_add_explicit(&r->delivered, calls, memory_order_relaxed);
+    add_delivered(r, calls);
     return calls;
 }
 
@@ -266,7 +277,7 @@ rre_status rre__router_call_named(struct rre_router *r, const char *name, const 
         called = call_handler(r, &f, found, ev, r->clock(r->clock_data), rc);
         frame_pop(&f);
         if (called)
-            atomic_fetch_add_explicit(&r->delivered, 1, memory_order_relaxed);
+            add_delivered(r, 1);
     }
     rre__subset_unref(set);
     return called ? RRE_OK : RRE_ENOTFOUND;
@@ -504,12 +515,12 @@ static void *worker_main(void *arg)
         f.ev = NULL;
         if (f.watched) {
             /* After this the watchdog no longer reads s through this frame. */
-            rre__lock(&r->watch_mu);
-            rre__unlock(&r->watch_mu);
+            rre__lock(&f.stripe->watch_mu);
+            rre__unlock(&f.stripe->watch_mu);
         }
         for (size_t i = 0; i < n; i++)
             evrec_unref(batch[i]);
-        atomic_fetch_add_explicit(&r->delivered, calls, memory_order_relaxed);
+        add_delivered(r, calls);
 
         rre__lock(&p->mu);
         p->pending -= n;
@@ -753,7 +764,7 @@ struct timeout_report {
 };
 
 /* Reads a frame's running call consistently. False when none or when it
- * changed while being read. Requires watch_mu. */
+ * changed while being read. Requires the watch_mu of its stripe. */
 static bool frame_read(struct rre__frame *f, struct rre__sub **s, int64_t *started,
                        rre_event_type *type, uint64_t *seq)
 {
@@ -784,40 +795,44 @@ static void *watchdog_main(void *arg)
         rre__unlock(&r->watch_mu);
         int64_t now = r->clock(r->clock_data);
         atomic_store_explicit(&r->coarse_now, now, memory_order_relaxed);
-        rre__lock(&r->watch_mu);
         size_t nrep = 0;
-        for (struct rre__frame *f = r->watch_list; f != NULL; f = f->wnext) {
-            struct rre__sub *s;
-            int64_t started;
-            rre_event_type type;
-            uint64_t seq;
-            if (!frame_read(f, &s, &started, &type, &seq) || seq == f->reported_seq ||
-                now - started < r->handler_timeout)
-                continue;
-            f->reported_seq = seq;
-            atomic_fetch_add_explicit(&s->timeouts, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&r->timeouts, 1, memory_order_relaxed);
-            if (nrep < MAX_REPORTS) {
-                memcpy(reports[nrep].name, s->name, sizeof reports[nrep].name);
-                reports[nrep].type = type;
-                nrep++;
-            }
-            rre__log(RRE_LOG_WARN, "router", "handler '%s' on %s running past %.3f s", s->name,
-                     rre_event_name(type), (double)r->handler_timeout / 1e6);
-            if (f->is_worker) {
-                struct rre__pool *p = &r->pool;
-                rre__lock(&p->mu);
-                if (!f->timed_out) {
-                    f->timed_out = true;
-                    p->stuck++;
+        for (unsigned k = 0; k < RRE__STRIPES; k++) {
+            struct rre__stripe *sp = &r->stripes[k];
+            rre__lock(&sp->watch_mu);
+            for (struct rre__frame *f = sp->watch_list; f != NULL; f = f->wnext) {
+                struct rre__sub *s;
+                int64_t started;
+                rre_event_type type;
+                uint64_t seq;
+                if (!frame_read(f, &s, &started, &type, &seq) || seq == f->reported_seq ||
+                    now - started < r->handler_timeout)
+                    continue;
+                f->reported_seq = seq;
+                atomic_fetch_add_explicit(&s->timeouts, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&r->timeouts, 1, memory_order_relaxed);
+                if (nrep < MAX_REPORTS) {
+                    memcpy(reports[nrep].name, s->name, sizeof reports[nrep].name);
+                    reports[nrep].type = type;
+                    nrep++;
                 }
-                if (!p->stopping && p->live - p->stuck < p->configured && start_worker(r) != RRE_OK)
-                    rre__log(RRE_LOG_ERROR, "router", "cannot start a replacement worker: %s",
-                             rre_last_error());
-                rre__unlock(&p->mu);
+                rre__log(RRE_LOG_WARN, "router", "handler '%s' on %s running past %.3f s", s->name,
+                         rre_event_name(type), (double)r->handler_timeout / 1e6);
+                if (f->is_worker) {
+                    struct rre__pool *p = &r->pool;
+                    rre__lock(&p->mu);
+                    if (!f->timed_out) {
+                        f->timed_out = true;
+                        p->stuck++;
+                    }
+                    if (!p->stopping && p->live - p->stuck < p->configured &&
+                        start_worker(r) != RRE_OK)
+                        rre__log(RRE_LOG_ERROR, "router", "cannot start a replacement worker: %s",
+                                 rre_last_error());
+                    rre__unlock(&p->mu);
+                }
             }
+            rre__unlock(&sp->watch_mu);
         }
-        rre__unlock(&r->watch_mu);
         for (size_t i = 0; i < nrep; i++)
             rre__router_report(r, reports[i].name, reports[i].type, 0,
                                (double)r->handler_timeout / 1e6);
@@ -863,19 +878,22 @@ size_t rre__stuck_handlers(struct rre_router *r, char (*names)[RRE_ROUTER_NAME_M
         return 0;
     int64_t now = r->clock(r->clock_data);
     size_t n = 0;
-    rre__lock(&r->watch_mu);
-    for (struct rre__frame *f = r->watch_list; f != NULL && n < cap; f = f->wnext) {
-        struct rre__sub *s;
-        int64_t started;
-        rre_event_type type;
-        uint64_t seq;
-        if (!frame_read(f, &s, &started, &type, &seq) || now - started < r->handler_timeout)
-            continue;
-        memcpy(names[n], s->name, RRE_ROUTER_NAME_MAX);
-        seconds[n] = (double)(now - started) / 1e6;
-        types[n] = type;
-        n++;
+    for (unsigned k = 0; k < RRE__STRIPES; k++) {
+        struct rre__stripe *sp = &r->stripes[k];
+        rre__lock(&sp->watch_mu);
+        for (struct rre__frame *f = sp->watch_list; f != NULL && n < cap; f = f->wnext) {
+            struct rre__sub *s;
+            int64_t started;
+            rre_event_type type;
+            uint64_t seq;
+            if (!frame_read(f, &s, &started, &type, &seq) || now - started < r->handler_timeout)
+                continue;
+            memcpy(names[n], s->name, RRE_ROUTER_NAME_MAX);
+            seconds[n] = (double)(now - started) / 1e6;
+            types[n] = type;
+            n++;
+        }
+        rre__unlock(&sp->watch_mu);
     }
-    rre__unlock(&r->watch_mu);
     return n;
 }

@@ -162,32 +162,47 @@ rre_status rre__history_push(struct rre__history *h, const rre_event *ev, const 
     *evicted = NULL;
     if (h->size == 0)
         return RRE_OK;
-    if (len > UINT32_MAX)
+    if (len >= UINT32_MAX)
         return rre__error(RRE_ELIMIT, "history: payload text too long");
     if (h->count == h->cap && h->cap < h->size && !grow(h) && h->cap == 0)
         return rre__error(RRE_ENOMEM, "history: out of memory");
-    char *copy = malloc(len + 1);
-    struct rre__pooled_str *source = copy != NULL ? pool_get(h, ev->source, 0) : NULL;
+    /* When the ring is full the oldest entry's buffer takes the new text if
+     * it is large enough and not much larger: in a steady stream a publish
+     * then neither allocates nor frees (and never frees memory another
+     * thread allocated, which costs that thread's malloc arena lock). */
+    struct rre__history_entry *old = h->count == h->cap ? &h->ring[h->head] : NULL;
+    char *buf = NULL;
+    uint32_t cap = 0;
+    if (old != NULL && old->text_cap >= len + 1 && old->text_cap / 4 <= len + 1) {
+        buf = old->text;
+        cap = old->text_cap;
+    } else {
+        buf = malloc(len + 1);
+        cap = (uint32_t)len + 1;
+    }
+    struct rre__pooled_str *source = buf != NULL ? pool_get(h, ev->source, 0) : NULL;
     struct rre__pooled_str *host = source != NULL ? pool_get(h, ev->hostname, 1) : NULL;
     if (host == NULL) {
         pool_put(h, source);
-        free(copy);
+        if (old == NULL || buf != old->text)
+            free(buf);
         return rre__error(RRE_ENOMEM, "history: out of memory");
     }
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    if (h->count == h->cap) {
-        struct rre__history_entry *old = &h->ring[h->head];
-        *evicted = old->text;
+    if (old != NULL) {
+        if (buf != old->text)
+            *evicted = old->text;
         pool_put(h, old->source);
         pool_put(h, old->hostname);
         h->head = h->head + 1 == h->cap ? 0 : h->head + 1;
         h->count--;
         h->dropped++;
     }
+    memcpy(buf, text, len);
+    buf[len] = '\0';
     struct rre__history_entry *e = &h->ring[pos(h, h->count)];
-    e->text = copy;
+    e->text = buf;
     e->text_len = (uint32_t)len;
+    e->text_cap = cap;
     e->source = source;
     e->hostname = host;
     e->event_id = ev->event_id;

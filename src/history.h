@@ -24,6 +24,7 @@ struct rre__pooled_str; /* an interned string */
 struct rre__history_entry {
     char *text; /* the payload's canonical JSON, NUL-terminated */
     uint32_t text_len;
+    uint32_t text_cap;                /* bytes allocated for text */
     struct rre__pooled_str *source;   /* one reference */
     struct rre__pooled_str *hostname; /* one reference */
     int64_t event_id;
@@ -58,9 +59,10 @@ void rre__history_free(struct rre__history *h);
 
 /* Appends an event whose payload's canonical JSON is text[0..len) (the
  * envelope's strings are interned, the text copied). When the ring is full
- * the oldest entry leaves it; its text is handed to the caller in *evicted
- * (NULL when none) to be freed once the lock is released. On RRE_ENOMEM
- * nothing changes. */
+ * the oldest entry leaves it, and the new text goes into its buffer when it
+ * fits (and the buffer is not over four times the size needed); otherwise
+ * the oldest text is handed to the caller in *evicted (NULL when none) to
+ * be freed once the lock is released. On RRE_ENOMEM nothing changes. */
 rre_status rre__history_push(struct rre__history *h, const rre_event *ev, const char *text,
                              size_t len, int64_t time, const struct rre__trace *trace,
                              char **evicted);

@@ -285,9 +285,12 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
     *out = NULL;
     if (opts == NULL)
         opts = &default_options;
-    rre_router *r = calloc(1, sizeof *r);
+    /* Aligned, so that each stripe and dedup shard has cache lines of its own. */
+    size_t size = (sizeof(rre_router) + 63) & ~(size_t)63;
+    rre_router *r = aligned_alloc(64, size);
     if (r == NULL)
         return rre__error(RRE_ENOMEM, "rre_router_create: out of memory");
+    memset(r, 0, size);
     r->validation = opts->validation;
     r->dedup_enabled = opts->dedup;
     r->handler_timeout = (int64_t)(opts->handler_timeout * 1e6);
@@ -307,8 +310,20 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
         r->hostname[0] = '\0';
     r->hostname[sizeof r->hostname - 1] = '\0';
 
-    rre__dedup_init(&r->dedup, opts->dedup_max_entries, (int64_t)(opts->dedup_window * 1e6));
+    size_t entries = opts->dedup_max_entries;
+    r->dedup_shards =
+        entries >= (size_t)RRE__DEDUP_SHARDS * RRE__DEDUP_SHARD_MIN_ENTRIES ? RRE__DEDUP_SHARDS : 1;
+    for (unsigned i = 0; i < r->dedup_shards; i++) {
+        size_t mine = entries / r->dedup_shards + (i < entries % r->dedup_shards ? 1 : 0);
+        rre__dedup_init(&r->dedup[i].d, mine, (int64_t)(opts->dedup_window * 1e6));
+        rre__mutex_init(&r->dedup[i].mu);
+    }
     rre__history_init(&r->history, opts->history_size);
+    rre__mutex_init(&r->history_mu);
+    for (unsigned i = 0; i < RRE__STRIPES; i++)
+        rre__mutex_init(&r->stripes[i].watch_mu);
+    if (pthread_rwlock_init(&r->subs_lock, NULL) != 0)
+        rre__panic("router: pthread_rwlock_init failed");
     r->subs = subset_build(NULL, 0, NULL, 0);
     if (r->subs == NULL) {
         free(r);
@@ -316,7 +331,6 @@ rre_status rre_router_create(rre_router **out, const rre_router_options *opts)
     }
     atomic_init(&r->closed, false);
     atomic_init(&r->coarse_now, r->clock(r->clock_data));
-    atomic_init(&r->delivered, 0);
     atomic_init(&r->failures, 0);
     atomic_init(&r->timeouts, 0);
     atomic_init(&r->sink_failures, 0);
@@ -378,7 +392,14 @@ void rre_router_destroy(rre_router *r)
     }
     rre__subset_unref(r->subs);
     rre__history_free(&r->history);
-    rre__dedup_free(&r->dedup);
+    pthread_mutex_destroy(&r->history_mu);
+    for (unsigned i = 0; i < r->dedup_shards; i++) {
+        rre__dedup_free(&r->dedup[i].d);
+        pthread_mutex_destroy(&r->dedup[i].mu);
+    }
+    for (unsigned i = 0; i < RRE__STRIPES; i++)
+        pthread_mutex_destroy(&r->stripes[i].watch_mu);
+    pthread_rwlock_destroy(&r->subs_lock);
     rre__pool_free(&r->pool);
     pthread_mutex_destroy(&r->mu);
     pthread_rwlock_destroy(&r->hook_lock);
@@ -406,45 +427,75 @@ static void fill_result(rre_publish_result *out, const rre_event *ev, bool dupli
     out->sink_status = RRE_OK;
 }
 
+/* Replaces the subscriber set (mu held). */
+static void set_subs(rre_router *r, struct rre__subset *set)
+{
+    if (pthread_rwlock_wrlock(&r->subs_lock) != 0)
+        rre__panic("router: pthread_rwlock_wrlock failed");
+    r->subs = set;
+    pthread_rwlock_unlock(&r->subs_lock);
+}
+
+struct rre__subset *rre__subset_get(struct rre_router *r)
+{
+    if (pthread_rwlock_rdlock(&r->subs_lock) != 0)
+        rre__panic("router: pthread_rwlock_rdlock failed");
+    struct rre__subset *set = r->subs;
+    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+    pthread_rwlock_unlock(&r->subs_lock);
+    return set;
+}
+
+/* Adds an accepted event to the history; a text that left the ring is
+ * freed after the lock is released. */
+static rre_status record(rre_router *r, const rre_event *ev, const char *canon, size_t canon_len,
+                         int64_t time, const struct rre__trace *trace)
+{
+    if (r->history.size == 0)
+        return RRE_OK;
+    char *evicted = NULL;
+    rre__lock(&r->history_mu);
+    rre_status st = rre__history_push(&r->history, ev, canon, canon_len, time, trace, &evicted);
+    rre__unlock(&r->history_mu);
+    free(evicted);
+    return st;
+}
+
 /* Steps 6-9 for an event whose envelope is complete; canon[0..canon_len) is
  * the canonical JSON of its payload, for the history. */
 static rre_status accept_event(rre_router *r, rre_event *ev, const char *canon, size_t canon_len,
                                int64_t time, const struct rre__trace *trace, int64_t now,
                                unsigned flags, bool violation, rre_publish_result *out)
 {
-    char *evicted = NULL;
-    rre__lock(&r->mu);
-    if (atomic_load_explicit(&r->closed, memory_order_relaxed)) {
-        rre__unlock(&r->mu);
+    if (atomic_load(&r->closed))
         return rre__error(RRE_ECLOSED, "router is closed");
+    struct rre__stripe *sp = &r->stripes[rre__stripe_index()];
+    if (r->dedup_enabled && (flags & RRE_PUBLISH_NO_DEDUP) == 0) {
+        struct rre__dedup_shard *sh =
+            &r->dedup[r->dedup_shards > 1 ? ev->hash[RRE_HASH_SIZE - 1] % r->dedup_shards : 0];
+        rre__lock(&sh->mu);
+        bool seen = rre__dedup_check(&sh->d, ev->hash, now);
+        rre__unlock(&sh->mu);
+        if (seen) {
+            atomic_fetch_add_explicit(&sp->duplicates, 1, memory_order_relaxed);
+            fill_result(out, ev, true);
+            return RRE_OK;
+        }
     }
-    if (r->dedup_enabled && (flags & RRE_PUBLISH_NO_DEDUP) == 0 &&
-        rre__dedup_check(&r->dedup, ev->hash, now)) {
-        r->duplicates++;
-        rre__unlock(&r->mu);
-        fill_result(out, ev, true);
-        return RRE_OK;
-    }
-    if (ev->origin == RRE_ORIGIN_LOCAL)
-        r->published++;
-    else
-        r->injected++;
-    r->routed_by_type[ev->type]++;
+    atomic_fetch_add_explicit(ev->origin == RRE_ORIGIN_LOCAL ? &sp->published : &sp->injected, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&sp->routed_by_type[ev->type], 1, memory_order_relaxed);
     if (violation) {
-        r->violations++;
-        r->violations_by_type[ev->type]++;
+        atomic_fetch_add_explicit(&sp->violations, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sp->violations_by_type[ev->type], 1, memory_order_relaxed);
     }
-    struct rre__subset *set = r->subs;
-    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
-    /* Only when a sink wants this origin: otherwise the history is recorded
-     * under this same lock hold. */
+    struct rre__subset *set = rre__subset_get(r);
+    /* Recorded before the sinks run only when no sink wants this origin. */
     bool sinks = (set->sink_origins & RRE_ORIGIN_BIT(ev->origin)) != 0 &&
                  (flags & RRE_PUBLISH_LOCAL_ONLY) == 0;
     rre_status hs = RRE_OK;
     if (!sinks)
-        hs = rre__history_push(&r->history, ev, canon, canon_len, time, trace, &evicted);
-    rre__unlock(&r->mu);
-    free(evicted);
+        hs = record(r, ev, canon, canon_len, time, trace);
 
     fill_result(out, ev, false);
     rre_status result = RRE_OK;
@@ -457,10 +508,7 @@ static rre_status accept_event(rre_router *r, rre_event *ev, const char *canon, 
         }
         if (out != NULL)
             out->event_id = ev->event_id;
-        rre__lock(&r->mu);
-        hs = rre__history_push(&r->history, ev, canon, canon_len, time, trace, &evicted);
-        rre__unlock(&r->mu);
-        free(evicted);
+        hs = record(r, ev, canon, canon_len, time, trace);
     }
     if (hs != RRE_OK)
         rre__log(RRE_LOG_WARN, "router", "%s not recorded in the history: out of memory",
@@ -588,11 +636,10 @@ rre_status rre_router_publish_type(rre_router *r, rre_event_type type, json_t *p
         if (vs == RRE_EINVALID_PAYLOAD) {
             violation = true;
             if (r->validation == RRE_VALIDATE_STRICT) {
-                rre__lock(&r->mu);
-                r->rejected++;
-                r->violations++;
-                r->violations_by_type[type]++;
-                rre__unlock(&r->mu);
+                struct rre__stripe *sp = &r->stripes[rre__stripe_index()];
+                atomic_fetch_add_explicit(&sp->rejected, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&sp->violations, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&sp->violations_by_type[type], 1, memory_order_relaxed);
                 log_problems(type, pr, true);
                 char first[160] = "";
                 if (pr->count > 0)
@@ -923,7 +970,7 @@ static rre_status add_sub(rre_router *r, struct rre__sub *s, rre_subscription_id
         free(s);
         return rre__error(RRE_ENOMEM, "subscribe: out of memory");
     }
-    r->subs = set;
+    set_subs(r, set);
     rre_subscription_id id = s->id;
     bool is_sink = s->kind == SUB_SINK;
     rre__unlock(&r->mu);
@@ -1056,7 +1103,7 @@ static rre_status remove_sub(rre_router *r, rre_subscription_id id, bool sink)
         rre__unlock(&r->mu);
         return rre__error(RRE_ENOMEM, "unsubscribe: out of memory");
     }
-    r->subs = set;
+    set_subs(r, set);
     rre__sub_ref(s);
     atomic_store(&s->removed, true);
     rre__unlock(&r->mu);
@@ -1110,7 +1157,7 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
         if (info->alias_of != RRE_EV_NONE)
             type = info->alias_of;
     }
-    rre__lock(&r->mu);
+    rre__lock(&r->history_mu);
     const struct rre__history *h = &r->history;
     /* Walk back from the newest to find the first entry to return. */
     size_t n = 0, bytes = 0, first = h->count;
@@ -1125,7 +1172,7 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
     }
     rre_event_list *list = malloc(sizeof *list + n * sizeof(rre_event) + bytes);
     if (list == NULL) {
-        rre__unlock(&r->mu);
+        rre__unlock(&r->history_mu);
         return rre__error(RRE_ENOMEM, "rre_router_history: out of memory");
     }
     list->count = n;
@@ -1158,7 +1205,7 @@ rre_status rre_router_history(rre_router *r, rre_event_type type, size_t max_cou
         ev->event_id = e->event_id;
         ev->origin = (rre_origin)e->origin;
     }
-    rre__unlock(&r->mu);
+    rre__unlock(&r->history_mu);
     /* The payloads are parsed from their texts after the lock is released.
      * The texts were written from jansson objects by the canonical writer,
      * so jansson reads each back (NUL characters in strings included, and
@@ -1191,6 +1238,31 @@ void rre_event_list_free(rre_event_list *list)
 
 /* ---- statistics ---------------------------------------------------------------------------- */
 
+static _Atomic unsigned next_stripe;
+static _Thread_local unsigned tl_stripe; /* 1 + the thread's stripe; 0: none yet */
+
+unsigned rre__stripe_index(void)
+{
+    if (tl_stripe == 0)
+        tl_stripe =
+            1 + atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % RRE__STRIPES;
+    return tl_stripe - 1;
+}
+
+void rre__router_totals(const struct rre_router *r, struct rre__totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (unsigned k = 0; k < RRE__STRIPES; k++) {
+        const struct rre__stripe *sp = &r->stripes[k];
+        t->published += atomic_load_explicit(&sp->published, memory_order_relaxed);
+        t->injected += atomic_load_explicit(&sp->injected, memory_order_relaxed);
+        t->duplicates += atomic_load_explicit(&sp->duplicates, memory_order_relaxed);
+        t->rejected += atomic_load_explicit(&sp->rejected, memory_order_relaxed);
+        t->violations += atomic_load_explicit(&sp->violations, memory_order_relaxed);
+        t->delivered += atomic_load_explicit(&sp->delivered, memory_order_relaxed);
+    }
+}
+
 rre_status rre_router_get_stats(rre_router *r, rre_router_stats *out)
 {
     if (r == NULL || out == NULL)
@@ -1198,21 +1270,38 @@ rre_status rre_router_get_stats(rre_router *r, rre_router_stats *out)
     uint64_t pending, cancelled;
     size_t workers;
     rre__pool_stats(r, &pending, &cancelled, &workers);
+    struct rre__totals t;
+    rre__router_totals(r, &t);
+    out->events_published = t.published;
+    out->events_injected = t.injected;
+    out->duplicates_prevented = t.duplicates;
+    out->events_rejected = t.rejected;
+    out->schema_violations = t.violations;
+    out->events_delivered = t.delivered;
+    memset(out->routed_by_type, 0, sizeof out->routed_by_type);
+    memset(out->schema_violations_by_type, 0, sizeof out->schema_violations_by_type);
+    for (unsigned k = 0; k < RRE__STRIPES; k++) {
+        const struct rre__stripe *sp = &r->stripes[k];
+        for (int i = 0; i < RRE_EVENT_TYPE_COUNT; i++) {
+            out->routed_by_type[i] +=
+                atomic_load_explicit(&sp->routed_by_type[i], memory_order_relaxed);
+            out->schema_violations_by_type[i] +=
+                atomic_load_explicit(&sp->violations_by_type[i], memory_order_relaxed);
+        }
+    }
     rre__lock(&r->mu);
-    out->events_published = r->published;
-    out->events_injected = r->injected;
-    out->duplicates_prevented = r->duplicates;
-    out->events_rejected = r->rejected;
-    out->schema_violations = r->violations;
     out->subscribers = r->subs->count;
     out->sinks = r->subs->sink_count;
-    out->history_size = r->history.count;
-    out->dedup_entries = r->dedup.count;
-    memcpy(out->routed_by_type, r->routed_by_type, sizeof out->routed_by_type);
-    memcpy(out->schema_violations_by_type, r->violations_by_type,
-           sizeof out->schema_violations_by_type);
     rre__unlock(&r->mu);
-    out->events_delivered = atomic_load(&r->delivered);
+    rre__lock(&r->history_mu);
+    out->history_size = r->history.count;
+    rre__unlock(&r->history_mu);
+    out->dedup_entries = 0;
+    for (unsigned i = 0; i < r->dedup_shards; i++) {
+        rre__lock(&r->dedup[i].mu);
+        out->dedup_entries += r->dedup[i].d.count;
+        rre__unlock(&r->dedup[i].mu);
+    }
     out->handler_failures = atomic_load(&r->failures);
     out->handler_timeouts = atomic_load(&r->timeouts);
     out->sink_failures = atomic_load(&r->sink_failures);
@@ -1354,12 +1443,13 @@ rre_status rre_router_validate_flow(rre_router *r, rre_router_health *out)
     struct issues is = {0};
 
     /* Duplicate rate, handlers and history, each from one snapshot. */
-    rre__lock(&r->mu);
-    uint64_t dups = r->duplicates, accepted = r->published + r->injected;
-    struct rre__subset *set = r->subs;
-    atomic_fetch_add(&set->refs, 1);
+    struct rre__totals t;
+    rre__router_totals(r, &t);
+    uint64_t dups = t.duplicates, accepted = t.published + t.injected;
+    struct rre__subset *set = rre__subset_get(r);
+    rre__lock(&r->history_mu);
     bool partial = r->history.dropped > 0;
-    rre__unlock(&r->mu);
+    rre__unlock(&r->history_mu);
 
     uint64_t attempts = dups + accepted;
     if (dups > RRE_ROUTER_LOOP_DUPLICATES ||

@@ -94,6 +94,8 @@ struct rre__evrec {
  * publisher's stack, for the duration of the dispatch) or a worker (for its
  * lifetime). Frames on one thread form a stack through `outer` (a handler
  * may publish). */
+struct rre__stripe;
+
 struct rre__frame {
     struct rre__frame *outer; /* the thread's enclosing frame */
     struct rre_router *router;
@@ -106,8 +108,9 @@ struct rre__frame {
     atomic_uint_fast64_t seq;       /* calls started through this frame */
     atomic_int type;                /* event type of the running call */
     bool is_worker;
-    bool watched; /* on the watch list */
-    /* Guarded by router->watch_mu. */
+    bool watched;               /* on the watch list of `stripe` */
+    struct rre__stripe *stripe; /* the watch list it is on */
+    /* Guarded by stripe->watch_mu. */
     struct rre__frame *wprev, *wnext;
     uint64_t reported_seq; /* the call last reported as timed out */
     /* Guarded by router->pool.mu (worker frames). */
@@ -142,6 +145,40 @@ struct rre__pool {
 typedef void (*rre__failure_hook)(const rre_event *ev, const char *handler, int rc,
                                   const char *error, void *data);
 
+/* Threads are spread over stripes, by the order in which they first
+ * publish or dispatch, so that publishes from several threads do not write
+ * the same memory: each stripe has its own counters and its own list of
+ * watched frames (the calls the watchdog times). Readers sum the stripes. */
+#define RRE__STRIPES 8
+
+struct rre__stripe {
+    _Alignas(64) pthread_mutex_t watch_mu; /* guards watch_list */
+    struct rre__frame *watch_list;
+    atomic_uint_fast64_t published, injected, duplicates, rejected, violations, delivered;
+    atomic_uint_fast64_t routed_by_type[RRE_EVENT_TYPE_COUNT];
+    atomic_uint_fast64_t violations_by_type[RRE_EVENT_TYPE_COUNT];
+};
+
+/* The calling thread's stripe (fixed for the thread's life). */
+unsigned rre__stripe_index(void);
+
+/* The counters of every stripe added up. */
+struct rre__totals {
+    uint64_t published, injected, duplicates, rejected, violations, delivered;
+};
+void rre__router_totals(const struct rre_router *r, struct rre__totals *t);
+
+/* The dedup window is split by the last byte of the hash into shards with
+ * a lock each, when it is large enough for each to hold a useful part;
+ * a small window stays one shard, so its limit is exact. */
+#define RRE__DEDUP_SHARDS 8
+#define RRE__DEDUP_SHARD_MIN_ENTRIES 4096
+
+struct rre__dedup_shard {
+    _Alignas(64) pthread_mutex_t mu; /* guards d */
+    struct rre__dedup d;
+};
+
 struct rre_router {
     /* Set at creation, read-only afterwards. */
     rre_validation_mode validation;
@@ -155,18 +192,23 @@ struct rre_router {
 
     pthread_mutex_t mu;
     /* Guarded by mu. */
-    atomic_bool closed; /* written under mu, read without it as a fast path */
-    struct rre__dedup dedup;
-    struct rre__history history;
+    atomic_bool closed; /* written under mu, read without it */
+    /* Written under mu and subs_lock (write-locked); read under either
+     * (publishes read-lock subs_lock, so they do not wait for each other). */
     struct rre__subset *subs;
+    pthread_rwlock_t subs_lock;
     bool unique_names; /* handlers that share events must have distinct names */
     uint64_t next_id;
-    uint64_t published, injected, duplicates, rejected, violations;
-    uint64_t routed_by_type[RRE_EVENT_TYPE_COUNT];
-    uint64_t violations_by_type[RRE_EVENT_TYPE_COUNT];
 
-    /* Counters updated outside mu. */
-    atomic_uint_fast64_t delivered;
+    struct rre__dedup_shard dedup[RRE__DEDUP_SHARDS];
+    unsigned dedup_shards; /* in use: 1 or RRE__DEDUP_SHARDS */
+
+    pthread_mutex_t history_mu;
+    struct rre__history history; /* history_mu (history.size: set at creation) */
+
+    struct rre__stripe stripes[RRE__STRIPES];
+
+    /* Counters of rarer events. */
     atomic_uint_fast64_t failures;
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t sink_failures;
@@ -181,7 +223,6 @@ struct rre_router {
      * each read the clock. Early by at most one watchdog interval. */
     atomic_int_fast64_t coarse_now;
     /* Guarded by watch_mu. */
-    struct rre__frame *watch_list;
     bool watchdog_started;
     bool watchdog_stop;
     pthread_t watchdog;
@@ -205,6 +246,9 @@ void rre__cond_init(pthread_cond_t *c); /* CLOCK_MONOTONIC for timed waits */
 void rre__sub_ref(struct rre__sub *s);
 void rre__sub_unref(struct rre__sub *s);
 void rre__subset_unref(struct rre__subset *set);
+
+/* The current subscriber set, with a reference for the caller. */
+struct rre__subset *rre__subset_get(struct rre_router *r);
 
 /* Publishes a HANDLER_FAILED (timeout_seconds < 0) or HANDLER_TIMEOUT
  * report for a call of handler `name` on an event of `type`, asynchronously.

@@ -59,26 +59,51 @@ static void test_entries_are_kept_oldest_first_newest_last(void **state)
     rre__history_free(&h);
 }
 
-static void test_full_ring_drops_the_oldest_and_hands_back_its_text(void **state)
+static void test_full_ring_drops_the_oldest_and_reuses_its_buffer(void **state)
 {
     (void)state;
     struct rre__history h;
     rre__history_init(&h, 3);
     for (int i = 0; i < 3; i++)
         push(&h, i, "src");
+    const char *oldest = rre__history_at(&h, 0)->text;
     rre_event ev = make_event(3, "src");
     struct rre__trace trace;
     rre__trace_new(&trace);
     char *evicted = NULL, buf[32];
     const char *text = text_of(3, buf);
     assert_int_equal(rre__history_push(&h, &ev, text, strlen(text), 3, &trace, &evicted), RRE_OK);
-    assert_non_null(evicted);
-    assert_string_equal(evicted, "{\"n\":0}");
-    free(evicted);
+    /* The new text, as long as the oldest, went into its buffer. */
+    assert_null(evicted);
+    assert_ptr_equal(rre__history_at(&h, 2)->text, oldest);
     assert_int_equal(h.count, 3);
     assert_int_equal(h.dropped, 1);
     assert_int_equal(entry_n(rre__history_at(&h, 0)), 1);
     assert_int_equal(entry_n(rre__history_at(&h, 2)), 3);
+    rre__history_free(&h);
+}
+
+static void test_full_ring_hands_back_a_buffer_too_small_for_the_new_text(void **state)
+{
+    (void)state;
+    struct rre__history h;
+    rre__history_init(&h, 2);
+    push(&h, 1, "src");
+    push(&h, 2, "src");
+    rre_event ev = make_event(123456, "src");
+    struct rre__trace trace;
+    rre__trace_new(&trace);
+    char *evicted = NULL, buf[32];
+    const char *text = text_of(123456, buf);
+    assert_int_equal(rre__history_push(&h, &ev, text, strlen(text), 3, &trace, &evicted), RRE_OK);
+    assert_non_null(evicted);
+    assert_string_equal(evicted, "{\"n\":1}");
+    free(evicted);
+    assert_int_equal(entry_n(rre__history_at(&h, 0)), 2);
+    assert_int_equal(entry_n(rre__history_at(&h, 1)), 123456);
+    /* A short text after a long one fits in its buffer. */
+    push(&h, 7, "src");
+    assert_int_equal(entry_n(rre__history_at(&h, 1)), 7);
     rre__history_free(&h);
 }
 
@@ -146,7 +171,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_entries_are_kept_oldest_first_newest_last),
-        cmocka_unit_test(test_full_ring_drops_the_oldest_and_hands_back_its_text),
+        cmocka_unit_test(test_full_ring_drops_the_oldest_and_reuses_its_buffer),
+        cmocka_unit_test(test_full_ring_hands_back_a_buffer_too_small_for_the_new_text),
         cmocka_unit_test(test_size_zero_keeps_nothing),
         cmocka_unit_test(test_strings_are_interned_once_and_freed_with_their_last_entry),
         cmocka_unit_test(test_set_event_id_marks_the_newest_entry_with_that_hash),

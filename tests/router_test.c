@@ -1002,6 +1002,78 @@ static void test_async_dispatch_keeps_each_producers_order_per_subscriber(void *
         pthread_mutex_destroy(&oc[s].mu);
 }
 
+static int count_handler(const rre_event *ev, void *user_data)
+{
+    (void)ev;
+    atomic_fetch_add((atomic_int *)user_data, 1);
+    return 0;
+}
+
+/* Several threads publish the same events at once: each is accepted once
+ * (the dedup window is split into shards with a lock each), and the
+ * counters, which each thread keeps in a stripe of its own, add up. */
+enum { SAME_THREADS = 4, SAME_EVENTS = 3000 };
+
+static void *same_events_main(void *arg)
+{
+    rre_router *r = arg;
+    for (int i = 0; i < SAME_EVENTS; i++) {
+        json_t *p = json_pack("{s:s, s:i}", "config_key", "hex8_2p", "seq", i);
+        rre_status st = rre_router_publish(r, "TRAINING_PROGRESS", p, NULL, NULL);
+        json_decref(p);
+        if (st != RRE_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void
+test_threads_publishing_the_same_events_store_each_once_and_counters_add_up(void **state)
+{
+    (void)state;
+    rre_router_options *o = options();
+    rre_router_options_set_validation(o, RRE_VALIDATE_OFF);
+    rre_router_options_set_history_size(o, 1000);
+    rre_router *r = router_with(o);
+    atomic_int calls = 0;
+    assert_int_equal(
+        rre_router_subscribe(r, RRE_EV_TRAINING_PROGRESS, "count", count_handler, &calls, NULL),
+        RRE_OK);
+    pthread_t t[SAME_THREADS];
+    for (int i = 0; i < SAME_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, same_events_main, r), 0);
+    for (int i = 0; i < SAME_THREADS; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        assert_null(ret);
+    }
+    assert_int_equal(atomic_load(&calls), SAME_EVENTS);
+    rre_router_stats *st = malloc(sizeof *st);
+    assert_non_null(st);
+    assert_int_equal(rre_router_get_stats(r, st), RRE_OK);
+    assert_int_equal(st->events_published, SAME_EVENTS);
+    assert_int_equal(st->duplicates_prevented, (SAME_THREADS - 1) * SAME_EVENTS);
+    assert_int_equal(st->routed_by_type[RRE_EV_TRAINING_PROGRESS], SAME_EVENTS);
+    assert_int_equal(st->events_delivered, SAME_EVENTS);
+    assert_int_equal(st->dedup_entries, SAME_EVENTS);
+    assert_int_equal(st->history_size, 1000);
+    free(st);
+    /* The history holds the last 1000 accepted, each once. */
+    rre_event_list *list = NULL;
+    assert_int_equal(rre_router_history(r, RRE_EV_NONE, 0, &list), RRE_OK);
+    assert_int_equal(list->count, 1000);
+    char *seen = calloc(SAME_EVENTS, 1);
+    for (size_t i = 0; i < list->count; i++) {
+        int seq = (int)json_integer_value(json_object_get(list->events[i].payload, "seq"));
+        assert_in_range(seq, 0, SAME_EVENTS - 1);
+        assert_int_equal(seen[seq], 0);
+        seen[seq] = 1;
+    }
+    free(seen);
+    rre_event_list_free(list);
+    rre_router_destroy(r);
+}
+
 /* ---- unsubscribe ------------------------------------------------------------------------------
  */
 
@@ -1163,13 +1235,6 @@ struct churn_arg {
     int id;
     atomic_int *calls;
 };
-
-static int count_handler(const rre_event *ev, void *user_data)
-{
-    (void)ev;
-    atomic_fetch_add((atomic_int *)user_data, 1);
-    return 0;
-}
 
 static void *churn_publisher(void *arg)
 {
@@ -1695,6 +1760,8 @@ int main(void)
         cmocka_unit_test(test_failure_of_a_report_handler_is_not_reported_again),
         cmocka_unit_test(test_hanging_handler_is_reported_once_and_others_keep_receiving),
         cmocka_unit_test(test_async_dispatch_keeps_each_producers_order_per_subscriber),
+        cmocka_unit_test(
+            test_threads_publishing_the_same_events_store_each_once_and_counters_add_up),
         cmocka_unit_test(test_unsubscribe_from_another_thread_waits_for_the_running_call),
         cmocka_unit_test(test_unsubscribe_from_inside_the_handler_returns_at_once),
         cmocka_unit_test(test_publish_from_inside_a_handler_chains_without_deadlock),
