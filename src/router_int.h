@@ -3,15 +3,19 @@
  * publish pipeline, subscriptions, history, statistics) and dispatch.c
  * (calling handlers, the worker pool, the watchdog).
  *
- * DESIGN. One mutex per concern, never held while user code runs:
- *  - r->mu guards the router's state that every publish touches once: the
- *    closed flag, the dedup window, the history, the counters and the
- *    pointer to the current subscription set. A publish holds it once
- *    (twice when sinks are registered), for a few hundred nanoseconds.
+ * DESIGN. One mutex per concern, never held while user code runs, and none
+ * that every publish takes for long:
+ *  - r->mu guards subscribe and unsubscribe (the next id, unique names) and
+ *    the closed flag's writers. Publishes do not take it.
+ *  - Each dedup shard's mutex guards its part of the window (by hash); the
+ *    history has its own mutex, held to copy one entry in.
+ *  - Counters are atomics in the calling thread's stripe (RRE__STRIPES), so
+ *    threads do not write the same cache lines; readers add the stripes up.
  *  - The subscription set is immutable and reference-counted. Subscribing
- *    and unsubscribing build a new set under r->mu and swap it in; a publish
- *    takes a reference to the current set and dispatches from it without a
- *    lock, so handlers run in subscription order with no lock held.
+ *    and unsubscribing build a new set under r->mu and swap it in under
+ *    r->subs_lock (write-locked); a publish read-locks it to take a
+ *    reference to the current set and dispatches from it without a lock, so
+ *    handlers run in subscription order with no lock held.
  *  - Each subscription counts the calls running now (in_flight) and has a
  *    removed flag. A caller increments in_flight and then checks removed;
  *    unsubscribe sets removed and then waits (r->unsub_mu, r->unsub_cv) until
@@ -26,9 +30,10 @@
  *    events, and the thread bookkeeping. A subscription is on the ready list
  *    or being served by exactly one worker while `scheduled` is set, which
  *    gives each subscriber one FIFO order.
- *  - r->watch_mu guards the list of dispatch frames (one per thread running
- *    handlers of this router) that the watchdog inspects for calls running
- *    past the timeout. Lock order: r->watch_mu before r->pool.mu; r->mu is
+ *  - Each stripe's watch_mu guards its list of dispatch frames (one per
+ *    thread running handlers of this router) that the watchdog inspects for
+ *    calls running past the timeout; r->watch_mu guards the watchdog's own
+ *    state. Lock order: a stripe's watch_mu before r->pool.mu; r->mu is
  *    never held together with either.
  */
 #ifndef RRE_ROUTER_INT_H
