@@ -1637,10 +1637,16 @@ static void report_refused(rre_bridge *b, natsMsg *m, uint64_t seq, const char *
     b->refuse_unlogged = 0;
 }
 
+#define RETIRED_MAX 64
+
 struct inbound {
     rre_bridge *b;
     rre__importer *im;
     natsSubscription *sub;
+    /* Subscriptions given up while the connection was open, unsubscribed
+     * but not destroyed yet (see drop_consumer()). */
+    natsSubscription *retired[RETIRED_MAX];
+    int nretired;
     uint64_t done;         /* last stream sequence stored or passed (committed) */
     uint64_t pos;          /* last stream sequence handled: done, or beyond it when the
                               messages since were only passed (own or refused ones) */
@@ -1697,14 +1703,34 @@ static void record_latency(rre_bridge *b, int64_t origin_us, int64_t now_us)
     atomic_fetch_add(&b->lat_count, 1);
 }
 
+/* Gives up the consumer's subscription: unsubscribed now, destroyed by
+ * destroy_retired() once the connection is closed and its last callback
+ * was delivered. libnats 3.4 may still be handling a message or an
+ * asynchronous error of a subscription on one of its own threads after
+ * Unsubscribe() returns (a late fetch response, a status message), and
+ * destroying the subscription then can crash that thread (fixed in later
+ * libnats versions). The oldest retired one is destroyed when more than
+ * RETIRED_MAX pile up in one session: what concerned it was handled long
+ * before. */
 static void drop_consumer(struct inbound *in)
 {
-    /* Unsubscribe first, so that no late fetch response is delivered to a
-     * subscription being destroyed. */
-    if (in->sub != NULL)
-        natsSubscription_Unsubscribe(in->sub);
-    natsSubscription_Destroy(in->sub);
+    if (in->sub == NULL)
+        return;
+    natsSubscription_Unsubscribe(in->sub);
+    if (in->nretired == RETIRED_MAX) {
+        natsSubscription_Destroy(in->retired[0]);
+        memmove(in->retired, in->retired + 1, (RETIRED_MAX - 1) * sizeof in->retired[0]);
+        in->nretired--;
+    }
+    in->retired[in->nretired++] = in->sub;
     in->sub = NULL;
+}
+
+static void destroy_retired(struct inbound *in)
+{
+    for (int i = 0; i < in->nretired; i++)
+        natsSubscription_Destroy(in->retired[i]);
+    in->nretired = 0;
 }
 
 /* Makes the consumer anew, at the first sequence not yet stored (or by the
@@ -2117,6 +2143,10 @@ static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
                      "the NATS library did not report the connection closed within 10 s; "
                      "going on without it");
     }
+    /* The connection is closed and its closed callback, the last one the
+     * library delivers for it, has run: nothing handles its subscriptions
+     * any more. */
+    destroy_retired(in);
     if (b->closure != NULL) {
         /* From here on a late closed callback of this connection touches
          * nothing of the bridge. */

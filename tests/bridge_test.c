@@ -436,19 +436,25 @@ static void test_message_delivered_to_a_lost_fetch_reaches_the_host_anyway(void 
         natsMsgList_Destroy(&list);
     }
     print_message("another client took %d message(s); %d published\n", stolen, published - 1);
-    if (stolen == 0)
-        skip(); /* the bridge won every time: nothing was lost */
-    bh_wait_rows(b, "stall-a", published, 40000);
-    for (int i = 0; i < published - 1; i++)
-        assert_int_equal(bh_count_payload(b, payloads[i]), 1);
-    rre_bridge_counters c;
-    rre_bridge_get_counters(b->bridge, &c);
-    assert_true(c.in_consumer_resets >= 1);
+    if (stolen > 0) {
+        bh_wait_rows(b, "stall-a", published, 40000);
+        for (int i = 0; i < published - 1; i++)
+            assert_int_equal(bh_count_payload(b, payloads[i]), 1);
+        rre_bridge_counters c;
+        rre_bridge_get_counters(b->bridge, &c);
+        assert_true(c.in_consumer_resets >= 1);
+    }
+    /* The connection is closed (its reading thread joined) before the
+     * subscription is destroyed: see drop_consumer() in the bridge. */
+    natsSubscription_Unsubscribe(thief);
+    natsConnection_Close(nc);
     natsSubscription_Destroy(thief);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     bh_stop(a);
     bh_stop(b);
+    if (stolen == 0)
+        skip(); /* the bridge won every time: nothing was lost */
 }
 
 static void test_existing_stream_with_conflicting_settings_is_a_fatal_error(void **state)
