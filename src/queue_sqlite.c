@@ -1004,7 +1004,7 @@ static rre_status open_writer(rre_queue *q)
     if (q->wdb != NULL)
         return RRE_OK;
     sqlite3 *db;
-    rre_status st = rre__queue_connect(q, &db, 1024);
+    rre_status st = rre__queue_connect(q, &db, RRE__STORE_CACHE_KIB);
     if (st != RRE_OK)
         return st;
     st = rre__queue_prepare(db,
