@@ -60,7 +60,7 @@ rre_status rre__importer_open(rre_queue *q, rre__importer **out)
     if (im == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
     im->q = q;
-    rre_status st = rre__queue_connect(q, &im->db, RRE__STORE_CACHE_KIB);
+    rre_status st = rre__queue_connect(q, &im->db, 1024);
     if (st == RRE_OK)
         rre__queue_hook_checkpoints(im->db, &im->ckpt, q);
     if (st == RRE_OK)

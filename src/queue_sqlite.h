@@ -193,12 +193,13 @@ int64_t rre__queue_mono_ms(void);
  * /proc/<pid>/stat), or -1 when unknown. */
 long long rre__process_start_time(long pid);
 
-/* The page cache of a connection that stores events (the writer, the
- * bridge's importer), in KiB. Each stored event inserts its hash into the
- * dedup index, at a random place: with the index's pages cached the insert
- * reads nothing from the file. Pages are taken as they are used, so a process
- * that publishes little uses little of it. 1 MiB -> 8 MiB: pipelined publish
- * 88,000-98,000 -> 115,000-134,000 events/s in one sitting. */
+/* The page cache of the writer connection, in KiB. Each stored event
+ * inserts its hash into the dedup index, at a random place: with the index's
+ * pages cached the insert reads nothing from the file. Pages are taken as
+ * they are used, so a process that publishes little uses little of it.
+ * 1 MiB -> 8 MiB: pipelined publish 88,000-98,000 -> 115,000-134,000
+ * events/s in one sitting. The bridge's importer keeps 1 MiB: its rate is
+ * bound elsewhere, and 8 MiB took the bridge process over 20 MiB. */
 #define RRE__STORE_CACHE_KIB 8192
 
 /* Opens a connection to the queue's file with the queue's pragmas and busy
