@@ -346,7 +346,7 @@ int main(int argc, char **argv)
     rre__lock(&r->history_mu);
     size_t texts = 0;
     for (size_t i = 0; i < r->history.count; i++)
-        texts += rre__history_at(&r->history, i)->text_len + 1u;
+        texts += rre__history_at(&r->history, i)->text_cap;
     size_t own = rre__history_memory(&r->history) - texts;
     size_t held = r->history.count, hashes = 0;
     rre__unlock(&r->history_mu);

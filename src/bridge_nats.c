@@ -2138,10 +2138,13 @@ static void end_session(rre_bridge *b, struct inbound *in, bool inbound_started)
         }
         bool seen = b->closed_seen;
         unlock(b);
-        if (!seen)
+        if (!seen) {
             rre__log(RRE_LOG_WARN, "bridge",
                      "the NATS library did not report the connection closed within 10 s; "
-                     "going on without it");
+                     "going on without it (and leaving %d old subscription(s) undestroyed)",
+                     in->nretired);
+            in->nretired = 0; /* its threads may still touch them */
+        }
     }
     /* The connection is closed and its closed callback, the last one the
      * library delivers for it, has run: nothing handles its subscriptions

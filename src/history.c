@@ -234,6 +234,6 @@ size_t rre__history_memory(const struct rre__history *h)
         for (const struct rre__pooled_str *s = h->buckets[i]; s != NULL; s = s->next)
             bytes += sizeof *s + s->len + 1;
     for (size_t i = 0; i < h->count; i++)
-        bytes += h->ring[pos(h, i)].text_len + 1u;
+        bytes += h->ring[pos(h, i)].text_cap;
     return bytes;
 }
