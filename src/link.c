@@ -109,14 +109,13 @@ static rre_status link_sink(rre_event *ev, void *user_data)
 {
     rre_link *link = user_data;
     if (link->flags & RRE_LINK_PIPELINED) {
-        rre_status st = rre_queue_publish_async(link->queue, ev->type, ev->payload, ev->source,
-                                                ev->timestamp, ev->trace_id, link_stored, link);
+        rre_status st = rre__queue_publish_routed_async(link->queue, ev, link_stored, link);
         if (st != RRE_OK)
             count_append(link, st, false);
         return st;
     }
     bool duplicate = false;
-    rre_status st = rre_queue_publish_event(link->queue, ev, &duplicate);
+    rre_status st = rre__queue_publish_routed(link->queue, ev, &duplicate);
     count_append(link, st, duplicate);
     return st;
 }

@@ -1190,16 +1190,22 @@ static const rre_event_info *queue_event(rre_event_type type, const char *what)
 }
 
 /* Fills a request: the row's text and the content hash. */
+/* `hash`: the content hash of info->type and payload when the caller has
+ * it (a router computed it), else NULL to compute it here. */
 static rre_status prepare_req(rre_queue *q, const rre_event_info *info, const json_t *payload,
                               const char *source, const char *timestamp, const char *trace_id,
-                              struct rre__pub_req *req, struct rre__buf *text)
+                              const uint8_t *hash, struct rre__pub_req *req, struct rre__buf *text)
 {
     memset(req, 0, sizeof *req);
     req->spelling = info->queue_spelling;
     req->source = source != NULL ? source : q->default_source;
     if (!rre__utf8_valid(req->source, strlen(req->source)))
         return rre__error(RRE_EINVAL, "the source is not valid UTF-8; nothing was stored");
-    rre_status st = rre_content_hash(info->type, payload, req->hash);
+    rre_status st = RRE_OK;
+    if (hash != NULL)
+        memcpy(req->hash, hash, RRE_HASH_SIZE);
+    else
+        st = rre_content_hash(info->type, payload, req->hash);
     if (st != RRE_OK)
         return st;
     if (text == NULL)
@@ -1293,9 +1299,33 @@ static rre_status submit(rre_queue *q, struct rre__pub_req *reqs, struct rre__pu
     return RRE_OK;
 }
 
+static rre_status publish_one(rre_queue *q, rre_event_type type, const json_t *payload,
+                              const char *source, const char *timestamp, const char *trace_id,
+                              const uint8_t *hash, rre_queue_publish_result *out);
+
 rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *payload,
                              const char *source, const char *timestamp, const char *trace_id,
                              rre_queue_publish_result *out)
+{
+    return publish_one(q, type, payload, source, timestamp, trace_id, NULL, out);
+}
+
+rre_status rre__queue_publish_routed(rre_queue *q, rre_event *ev, bool *duplicate)
+{
+    rre_queue_publish_result res;
+    rre_status st = publish_one(q, ev->type, ev->payload, ev->source, ev->timestamp, ev->trace_id,
+                                ev->hash, &res);
+    if (st != RRE_OK)
+        return st;
+    ev->event_id = res.event_id;
+    if (duplicate != NULL)
+        *duplicate = res.duplicate;
+    return RRE_OK;
+}
+
+static rre_status publish_one(rre_queue *q, rre_event_type type, const json_t *payload,
+                              const char *source, const char *timestamp, const char *trace_id,
+                              const uint8_t *hash, rre_queue_publish_result *out)
 {
     if (q == NULL)
         return rre__error(RRE_EINVAL, "rre_queue_publish: queue is NULL");
@@ -1310,7 +1340,7 @@ rre_status rre_queue_publish(rre_queue *q, rre_event_type type, const json_t *pa
     atomic_fetch_add(&q->in_publish, 1);
     struct rre__pub_req req;
     char error[PUB_ERROR_CAP];
-    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &req, NULL);
+    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, hash, &req, NULL);
     req.error = error;
     if (st == RRE_OK)
         st = submit(q, &req, &req, 1);
@@ -1355,7 +1385,7 @@ rre_status rre_queue_publish_batch(rre_queue *q, rre_event *evs, size_t n, bool 
                             (int)ev->type);
             break;
         }
-        st = prepare_req(q, info, ev->payload, ev->source, ev->timestamp, ev->trace_id,
+        st = prepare_req(q, info, ev->payload, ev->source, ev->timestamp, ev->trace_id, NULL,
                          &reqs[prepared], NULL);
         if (st != RRE_OK) {
             char why[256];
@@ -1618,9 +1648,27 @@ static void async_stop(rre_queue *q)
     rre__queue_unlock(&q->async_mu);
 }
 
+static rre_status publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
+                                const char *source, const char *timestamp, const char *trace_id,
+                                const uint8_t *hash, rre_queue_stored_fn done, void *user_data);
+
 rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
                                    const char *source, const char *timestamp, const char *trace_id,
                                    rre_queue_stored_fn done, void *user_data)
+{
+    return publish_async(q, type, payload, source, timestamp, trace_id, NULL, done, user_data);
+}
+
+rre_status rre__queue_publish_routed_async(rre_queue *q, const rre_event *ev,
+                                           rre_queue_stored_fn done, void *user_data)
+{
+    return publish_async(q, ev->type, ev->payload, ev->source, ev->timestamp, ev->trace_id,
+                         ev->hash, done, user_data);
+}
+
+static rre_status publish_async(rre_queue *q, rre_event_type type, const json_t *payload,
+                                const char *source, const char *timestamp, const char *trace_id,
+                                const uint8_t *hash, rre_queue_stored_fn done, void *user_data)
 {
     if (q == NULL)
         return rre__error(RRE_EINVAL, "rre_queue_publish_async: queue is NULL");
@@ -1642,7 +1690,8 @@ rre_status rre_queue_publish_async(rre_queue *q, rre_event_type type, const json
     struct rre__async_req *a = async_take(q);
     if (a == NULL)
         return rre__error(RRE_ENOMEM, "out of memory");
-    rre_status st = prepare_req(q, info, payload, source, timestamp, trace_id, &a->req, &a->text);
+    rre_status st =
+        prepare_req(q, info, payload, source, timestamp, trace_id, hash, &a->req, &a->text);
     if (st == RRE_OK) {
         size_t len = strlen(a->req.source);
         if (len < sizeof a->source_buf) {

@@ -312,6 +312,14 @@ struct rre__own_id {
     int64_t id;
     uint8_t hash[8]; /* the first bytes of the content hash */
 };
+/* rre_queue_publish_event() and rre_queue_publish_async() for an event a
+ * router accepted: ev->hash is the content hash the router computed of
+ * ev->type and ev->payload, and is stored as it is instead of being computed
+ * again (the link's sink). The public functions never trust a caller's hash. */
+rre_status rre__queue_publish_routed(rre_queue *q, rre_event *ev, bool *duplicate);
+rre_status rre__queue_publish_routed_async(rre_queue *q, const rre_event *ev,
+                                           rre_queue_stored_fn done, void *user_data);
+
 void rre__queue_own_set_tracking(rre_queue *q, bool on);
 void rre__queue_own_add(rre_queue *q, int64_t id, const uint8_t hash[RRE_HASH_SIZE]);
 void rre__queue_own_remove(rre_queue *q, int64_t id);

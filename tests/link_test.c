@@ -478,6 +478,62 @@ static void test_pipelined_link_stores_everything_by_flush_and_destroy(void **st
     node_close(&b);
 }
 
+/* A linked router's events are stored under the content hash the router
+ * computed (the link does not compute it again): the same content published
+ * on the queue directly, which computes it, is a duplicate of each. */
+static void check_stored_under_content_hash(unsigned flags)
+{
+    struct node a;
+    rre_link_options lo = {.flags = flags};
+    node_open(&a, &lo, NULL);
+    const char *texts[] = {
+        "{\"config_key\":\"hex8_2p\",\"games_completed\":10,\"seq\":1}",
+        /* envelope fields, left out of the hash */
+        "{\"config_key\":\"hex8_2p\",\"games_completed\":11,\"source\":\"elsewhere\","
+        "\"timestamp\":\"2026-01-01T00:00:00Z\",\"trace_id\":\"x\"}",
+        /* keys out of order, a real with an integral value, nesting */
+        "{\"seq\":3,\"games_completed\":12.0,\"config_key\":\"sq8_4p\",\"extra\":{\"b\":[1,2],"
+        "\"a\":\"\\u00e9\"}}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        json_t *p = NULL;
+        assert_int_equal(rre_payload_parse(texts[i], strlen(texts[i]), &p), RRE_OK);
+        assert_int_equal(rre_router_publish_type(a.router, RRE_EV_SELFPLAY_COMPLETE, p, NULL, NULL),
+                         RRE_OK);
+        json_decref(p);
+    }
+    assert_int_equal(rre_link_flush(a.link, -1), RRE_OK);
+    assert_int_equal(count_rows(&a), 3);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        json_t *p = NULL;
+        assert_int_equal(rre_payload_parse(texts[i], strlen(texts[i]), &p), RRE_OK);
+        rre_queue_publish_result res;
+        assert_int_equal(
+            rre_queue_publish(a.queue, RRE_EV_SELFPLAY_COMPLETE, p, "direct", NULL, NULL, &res),
+            RRE_OK);
+        if (!res.duplicate)
+            fail_msg("payload %zu was stored under another hash than its content hash", i);
+        uint8_t want[RRE_HASH_SIZE];
+        assert_int_equal(rre_content_hash(RRE_EV_SELFPLAY_COMPLETE, p, want), RRE_OK);
+        assert_memory_equal(res.hash, want, RRE_HASH_SIZE);
+        json_decref(p);
+    }
+    assert_int_equal(count_rows(&a), 3);
+    node_close(&a);
+}
+
+static void test_linked_events_are_stored_under_their_content_hash(void **state)
+{
+    (void)state;
+    check_stored_under_content_hash(0);
+}
+
+static void test_pipelined_linked_events_are_stored_under_their_content_hash(void **state)
+{
+    (void)state;
+    check_stored_under_content_hash(RRE_LINK_PIPELINED);
+}
+
 /* Handler retries need each local event's id when it is dispatched, which a
  * pipelined link does not have: the two are refused together. A pipelined
  * link's flush reports the link's own events that were not stored. */
@@ -559,6 +615,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_reused_id_of_another_process_is_not_taken_for_our_own, setup, teardown),
         cmocka_unit_test(test_link_requires_router_and_queue),
+        cmocka_unit_test_setup_teardown(test_linked_events_are_stored_under_their_content_hash,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pipelined_linked_events_are_stored_under_their_content_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_link_stores_everything_by_flush_and_destroy,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
