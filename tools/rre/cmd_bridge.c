@@ -70,6 +70,11 @@ static void counter(FILE *out, const char *name, const char *help, uint64_t v)
 static void write_metrics(FILE *out, void *user_data)
 {
     struct metrics_ctx *m = user_data;
+    /* The latency first: the bridge counts an import before it records the
+     * import's latency, so read in this order a scrape never shows a latency
+     * observation whose import it does not count. */
+    rre_bridge_latency lat;
+    rre_bridge_get_latency(m->bridge, &lat);
     rre_bridge_counters c;
     rre_bridge_get_counters(m->bridge, &c);
     fputs("# HELP rre_bridge_messages_out_total Rows of this host the stream confirmed, by "
@@ -118,8 +123,6 @@ static void write_metrics(FILE *out, void *user_data)
             "# HELP rre_bridge_stream_sequence The last stream sequence stored or passed.\n"
             "# TYPE rre_bridge_stream_sequence gauge\nrre_bridge_stream_sequence %llu\n",
             (unsigned long long)c.in_stream_seq);
-    rre_bridge_latency lat;
-    rre_bridge_get_latency(m->bridge, &lat);
     const double *bounds = rre_bridge_latency_bounds();
     fputs("# HELP rre_bridge_cross_host_latency_seconds From an imported event's own time on "
           "its host to its commit here (clocks of two hosts differ).\n"
