@@ -35,7 +35,8 @@ static int entry_n(const struct rre__history_entry *e)
     return n;
 }
 
-static void push(struct rre__history *h, int n, const char *source)
+/* Pushes event n; returns the text handed back (NULL when none). */
+static char *push_evicting(struct rre__history *h, int n, const char *source)
 {
     rre_event ev = make_event(n, source);
     struct rre__trace trace;
@@ -43,7 +44,12 @@ static void push(struct rre__history *h, int n, const char *source)
     char *evicted = NULL, buf[32];
     const char *text = text_of(n, buf);
     assert_int_equal(rre__history_push(h, &ev, text, strlen(text), n, &trace, &evicted), RRE_OK);
-    free(evicted);
+    return evicted;
+}
+
+static void push(struct rre__history *h, int n, const char *source)
+{
+    free(push_evicting(h, n, source));
 }
 
 static void test_entries_are_kept_oldest_first_newest_last(void **state)
@@ -67,12 +73,7 @@ static void test_full_ring_drops_the_oldest_and_reuses_its_buffer(void **state)
     for (int i = 0; i < 3; i++)
         push(&h, i, "src");
     const char *oldest = rre__history_at(&h, 0)->text;
-    rre_event ev = make_event(3, "src");
-    struct rre__trace trace;
-    rre__trace_new(&trace);
-    char *evicted = NULL, buf[32];
-    const char *text = text_of(3, buf);
-    assert_int_equal(rre__history_push(&h, &ev, text, strlen(text), 3, &trace, &evicted), RRE_OK);
+    char *evicted = push_evicting(&h, 3, "src");
     /* The new text, as long as the oldest, went into its buffer. */
     assert_null(evicted);
     assert_ptr_equal(rre__history_at(&h, 2)->text, oldest);
@@ -90,12 +91,7 @@ static void test_full_ring_hands_back_a_buffer_too_small_for_the_new_text(void *
     rre__history_init(&h, 2);
     push(&h, 1, "src");
     push(&h, 2, "src");
-    rre_event ev = make_event(123456, "src");
-    struct rre__trace trace;
-    rre__trace_new(&trace);
-    char *evicted = NULL, buf[32];
-    const char *text = text_of(123456, buf);
-    assert_int_equal(rre__history_push(&h, &ev, text, strlen(text), 3, &trace, &evicted), RRE_OK);
+    char *evicted = push_evicting(&h, 123456, "src");
     assert_non_null(evicted);
     assert_string_equal(evicted, "{\"n\":1}");
     free(evicted);
